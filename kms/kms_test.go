@@ -1,0 +1,63 @@
+package kms_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+
+	"github.com/phicrypt/phicrypt/kms"
+)
+
+func TestValidateKeyID(t *testing.T) {
+	for _, ok := range []string{"local:main", "vault:transit/phi", "aws-kms:arn:aws:kms:eu-west-1:111122223333:key/1234", "gcp-kms:projects/p/locations/l/keyRings/r/cryptoKeys/k", "pkcs11:token=hsm;object=kek", "a+b.c-1:x"} {
+		assert.NoError(t, kms.ValidateKeyID(ok), ok)
+	}
+	for _, bad := range []string{"", "ab", "nocolon", ":x", "x:", "1ocal:x", "Local:x", "loc al:x", "local:a b", "local:\x00", "local:é", "local:" + strings.Repeat("x", kms.MaxKeyIDSize)} {
+		assert.ErrorIs(t, kms.ValidateKeyID(bad), kms.ErrInvalidInput, "%q", bad)
+	}
+}
+
+func TestError(t *testing.T) {
+	cause := errors.New("connection refused")
+	err := error(&kms.Error{Op: "wrap", KeyID: "vault:transit/phi", Kind: kms.ErrUnavailable, Err: cause})
+	assert.Equal(t, "kms: wrap vault:transit/phi: unavailable: connection refused", err.Error())
+	assert.ErrorIs(t, err, kms.ErrUnavailable)
+	assert.ErrorIs(t, err, cause)
+	assert.True(t, kms.IsTransient(err))
+	assert.True(t, kms.IsTransient(fmt.Errorf("wrapped: %w", err)))
+
+	assert.Equal(t, "kms: unwrap: unwrap failed", (&kms.Error{Op: "unwrap", Kind: kms.ErrUnwrapFailed}).Error())
+	assert.False(t, kms.IsTransient(&kms.Error{Op: "unwrap", Kind: kms.ErrPermissionDenied}))
+}
+
+func TestNewErrorPrefersContextError(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := kms.NewError(ctx, "unwrap", "local:x", kms.ErrUnavailable, errors.New("EOF"))
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.False(t, kms.IsTransient(err), "an ended context is never retried")
+	err = kms.NewError(context.Background(), "unwrap", "local:x", kms.ErrUnavailable, nil)
+	assert.ErrorIs(t, err, kms.ErrUnavailable)
+}
+
+func TestCheckArguments(t *testing.T) {
+	assert.ErrorIs(t, kms.CheckWrap(make([]byte, 15), nil), kms.ErrInvalidInput)
+	assert.ErrorIs(t, kms.CheckWrap(make([]byte, 32), make([]byte, kms.MaxAADSize+1)), kms.ErrInvalidInput)
+	assert.NoError(t, kms.CheckWrap(make([]byte, 32), make([]byte, kms.MaxAADSize)))
+	wk := kms.WrappedKey{KeyID: "local:a", Ciphertext: []byte{1}}
+	assert.NoError(t, kms.CheckUnwrap("local:a", wk, nil))
+	assert.ErrorIs(t, kms.CheckUnwrap("local:b", wk, nil), kms.ErrKeyNotFound)
+	assert.ErrorIs(t, kms.CheckUnwrap("local:a", kms.WrappedKey{KeyID: "local:a"}, nil), kms.ErrUnwrapFailed)
+}
+
+func TestWrappedKeyStringHidesCiphertext(t *testing.T) {
+	wk := kms.WrappedKey{KeyID: "local:a", Ciphertext: []byte("SECRETSECRET")}
+	for _, s := range []string{fmt.Sprint(wk), fmt.Sprintf("%+v", wk), fmt.Sprintf("%#v", wk)} {
+		assert.NotContains(t, s, "SECRET")
+		assert.Contains(t, s, "12 bytes")
+	}
+}
