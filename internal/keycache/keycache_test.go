@@ -1,0 +1,202 @@
+package keycache
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+type clock struct{ t atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.Unix(0, c.t.Load()) }
+func (c *clock) advance(d time.Duration) { c.t.Add(int64(d)) }
+
+type val struct{ n int }
+
+func loader(calls *atomic.Int64, v *val) func(context.Context) (*val, error) {
+	return func(context.Context) (*val, error) {
+		calls.Add(1)
+		return v, nil
+	}
+}
+
+func TestHitMissAndAge(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{}
+	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Minute, Now: clk.now})
+	var calls atomic.Int64
+	v1 := &val{1}
+	got, err := c.Get(ctx, "k", loader(&calls, v1))
+	require.NoError(t, err)
+	assert.Same(t, v1, got)
+	got, _ = c.Get(ctx, "k", loader(&calls, &val{2}))
+	assert.Same(t, v1, got)
+	assert.Equal(t, int64(1), calls.Load())
+	hit, ok := c.LookupBytes([]byte("k"))
+	assert.True(t, ok)
+	assert.Same(t, v1, hit)
+
+	clk.advance(time.Minute)
+	_, ok = c.Lookup("k")
+	assert.False(t, ok, "an entry expires at MaxAge")
+	v3 := &val{3}
+	got, _ = c.Get(ctx, "k", loader(&calls, v3))
+	assert.Same(t, v3, got)
+	assert.Equal(t, int64(2), calls.Load())
+}
+
+func TestLRUEviction(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{}
+	c := New[*val](Config{MaxEntries: 2, MaxAge: time.Hour, Now: clk.now})
+	var calls atomic.Int64
+	c.Get(ctx, "a", loader(&calls, &val{1}))
+	clk.advance(time.Second)
+	c.Get(ctx, "b", loader(&calls, &val{2}))
+	clk.advance(time.Second)
+	c.Lookup("a") // a is now more recent than b
+	clk.advance(time.Second)
+	c.Get(ctx, "c", loader(&calls, &val{3}))
+	assert.Equal(t, 2, c.Len())
+	_, ok := c.Lookup("b")
+	assert.False(t, ok, "the least recently used entry is evicted")
+	_, ok = c.Lookup("a")
+	assert.True(t, ok)
+}
+
+func TestFailedLoadNotCached(t *testing.T) {
+	ctx := context.Background()
+	c := New[*val](Config{MaxEntries: 2, MaxAge: time.Hour})
+	boom := errors.New("boom")
+	_, err := c.Get(ctx, "k", func(context.Context) (*val, error) { return nil, boom })
+	assert.ErrorIs(t, err, boom)
+	assert.Equal(t, 0, c.Len())
+}
+
+func TestDisabled(t *testing.T) {
+	ctx := context.Background()
+	c := New[*val](Config{MaxEntries: 2, MaxAge: 0})
+	var calls atomic.Int64
+	c.Get(ctx, "k", loader(&calls, &val{1}))
+	c.Get(ctx, "k", loader(&calls, &val{1}))
+	assert.Equal(t, int64(2), calls.Load())
+}
+
+func TestConcurrentMissesLoadOnce(t *testing.T) {
+	ctx := context.Background()
+	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Hour})
+	var calls atomic.Int64
+	release := make(chan struct{})
+	v := &val{7}
+	load := func(context.Context) (*val, error) {
+		calls.Add(1)
+		<-release
+		return v, nil
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 1000; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := c.Get(ctx, "k", load)
+			assert.NoError(t, err)
+			assert.Same(t, v, got)
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	assert.Equal(t, int64(1), calls.Load())
+}
+
+func TestWaiterContextAndLeaderCancellation(t *testing.T) {
+	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Hour})
+	started := make(chan struct{})
+	leaderCtx, cancelLeader := context.WithCancel(context.Background())
+	go func() {
+		c.Get(leaderCtx, "k", func(ctx context.Context) (*val, error) {
+			close(started)
+			<-ctx.Done()
+			return nil, ctx.Err()
+		})
+	}()
+	<-started
+
+	// A waiter whose own context ends stops waiting.
+	wctx, cancelWaiter := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancelWaiter()
+	_, err := c.Get(wctx, "k", func(context.Context) (*val, error) { t.Error("waiter must not load"); return nil, nil })
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+
+	// A live waiter retries when the leader gives up.
+	done := make(chan *val)
+	go func() {
+		v, err := c.Get(context.Background(), "k", func(context.Context) (*val, error) { return &val{9}, nil })
+		assert.NoError(t, err)
+		done <- v
+	}()
+	time.Sleep(20 * time.Millisecond)
+	cancelLeader()
+	select {
+	case v := <-done:
+		assert.Equal(t, 9, v.n)
+	case <-time.After(2 * time.Second):
+		t.Fatal("waiter did not retry after the leader's cancellation")
+	}
+}
+
+func TestPurgeWinsOverInflightLoad(t *testing.T) {
+	ctx := context.Background()
+	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Hour})
+	inLoad := make(chan struct{})
+	finish := make(chan struct{})
+	go func() {
+		c.Get(ctx, "k", func(context.Context) (*val, error) {
+			close(inLoad)
+			<-finish
+			return &val{1}, nil
+		})
+	}()
+	<-inLoad
+	c.Purge()
+	close(finish)
+	time.Sleep(20 * time.Millisecond)
+	_, ok := c.Lookup("k")
+	assert.False(t, ok, "a load that started before Purge must not be cached")
+
+	c.Get(ctx, "k", func(context.Context) (*val, error) { return &val{2}, nil })
+	c.Delete("k")
+	_, ok = c.Lookup("k")
+	assert.False(t, ok)
+}
+
+func TestForgetOnlyMatchingValue(t *testing.T) {
+	ctx := context.Background()
+	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Hour})
+	v := &val{1}
+	c.Get(ctx, "k", func(context.Context) (*val, error) { return v, nil })
+	c.Forget("k", &val{1})
+	_, ok := c.Lookup("k")
+	assert.True(t, ok, "Forget of another value keeps the entry")
+	c.Forget("k", v)
+	_, ok = c.Lookup("k")
+	assert.False(t, ok)
+}
+
+func BenchmarkLookupBytesHit(b *testing.B) {
+	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Hour})
+	c.Get(context.Background(), "tenant:st-mary\x00\x00\x00\x01", func(context.Context) (*val, error) { return &val{1}, nil })
+	key := []byte("tenant:st-mary\x00\x00\x00\x01")
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok := c.LookupBytes(key); !ok {
+			b.Fatal("miss")
+		}
+	}
+}
