@@ -1,0 +1,301 @@
+package envelope
+
+import (
+	"context"
+	"crypto/cipher"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/phicrypt/phicrypt/internal/format"
+	"github.com/phicrypt/phicrypt/internal/kdf"
+	"github.com/phicrypt/phicrypt/internal/keycache"
+	"github.com/phicrypt/phicrypt/kms"
+)
+
+// Defaults of SelfContainedConfig.
+const (
+	DefaultDataKeyMaxAge      = 10 * time.Minute
+	DefaultDataKeyMaxMessages = 1 << 24
+	DefaultCacheMaxEntries    = 1024
+	DefaultCacheMaxAge        = 10 * time.Minute
+	// MaxDataKeyMessages is the largest DataKeyMaxMessages: 2^32, the
+	// limit for random 96-bit nonces (NIST SP 800-38D, section 8.3).
+	MaxDataKeyMessages = 1 << 32
+)
+
+// SelfContainedConfig configures a SelfContained.
+type SelfContainedConfig struct {
+	// KEK wraps the data keys. Required.
+	KEK kms.KEK
+	// Suite encrypts values: AES256GCM (the default) or XChaCha20Poly1305.
+	Suite Suite
+	// Encoding of Encrypt's output; Binary by default.
+	Encoding Encoding
+	// MaxPlaintextSize is the largest value Encrypt accepts and Decrypt
+	// will produce; DefaultMaxPlaintextSize when zero.
+	MaxPlaintextSize int
+
+	// DataKeyMaxAge is how long one data key keeps encrypting new values of
+	// a scope before a new one is generated and wrapped
+	// (DefaultDataKeyMaxAge when zero). A negative value generates and
+	// wraps a new data key for every value: one KMS call per Encrypt.
+	DataKeyMaxAge time.Duration
+	// DataKeyMaxMessages is how many values one data key encrypts at most
+	// (DefaultDataKeyMaxMessages when zero, at most MaxDataKeyMessages).
+	DataKeyMaxMessages uint64
+
+	// CacheMaxEntries bounds the unwrapped data keys kept for Decrypt, and
+	// the scopes Encrypt keeps a data key for (DefaultCacheMaxEntries when
+	// zero).
+	CacheMaxEntries int
+	// CacheMaxAge is how long an unwrapped data key serves Decrypt
+	// (DefaultCacheMaxAge when zero). A negative value disables the cache:
+	// one KMS call per Decrypt.
+	CacheMaxAge time.Duration
+}
+
+// SelfContained encrypts values in the self-contained form: each ciphertext
+// carries its data key, wrapped by the KEK, and a commitment to that key.
+// It is the form for documents, blobs and exports that travel without a
+// keyring: only the KEK is needed to decrypt.
+//
+// Unlike an envelope AEAD that calls the KMS for every value (Tink's
+// KMSEnvelopeAEAD), a SelfContained reuses a data key per scope for a
+// bounded time and number of values, and caches unwrapped data keys for
+// Decrypt, so a batch costs one KMS call per scope, not per value. Values
+// encrypted under one cached data key share its wrapped key and
+// commitment; each has its own random nonce.
+//
+// A SelfContained is safe for concurrent use.
+type SelfContained struct {
+	kek         kms.KEK
+	suite       Suite
+	encoding    Encoding
+	max         int
+	maxMessages uint64
+	sealing     *keycache.Cache[*sealingKey]
+	opening     *keycache.Cache[*openingKey]
+}
+
+// sealingKey is a data key in use for encryption, with its header.
+type sealingKey struct {
+	aead   cipher.AEAD
+	header []byte
+	used   atomic.Uint64
+}
+
+// openingKey is an unwrapped data key, with what it was unwrapped for.
+type openingKey struct {
+	aead       cipher.AEAD
+	commitment []byte
+	kekID      string
+	scope      string
+	suite      format.Suite
+}
+
+// NewSelfContained returns a SelfContained for cfg.
+func NewSelfContained(cfg SelfContainedConfig) (*SelfContained, error) {
+	if cfg.KEK == nil {
+		return nil, fmt.Errorf("envelope: SelfContainedConfig.KEK is nil")
+	}
+	if cfg.Suite == 0 {
+		cfg.Suite = AES256GCM
+	}
+	if cfg.Suite != AES256GCM && cfg.Suite != XChaCha20Poly1305 {
+		return nil, fmt.Errorf("envelope: suite %v cannot be used in the self-contained form", cfg.Suite)
+	}
+	if _, err := deriveAEAD(cfg.Suite, make([]byte, DEKSize)); err != nil {
+		return nil, err // e.g. a suite refused in FIPS mode
+	}
+	if cfg.Encoding > Text {
+		return nil, fmt.Errorf("envelope: unknown encoding %d", cfg.Encoding)
+	}
+	m, err := maxSize(cfg.MaxPlaintextSize)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.DataKeyMaxAge == 0 {
+		cfg.DataKeyMaxAge = DefaultDataKeyMaxAge
+	}
+	if cfg.DataKeyMaxMessages == 0 {
+		cfg.DataKeyMaxMessages = DefaultDataKeyMaxMessages
+	}
+	if cfg.DataKeyMaxMessages > MaxDataKeyMessages {
+		return nil, fmt.Errorf("envelope: DataKeyMaxMessages %d is above %d", cfg.DataKeyMaxMessages, uint64(MaxDataKeyMessages))
+	}
+	if cfg.CacheMaxEntries == 0 {
+		cfg.CacheMaxEntries = DefaultCacheMaxEntries
+	}
+	if cfg.CacheMaxAge == 0 {
+		cfg.CacheMaxAge = DefaultCacheMaxAge
+	}
+	return &SelfContained{
+		kek:         cfg.KEK,
+		suite:       cfg.Suite,
+		encoding:    cfg.Encoding,
+		max:         m,
+		maxMessages: cfg.DataKeyMaxMessages,
+		sealing:     keycache.New[*sealingKey](keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.DataKeyMaxAge}),
+		opening:     keycache.New[*openingKey](keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.CacheMaxAge}),
+	}, nil
+}
+
+// Encrypt encrypts plaintext under a data key of b.Scope, wrapped by the
+// KEK, and binds it to b. It calls the KMS only when the scope has no
+// usable data key.
+func (s *SelfContained) Encrypt(ctx context.Context, plaintext []byte, b Binding) ([]byte, error) {
+	out, err := s.AppendEncrypt(ctx, nil, plaintext, b)
+	return out[:len(out):len(out)], err
+}
+
+// AppendEncrypt is Encrypt that appends the ciphertext to dst and returns
+// the extended slice. It also uses dst's spare capacity as scratch space
+// for the AAD, so a caller that reuses a large enough dst makes no
+// allocation; scratch space that would overlap plaintext is never used.
+func (s *SelfContained) AppendEncrypt(ctx context.Context, dst, plaintext []byte, b Binding) ([]byte, error) {
+	if len(plaintext) > s.max {
+		return dst, ErrTooLarge
+	}
+	extra, bindingSize, err := b.check()
+	if err != nil {
+		return dst, err
+	}
+	for {
+		k, ok := s.sealing.Lookup(b.Scope)
+		if !ok {
+			if k, err = s.sealing.Get(ctx, b.Scope, func(ctx context.Context) (*sealingKey, error) {
+				return s.newSealingKey(ctx, b.Scope)
+			}); err != nil {
+				return dst, err
+			}
+		}
+		if k.used.Add(1) > s.maxMessages {
+			s.sealing.Forget(b.Scope, k)
+			continue
+		}
+		return appendSeal(dst, k.aead, s.encoding, k.header, plaintext, &b, extra, bindingSize), nil
+	}
+}
+
+// wrapAAD is the AAD of a wrapped data key: the first four header bytes
+// (magic, version, form, suite) and the scope.
+func wrapAAD(suite format.Suite, scope string) []byte {
+	aad := make([]byte, 0, 8+len(scope))
+	aad = append(aad, format.Magic, format.Version1, byte(format.FormSelfContained), byte(suite))
+	return format.AppendString(aad, scope)
+}
+
+func (s *SelfContained) newSealingKey(ctx context.Context, scope string) (*sealingKey, error) {
+	dek := make([]byte, DEKSize)
+	defer clear(dek)
+	rand.Read(dek) // never fails (crypto/rand)
+	wk, err := s.kek.Wrap(ctx, dek, wrapAAD(format.Suite(s.suite), scope))
+	if err != nil {
+		return nil, fmt.Errorf("envelope: wrap data key: %w", err)
+	}
+	a, commitment, err := deriveSelfContained(s.suite, dek)
+	if err != nil {
+		return nil, err
+	}
+	hdr, err := format.AppendSelfContainedHeader(nil, format.Suite(s.suite), wk.KeyID, wk.Ciphertext, commitment)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: KEK %q returned a wrapped key the format cannot hold: %w", wk.KeyID, err)
+	}
+	return &sealingKey{aead: a, header: hdr}, nil
+}
+
+// deriveSelfContained derives the AEAD and the key commitment of a data key.
+// The commitment is HKDF-SHA-256 of the data key with its own label, so no
+// other key (and no wrong KEK unwrapping garbage) can match it.
+func deriveSelfContained(suite Suite, dek []byte) (cipher.AEAD, []byte, error) {
+	a, err := deriveAEAD(suite, dek)
+	if err != nil {
+		return nil, nil, err
+	}
+	commitment, err := kdf.Key(dek, kdf.LabelCommitment, format.CommitmentSize)
+	if err != nil {
+		return nil, nil, fmt.Errorf("envelope: %w", err)
+	}
+	return a, commitment, nil
+}
+
+// Decrypt decrypts a self-contained ciphertext, binary or armored, bound to
+// b. It unwraps the data key with the KEK unless the key is cached.
+func (s *SelfContained) Decrypt(ctx context.Context, ciphertext []byte, b Binding) ([]byte, error) {
+	out, err := s.AppendDecrypt(ctx, nil, ciphertext, b)
+	return out[:len(out):len(out)], err
+}
+
+// AppendDecrypt is Decrypt that appends the plaintext to dst and returns
+// the extended slice; on failure it returns dst unchanged. It uses dst's
+// spare capacity as scratch space, so a caller that reuses a large enough
+// dst makes no allocation; scratch space that would overlap ciphertext is
+// never used.
+func (s *SelfContained) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b Binding) ([]byte, error) {
+	extra, bindingSize, err := b.check()
+	if err != nil {
+		return dst, err
+	}
+	o, err := newOpening(dst, ciphertext, bindingSize, s.max)
+	if err != nil {
+		return dst, err
+	}
+	if o.h.Form != format.FormSelfContained {
+		return dst, errWrongForm()
+	}
+	k, ok := s.opening.LookupBytes(o.h.Wrapped)
+	if !ok || !k.matches(&o.h, b.Scope) {
+		if k, err = s.unwrap(ctx, &o.h, b.Scope); err != nil {
+			return dst, err
+		}
+	}
+	if subtle.ConstantTimeCompare(k.commitment, o.h.Commitment) != 1 {
+		return dst, ErrDecrypt
+	}
+	out, err := o.open(k.aead, &b, extra, bindingSize)
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+func (k *openingKey) matches(h *format.Header, scope string) bool {
+	return k.suite == h.Suite && k.scope == scope && k.kekID == string(h.KEKID)
+}
+
+// unwrap unwraps the data key of h for scope through the cache, which is
+// keyed by the wrapped bytes. Should the cache hold a key under the same
+// wrapped bytes for another KEK id, scope or suite, that entry is bypassed,
+// not used.
+func (s *SelfContained) unwrap(ctx context.Context, h *format.Header, scope string) (*openingKey, error) {
+	load := func(ctx context.Context) (*openingKey, error) {
+		wk := kms.WrappedKey{KeyID: string(h.KEKID), Ciphertext: h.Wrapped}
+		dek, err := s.kek.Unwrap(ctx, wk, wrapAAD(h.Suite, scope))
+		switch {
+		case errors.Is(err, kms.ErrUnwrapFailed):
+			return nil, ErrDecrypt
+		case errors.Is(err, kms.ErrKeyNotFound):
+			return nil, fmt.Errorf("%w: %w", ErrKeyNotFound, err)
+		case err != nil:
+			return nil, fmt.Errorf("envelope: unwrap data key: %w", err)
+		}
+		defer clear(dek)
+		if len(dek) != DEKSize {
+			return nil, ErrDecrypt
+		}
+		a, commitment, err := deriveSelfContained(Suite(h.Suite), dek)
+		if err != nil {
+			return nil, err
+		}
+		return &openingKey{aead: a, commitment: commitment, kekID: wk.KeyID, scope: scope, suite: h.Suite}, nil
+	}
+	k, err := s.opening.Get(ctx, string(h.Wrapped), load)
+	if err == nil && !k.matches(h, scope) {
+		return load(ctx)
+	}
+	return k, err
+}
