@@ -20,8 +20,9 @@
 //     KMS clients: production custody.
 //
 // Optional capabilities are separate one-method interfaces that callers
-// discover with a type assertion, as with io.WriterTo: [Rewrapper] for
-// server-side batch rewrapping after a KEK rotation.
+// discover with a type assertion, as with io.WriterTo: [Identifier] for a
+// KEK that knows its key id, [Rewrapper] for server-side batch rewrapping
+// after a KEK rotation.
 //
 // Every backend runs the conformance suite in kms/kmstest.
 //
@@ -70,6 +71,13 @@ type KEK interface {
 	// KEK fails with ErrKeyNotFound. The returned slice is new and belongs
 	// to the caller, who should clear it when done.
 	Unwrap(ctx context.Context, wk WrappedKey, aad []byte) ([]byte, error)
+}
+
+// An Identifier is a KEK that knows its key id without calling the KMS.
+// Every backend of this module implements it; decorators forward it.
+type Identifier interface {
+	// KeyID returns the key id that the KEK's wrapped keys carry.
+	KeyID() string
 }
 
 // A Rewrapper is a KEK that can re-encrypt wrapped keys under its current

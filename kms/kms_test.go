@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/phicrypt/phicrypt/kms"
 )
@@ -60,4 +62,31 @@ func TestWrappedKeyStringHidesCiphertext(t *testing.T) {
 		assert.NotContains(t, s, "SECRET")
 		assert.Contains(t, s, "12 bytes")
 	}
+}
+
+func TestOpen(t *testing.T) {
+	ctx := context.Background()
+	var got *url.URL
+	openers := map[string]kms.Opener{
+		"test": func(_ context.Context, u *url.URL) (kms.KEK, error) { got = u; return nil, nil },
+	}
+	_, err := kms.Open(ctx, "test://host/path?x=1", openers)
+	require.NoError(t, err)
+	assert.Equal(t, "host", got.Host)
+	assert.Equal(t, "1", got.Query().Get("x"))
+
+	_, err = kms.Open(ctx, "TEST://host/path", openers)
+	assert.NoError(t, err, "schemes are case-insensitive")
+
+	_, err = kms.Open(ctx, "other://user:hunter2@host/k", openers)
+	assert.ErrorIs(t, err, kms.ErrInvalidInput)
+	assert.NotContains(t, err.Error(), "hunter2")
+
+	_, err = kms.Open(ctx, "::not a uri", openers)
+	assert.ErrorIs(t, err, kms.ErrInvalidInput)
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = kms.Open(cctx, "test://h/p", openers)
+	assert.ErrorIs(t, err, context.Canceled)
 }

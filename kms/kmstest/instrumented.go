@@ -29,6 +29,14 @@ func Instrument(kek kms.KEK) *Instrumented {
 	return &Instrumented{KEK: kek, failAfter: -1}
 }
 
+// KeyID returns the underlying KEK's key id, if it is a kms.Identifier.
+func (i *Instrumented) KeyID() string {
+	if id, ok := i.KEK.(kms.Identifier); ok {
+		return id.KeyID()
+	}
+	return ""
+}
+
 // Wraps returns the number of Wrap calls so far.
 func (i *Instrumented) Wraps() int64 { return i.wraps.Load() }
 

@@ -124,10 +124,13 @@ func (s suite) roundTrip(t *testing.T) {
 			assert.Equal(t, dek, got)
 		}
 	}
-	// The key id is stable across wraps.
+	// The key id is stable across wraps, and is the one Identifier reports.
 	a := s.wrap(t, newKey(t, 32), nil)
 	b := s.wrap(t, newKey(t, 32), nil)
 	assert.Equal(t, a.KeyID, b.KeyID)
+	if id, ok := s.KEK.(kms.Identifier); ok {
+		assert.Equal(t, id.KeyID(), a.KeyID, "KeyID() differs from the wrapped keys' key id")
+	}
 }
 
 func (s suite) nilAndEmptyAAD(t *testing.T) {

@@ -109,7 +109,10 @@ type KEK struct {
 	versions map[uint32]cipher.AEAD
 }
 
-var _ kms.KEK = (*KEK)(nil)
+var (
+	_ kms.KEK        = (*KEK)(nil)
+	_ kms.Identifier = (*KEK)(nil)
+)
 
 // New loads the KEK that cfg points to.
 func New(cfg Config) (*KEK, error) {

@@ -255,3 +255,33 @@ func TestNoKeyMaterialInOutput(t *testing.T) {
 	require.ErrorIs(t, err, local.ErrInvalidKeyFile)
 	assert.NotContains(t, err.Error(), "12345")
 }
+
+func TestOpenURI(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "kek.json")
+	_, err := local.Create(path, local.Options{KeyID: "local:uri"})
+	require.NoError(t, err)
+	openers := map[string]kms.Opener{local.Scheme: local.Open}
+
+	k, err := kms.Open(ctx, "local://"+path, openers)
+	require.NoError(t, err)
+	assert.Equal(t, "local:uri", k.(kms.Identifier).KeyID())
+
+	opts := cheap
+	opts.Passphrase = []byte("pw")
+	opts.KeyID = "local:env"
+	data, err := local.Generate(opts)
+	require.NoError(t, err)
+	t.Setenv("PHICRYPT_TEST_KEK", string(data))
+	_, err = kms.Open(ctx, "local:?env=PHICRYPT_TEST_KEK", openers)
+	assert.ErrorIs(t, err, local.ErrPassphraseRequired)
+	t.Setenv("MY_PASS", "pw")
+	k, err = kms.Open(ctx, "local:?env=PHICRYPT_TEST_KEK&passphrase-env=MY_PASS", openers)
+	require.NoError(t, err)
+	assert.Equal(t, "local:env", k.(kms.Identifier).KeyID())
+
+	for _, bad := range []string{"local:", "local://host/kek.json", "local:relative.json", "local:///x?env=Y"} {
+		_, err = kms.Open(ctx, bad, openers)
+		assert.ErrorIs(t, err, kms.ErrInvalidInput, bad)
+	}
+}

@@ -1,0 +1,42 @@
+package kms
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// An Opener opens the KEK that a URI of one scheme names, reading any
+// credentials from the URI's documented sources (environment variables,
+// files), never from the URI itself. Each backend package exports one as
+// Open.
+type Opener func(ctx context.Context, uri *url.URL) (KEK, error)
+
+// Open opens the KEK named by uri with the Opener that openers maps its
+// scheme to. Applications configure KEKs as URIs, for example:
+//
+//	local:///etc/phicrypt/kek.json
+//	vault://vault.example.org:8200/transit/keys/phi
+//	aws-kms://arn:aws:kms:eu-west-1:111122223333:key/1234abcd-…
+//	gcp-kms://projects/p/locations/europe-west1/keyRings/r/cryptoKeys/k
+//	pkcs11:token=phi;object=kek?module-path=/usr/lib/softhsm/libsofthsm2.so
+//
+// The package kms/kmsopen maps every backend of this module. A URI that does
+// not parse, or whose scheme has no Opener, fails with ErrInvalidInput;
+// errors show the URI with any password redacted.
+func Open(ctx context.Context, uri string, openers map[string]Opener) (KEK, error) {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return nil, NewError(ctx, "open", "", ErrInvalidInput, fmt.Errorf("key URI does not parse"))
+	}
+	scheme := strings.ToLower(u.Scheme)
+	open, ok := openers[scheme]
+	if !ok || open == nil {
+		return nil, NewError(ctx, "open", "", ErrInvalidInput, fmt.Errorf("no KEK backend for scheme %q in %s", scheme, u.Redacted()))
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, NewError(ctx, "open", "", err, nil)
+	}
+	return open(ctx, u)
+}
