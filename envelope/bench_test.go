@@ -46,6 +46,12 @@ func BenchmarkRaw(b *testing.B) {
 			a.Seal(dst[:0], nil, field64, aad)
 		}
 	})
+	b.Run("Seal64AADAlloc", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			a.Seal(nil, nil, field64, aad)
+		}
+	})
 	b.Run("Open64AAD", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
@@ -59,6 +65,13 @@ func BenchmarkRaw(b *testing.B) {
 		b.SetBytes(int64(len(big)))
 		for b.Loop() {
 			a.Seal(dst[:0], nil, big, aad)
+		}
+	})
+	b.Run("Seal1MiBAlloc", func(b *testing.B) {
+		b.SetBytes(int64(len(big)))
+		b.ReportAllocs()
+		for b.Loop() {
+			a.Seal(nil, nil, big, aad)
 		}
 	})
 }
@@ -128,6 +141,16 @@ func BenchmarkCompact(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := c.Decrypt(ctx, ct, patientBinding); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("AppendDecrypt1MiB", func(b *testing.B) {
+		dst := make([]byte, 0, 2<<20)
+		b.SetBytes(int64(len(big)))
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.AppendDecrypt(ctx, dst[:0], ct, patientBinding); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -3,6 +3,7 @@ package envelope_test
 import (
 	"bytes"
 	"context"
+	"crypto/fips140"
 	"errors"
 	"fmt"
 	"strings"
@@ -29,6 +30,8 @@ func classify(err error) string {
 		return "not-encrypted"
 	case errors.Is(err, envelope.ErrKeyNotFound):
 		return "key-not-found"
+	case errors.Is(err, envelope.ErrNotApproved) && fips140.Enabled():
+		return "not-approved"
 	}
 	return ""
 }
