@@ -15,6 +15,7 @@
 package format
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -284,17 +285,18 @@ func Dearmor(dst, s []byte) ([]byte, error) {
 		return nil, ErrNotEncrypted
 	}
 	body := s[len(ArmorPrefix):]
-	for i, c := range body {
-		if !(c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return nil, errAt("armor", len(ArmorPrefix)+i, "not unpadded base64url")
-		}
+	// The decoder skips CR and LF; everything else outside the alphabet,
+	// padding included, is an error, and Strict rejects non-zero trailing
+	// bits.
+	if i := bytes.IndexAny(body, "\r\n"); i >= 0 {
+		return nil, errAt("armor", len(ArmorPrefix)+i, "line break")
 	}
 	if DecodedLen(len(s)) < 0 {
 		return nil, errAt("armor", -1, "impossible length")
 	}
 	n, err := b64.Decode(dst, body)
 	if err != nil {
-		return nil, errAt("armor", -1, "non-canonical base64url")
+		return nil, errAt("armor", -1, "not canonical unpadded base64url")
 	}
 	return dst[:n], nil
 }
