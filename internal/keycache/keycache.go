@@ -1,7 +1,11 @@
-// Package keycache is the bounded cache of unwrapped data keys that the
-// envelope and keys packages share. It bounds entries by count and age, and
+// Package keycache is the bounded cache of unwrapped keys that the envelope
+// and keys packages share. It bounds entries by count and age, and
 // collapses concurrent misses on one key into a single load, so N
 // goroutines that miss on the same data key cause exactly one KMS call.
+//
+// A hit costs a read lock, a map lookup and two atomic loads: no clock
+// read. Each entry carries a timer that expires it at MaxAge, and eviction
+// when full is second-chance (CLOCK) on a referenced bit.
 //
 // Values are typically *envelope.DEK, which hold derived cipher state but
 // no raw key bytes: there is nothing for eviction to clear beyond dropping
@@ -18,15 +22,15 @@ import (
 
 // Config bounds a cache.
 type Config struct {
-	// MaxEntries is the largest number of entries; the least recently used
-	// entry is evicted to make room. Zero or less means 1.
+	// MaxEntries is the largest number of entries. Zero or less means 1.
 	MaxEntries int
 	// MaxAge is how long an entry serves after it was loaded. Zero or less
 	// disables caching: every Get loads (concurrent Gets still share one
 	// load).
 	MaxAge time.Duration
-	// Now is the clock; nil means time.Now.
-	Now func() time.Time
+	// AfterFunc runs f after d, like time.AfterFunc (the default), and
+	// returns a function that stops it. Tests pass a fake clock's.
+	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
 
 // Cache maps string keys to values of type V. It is safe for concurrent
@@ -36,14 +40,16 @@ type Cache[V comparable] struct {
 	mu      sync.RWMutex
 	entries map[string]*entry[V]
 	flights map[string]*flight[V]
-	// epoch makes Purge and Forget win over loads that started before them.
+	// epoch makes Purge and Delete win over loads that started before
+	// them.
 	epoch uint64
 }
 
 type entry[V comparable] struct {
 	v       V
-	expires int64        // unix nanoseconds
-	used    atomic.Int64 // unix nanoseconds of the last hit
+	expired atomic.Bool
+	ref     atomic.Bool // referenced since the eviction hand last passed
+	stop    func() bool
 }
 
 type flight[V comparable] struct {
@@ -57,37 +63,37 @@ func New[V comparable](cfg Config) *Cache[V] {
 	if cfg.MaxEntries < 1 {
 		cfg.MaxEntries = 1
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	if cfg.AfterFunc == nil {
+		cfg.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	return &Cache[V]{cfg: cfg, entries: make(map[string]*entry[V]), flights: make(map[string]*flight[V])}
 }
 
 // Lookup returns the fresh value cached under key, without loading.
 func (c *Cache[V]) Lookup(key string) (V, bool) {
-	now := c.cfg.Now().UnixNano()
 	c.mu.RLock()
 	e := c.entries[key]
 	c.mu.RUnlock()
-	return e.fresh(now)
+	return e.hit()
 }
 
 // LookupBytes is Lookup for a key held in a byte slice; it does not
 // allocate.
 func (c *Cache[V]) LookupBytes(key []byte) (V, bool) {
-	now := c.cfg.Now().UnixNano()
 	c.mu.RLock()
 	e := c.entries[string(key)]
 	c.mu.RUnlock()
-	return e.fresh(now)
+	return e.hit()
 }
 
-func (e *entry[V]) fresh(now int64) (V, bool) {
-	if e == nil || now >= e.expires {
+func (e *entry[V]) hit() (V, bool) {
+	if e == nil || e.expired.Load() {
 		var zero V
 		return zero, false
 	}
-	e.used.Store(now)
+	if !e.ref.Load() {
+		e.ref.Store(true)
+	}
 	return e.v, true
 }
 
@@ -105,7 +111,7 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load func(context.Contex
 	}
 	for {
 		c.mu.Lock()
-		if v, ok := c.entries[key].fresh(c.cfg.Now().UnixNano()); ok {
+		if v, ok := c.entries[key].hit(); ok {
 			c.mu.Unlock()
 			return v, nil
 		}
@@ -144,31 +150,53 @@ func isContextErr(err error) bool {
 	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// store adds an entry, evicting expired entries and then the least recently
-// used one while the cache is full. c.mu must be held.
-func (c *Cache[V]) store(k string, v V) {
-	now := c.cfg.Now().UnixNano()
-	if _, ok := c.entries[k]; !ok && len(c.entries) >= c.cfg.MaxEntries {
+// store adds an entry that expires after MaxAge, evicting first expired
+// entries, then entries not referenced since the last pass (second
+// chance), while the cache is full. c.mu must be held.
+func (c *Cache[V]) store(key string, v V) {
+	if old := c.entries[key]; old != nil {
+		c.remove(key, old)
+	}
+	for len(c.entries) >= c.cfg.MaxEntries {
+		c.evictOne()
+	}
+	e := &entry[V]{v: v}
+	e.stop = c.cfg.AfterFunc(c.cfg.MaxAge, func() { c.expire(key, e) })
+	c.entries[key] = e
+}
+
+// evictOne removes one entry: an expired one if any, else the first that
+// has not been referenced since the hand last passed over it. Map order
+// stands in for the clock hand. c.mu must be held.
+func (c *Cache[V]) evictOne() {
+	for pass := 0; pass < 2; pass++ {
 		for key, e := range c.entries {
-			if now >= e.expires {
-				delete(c.entries, key)
+			if e.expired.Load() || !e.ref.Swap(false) {
+				c.remove(key, e)
+				return
 			}
-		}
-		for len(c.entries) >= c.cfg.MaxEntries {
-			var oldest string
-			var used int64
-			first := true
-			for key, e := range c.entries {
-				if u := e.used.Load(); first || u < used {
-					oldest, used, first = key, u, false
-				}
-			}
-			delete(c.entries, oldest)
 		}
 	}
-	e := &entry[V]{v: v, expires: now + int64(c.cfg.MaxAge)}
-	e.used.Store(now)
-	c.entries[k] = e
+	for key, e := range c.entries { // every entry was referenced twice
+		c.remove(key, e)
+		return
+	}
+}
+
+func (c *Cache[V]) remove(key string, e *entry[V]) {
+	e.expired.Store(true)
+	e.stop()
+	delete(c.entries, key)
+}
+
+// expire is the timer callback of entry e.
+func (c *Cache[V]) expire(key string, e *entry[V]) {
+	e.expired.Store(true)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.entries[key] == e {
+		delete(c.entries, key)
+	}
 }
 
 // Forget removes the entry of key if it still holds v.
@@ -176,7 +204,7 @@ func (c *Cache[V]) Forget(key string, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.entries[key]; e != nil && e.v == v {
-		delete(c.entries, key)
+		c.remove(key, e)
 	}
 }
 
@@ -185,7 +213,9 @@ func (c *Cache[V]) Forget(key string, v V) {
 func (c *Cache[V]) Delete(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	delete(c.entries, key)
+	if e := c.entries[key]; e != nil {
+		c.remove(key, e)
+	}
 	c.epoch++
 }
 
@@ -194,11 +224,13 @@ func (c *Cache[V]) Delete(key string) {
 func (c *Cache[V]) Purge() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	clear(c.entries)
+	for key, e := range c.entries {
+		c.remove(key, e)
+	}
 	c.epoch++
 }
 
-// Len returns the number of entries, fresh or not.
+// Len returns the number of entries.
 func (c *Cache[V]) Len() int {
 	c.mu.RLock()
 	defer c.mu.RUnlock()

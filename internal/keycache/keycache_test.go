@@ -10,12 +10,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/internal/fakeclock"
 )
-
-type clock struct{ t atomic.Int64 }
-
-func (c *clock) now() time.Time          { return time.Unix(0, c.t.Load()) }
-func (c *clock) advance(d time.Duration) { c.t.Add(int64(d)) }
 
 type val struct{ n int }
 
@@ -28,8 +25,8 @@ func loader(calls *atomic.Int64, v *val) func(context.Context) (*val, error) {
 
 func TestHitMissAndAge(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{}
-	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Minute, Now: clk.now})
+	clk := fakeclock.New(time.Unix(0, 0))
+	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Minute, AfterFunc: clk.AfterFunc})
 	var calls atomic.Int64
 	v1 := &val{1}
 	got, err := c.Get(ctx, "k", loader(&calls, v1))
@@ -42,32 +39,42 @@ func TestHitMissAndAge(t *testing.T) {
 	assert.True(t, ok)
 	assert.Same(t, v1, hit)
 
-	clk.advance(time.Minute)
+	clk.Advance(time.Minute - time.Nanosecond)
+	_, ok = c.Lookup("k")
+	assert.True(t, ok)
+	clk.Advance(time.Nanosecond)
 	_, ok = c.Lookup("k")
 	assert.False(t, ok, "an entry expires at MaxAge")
+	assert.Equal(t, 0, c.Len(), "and is removed")
 	v3 := &val{3}
 	got, _ = c.Get(ctx, "k", loader(&calls, v3))
 	assert.Same(t, v3, got)
 	assert.Equal(t, int64(2), calls.Load())
 }
 
-func TestLRUEviction(t *testing.T) {
+func TestEvictionIsSecondChance(t *testing.T) {
 	ctx := context.Background()
-	clk := &clock{}
-	c := New[*val](Config{MaxEntries: 2, MaxAge: time.Hour, Now: clk.now})
+	c := New[*val](Config{MaxEntries: 2, MaxAge: time.Hour})
 	var calls atomic.Int64
+	present := func(k string) bool {
+		c.mu.RLock()
+		defer c.mu.RUnlock()
+		return c.entries[k] != nil
+	}
 	c.Get(ctx, "a", loader(&calls, &val{1}))
-	clk.advance(time.Second)
 	c.Get(ctx, "b", loader(&calls, &val{2}))
-	clk.advance(time.Second)
-	c.Lookup("a") // a is now more recent than b
-	clk.advance(time.Second)
+	c.Lookup("a") // a is referenced, b is not
 	c.Get(ctx, "c", loader(&calls, &val{3}))
+	assert.True(t, present("a"), "a referenced entry gets a second chance")
+	assert.False(t, present("b"), "the unreferenced entry is evicted")
+
+	// With every entry referenced, one pass clears the bits and the next
+	// evicts: the cache still never exceeds MaxEntries.
+	c.Lookup("a")
+	c.Lookup("c")
+	c.Get(ctx, "d", loader(&calls, &val{4}))
+	assert.True(t, present("d"))
 	assert.Equal(t, 2, c.Len())
-	_, ok := c.Lookup("b")
-	assert.False(t, ok, "the least recently used entry is evicted")
-	_, ok = c.Lookup("a")
-	assert.True(t, ok)
 }
 
 func TestFailedLoadNotCached(t *testing.T) {
