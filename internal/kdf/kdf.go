@@ -20,6 +20,10 @@ const (
 	// LabelCommitment derives the key commitment of the self-contained
 	// form.
 	LabelCommitment = "phicrypt/v1/key-commitment"
+	// LabelBlindIndex derives the HMAC key of a blind index key.
+	LabelBlindIndex = "phicrypt/v1/blind-index-key"
+	// LabelAuditChain derives the HMAC key of the audit log's chain.
+	LabelAuditChain = "phicrypt/v1/audit-chain-key"
 )
 
 // Key derives n bytes from secret and info with HKDF-SHA-256 and no salt

@@ -1,0 +1,265 @@
+package keys
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/phicrypt/phicrypt/internal/kdf"
+	"github.com/phicrypt/phicrypt/kms"
+)
+
+// ErrAuditTampered means Verify found the audit log altered.
+var ErrAuditTampered = errors.New("keys: audit log tampered with")
+
+// auditChainKey is the key set of the audit log's chain key, kept in the
+// same tables as the other keys, wrapped by the KEK.
+var auditChainKey = ID{Scope: "phicrypt:audit", Name: "chain"}
+
+// AuditLog is a tamper-evident Auditor persisted in the SQL store's
+// database. Each event is stored with an HMAC-SHA-256 over the previous
+// event's MAC, its own sequence number and its canonical JSON, under a key
+// that the KEK wraps: someone who can write the database but cannot use
+// the KEK cannot edit, insert, delete or reorder events without Verify
+// noticing. Appends are serialized across processes (a row lock on
+// PostgreSQL, an immediate transaction on SQLite).
+//
+// Deleting the newest events and rewinding the head is the one change a
+// chain cannot show by itself: record Verify's Head somewhere the database
+// administrators cannot write (a log shipper, a WORM bucket, a ticket) and
+// pass it back as VerifyOptions.Anchor.
+type AuditLog struct {
+	db      *sql.DB
+	dialect Dialect
+	key     []byte
+}
+
+var _ Auditor = (*AuditLog)(nil)
+
+// NewAuditLog returns the audit log of db, creating its tables (Migrate)
+// and its chain key (wrapped by kek) on first use.
+func NewAuditLog(ctx context.Context, db *sql.DB, dialect Dialect, kek kms.KEK) (*AuditLog, error) {
+	store, err := NewSQLStore(ctx, db, dialect)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := auditKey(ctx, store, kek)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(raw)
+	key, err := kdf.Key(raw, kdf.LabelAuditChain, sha256.Size)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	return &AuditLog{db: db, dialect: dialect, key: key}, nil
+}
+
+// auditKey returns the raw chain key, creating it if the store has none.
+func auditKey(ctx context.Context, store *SQLStore, kek kms.KEK) ([]byte, error) {
+	ks, err := store.Get(ctx, auditChainKey)
+	if errors.Is(err, ErrKeyNotFound) {
+		raw := make([]byte, 32)
+		rand.Read(raw)
+		wk, err := kek.Wrap(ctx, raw, wrapAAD(auditChainKey, 1, 0))
+		if err != nil {
+			return nil, fmt.Errorf("keys: wrap audit chain key: %w", err)
+		}
+		now := time.Now()
+		ks, err = store.Update(ctx, auditChainKey, func(ks *KeySet) error {
+			if len(ks.Versions) == 0 {
+				ks.Versions = append(ks.Versions, Record{Version: 1, State: Active, Wrapped: wk, Created: now, Changed: now, WrappedAt: now})
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	} else if err != nil {
+		return nil, err
+	}
+	rec := ks.Version(1)
+	if rec == nil || rec.State == Destroyed {
+		return nil, fmt.Errorf("%w: audit chain key", ErrKeyNotFound)
+	}
+	raw, err := kek.Unwrap(ctx, rec.Wrapped, wrapAAD(auditChainKey, 1, 0))
+	if err != nil {
+		return nil, fmt.Errorf("keys: unwrap audit chain key: %w", err)
+	}
+	return raw, nil
+}
+
+// chainMAC is HMAC-SHA-256(key, prev || seq || event).
+func (l *AuditLog) chainMAC(prev []byte, seq int64, event []byte) []byte {
+	m := hmac.New(sha256.New, l.key)
+	m.Write(prev)
+	m.Write(binary.BigEndian.AppendUint64(nil, uint64(seq)))
+	m.Write(event)
+	return m.Sum(nil)
+}
+
+// genesis is the "previous MAC" of the first event.
+var genesis = make([]byte, sha256.Size)
+
+// Audit appends e to the log.
+func (l *AuditLog) Audit(ctx context.Context, e Event) error {
+	event, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("keys: audit: %w", err)
+	}
+	return writeTx(ctx, l.db, l.dialect, func(q querier) error {
+		head := "SELECT seq, mac FROM phicrypt_audit_head WHERE id = 1"
+		if l.dialect == Postgres {
+			// Serializes appends: a second writer waits here, then reads
+			// the head the first one wrote.
+			if _, err := q.ExecContext(ctx, "INSERT INTO phicrypt_audit_head (id, seq, mac) VALUES (1, 0, $1) ON CONFLICT DO NOTHING", genesis); err != nil {
+				return fmt.Errorf("keys: audit: %w", err)
+			}
+			head += " FOR UPDATE"
+		} else if _, err := q.ExecContext(ctx, "INSERT OR IGNORE INTO phicrypt_audit_head (id, seq, mac) VALUES (1, 0, ?)", genesis); err != nil {
+			return fmt.Errorf("keys: audit: %w", err)
+		}
+		var seq int64
+		var prev []byte
+		if err := q.QueryRowContext(ctx, head).Scan(&seq, &prev); err != nil {
+			return fmt.Errorf("keys: audit: %w", err)
+		}
+		seq++
+		mac := l.chainMAC(prev, seq, event)
+		if _, err := q.ExecContext(ctx, l.dialect.q("INSERT INTO phicrypt_audit (seq, event, mac) VALUES (?, ?, ?)"), seq, string(event), mac); err != nil {
+			return fmt.Errorf("keys: audit: %w", err)
+		}
+		if _, err := q.ExecContext(ctx, l.dialect.q("UPDATE phicrypt_audit_head SET seq = ?, mac = ? WHERE id = 1"), seq, mac); err != nil {
+			return fmt.Errorf("keys: audit: %w", err)
+		}
+		return nil
+	})
+}
+
+// Checkpoint is a position in the audit chain: a sequence number and the
+// MAC of the event there.
+type Checkpoint struct {
+	Seq int64
+	MAC []byte
+}
+
+// AuditProblem is one alteration Verify found.
+type AuditProblem struct {
+	// Seq is where: the sequence number of the altered or inserted row, or
+	// the first missing one.
+	Seq int64
+	// Kind is "modified", "inserted", "deleted" or "anchor".
+	Kind string
+}
+
+type auditRow struct {
+	seq   int64
+	event []byte
+	mac   []byte
+}
+
+// VerifyOptions configure Verify.
+type VerifyOptions struct {
+	// Anchor, if set, is a Head recorded earlier outside the database:
+	// the chain must still hold it.
+	Anchor *Checkpoint
+}
+
+// VerifyReport is the result of Verify.
+type VerifyReport struct {
+	// Events is the number of rows read.
+	Events int64
+	// Head is the last event's checkpoint: keep it outside the database
+	// and pass it as an Anchor next time.
+	Head Checkpoint
+	// Problems lists the alterations found, in chain order.
+	Problems []AuditProblem
+}
+
+// Verify reads the whole log and checks its chain. It reports each
+// alteration (an edited event, an inserted one, deleted ones, a head that
+// does not match the last event, an anchor that is gone) and then fails
+// with ErrAuditTampered; an intact log returns a nil error.
+func (l *AuditLog) Verify(ctx context.Context, opts VerifyOptions) (VerifyReport, error) {
+	var r VerifyReport
+	var headSeq int64
+	var headMAC []byte
+	err := l.db.QueryRowContext(ctx, "SELECT seq, mac FROM phicrypt_audit_head WHERE id = 1").Scan(&headSeq, &headMAC)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		headSeq, headMAC = 0, genesis
+	case err != nil:
+		return r, fmt.Errorf("keys: verify audit log: %w", err)
+	}
+	rows, err := l.db.QueryContext(ctx, "SELECT seq, event, mac FROM phicrypt_audit ORDER BY seq")
+	if err != nil {
+		return r, fmt.Errorf("keys: verify audit log: %w", err)
+	}
+	defer rows.Close()
+	prev, want := genesis, int64(1)
+	anchored := opts.Anchor == nil
+	// check judges row x, given the row after it (nil at the end): the
+	// log is streamed with one row of lookahead. A row belongs to the chain
+	// if its MAC follows from the previous one, or if the next row's MAC
+	// follows from it (then the row was edited, or rows before it were
+	// deleted), or if it is the row the head names.
+	check := func(x, next *auditRow) {
+		r.Events++
+		genuine := hmac.Equal(x.mac, l.chainMAC(prev, x.seq, x.event))
+		if !genuine {
+			chained := next != nil && hmac.Equal(next.mac, l.chainMAC(x.mac, next.seq, next.event))
+			isHead := x.seq == headSeq && hmac.Equal(x.mac, headMAC)
+			if !chained && !isHead {
+				r.Problems = append(r.Problems, AuditProblem{Seq: x.seq, Kind: "inserted"})
+				return
+			}
+			if x.seq > want {
+				r.Problems = append(r.Problems, AuditProblem{Seq: want, Kind: "deleted"})
+			} else {
+				r.Problems = append(r.Problems, AuditProblem{Seq: x.seq, Kind: "modified"})
+			}
+		}
+		prev, want = x.mac, x.seq+1
+		r.Head = Checkpoint{Seq: x.seq, MAC: x.mac}
+		if opts.Anchor != nil && x.seq == opts.Anchor.Seq && hmac.Equal(x.mac, opts.Anchor.MAC) {
+			anchored = true
+		}
+	}
+	var cur *auditRow
+	for rows.Next() {
+		x := &auditRow{}
+		var event string
+		if err := rows.Scan(&x.seq, &event, &x.mac); err != nil {
+			return r, fmt.Errorf("keys: verify audit log: %w", err)
+		}
+		x.event = []byte(event)
+		if cur != nil {
+			check(cur, x)
+		}
+		cur = x
+	}
+	if err := rows.Err(); err != nil {
+		return r, fmt.Errorf("keys: verify audit log: %w", err)
+	}
+	if cur != nil {
+		check(cur, nil)
+	}
+	if headSeq != r.Head.Seq || (headSeq > 0 && !hmac.Equal(headMAC, r.Head.MAC)) {
+		// The head names an event past the last one: the tail is gone.
+		r.Problems = append(r.Problems, AuditProblem{Seq: r.Head.Seq + 1, Kind: "deleted"})
+	}
+	if !anchored {
+		r.Problems = append(r.Problems, AuditProblem{Seq: opts.Anchor.Seq, Kind: "anchor"})
+	}
+	if len(r.Problems) > 0 {
+		return r, fmt.Errorf("%w: %d problems, first at event %d (%s)", ErrAuditTampered, len(r.Problems), r.Problems[0].Seq, r.Problems[0].Kind)
+	}
+	return r, nil
+}

@@ -1,0 +1,164 @@
+package keys_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/keys"
+)
+
+func auditDBs() map[string]func(t testing.TB) (*sql.DB, keys.Dialect) {
+	return map[string]func(t testing.TB) (*sql.DB, keys.Dialect){
+		"sqlite":   func(t testing.TB) (*sql.DB, keys.Dialect) { return sqliteDB(t), keys.SQLite },
+		"postgres": func(t testing.TB) (*sql.DB, keys.Dialect) { return postgresDB(t), keys.Postgres },
+	}
+}
+
+// fillLog writes n events through a keyring whose Auditor is log.
+func fillLog(t *testing.T, db *sql.DB, d keys.Dialect, log *keys.AuditLog, n int) {
+	ctx := keys.WithPrincipal(context.Background(), "svc-ehr")
+	store, err := keys.NewSQLStore(ctx, db, d)
+	require.NoError(t, err)
+	kek, _ := newKEK(t)
+	kr := newKeyring(t, keys.Config{KEK: kek, Store: store, Auditor: log, AuditUses: true})
+	for i := 0; i < n; i++ {
+		_, err := kr.EncryptionKey(ctx, "tenant:a")
+		require.NoError(t, err)
+	}
+}
+
+func TestAuditLogVerifier(t *testing.T) {
+	for name, open := range auditDBs() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db, d := open(t)
+			kek, _ := newKEK(t)
+			log, err := keys.NewAuditLog(ctx, db, d, kek)
+			require.NoError(t, err)
+			fillLog(t, db, d, log, 10) // create + 10 uses
+			report, err := log.Verify(ctx, keys.VerifyOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, int64(11), report.Events)
+			assert.Equal(t, int64(11), report.Head.Seq)
+			anchor := report.Head
+
+			// Reopening the log (another process) reuses its chain key.
+			reopened, err := keys.NewAuditLog(ctx, db, d, kek)
+			require.NoError(t, err)
+			_, err = reopened.Verify(ctx, keys.VerifyOptions{Anchor: &anchor})
+			require.NoError(t, err)
+
+			tamper := func(what, query string, args ...any) []keys.AuditProblem {
+				t.Helper()
+				_, err := db.ExecContext(ctx, query, args...)
+				require.NoError(t, err, what)
+				report, err := log.Verify(ctx, keys.VerifyOptions{Anchor: &anchor})
+				assert.ErrorIs(t, err, keys.ErrAuditTampered, what)
+				return report.Problems
+			}
+			q := func(s string) string { return pgq(d, s) }
+
+			// An edited event.
+			var event string
+			require.NoError(t, db.QueryRowContext(ctx, "SELECT event FROM phicrypt_audit WHERE seq = 4").Scan(&event))
+			problems := tamper("edit", q("UPDATE phicrypt_audit SET event = ? WHERE seq = 4"), event[:len(event)-1]+` `)
+			assert.Equal(t, []keys.AuditProblem{{Seq: 4, Kind: "modified"}}, problems)
+			_, err = db.ExecContext(ctx, q("UPDATE phicrypt_audit SET event = ? WHERE seq = 4"), event)
+			require.NoError(t, err)
+			_, err = log.Verify(ctx, keys.VerifyOptions{Anchor: &anchor})
+			require.NoError(t, err, "restored")
+
+			// A deleted event.
+			var event6 string
+			var mac6 []byte
+			require.NoError(t, db.QueryRowContext(ctx, "SELECT event, mac FROM phicrypt_audit WHERE seq = 6").Scan(&event6, &mac6))
+			problems = tamper("delete", "DELETE FROM phicrypt_audit WHERE seq = 6")
+			assert.Equal(t, []keys.AuditProblem{{Seq: 6, Kind: "deleted"}}, problems)
+			_, err = db.ExecContext(ctx, q("INSERT INTO phicrypt_audit (seq, event, mac) VALUES (?, ?, ?)"), 6, event6, mac6)
+			require.NoError(t, err)
+
+			// An inserted event, forged without the key.
+			problems = tamper("insert", q("INSERT INTO phicrypt_audit (seq, event, mac) VALUES (?, ?, ?)"), 100, `{"op":"unwrap"}`, make([]byte, 32))
+			assert.Equal(t, []keys.AuditProblem{{Seq: 100, Kind: "inserted"}}, problems)
+			_, err = db.ExecContext(ctx, "DELETE FROM phicrypt_audit WHERE seq = 100")
+			require.NoError(t, err)
+
+			// Deleting the newest event while the head still names it.
+			var event11 string
+			var mac11 []byte
+			require.NoError(t, db.QueryRowContext(ctx, "SELECT event, mac FROM phicrypt_audit WHERE seq = 11").Scan(&event11, &mac11))
+			problems = tamper("delete newest", "DELETE FROM phicrypt_audit WHERE seq = 11")
+			assert.Equal(t, []keys.AuditProblem{{Seq: 11, Kind: "deleted"}, {Seq: 11, Kind: "anchor"}}, problems)
+			_, err = db.ExecContext(ctx, q("INSERT INTO phicrypt_audit (seq, event, mac) VALUES (?, ?, ?)"), 11, event11, mac11)
+			require.NoError(t, err)
+			_, err = log.Verify(ctx, keys.VerifyOptions{Anchor: &anchor})
+			require.NoError(t, err, "restored")
+
+			// Deleting the tail and rewinding the head: only the anchor
+			// shows it.
+			var headMAC []byte
+			require.NoError(t, db.QueryRowContext(ctx, "SELECT mac FROM phicrypt_audit WHERE seq = 9").Scan(&headMAC))
+			_, err = db.ExecContext(ctx, "DELETE FROM phicrypt_audit WHERE seq > 9")
+			require.NoError(t, err)
+			problems = tamper("truncate", q("UPDATE phicrypt_audit_head SET seq = 9, mac = ? WHERE id = 1"), headMAC)
+			assert.Equal(t, []keys.AuditProblem{{Seq: 11, Kind: "anchor"}}, problems)
+			_, err = log.Verify(ctx, keys.VerifyOptions{})
+			assert.NoError(t, err, "without an anchor, a clean truncation is invisible: record the head outside the database")
+		})
+	}
+}
+
+func TestAuditLogConcurrentAppends(t *testing.T) {
+	for name, open := range auditDBs() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db, d := open(t)
+			kek, _ := newKEK(t)
+			logs := make([]*keys.AuditLog, 3)
+			for i := range logs { // three processes
+				var err error
+				logs[i], err = keys.NewAuditLog(ctx, db, d, kek)
+				require.NoError(t, err)
+			}
+			var wg sync.WaitGroup
+			for g := 0; g < 12; g++ {
+				wg.Add(1)
+				go func(g int) {
+					defer wg.Done()
+					for i := 0; i < 10; i++ {
+						err := logs[g%3].Audit(ctx, keys.Event{Time: time.Now(), Op: keys.OpUse, Scope: fmt.Sprint("tenant:", g), Key: "data", Outcome: keys.Success})
+						assert.NoError(t, err)
+					}
+				}(g)
+			}
+			wg.Wait()
+			report, err := logs[0].Verify(ctx, keys.VerifyOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, int64(120), report.Events, "no append lost or forked")
+		})
+	}
+}
+
+// pgq rewrites ? placeholders for PostgreSQL.
+func pgq(d keys.Dialect, s string) string {
+	if d != keys.Postgres {
+		return s
+	}
+	out, n := "", 0
+	for _, c := range s {
+		if c == '?' {
+			n++
+			out += fmt.Sprintf("$%d", n)
+			continue
+		}
+		out += string(c)
+	}
+	return out
+}

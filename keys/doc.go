@@ -1,0 +1,106 @@
+// Package keys manages the lifecycle of data keys and blind index keys:
+// scoped and versioned, wrapped by a KEK, shared by every replica of a
+// service through a Store, cached unwrapped so that a steady-state
+// encryption or decryption makes no store or KMS call, rotated, rewrapped
+// after a KEK rotation, destroyed to crypto-shred a patient or a tenant,
+// and audited.
+//
+// Most applications create one Keyring and hand it to the fields package
+// (or to envelope.NewCompact, which it implements envelope.Keyring for):
+//
+//	store, _ := keys.NewSQLStore(ctx, db, keys.Postgres)
+//	kr, _ := keys.New(keys.Config{KEK: kek, Store: store})
+//	c, _ := envelope.NewCompact(envelope.CompactConfig{Keyring: kr})
+//
+// # Key sets, scopes and versions
+//
+// A key set (ID) is the versions of one key: the data key of a scope
+// (DataKey) or the key of one blind index of a table column in a scope
+// (IndexKeyID). A scope names who shares a key: a tenant, a patient, a
+// table; the caller picks it per record. Versions count up from 1; at most
+// one is Active and encrypts, older ones decrypt what they encrypted.
+// The first use of a scope creates its first version; when two replicas
+// do so at the same moment, the store serializes them and both use the one
+// version that wins (a unique index on the active version backs this up).
+//
+// Every key is 256 random bits, stored only wrapped by the KEK with an AAD
+// that binds it to its scope, name, version and suite, so a wrapped key
+// copied to another row of the store fails to unwrap.
+//
+// # Caching and KMS calls
+//
+// Unwrapped keys are cached for CacheMaxAge (5 minutes by default), at
+// most CacheMaxEntries of them. Concurrent misses on one key make exactly
+// one KMS call. The cache holds derived cipher state, never raw key bytes:
+// raw bytes are cleared right after the AEAD or HMAC key is derived from
+// them (best effort: Go's runtime may have copied them, and the expanded
+// AES key schedule inside crypto/cipher cannot be cleared; it is released
+// to the garbage collector with the last reference).
+//
+// While the KMS is down, cached keys keep working until CacheMaxAge;
+// uncached ones fail within the caller's deadline with an error matching
+// kms.ErrUnavailable.
+//
+// # Budgets and rotation
+//
+// A data key encrypts at most MaxMessages values (2^32 for random 96-bit
+// nonces, NIST SP 800-38D; lower if configured), counted across replicas:
+// each keyring reserves blocks of ReserveBlock messages in the store, one
+// store write per block. When a version's budget is spent, or it is older
+// than MaxKeyAge, the next encryption rotates to a new version. Rotate does
+// so on demand. Old versions keep decrypting until SetMinDecryptVersion
+// retires them or they are destroyed; the migration engine re-encrypts
+// their data first.
+//
+// # States
+//
+// Versions follow NIST SP 800-57 Part 1: PreActive, Active, DecryptOnly
+// (deactivated), Suspended, Compromised, Destroyed. SetState refuses the
+// transitions the standard does not allow (see CanTransition) with a
+// *TransitionError matching ErrInvalidTransition. Every change is audited.
+//
+// # KEK rotation
+//
+// After the KEK gains a new version, Rewrap re-encrypts every stored key
+// under it, in batches (with the KEK's server-side batch rewrap when it
+// implements kms.Rewrapper), touching no data, and resumes after a failure.
+//
+// # Crypto-shredding
+//
+// Destroy(scope) destroys every version of every key set of the scope and
+// erases the wrapped keys from the store. From then on, everything
+// encrypted under them fails with ErrKeyDestroyed: at once in the calling
+// process, and in other processes within their CacheMaxAge (set it to what
+// your erasure policy can tolerate). Other scopes are unaffected, and no
+// new key is ever created for a destroyed scope.
+//
+// Destruction is only as final as the copies of the store. Database backups,
+// replicas, point-in-time recovery and WAL archives taken before Destroy
+// still hold the wrapped keys; whoever can restore one and use the KEK can
+// decrypt the shredded data again. To make shredding hold, an operator
+// either keeps the key store out of long-lived backups (or in backups that
+// expire within the erasure deadline), or records each Destroy and replays
+// it after any restore, or gives each backup generation its own KEK
+// version and retires that version in the KMS when the backup expires.
+// The audit log records every destruction for that purpose.
+//
+// # Audit
+//
+// An Auditor receives an Event for every key operation: create, unwrap,
+// rotate, rewrap, state change, destroy and denied use (and, with
+// AuditUses, every use). Events carry the time, operation, scope, key,
+// version, KEK id, the principal and purpose taken from the context
+// (WithPrincipal, WithPurpose), the outcome and an error class, never key
+// material or data. SlogAuditor writes them to a slog.Logger; AuditLog
+// keeps them in the database as an HMAC chain under a KEK-wrapped key and
+// Verify reports edited, inserted and deleted events. With AuditFailClosed,
+// an operation whose event cannot be recorded fails (ErrAudit), decryption
+// included.
+//
+// # Stores
+//
+// MemoryStore keeps keys in memory for tests and single processes.
+// SQLStore keeps them in PostgreSQL (pgx's database/sql driver) or SQLite
+// (modernc.org/sqlite, the embedded default); NewSQLStore creates its
+// tables, versioned by Migrate.
+package keys

@@ -1,0 +1,110 @@
+package keys
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"fmt"
+	"hash"
+	"log/slog"
+	"sync"
+
+	"github.com/phicrypt/phicrypt/internal/kdf"
+)
+
+// IndexKey is one version of a blind index key: an HMAC-SHA-256 key derived
+// with HKDF-SHA-256 from a 256-bit random key that the store keeps wrapped
+// by the KEK. It computes MACs without exposing the key; its String,
+// GoString, Format, LogValue and MarshalJSON print its version only. It is
+// safe for concurrent use.
+type IndexKey struct {
+	version uint32
+	macs    *sync.Pool // of keyed hash.Hash
+}
+
+func newIndexKey(version uint32, raw []byte) (*IndexKey, error) {
+	key, err := kdf.Key(raw, kdf.LabelBlindIndex, sha256.Size)
+	if err != nil {
+		return nil, fmt.Errorf("keys: %w", err)
+	}
+	// The pool's hashes hold the key (as HMAC pads); this slice is the
+	// only other copy, referenced by New until the key is dropped.
+	pool := &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
+	return &IndexKey{version: version, macs: pool}, nil
+}
+
+// Version returns the key's version.
+func (k IndexKey) Version() uint32 { return k.version }
+
+// Sum appends HMAC-SHA-256(key, msg), 32 bytes, to dst and returns the
+// extended slice. Callers truncate it to their index's length.
+func (k IndexKey) Sum(dst, msg []byte) []byte {
+	h := k.macs.Get().(hash.Hash)
+	h.Reset()
+	h.Write(msg)
+	dst = h.Sum(dst)
+	k.macs.Put(h)
+	return dst
+}
+
+// String returns the version.
+func (k IndexKey) String() string { return fmt.Sprintf("keys.IndexKey{Version: %d}", k.version) }
+
+// GoString is String.
+func (k IndexKey) GoString() string { return k.String() }
+
+// Format prints String for every verb.
+func (k IndexKey) Format(f fmt.State, verb rune) { fmt.Fprint(f, k.String()) }
+
+// LogValue logs the version.
+func (k IndexKey) LogValue() slog.Value {
+	return slog.GroupValue(slog.Uint64("version", uint64(k.version)))
+}
+
+// MarshalJSON encodes the version.
+func (k IndexKey) MarshalJSON() ([]byte, error) {
+	return fmt.Appendf(nil, `{"version":%d}`, k.version), nil
+}
+
+// IndexKey returns the active key of the blind index of (table, column) in
+// scope, creating it on first use. Blind index values are computed with it.
+func (k *Keyring) IndexKey(ctx context.Context, scope, table, column string) (*IndexKey, error) {
+	id, err := IndexKeyID(scope, table, column)
+	if err != nil {
+		return nil, err
+	}
+	v, err := k.activeKey(ctx, id, "index")
+	if err != nil {
+		return nil, err
+	}
+	return v.index, nil
+}
+
+// IndexKeys returns the versions of the blind index key of (table, column)
+// in scope that a search must try: the active version first, then the
+// decrypt-only ones whose rows have not all been reindexed yet. It reads
+// the store on every call (the versions themselves come from the cache).
+func (k *Keyring) IndexKeys(ctx context.Context, scope, table, column string) ([]*IndexKey, error) {
+	active, err := k.IndexKey(ctx, scope, table, column)
+	if err != nil {
+		return nil, err
+	}
+	id, _ := IndexKeyID(scope, table, column)
+	ks, err := k.cfg.Store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	out := []*IndexKey{active}
+	for i := len(ks.Versions) - 1; i >= 0; i-- {
+		r := ks.Versions[i]
+		if r.Version == active.version || r.State != DecryptOnly || r.Version < ks.MinDecryptVersion {
+			continue
+		}
+		v, err := k.versionKey(ctx, id, r.Version, "index")
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v.index)
+	}
+	return out, nil
+}

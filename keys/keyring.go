@@ -1,0 +1,511 @@
+package keys
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/phicrypt/phicrypt/envelope"
+	"github.com/phicrypt/phicrypt/internal/format"
+	"github.com/phicrypt/phicrypt/internal/keycache"
+	"github.com/phicrypt/phicrypt/kms"
+)
+
+// Defaults of Config.
+const (
+	DefaultCacheMaxEntries = 10000
+	DefaultCacheMaxAge     = 5 * time.Minute
+	DefaultReserveBlock    = 1 << 16
+	// MaxMessages is the most values one data key version encrypts:
+	// 2^32, the limit for random 96-bit nonces (NIST SP 800-38D,
+	// section 8.3).
+	MaxMessages = 1 << 32
+)
+
+// Config configures a Keyring.
+type Config struct {
+	// KEK wraps every key the store holds. Required.
+	KEK kms.KEK
+	// Store keeps the wrapped keys. Required.
+	Store Store
+	// Suite of new data keys; AES256GCM by default.
+	Suite envelope.Suite
+
+	// MaxKeyAge rotates a scope's data key once it is older (zero: no
+	// automatic rotation by age). The check runs when the active key is
+	// loaded, so a key may serve up to CacheMaxAge longer.
+	MaxKeyAge time.Duration
+	// MaxMessages rotates a data key once it has encrypted this many
+	// values, across every replica (default and maximum: MaxMessages).
+	MaxMessages uint64
+	// ReserveBlock is how many messages a keyring reserves in the store at
+	// a time (DefaultReserveBlock when zero): one store write per block.
+	ReserveBlock uint64
+
+	// CacheMaxEntries bounds the unwrapped keys kept in memory
+	// (DefaultCacheMaxEntries when zero).
+	CacheMaxEntries int
+	// CacheMaxAge is how long an unwrapped key serves without looking at
+	// the store or the KMS again (DefaultCacheMaxAge when zero). It bounds
+	// how long another replica keeps using a key after it is destroyed,
+	// suspended or rotated out, and how long cached keys keep working while
+	// the KMS is down. A negative value disables caching.
+	CacheMaxAge time.Duration
+
+	// Auditor receives an Event for every key operation (optional).
+	Auditor Auditor
+	// AuditFailClosed makes an operation fail with ErrAudit when the
+	// Auditor fails, decryption included.
+	AuditFailClosed bool
+	// AuditUses audits every encryption and decryption key lookup, cached
+	// or not, not only the operations that reach the store or the KMS. It
+	// costs one Auditor call per value.
+	AuditUses bool
+
+	// AllowCompromisedDecryption lets compromised versions decrypt, so
+	// their data can be re-encrypted under a new key.
+	AllowCompromisedDecryption bool
+
+	// Clock is the source of time; the system clock when nil.
+	Clock Clock
+}
+
+// Clock is a Keyring's source of time: the dates of key versions, key ages,
+// and the expiry of cached keys. Tests substitute a fake.
+type Clock interface {
+	Now() time.Time
+	// AfterFunc calls f after d, like time.AfterFunc, and returns a
+	// function that stops the timer.
+	AfterFunc(d time.Duration, f func()) (stop func() bool)
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
+	return time.AfterFunc(d, f).Stop
+}
+
+// Keyring manages the data keys and index keys of every scope: it creates
+// them on first use, wraps them with the KEK, keeps them in the Store,
+// caches them unwrapped, rotates them, and destroys them. It implements
+// envelope.Keyring and is safe for concurrent use; replicas sharing a
+// Store share their keys.
+type Keyring struct {
+	cfg   Config
+	kekID string
+	now   func() time.Time
+
+	// keys caches unwrapped versions by (scope, name, version), active
+	// the current encryption key of each (scope, name).
+	keys   *keycache.Cache[*versionKey]
+	active *keycache.Cache[*activeKey]
+}
+
+var _ envelope.Keyring = (*Keyring)(nil)
+
+// versionKey is one unwrapped version: a data key or an index key.
+type versionKey struct {
+	dek   *envelope.DEK
+	index *IndexKey
+}
+
+// activeKey is the version that encrypts, with this keyring's share of its
+// message budget.
+type activeKey struct {
+	version uint32
+	key     *versionKey
+	used    atomic.Uint64
+	limit   uint64 // messages reserved by this keyring for this entry
+}
+
+// New returns a Keyring for cfg.
+func New(cfg Config) (*Keyring, error) {
+	if cfg.KEK == nil || cfg.Store == nil {
+		return nil, errors.New("keys: Config needs a KEK and a Store")
+	}
+	if cfg.Suite == 0 {
+		cfg.Suite = envelope.AES256GCM
+	}
+	if _, err := envelope.NewDEK(cfg.Suite, 1, make([]byte, envelope.DEKSize)); err != nil {
+		return nil, fmt.Errorf("keys: suite %v: %w", cfg.Suite, err)
+	}
+	if cfg.MaxMessages == 0 || cfg.MaxMessages > MaxMessages {
+		if cfg.MaxMessages > MaxMessages {
+			return nil, fmt.Errorf("keys: MaxMessages %d is above %d", cfg.MaxMessages, uint64(MaxMessages))
+		}
+		cfg.MaxMessages = MaxMessages
+	}
+	if cfg.ReserveBlock == 0 {
+		cfg.ReserveBlock = DefaultReserveBlock
+	}
+	cfg.ReserveBlock = min(cfg.ReserveBlock, cfg.MaxMessages)
+	if cfg.CacheMaxEntries == 0 {
+		cfg.CacheMaxEntries = DefaultCacheMaxEntries
+	}
+	if cfg.CacheMaxAge == 0 {
+		cfg.CacheMaxAge = DefaultCacheMaxAge
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
+	k := &Keyring{cfg: cfg, now: cfg.Clock.Now}
+	if id, ok := cfg.KEK.(kms.Identifier); ok {
+		k.kekID = id.KeyID()
+	}
+	cc := keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.CacheMaxAge, AfterFunc: cfg.Clock.AfterFunc}
+	k.keys = keycache.New[*versionKey](cc)
+	k.active = keycache.New[*activeKey](cc)
+	return k, nil
+}
+
+// DataKey returns the ID of scope's data key set.
+func DataKey(scope string) ID { return ID{Scope: scope, Name: DataKeyName} }
+
+// IndexKeyID returns the ID of the key set of the blind index of table and
+// column in scope.
+func IndexKeyID(scope, table, column string) (ID, error) {
+	name, err := IndexKeyName(table, column)
+	return ID{Scope: scope, Name: name}, err
+}
+
+// cacheKey appends the cache key of (id, version) to dst: the version, the
+// name, a NUL and the scope. Names never contain NUL.
+func cacheKey(dst []byte, id ID, version uint32) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, version)
+	dst = append(dst, id.Name...)
+	dst = append(dst, 0)
+	return append(dst, id.Scope...)
+}
+
+// EncryptionKey returns the active data key of scope, creating the scope's
+// first key or rotating to a new one when the current one is spent or too
+// old. It implements envelope.Keyring. In steady state it makes no store or
+// KMS call and no allocation.
+func (k *Keyring) EncryptionKey(ctx context.Context, scope string) (*envelope.DEK, error) {
+	a, err := k.activeKey(ctx, DataKey(scope), "encrypt")
+	if err != nil {
+		return nil, err
+	}
+	return a.dek, nil
+}
+
+// DecryptionKey returns version of scope's data key. It implements
+// envelope.Keyring. Destroyed versions fail with ErrKeyDestroyed, versions
+// that the state or the minimum decryption version forbid with
+// ErrKeyUnusable, unknown ones with ErrKeyNotFound.
+func (k *Keyring) DecryptionKey(ctx context.Context, scope string, version uint32) (*envelope.DEK, error) {
+	v, err := k.versionKey(ctx, DataKey(scope), version, "decrypt")
+	if err != nil {
+		return nil, err
+	}
+	if k.cfg.AuditUses {
+		if err := k.audit(ctx, Event{Op: OpUse, Scope: scope, Key: DataKeyName, Version: version, Use: "decrypt", Outcome: Success}); err != nil {
+			return nil, err
+		}
+	}
+	return v.dek, nil
+}
+
+// activeKey returns the active version of id with one message of its
+// budget taken.
+func (k *Keyring) activeKey(ctx context.Context, id ID, use string) (*versionKey, error) {
+	var buf [128]byte
+	ck := cacheKey(buf[:0], id, 0)
+	for {
+		a, ok := k.active.LookupBytes(ck)
+		if !ok {
+			var err error
+			if a, err = k.active.Get(ctx, string(ck), func(ctx context.Context) (*activeKey, error) {
+				return k.loadActive(ctx, id)
+			}); err != nil {
+				return nil, err
+			}
+		}
+		if id.Name == DataKeyName && a.used.Add(1) > a.limit {
+			// This keyring's share of the budget is spent: reserve more,
+			// or rotate when the version's budget is.
+			k.active.Forget(string(ck), a)
+			continue
+		}
+		if k.cfg.AuditUses {
+			if err := k.audit(ctx, Event{Op: OpUse, Scope: id.Scope, Key: id.Name, Version: a.version, Use: use, Outcome: Success}); err != nil {
+				return nil, err
+			}
+		}
+		return a.key, nil
+	}
+}
+
+// loadActive reserves a block of the active version's budget in the store,
+// creating or rotating the version when needed, and unwraps it.
+func (k *Keyring) loadActive(ctx context.Context, id ID) (*activeKey, error) {
+	for attempt := 0; ; attempt++ {
+		a, err := k.tryLoadActive(ctx, id)
+		if !errors.Is(err, errRetryRotation) || attempt == 3 {
+			return a, err
+		}
+		// Our new version lost a race with another keyring's: use theirs.
+	}
+}
+
+func (k *Keyring) tryLoadActive(ctx context.Context, id ID) (*activeKey, error) {
+	ks, err := k.cfg.Store.Get(ctx, id)
+	if errors.Is(err, ErrKeyNotFound) {
+		ks, err = &KeySet{ID: id}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var fresh *newVersion
+	if rotate, err := k.needsRotation(ks); err != nil {
+		return nil, err
+	} else if rotate {
+		// Generate and wrap outside the store's transaction: no KMS call
+		// holds a database lock. If another replica rotates first, this
+		// key is dropped unused.
+		if fresh, err = k.newVersion(ctx, id, ks.Latest()+1); err != nil {
+			return nil, err
+		}
+	}
+	var reserved uint64
+	var rotatedFrom uint32
+	inserted := false
+	ks, err = k.cfg.Store.Update(ctx, id, func(ks *KeySet) error {
+		reserved, rotatedFrom, inserted = 0, 0, false
+		rotate, err := k.needsRotation(ks)
+		if err != nil {
+			return err
+		}
+		if rotate {
+			if fresh == nil || fresh.rec.Version != ks.Latest()+1 {
+				return errRetryRotation
+			}
+			now := k.now()
+			if cur := ks.Active(); cur != nil {
+				cur.State, cur.Changed = DecryptOnly, now
+				rotatedFrom = cur.Version
+			}
+			rec := fresh.rec
+			rec.Reserved = k.reserveBlock(id)
+			ks.Versions = append(ks.Versions, rec)
+			reserved, inserted = rec.Reserved, true
+			return nil
+		}
+		if cur := ks.Active(); id.Name == DataKeyName {
+			reserved = min(k.cfg.ReserveBlock, k.cfg.MaxMessages-cur.Reserved)
+			cur.Reserved += reserved
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	cur := ks.Active()
+	if inserted {
+		// Only a version this keyring inserted may use the key it
+		// generated: another keyring's version of the same number holds
+		// another key.
+		if err := k.auditCreated(ctx, id, fresh.rec, rotatedFrom != 0); err != nil {
+			return nil, err
+		}
+		k.keys.Get(ctx, string(cacheKey(nil, id, cur.Version)), func(context.Context) (*versionKey, error) { return fresh.key, nil })
+		return &activeKey{version: cur.Version, key: fresh.key, limit: reserved}, nil
+	}
+	v, err := k.versionKey(ctx, id, cur.Version, "encrypt")
+	if err != nil {
+		return nil, err
+	}
+	return &activeKey{version: cur.Version, key: v, limit: reserved}, nil
+}
+
+var errRetryRotation = errors.New("keys: rotation raced")
+
+// reserveBlock is the share of a new version's budget a keyring takes.
+func (k *Keyring) reserveBlock(id ID) uint64 {
+	if id.Name != DataKeyName {
+		return 0
+	}
+	return k.cfg.ReserveBlock
+}
+
+// needsRotation reports whether ks needs a new active version: it has none,
+// or its data key is too old or has spent its budget. A key set without an
+// active version gets none while a version is suspended, and fails with
+// ErrKeyDestroyed once its latest version is destroyed: a crypto-shredded
+// scope stays shredded.
+func (k *Keyring) needsRotation(ks *KeySet) (bool, error) {
+	cur := ks.Active()
+	if cur == nil {
+		for _, r := range ks.Versions {
+			if r.State == Suspended {
+				return false, fmt.Errorf("%w: %s version %d is suspended", ErrKeyUnusable, ks.ID.kind(), r.Version)
+			}
+		}
+		if n := len(ks.Versions); n > 0 && ks.Versions[n-1].State == Destroyed {
+			return false, fmt.Errorf("%w: %s", ErrKeyDestroyed, ks.ID.kind())
+		}
+		return true, nil
+	}
+	if ks.ID.Name != DataKeyName {
+		return false, nil
+	}
+	if k.cfg.MaxKeyAge > 0 && k.now().Sub(cur.Created) >= k.cfg.MaxKeyAge {
+		return true, nil
+	}
+	return cur.Reserved >= k.cfg.MaxMessages, nil
+}
+
+// newVersion is a generated, wrapped key not yet stored.
+type newVersion struct {
+	rec Record
+	key *versionKey
+}
+
+// wrapAAD binds a stored key to its identity: a wrapped key copied to
+// another scope, name or version fails to unwrap.
+func wrapAAD(id ID, version uint32, suite envelope.Suite) []byte {
+	aad := format.AppendString(nil, "phicrypt/v1/keys")
+	aad = format.AppendString(aad, id.Scope)
+	aad = format.AppendString(aad, id.Name)
+	aad = binary.BigEndian.AppendUint32(aad, version)
+	return append(aad, byte(suite))
+}
+
+func (k *Keyring) suiteFor(id ID) envelope.Suite {
+	if id.Name == DataKeyName {
+		return k.cfg.Suite
+	}
+	return 0
+}
+
+// newVersion generates version v of id and wraps it with the KEK.
+func (k *Keyring) newVersion(ctx context.Context, id ID, v uint32) (*newVersion, error) {
+	raw := make([]byte, envelope.DEKSize)
+	defer clear(raw)
+	rand.Read(raw)
+	suite := k.suiteFor(id)
+	key, err := k.unwrapped(id, v, suite, raw)
+	if err != nil {
+		return nil, err
+	}
+	wk, err := k.cfg.KEK.Wrap(ctx, raw, wrapAAD(id, v, suite))
+	if err != nil {
+		k.audit(ctx, Event{Op: OpCreate, Scope: id.Scope, Key: id.Name, Version: v, KEKID: k.kekID, Outcome: Failure, ErrorClass: ErrorClass(err)})
+		return nil, fmt.Errorf("keys: wrap new %s: %w", id.kind(), err)
+	}
+	now := k.now()
+	return &newVersion{
+		rec: Record{Version: v, State: Active, Suite: suite, Wrapped: wk, Created: now, Changed: now, WrappedAt: now},
+		key: key,
+	}, nil
+}
+
+// unwrapped builds the in-memory key of a version from its raw bytes.
+func (k *Keyring) unwrapped(id ID, v uint32, suite envelope.Suite, raw []byte) (*versionKey, error) {
+	if id.Name == DataKeyName {
+		dek, err := envelope.NewDEK(suite, v, raw)
+		if err != nil {
+			return nil, fmt.Errorf("keys: %w", err)
+		}
+		return &versionKey{dek: dek}, nil
+	}
+	ik, err := newIndexKey(v, raw)
+	if err != nil {
+		return nil, err
+	}
+	return &versionKey{index: ik}, nil
+}
+
+// auditCreated audits the creation of rec and, if rotated, the rotation to
+// it.
+func (k *Keyring) auditCreated(ctx context.Context, id ID, rec Record, rotated bool) error {
+	if err := k.audit(ctx, Event{Op: OpCreate, Scope: id.Scope, Key: id.Name, Version: rec.Version, KEKID: rec.Wrapped.KeyID, Outcome: Success}); err != nil {
+		return err
+	}
+	if !rotated {
+		return nil
+	}
+	return k.audit(ctx, Event{Op: OpRotate, Scope: id.Scope, Key: id.Name, Version: rec.Version, Outcome: Success})
+}
+
+// versionKey returns version v of id, unwrapped, through the cache.
+func (k *Keyring) versionKey(ctx context.Context, id ID, v uint32, use string) (*versionKey, error) {
+	var buf [128]byte
+	ck := cacheKey(buf[:0], id, v)
+	if key, ok := k.keys.LookupBytes(ck); ok {
+		return key, nil
+	}
+	return k.keys.Get(ctx, string(ck), func(ctx context.Context) (*versionKey, error) {
+		return k.loadVersion(ctx, id, v, use)
+	})
+}
+
+// loadVersion reads version v of id from the store, checks that its state
+// allows use, and unwraps it.
+func (k *Keyring) loadVersion(ctx context.Context, id ID, v uint32, use string) (*versionKey, error) {
+	ks, err := k.cfg.Store.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	rec := ks.Version(v)
+	if rec == nil {
+		return nil, fmt.Errorf("%w: %s version %d", ErrKeyNotFound, id.kind(), v)
+	}
+	if err := k.usable(ks, rec, use); err != nil {
+		if aerr := k.audit(ctx, Event{Op: OpDenied, Scope: id.Scope, Key: id.Name, Version: v, Use: use, Outcome: Failure, ErrorClass: ErrorClass(err)}); aerr != nil {
+			return nil, aerr
+		}
+		return nil, err
+	}
+	raw, err := k.cfg.KEK.Unwrap(ctx, rec.Wrapped, wrapAAD(id, v, rec.Suite))
+	event := Event{Op: OpUnwrap, Scope: id.Scope, Key: id.Name, Version: v, KEKID: rec.Wrapped.KeyID, Use: use, Outcome: Success}
+	if err != nil {
+		event.Outcome, event.ErrorClass = Failure, ErrorClass(err)
+		k.audit(ctx, event)
+		return nil, fmt.Errorf("keys: unwrap %s version %d: %w", id.kind(), v, err)
+	}
+	defer clear(raw)
+	if err := k.audit(ctx, event); err != nil {
+		return nil, err
+	}
+	return k.unwrapped(id, v, rec.Suite, raw)
+}
+
+// usable checks that rec may be used for use ("encrypt", "decrypt" or
+// "index").
+func (k *Keyring) usable(ks *KeySet, rec *Record, use string) error {
+	switch {
+	case rec.State == Destroyed:
+		return fmt.Errorf("%w: %s version %d", ErrKeyDestroyed, ks.ID.kind(), rec.Version)
+	case use == "decrypt" && ks.MinDecryptVersion > rec.Version:
+		return fmt.Errorf("%w: %s version %d is below the minimum decryption version %d", ErrKeyUnusable, ks.ID.kind(), rec.Version, ks.MinDecryptVersion)
+	case use == "decrypt" && rec.State == Compromised && k.cfg.AllowCompromisedDecryption:
+		return nil
+	case !rec.State.CanDecrypt():
+		// Encryption too: the version was active when its budget was
+		// reserved (the store's Update is the check); a rotation since
+		// then lets it finish that block.
+		return fmt.Errorf("%w: %s version %d is %v", ErrKeyUnusable, ks.ID.kind(), rec.Version, rec.State)
+	}
+	return nil
+}
+
+// audit sends e to the Auditor, filling in the time, principal and
+// purpose. With AuditFailClosed, a failure of the Auditor is returned as
+// ErrAudit; otherwise it is dropped.
+func (k *Keyring) audit(ctx context.Context, e Event) error {
+	if k.cfg.Auditor == nil {
+		return nil
+	}
+	e.Time = k.now().UTC()
+	e.Principal, e.Purpose = Principal(ctx), Purpose(ctx)
+	if err := k.cfg.Auditor.Audit(ctx, e); err != nil && k.cfg.AuditFailClosed {
+		return fmt.Errorf("%w: %w", ErrAudit, err)
+	}
+	return nil
+}

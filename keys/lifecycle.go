@@ -1,0 +1,239 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/phicrypt/phicrypt/kms"
+)
+
+// forget drops the cached versions of id and its cached active version, so
+// that this process sees a change at once. Other processes see it within
+// CacheMaxAge.
+func (k *Keyring) forget(id ID, versions ...uint32) {
+	k.active.Delete(string(cacheKey(nil, id, 0)))
+	for _, v := range versions {
+		k.keys.Delete(string(cacheKey(nil, id, v)))
+	}
+}
+
+// Rotate makes a new version of key set id active and the current one
+// decrypt-only, and returns the new version. Data encrypted under older
+// versions still decrypts; the migration engine re-encrypts it. A key set
+// whose latest version is destroyed is not rotated (ErrKeyDestroyed).
+func (k *Keyring) Rotate(ctx context.Context, id ID) (uint32, error) {
+	for attempt := 0; ; attempt++ {
+		v, err := k.rotate(ctx, id)
+		if !errors.Is(err, errRetryRotation) || attempt == 3 {
+			return v, err
+		}
+	}
+}
+
+func (k *Keyring) rotate(ctx context.Context, id ID) (uint32, error) {
+	ks, err := k.cfg.Store.Get(ctx, id)
+	if errors.Is(err, ErrKeyNotFound) {
+		ks, err = &KeySet{ID: id}, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	fresh, err := k.newVersion(ctx, id, ks.Latest()+1)
+	if err != nil {
+		return 0, err
+	}
+	var from uint32
+	_, err = k.cfg.Store.Update(ctx, id, func(ks *KeySet) error {
+		from = 0
+		if n := len(ks.Versions); n > 0 && ks.Versions[n-1].State == Destroyed {
+			return fmt.Errorf("%w: %s", ErrKeyDestroyed, id.kind())
+		}
+		if ks.Latest()+1 != fresh.rec.Version {
+			return errRetryRotation
+		}
+		if cur := ks.Active(); cur != nil {
+			cur.State, cur.Changed = DecryptOnly, k.now()
+			from = cur.Version
+		}
+		ks.Versions = append(ks.Versions, fresh.rec)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	k.forget(id, from)
+	k.keys.Get(ctx, string(cacheKey(nil, id, fresh.rec.Version)), func(context.Context) (*versionKey, error) { return fresh.key, nil })
+	if err := k.auditCreated(ctx, id, fresh.rec, true); err != nil {
+		return 0, err
+	}
+	return fresh.rec.Version, nil
+}
+
+// SetState moves version v of key set id to state to, if SP 800-57 allows
+// it (see CanTransition); otherwise it fails with a *TransitionError.
+// Moving to Destroyed erases the version's wrapped key from the store. A
+// version may become Active only when no other version is.
+func (k *Keyring) SetState(ctx context.Context, id ID, v uint32, to State) error {
+	var from State
+	_, err := k.cfg.Store.Update(ctx, id, func(ks *KeySet) error {
+		rec := ks.Version(v)
+		if rec == nil {
+			return fmt.Errorf("%w: %s version %d", ErrKeyNotFound, id.kind(), v)
+		}
+		from = rec.State
+		if !CanTransition(from, to) {
+			return &TransitionError{ID: id, Version: v, From: from, To: to}
+		}
+		if cur := ks.Active(); to == Active && cur != nil {
+			return fmt.Errorf("%w: version %d is active; rotate instead", &TransitionError{ID: id, Version: v, From: from, To: to}, cur.Version)
+		}
+		rec.State, rec.Changed = to, k.now()
+		if to == Destroyed {
+			rec.Wrapped = kms.WrappedKey{}
+		}
+		return nil
+	})
+	k.forget(id, v)
+	e := Event{Op: OpStateChange, Scope: id.Scope, Key: id.Name, Version: v, From: from, To: to, Outcome: Success}
+	if to == Destroyed {
+		e.Op = OpDestroy
+	}
+	if err != nil {
+		e.Outcome, e.ErrorClass = Failure, ErrorClass(err)
+		k.audit(ctx, e)
+		return err
+	}
+	return k.audit(ctx, e)
+}
+
+// SetMinDecryptVersion refuses decryption with versions of key set id older
+// than v (ErrKeyUnusable), without destroying them: the step before
+// retiring a version once no row uses it. v must not exceed the latest
+// version; zero removes the minimum.
+func (k *Keyring) SetMinDecryptVersion(ctx context.Context, id ID, v uint32) error {
+	var older []uint32
+	_, err := k.cfg.Store.Update(ctx, id, func(ks *KeySet) error {
+		if v > ks.Latest() {
+			return fmt.Errorf("%w: %s has no version %d", ErrKeyNotFound, id.kind(), v)
+		}
+		ks.MinDecryptVersion = v
+		older = older[:0]
+		for _, r := range ks.Versions {
+			if r.Version < v {
+				older = append(older, r.Version)
+			}
+		}
+		return nil
+	})
+	e := Event{Op: OpMinDecryptVersion, Scope: id.Scope, Key: id.Name, Version: v, Outcome: Success}
+	if err != nil {
+		e.Outcome, e.ErrorClass = Failure, ErrorClass(err)
+		k.audit(ctx, e)
+		return err
+	}
+	k.forget(id, older...)
+	return k.audit(ctx, e)
+}
+
+// DestroyReport says what Destroy erased.
+type DestroyReport struct {
+	// KeySets is the number of key sets of the scope (data and index
+	// keys), Versions the number of versions destroyed now.
+	KeySets, Versions int
+}
+
+// Destroy crypto-shreds scope: every version of every key set of the scope
+// (its data key and its blind index keys) is destroyed, its wrapped key
+// erased from the store, so everything encrypted under them becomes
+// unreadable, here at once and in other processes sharing the store within
+// their CacheMaxAge. Active and suspended versions are first deactivated;
+// each step is audited. Other scopes are unaffected. New keys are never
+// created for a destroyed scope (ErrKeyDestroyed).
+//
+// Destruction is only as final as the store's copies: see "Crypto-shredding"
+// in the package documentation for backups.
+func (k *Keyring) Destroy(ctx context.Context, scope string) (DestroyReport, error) {
+	var report DestroyReport
+	if scope == "" {
+		return report, errors.New("keys: Destroy needs a scope")
+	}
+	after := ID{}
+	for {
+		sets, err := k.cfg.Store.List(ctx, scope, after, 100)
+		if err != nil {
+			return report, err
+		}
+		for _, ks := range sets {
+			n, err := k.destroySet(ctx, ks.ID)
+			report.Versions += n
+			if err != nil {
+				return report, err
+			}
+			report.KeySets++
+			after = ks.ID
+		}
+		if len(sets) < 100 {
+			return report, nil
+		}
+	}
+}
+
+// destroySet destroys every version of id.
+func (k *Keyring) destroySet(ctx context.Context, id ID) (int, error) {
+	var events []Event
+	var versions []uint32
+	_, err := k.cfg.Store.Update(ctx, id, func(ks *KeySet) error {
+		events, versions = events[:0], versions[:0]
+		now := k.now()
+		for i := range ks.Versions {
+			rec := &ks.Versions[i]
+			versions = append(versions, rec.Version)
+			if rec.State == Active || rec.State == Suspended {
+				events = append(events, Event{Op: OpStateChange, Scope: id.Scope, Key: id.Name, Version: rec.Version, From: rec.State, To: DecryptOnly, Outcome: Success})
+				rec.State = DecryptOnly
+			}
+			if rec.State == Destroyed {
+				continue
+			}
+			events = append(events, Event{Op: OpDestroy, Scope: id.Scope, Key: id.Name, Version: rec.Version, From: rec.State, To: Destroyed, Outcome: Success})
+			rec.State, rec.Changed, rec.Wrapped = Destroyed, now, kms.WrappedKey{}
+		}
+		return nil
+	})
+	k.forget(id, versions...)
+	if err != nil {
+		k.audit(ctx, Event{Op: OpDestroy, Scope: id.Scope, Key: id.Name, Outcome: Failure, ErrorClass: ErrorClass(err)})
+		return 0, err
+	}
+	destroyed := 0
+	var auditErr error
+	for _, e := range events {
+		if e.Op == OpDestroy {
+			destroyed++
+		}
+		if err := k.audit(ctx, e); err != nil && auditErr == nil {
+			auditErr = err
+		}
+	}
+	return destroyed, auditErr
+}
+
+// Status returns the key sets of scope (every scope when empty), with
+// their versions' states and dates; wrapped keys are included but never
+// printed by their String methods.
+func (k *Keyring) Status(ctx context.Context, scope string) ([]*KeySet, error) {
+	var out []*KeySet
+	after := ID{}
+	for {
+		sets, err := k.cfg.Store.List(ctx, scope, after, 500)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sets...)
+		if len(sets) < 500 {
+			return out, nil
+		}
+		after = sets[len(sets)-1].ID
+	}
+}

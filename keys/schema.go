@@ -1,0 +1,104 @@
+package keys
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// SchemaVersion is the version of the tables this package creates.
+const SchemaVersion = 1
+
+// migrations[i] upgrades the schema from version i to i+1. Statements use
+// {bytes} for the binary column type. Never edit a released migration: add
+// one.
+var migrations = [][]string{
+	{
+		`CREATE TABLE phicrypt_key_sets (
+			scope TEXT NOT NULL,
+			name TEXT NOT NULL,
+			min_decrypt_version BIGINT NOT NULL DEFAULT 0,
+			PRIMARY KEY (scope, name)
+		)`,
+		// Times are Unix nanoseconds (UTC); wrapped is NULL once destroyed.
+		`CREATE TABLE phicrypt_keys (
+			scope TEXT NOT NULL,
+			name TEXT NOT NULL,
+			version BIGINT NOT NULL,
+			state SMALLINT NOT NULL,
+			suite SMALLINT NOT NULL,
+			kek_id TEXT NOT NULL,
+			wrapped {bytes},
+			created_at BIGINT NOT NULL,
+			changed_at BIGINT NOT NULL,
+			wrapped_at BIGINT NOT NULL,
+			reserved BIGINT NOT NULL DEFAULT 0,
+			PRIMARY KEY (scope, name, version),
+			FOREIGN KEY (scope, name) REFERENCES phicrypt_key_sets (scope, name)
+		)`,
+		// One active version per key set, whatever a writer does.
+		`CREATE UNIQUE INDEX phicrypt_keys_one_active ON phicrypt_keys (scope, name) WHERE state = 2`,
+		// The tamper-evident audit log (AuditLog).
+		`CREATE TABLE phicrypt_audit (
+			seq BIGINT PRIMARY KEY,
+			event TEXT NOT NULL,
+			mac {bytes} NOT NULL
+		)`,
+		`CREATE TABLE phicrypt_audit_head (
+			id INTEGER PRIMARY KEY CHECK (id = 1),
+			seq BIGINT NOT NULL,
+			mac {bytes} NOT NULL
+		)`,
+	},
+}
+
+// Migrate creates the tables of this package in db, or upgrades them to
+// SchemaVersion. It is safe to run from several processes at once (an
+// advisory lock on PostgreSQL, an immediate transaction on SQLite) and does
+// nothing when the schema is current. NewSQLStore and NewAuditLog call it.
+// A database whose schema is newer than this package fails with an error:
+// upgrade phicrypt.
+func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
+	bytesType := "BYTEA"
+	if d == SQLite {
+		bytesType = "BLOB"
+	}
+	return writeTx(ctx, db, d, func(q querier) error {
+		if d == Postgres {
+			// An arbitrary constant: "phicrypt" in ASCII.
+			if _, err := q.ExecContext(ctx, "SELECT pg_advisory_xact_lock(7020098767283744116)"); err != nil {
+				return fmt.Errorf("keys: migrate: %w", err)
+			}
+		}
+		if _, err := q.ExecContext(ctx, "CREATE TABLE IF NOT EXISTS phicrypt_schema (version INTEGER NOT NULL)"); err != nil {
+			return fmt.Errorf("keys: migrate: %w", err)
+		}
+		var version int
+		err := q.QueryRowContext(ctx, "SELECT version FROM phicrypt_schema").Scan(&version)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			if _, err := q.ExecContext(ctx, "INSERT INTO phicrypt_schema (version) VALUES (0)"); err != nil {
+				return fmt.Errorf("keys: migrate: %w", err)
+			}
+		case err != nil:
+			return fmt.Errorf("keys: migrate: %w", err)
+		}
+		if version > SchemaVersion {
+			return fmt.Errorf("keys: database schema version %d is newer than this phicrypt's %d: upgrade phicrypt", version, SchemaVersion)
+		}
+		for v := version; v < SchemaVersion; v++ {
+			for _, stmt := range migrations[v] {
+				stmt = strings.ReplaceAll(stmt, "{bytes}", bytesType)
+				if _, err := q.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("keys: migrate to schema version %d: %w", v+1, err)
+				}
+			}
+			if _, err := q.ExecContext(ctx, d.q("UPDATE phicrypt_schema SET version = ?"), v+1); err != nil {
+				return fmt.Errorf("keys: migrate: %w", err)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,338 @@
+package keys
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/phicrypt/phicrypt/envelope"
+	"github.com/phicrypt/phicrypt/kms"
+)
+
+// Dialect is the SQL dialect of a database.
+type Dialect uint8
+
+// Dialects.
+const (
+	// Postgres is PostgreSQL 12 or later, e.g. through pgx's stdlib driver
+	// ("github.com/jackc/pgx/v5/stdlib", driver name "pgx").
+	Postgres Dialect = iota + 1
+	// SQLite is SQLite 3.35 or later, e.g. through modernc.org/sqlite
+	// (pure Go, driver name "sqlite"), the embedded default.
+	SQLite
+)
+
+// String returns "postgres" or "sqlite".
+func (d Dialect) String() string {
+	switch d {
+	case Postgres:
+		return "postgres"
+	case SQLite:
+		return "sqlite"
+	}
+	return fmt.Sprintf("Dialect(%d)", uint8(d))
+}
+
+// SQLStore is a Store in a SQL database, shared by every process that opens
+// it: replicas of a service share their keys through it. It stores only
+// wrapped keys.
+//
+// Update runs in a transaction that locks the key set's row (SELECT … FOR
+// UPDATE on PostgreSQL; BEGIN IMMEDIATE on SQLite, which locks the whole
+// database for the short transaction), and a partial unique index allows
+// one active version per key set whatever a writer does.
+//
+// For SQLite, open the database with a busy timeout and WAL journaling,
+// e.g. "file:keys.db?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+// with modernc.org/sqlite; the store also sets the busy timeout on the
+// connections it writes through.
+type SQLStore struct {
+	db      *sql.DB
+	dialect Dialect
+}
+
+var _ Store = (*SQLStore)(nil)
+
+// NewSQLStore returns a store in db, creating or upgrading its tables (see
+// Migrate).
+func NewSQLStore(ctx context.Context, db *sql.DB, dialect Dialect) (*SQLStore, error) {
+	if db == nil {
+		return nil, errors.New("keys: nil database")
+	}
+	if dialect != Postgres && dialect != SQLite {
+		return nil, fmt.Errorf("keys: unknown dialect %d", dialect)
+	}
+	s := &SQLStore{db: db, dialect: dialect}
+	if err := Migrate(ctx, db, dialect); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// DB returns the store's database.
+func (s *SQLStore) DB() *sql.DB { return s.db }
+
+// Dialect returns the store's dialect.
+func (s *SQLStore) Dialect() Dialect { return s.dialect }
+
+// q rewrites the ? placeholders of query for the dialect.
+func (d Dialect) q(query string) string {
+	if d != Postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, c := range query {
+		if c == '?' {
+			n++
+			b.WriteByte('$')
+			b.WriteString(strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// tx runs fn in a write transaction: on PostgreSQL a normal one (fn locks
+// rows), on SQLite BEGIN IMMEDIATE on a dedicated connection.
+func (s *SQLStore) tx(ctx context.Context, fn func(q querier) error) error {
+	return writeTx(ctx, s.db, s.dialect, fn)
+}
+
+// querier is what a transaction offers.
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func writeTx(ctx context.Context, db *sql.DB, d Dialect, fn func(q querier) error) error {
+	if d == Postgres {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("keys: begin: %w", err)
+		}
+		if err := fn(tx); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("keys: commit: %w", err)
+		}
+		return nil
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 10000"); err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
+		return fmt.Errorf("keys: begin: %w", err)
+	}
+	if err := fn(conn); err != nil {
+		// A cancelled ctx must not keep the rollback from running.
+		conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return err
+	}
+	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
+		conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
+		return fmt.Errorf("keys: commit: %w", err)
+	}
+	return nil
+}
+
+const keyColumns = "version, state, suite, kek_id, wrapped, created_at, changed_at, wrapped_at, reserved"
+
+// Get implements Store.
+func (s *SQLStore) Get(ctx context.Context, id ID) (*KeySet, error) {
+	return s.load(ctx, s.db, id, false)
+}
+
+// load reads key set id; lock takes its row lock on PostgreSQL.
+func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeySet, error) {
+	query := "SELECT min_decrypt_version FROM phicrypt_key_sets WHERE scope = ? AND name = ?"
+	if lock && s.dialect == Postgres {
+		query += " FOR UPDATE"
+	}
+	ks := &KeySet{ID: id}
+	var minVersion int64
+	err := q.QueryRowContext(ctx, s.dialect.q(query), id.Scope, id.Name).Scan(&minVersion)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, id.kind())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
+	}
+	ks.MinDecryptVersion = uint32(minVersion)
+	rows, err := q.QueryContext(ctx, s.dialect.q("SELECT "+keyColumns+" FROM phicrypt_keys WHERE scope = ? AND name = ? ORDER BY version"), id.Scope, id.Name)
+	if err != nil {
+		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
+		}
+		ks.Versions = append(ks.Versions, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
+	}
+	return ks, nil
+}
+
+func scanRecord(rows *sql.Rows) (Record, error) {
+	var (
+		r                               Record
+		version, state, suite, reserved int64
+		created, changed, wrappedAt     int64
+		kekID                           string
+		wrapped                         []byte
+	)
+	if err := rows.Scan(&version, &state, &suite, &kekID, &wrapped, &created, &changed, &wrappedAt, &reserved); err != nil {
+		return r, err
+	}
+	r.Version, r.State, r.Suite, r.Reserved = uint32(version), State(state), envelope.Suite(suite), uint64(reserved)
+	r.Created, r.Changed, r.WrappedAt = time.Unix(0, created).UTC(), time.Unix(0, changed).UTC(), time.Unix(0, wrappedAt).UTC()
+	if len(wrapped) > 0 {
+		r.Wrapped = kms.WrappedKey{KeyID: kekID, Ciphertext: wrapped}
+	}
+	return r, nil
+}
+
+// Update implements Store.
+func (s *SQLStore) Update(ctx context.Context, id ID, fn func(ks *KeySet) error) (*KeySet, error) {
+	var out *KeySet
+	err := s.tx(ctx, func(q querier) error {
+		var insert string
+		switch s.dialect {
+		case Postgres:
+			insert = "INSERT INTO phicrypt_key_sets (scope, name) VALUES (?, ?) ON CONFLICT DO NOTHING"
+		default:
+			insert = "INSERT OR IGNORE INTO phicrypt_key_sets (scope, name) VALUES (?, ?)"
+		}
+		if _, err := q.ExecContext(ctx, s.dialect.q(insert), id.Scope, id.Name); err != nil {
+			return fmt.Errorf("keys: update %s: %w", id.kind(), err)
+		}
+		old, err := s.load(ctx, q, id, true)
+		if err != nil {
+			return err
+		}
+		ks := old.clone()
+		if err := fn(ks); err != nil {
+			return err
+		}
+		if err := checkUpdate(old, ks); err != nil {
+			return err
+		}
+		if err := s.write(ctx, q, old, ks); err != nil {
+			return err
+		}
+		out = ks
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// write stores the differences between old and ks. Versions whose state
+// leaves Active are written before any that becomes Active, so the unique
+// index on the active version holds at every statement.
+func (s *SQLStore) write(ctx context.Context, q querier, old, ks *KeySet) error {
+	if ks.MinDecryptVersion != old.MinDecryptVersion {
+		if _, err := q.ExecContext(ctx, s.dialect.q("UPDATE phicrypt_key_sets SET min_decrypt_version = ? WHERE scope = ? AND name = ?"),
+			int64(ks.MinDecryptVersion), ks.ID.Scope, ks.ID.Name); err != nil {
+			return fmt.Errorf("keys: update %s: %w", ks.ID.kind(), err)
+		}
+	}
+	for pass := 0; pass < 2; pass++ {
+		for i, r := range ks.Versions {
+			becomesActive := r.State == Active && (i >= len(old.Versions) || old.Versions[i].State != Active)
+			if becomesActive != (pass == 1) {
+				continue
+			}
+			var err error
+			switch {
+			case i >= len(old.Versions):
+				_, err = q.ExecContext(ctx, s.dialect.q("INSERT INTO phicrypt_keys (scope, name, "+keyColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+					ks.ID.Scope, ks.ID.Name, int64(r.Version), int64(r.State), int64(r.Suite), r.Wrapped.KeyID, nullBytes(r.Wrapped.Ciphertext),
+					r.Created.UnixNano(), r.Changed.UnixNano(), r.WrappedAt.UnixNano(), int64(r.Reserved))
+			case !recordEqual(old.Versions[i], r):
+				_, err = q.ExecContext(ctx, s.dialect.q("UPDATE phicrypt_keys SET state = ?, suite = ?, kek_id = ?, wrapped = ?, created_at = ?, changed_at = ?, wrapped_at = ?, reserved = ? WHERE scope = ? AND name = ? AND version = ?"),
+					int64(r.State), int64(r.Suite), r.Wrapped.KeyID, nullBytes(r.Wrapped.Ciphertext),
+					r.Created.UnixNano(), r.Changed.UnixNano(), r.WrappedAt.UnixNano(), int64(r.Reserved),
+					ks.ID.Scope, ks.ID.Name, int64(r.Version))
+			}
+			if err != nil {
+				return fmt.Errorf("keys: write %s version %d: %w", ks.ID.kind(), r.Version, err)
+			}
+		}
+	}
+	return nil
+}
+
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func recordEqual(a, b Record) bool {
+	return a.Version == b.Version && a.State == b.State && a.Suite == b.Suite &&
+		a.Wrapped.KeyID == b.Wrapped.KeyID && string(a.Wrapped.Ciphertext) == string(b.Wrapped.Ciphertext) &&
+		a.Created.Equal(b.Created) && a.Changed.Equal(b.Changed) && a.WrappedAt.Equal(b.WrappedAt) && a.Reserved == b.Reserved
+}
+
+// List implements Store.
+func (s *SQLStore) List(ctx context.Context, scope string, after ID, limit int) ([]*KeySet, error) {
+	collate := ""
+	if s.dialect == Postgres {
+		collate = ` COLLATE "C"`
+	}
+	query := "SELECT scope, name FROM phicrypt_key_sets WHERE (scope" + collate + " > ? OR (scope = ? AND name" + collate + " > ?))"
+	args := []any{after.Scope, after.Scope, after.Name}
+	if scope != "" {
+		query += " AND scope = ?"
+		args = append(args, scope)
+	}
+	query += " ORDER BY scope" + collate + ", name" + collate + " LIMIT ?"
+	args = append(args, limit)
+	rows, err := s.db.QueryContext(ctx, s.dialect.q(query), args...)
+	if err != nil {
+		return nil, fmt.Errorf("keys: list: %w", err)
+	}
+	var ids []ID
+	for rows.Next() {
+		var id ID
+		if err := rows.Scan(&id.Scope, &id.Name); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("keys: list: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("keys: list: %w", err)
+	}
+	out := make([]*KeySet, 0, len(ids))
+	for _, id := range ids {
+		ks, err := s.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ks)
+	}
+	return out, nil
+}
