@@ -9,6 +9,7 @@ require (
 )
 
 require (
+	github.com/miekg/pkcs11 v1.1.2 // indirect
 	go.yaml.in/yaml/v3 v3.0.5 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	google.golang.org/protobuf v1.36.11 // indirect
