@@ -26,6 +26,22 @@
 //
 // Every backend runs the conformance suite in kms/kmstest.
 //
+// # Decorators
+//
+// [WithRetry], [Breaker.Guard], [WithTimeout] and [WithObserver] wrap a KEK
+// in another that adds one concern; [NewMulti] combines KEKs so that a site
+// can move from one KMS to another. The decorators return the KEK interface
+// rather than a concrete type because the result has exactly the optional
+// interfaces of the KEK it wraps: it is an Identifier only when the inner
+// KEK is, and a Rewrapper only when the inner KEK is, so that a type
+// assertion answers the same before and after decoration. A typical stack,
+// outermost first:
+//
+//	kek = kms.WithRetry(breaker.Guard(kms.WithTimeout(kms.WithObserver(backend, obs), timeouts)), retry)
+//
+// so that each attempt is timed out and observed, the breaker counts every
+// attempt, and retries stop as soon as the breaker opens.
+//
 // # Errors
 //
 // Backends classify failures with the sentinels below, so callers can branch

@@ -1,0 +1,224 @@
+package kms
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// ErrCircuitOpen is the error of a call that a Breaker refused without
+// calling the KMS. It matches ErrUnavailable too.
+var ErrCircuitOpen = fmt.Errorf("%w: circuit breaker open", ErrUnavailable)
+
+// Breaker defaults.
+const (
+	DefaultBreakerFailures = 5
+	DefaultBreakerCoolDown = 30 * time.Second
+)
+
+// BreakerState is the state of a Breaker.
+type BreakerState int
+
+const (
+	// BreakerClosed lets every call through.
+	BreakerClosed BreakerState = iota
+	// BreakerOpen fails every call fast until the cool-down has passed.
+	BreakerOpen
+	// BreakerHalfOpen lets one probe call through; the others fail fast.
+	BreakerHalfOpen
+)
+
+// String returns "closed", "open" or "half-open".
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerOpen:
+		return "open"
+	case BreakerHalfOpen:
+		return "half-open"
+	}
+	return fmt.Sprintf("BreakerState(%d)", int(s))
+}
+
+// BreakerConfig configures NewBreaker. Zero or negative fields take their
+// defaults.
+type BreakerConfig struct {
+	// Failures is the number of consecutive transient failures that open
+	// the breaker (DefaultBreakerFailures).
+	Failures int
+	// CoolDown is how long the breaker stays open before it lets a probe
+	// through (DefaultBreakerCoolDown).
+	CoolDown time.Duration
+	// Clock measures the cool-down; the system clock when nil.
+	Clock Clock
+	// OnStateChange, if set, is called after each change of state, outside
+	// the breaker's lock, for logging and metrics.
+	OnStateChange func(from, to BreakerState)
+}
+
+// A Breaker is a circuit breaker for the calls of the KEKs it guards, so
+// that an unavailable KMS is not hammered and callers fail fast while it
+// recovers.
+//
+// It starts closed. After cfg.Failures consecutive transient failures (an
+// error for which IsTransient holds) it opens: calls fail at once with
+// ErrCircuitOpen, without reaching the KMS. After the cool-down it is
+// half-open: exactly one call, the probe, goes through, and the others
+// fail fast. The probe's success closes it; a transient failure opens it
+// for another cool-down. Errors that show the KMS answering (ErrUnwrapFailed,
+// ErrInvalidInput, ErrKeyNotFound, ErrPermissionDenied) count as successes
+// for the breaker: a tampered wrapped key or a bad argument says nothing
+// about the KMS's health. A call ended by its own context counts as
+// neither.
+//
+// One Breaker may guard several KEKs served by one KMS, which then share
+// its state. A Breaker is safe for concurrent use.
+type Breaker struct {
+	cfg BreakerConfig
+
+	mu       sync.Mutex
+	state    BreakerState
+	failures int       // consecutive transient failures while closed
+	openedAt time.Time // when the breaker last opened
+	probing  bool      // a probe is in flight
+}
+
+// NewBreaker returns a closed Breaker.
+func NewBreaker(cfg BreakerConfig) *Breaker {
+	if cfg.Failures <= 0 {
+		cfg.Failures = DefaultBreakerFailures
+	}
+	if cfg.CoolDown <= 0 {
+		cfg.CoolDown = DefaultBreakerCoolDown
+	}
+	cfg.Clock = clockOr(cfg.Clock)
+	return &Breaker{cfg: cfg}
+}
+
+// State returns the breaker's state. An open breaker whose cool-down has
+// passed reports BreakerHalfOpen: its next call is the probe.
+func (b *Breaker) State() BreakerState {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.state == BreakerOpen && b.cfg.Clock.Now().Sub(b.openedAt) >= b.cfg.CoolDown {
+		return BreakerHalfOpen
+	}
+	return b.state
+}
+
+// Guard returns kek with its calls guarded by b. The result has the
+// optional interfaces of kek (see the package documentation).
+func (b *Breaker) Guard(kek KEK) KEK {
+	return expose(kek, &guarded{inner: kek, b: b})
+}
+
+// allow decides whether a call may go through, and whether it is the
+// probe.
+func (b *Breaker) allow() (probe bool, err error) {
+	b.mu.Lock()
+	var changed func()
+	defer func() {
+		b.mu.Unlock()
+		if changed != nil {
+			changed()
+		}
+	}()
+	switch b.state {
+	case BreakerClosed:
+		return false, nil
+	case BreakerOpen:
+		if b.cfg.Clock.Now().Sub(b.openedAt) < b.cfg.CoolDown {
+			return false, ErrCircuitOpen
+		}
+		changed = b.set(BreakerHalfOpen)
+	}
+	if b.probing {
+		return false, ErrCircuitOpen
+	}
+	b.probing = true
+	return true, nil
+}
+
+// record counts a call's outcome.
+func (b *Breaker) record(probe bool, err error) {
+	b.mu.Lock()
+	var changed func()
+	defer func() {
+		b.mu.Unlock()
+		if changed != nil {
+			changed()
+		}
+	}()
+	if probe {
+		b.probing = false
+	} else if b.state != BreakerClosed {
+		// Only the probe decides while the breaker is not closed: a slow
+		// call from before it opened says nothing about the KMS now.
+		return
+	}
+	switch {
+	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
+		// The caller gave up: neither a success nor a failure.
+	case IsTransient(err):
+		b.failures++
+		if probe || b.failures >= b.cfg.Failures {
+			b.openedAt = b.cfg.Clock.Now()
+			b.failures = 0
+			changed = b.set(BreakerOpen)
+		}
+	default:
+		b.failures = 0
+		changed = b.set(BreakerClosed)
+	}
+}
+
+// set changes the state and returns the callback to run after unlocking,
+// if any.
+func (b *Breaker) set(to BreakerState) func() {
+	from := b.state
+	b.state = to
+	if from == to || b.cfg.OnStateChange == nil {
+		return nil
+	}
+	return func() { b.cfg.OnStateChange(from, to) }
+}
+
+type guarded struct {
+	inner KEK
+	b     *Breaker
+}
+
+func (g *guarded) KeyID() string { return keyIDOf(g.inner) }
+
+func (g *guarded) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error) {
+	probe, err := g.b.allow()
+	if err != nil {
+		return WrappedKey{}, NewError(ctx, "wrap", g.KeyID(), err, nil)
+	}
+	wk, err := g.inner.Wrap(ctx, dek, aad)
+	g.b.record(probe, err)
+	return wk, err
+}
+
+func (g *guarded) Unwrap(ctx context.Context, wk WrappedKey, aad []byte) ([]byte, error) {
+	probe, err := g.b.allow()
+	if err != nil {
+		return nil, NewError(ctx, "unwrap", g.KeyID(), err, nil)
+	}
+	dek, err := g.inner.Unwrap(ctx, wk, aad)
+	g.b.record(probe, err)
+	return dek, err
+}
+
+func (g *guarded) Rewrap(ctx context.Context, wks []WrappedKey, aads [][]byte) ([]RewrapResult, error) {
+	probe, err := g.b.allow()
+	if err != nil {
+		return nil, NewError(ctx, "rewrap", g.KeyID(), err, nil)
+	}
+	res, err := rewrapper(g.inner).Rewrap(ctx, wks, aads)
+	g.b.record(probe, err)
+	return res, err
+}

@@ -1,0 +1,130 @@
+package kms
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// A Clock tells the time and waits, for the decorators that back off or
+// cool down. Tests pass a fake one so that they run fast and
+// deterministically; a nil Clock in a config means the system clock.
+type Clock interface {
+	// Now returns the current time.
+	Now() time.Time
+	// Sleep waits for d, or until ctx ends and then returns ctx's error.
+	Sleep(ctx context.Context, d time.Duration) error
+}
+
+// systemClock is the Clock of the time package.
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func clockOr(c Clock) Clock {
+	if c == nil {
+		return systemClock{}
+	}
+	return c
+}
+
+// decorator is what every decorator implements internally: the KEK methods
+// and both optional ones, which forward to the inner KEK. expose hides the
+// optional methods that the inner KEK lacks.
+type decorator interface {
+	KEK
+	Identifier
+	Rewrapper
+}
+
+// The four shapes a decorated KEK can take.
+type (
+	plainKEK      struct{ KEK }
+	identifiedKEK struct {
+		KEK
+		Identifier
+	}
+	rewrappingKEK struct {
+		KEK
+		Rewrapper
+	}
+	fullKEK struct {
+		KEK
+		Identifier
+		Rewrapper
+	}
+)
+
+// expose returns d with exactly the optional interfaces of inner.
+func expose(inner KEK, d decorator) KEK {
+	_, isID := inner.(Identifier)
+	_, isRW := inner.(Rewrapper)
+	switch {
+	case isID && isRW:
+		return fullKEK{d, d, d}
+	case isID:
+		return identifiedKEK{d, d}
+	case isRW:
+		return rewrappingKEK{d, d}
+	default:
+		return plainKEK{d}
+	}
+}
+
+// keyIDOf returns kek's key id, or "" when it is not an Identifier.
+func keyIDOf(kek KEK) string {
+	if id, ok := kek.(Identifier); ok {
+		return id.KeyID()
+	}
+	return ""
+}
+
+// rewrapper returns inner's Rewrap. Decorators only call it when expose
+// made them a Rewrapper, that is when inner is one.
+func rewrapper(inner KEK) Rewrapper {
+	rw, ok := inner.(Rewrapper)
+	if !ok {
+		// Unreachable through the exposed KEK; reachable only by a type
+		// assertion on an unexported type.
+		return noRewrap{}
+	}
+	return rw
+}
+
+type noRewrap struct{}
+
+func (noRewrap) Rewrap(ctx context.Context, _ []WrappedKey, _ [][]byte) ([]RewrapResult, error) {
+	return nil, NewError(ctx, "rewrap", "", ErrInvalidInput, errors.New("KEK does not implement Rewrapper"))
+}
+
+// KindOf returns the sentinel error of this package that err matches
+// (ErrUnavailable, ErrPermissionDenied, ErrKeyNotFound, ErrUnwrapFailed,
+// ErrInvalidInput), or context.Canceled or context.DeadlineExceeded, or nil
+// for a nil err. An error matching none is reported as ErrUnavailable. It
+// is meant for metrics labels and for decorators that branch on kinds.
+func KindOf(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, kind := range []error{context.Canceled, context.DeadlineExceeded, ErrUnwrapFailed,
+		ErrInvalidInput, ErrPermissionDenied, ErrKeyNotFound, ErrUnavailable} {
+		if errors.Is(err, kind) {
+			return kind
+		}
+	}
+	return ErrUnavailable
+}

@@ -1,0 +1,244 @@
+package kms_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/kms"
+	"github.com/phicrypt/phicrypt/kms/kmstest"
+	"github.com/phicrypt/phicrypt/kms/local"
+)
+
+// newLocal returns a local KEK with key id id.
+func newLocal(t testing.TB, id string) *local.KEK {
+	t.Helper()
+	data, err := local.Generate(local.Options{KeyID: id})
+	require.NoError(t, err)
+	k, err := local.New(local.Config{Data: data})
+	require.NoError(t, err)
+	return k
+}
+
+// fakeClock is a Clock whose Sleep returns at once, advancing the time and
+// recording the delay, unless the context has ended.
+type fakeClock struct {
+	mu     sync.Mutex
+	now    time.Time
+	sleeps []time.Duration
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 11, 29, 5, 41, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sleeps = append(c.sleeps, d)
+	c.now = c.now.Add(d)
+	return nil
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func (c *fakeClock) Sleeps() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]time.Duration(nil), c.sleeps...)
+}
+
+// scripted is a KEK whose calls fail with the kinds of its script, in
+// order (a nil kind passes the call on), and then pass to the inner KEK.
+type scripted struct {
+	kms.KEK
+	mu     sync.Mutex
+	script []error
+	calls  int
+	before func(call int) // runs before each call, if set
+}
+
+func script(inner kms.KEK, kinds ...error) *scripted {
+	return &scripted{KEK: inner, script: kinds}
+}
+
+func (s *scripted) next(ctx context.Context, op string) error {
+	s.mu.Lock()
+	s.calls++
+	call := s.calls
+	var kind error
+	if len(s.script) > 0 {
+		kind, s.script = s.script[0], s.script[1:]
+	}
+	s.mu.Unlock()
+	if s.before != nil {
+		s.before(call)
+	}
+	if kind != nil {
+		return kms.NewError(ctx, op, "local:scripted", kind, nil)
+	}
+	return nil
+}
+
+func (s *scripted) Calls() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls
+}
+
+func (s *scripted) Wrap(ctx context.Context, dek, aad []byte) (kms.WrappedKey, error) {
+	if err := s.next(ctx, "wrap"); err != nil {
+		return kms.WrappedKey{}, err
+	}
+	return s.KEK.Wrap(ctx, dek, aad)
+}
+
+func (s *scripted) Unwrap(ctx context.Context, wk kms.WrappedKey, aad []byte) ([]byte, error) {
+	if err := s.next(ctx, "unwrap"); err != nil {
+		return nil, err
+	}
+	return s.KEK.Unwrap(ctx, wk, aad)
+}
+
+// rewrapping adds a kms.Rewrapper to a KEK: it unwraps and wraps each key,
+// and counts its calls.
+type rewrapping struct {
+	kms.KEK
+	mu      sync.Mutex
+	batches [][]kms.WrappedKey
+}
+
+func (r *rewrapping) Rewrap(ctx context.Context, wks []kms.WrappedKey, aads [][]byte) ([]kms.RewrapResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, kms.NewError(ctx, "rewrap", "", err, nil)
+	}
+	if len(wks) != len(aads) {
+		return nil, kms.NewError(ctx, "rewrap", "", kms.ErrInvalidInput, nil)
+	}
+	r.mu.Lock()
+	r.batches = append(r.batches, wks)
+	r.mu.Unlock()
+	res := make([]kms.RewrapResult, len(wks))
+	for i := range wks {
+		dek, err := r.KEK.Unwrap(ctx, wks[i], aads[i])
+		if err != nil {
+			res[i].Err = err
+			continue
+		}
+		res[i].Key, res[i].Err = r.KEK.Wrap(ctx, dek, aads[i])
+		clear(dek)
+	}
+	return res, nil
+}
+
+func (r *rewrapping) Batches() [][]kms.WrappedKey {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.batches
+}
+
+// shape is a KEK with some combination of the optional interfaces; rw is
+// its Rewrapper's implementation, if any.
+type shape struct {
+	kek kms.KEK
+	rw  *rewrapping
+}
+
+// shapes returns a KEK of each combination of optional interfaces, all
+// backed by local KEKs with key ids starting with prefix.
+func shapes(t *testing.T, prefix string) map[string]shape {
+	rw := &rewrapping{KEK: newLocal(t, prefix+"-rw")}
+	both := &rewrapping{KEK: newLocal(t, prefix+"-both")}
+	return map[string]shape{
+		"plain":      {kek: struct{ kms.KEK }{newLocal(t, prefix+"-plain")}},
+		"identifier": {kek: newLocal(t, prefix+"-id")},
+		"rewrapper": {kek: struct {
+			kms.KEK
+			kms.Rewrapper
+		}{rw, rw}, rw: rw},
+		"both": {kek: struct {
+			kms.KEK
+			kms.Identifier
+			kms.Rewrapper
+		}{both, both.KEK.(kms.Identifier), both}, rw: both},
+	}
+}
+
+// decorators applies each decorator of this package to a KEK.
+var decorators = map[string]func(kms.KEK) kms.KEK{
+	"retry": func(k kms.KEK) kms.KEK {
+		return kms.WithRetry(k, kms.RetryConfig{Clock: newFakeClock()})
+	},
+	"breaker": func(k kms.KEK) kms.KEK {
+		return kms.NewBreaker(kms.BreakerConfig{Clock: newFakeClock()}).Guard(k)
+	},
+	"timeout": func(k kms.KEK) kms.KEK {
+		return kms.WithTimeout(k, kms.TimeoutConfig{Call: time.Minute, Rewrap: time.Minute})
+	},
+	"observer": func(k kms.KEK) kms.KEK {
+		return kms.WithObserver(k, kms.ObserverConfig{Observe: func(context.Context, kms.Event) {}})
+	},
+	"stack": func(k kms.KEK) kms.KEK {
+		b := kms.NewBreaker(kms.BreakerConfig{Clock: newFakeClock()})
+		obs := kms.WithObserver(k, kms.ObserverConfig{Observe: func(context.Context, kms.Event) {}})
+		return kms.WithRetry(b.Guard(kms.WithTimeout(obs, kms.TimeoutConfig{Call: time.Minute})), kms.RetryConfig{Clock: newFakeClock()})
+	},
+}
+
+func TestDecoratorsPreserveOptionalInterfaces(t *testing.T) {
+	ctx := context.Background()
+	for dname, decorate := range decorators {
+		for sname, sh := range shapes(t, "local:shape") {
+			t.Run(dname+"/"+sname, func(t *testing.T) {
+				d := decorate(sh.kek)
+				innerID, isID := sh.kek.(kms.Identifier)
+				_, isRW := sh.kek.(kms.Rewrapper)
+				id, ok := d.(kms.Identifier)
+				assert.Equal(t, isID, ok, "Identifier must be exposed exactly when the inner KEK has it")
+				rw, ok := d.(kms.Rewrapper)
+				assert.Equal(t, isRW, ok, "Rewrapper must be exposed exactly when the inner KEK has it")
+				if isID {
+					assert.Equal(t, innerID.KeyID(), id.KeyID())
+				}
+				wk, err := d.Wrap(ctx, make([]byte, 32), []byte("aad"))
+				require.NoError(t, err)
+				if isRW {
+					before := len(sh.rw.Batches())
+					res, err := rw.Rewrap(ctx, []kms.WrappedKey{wk}, [][]byte{[]byte("aad")})
+					require.NoError(t, err)
+					require.Len(t, res, 1)
+					assert.NoError(t, res[0].Err)
+					assert.Len(t, sh.rw.Batches(), before+1, "Rewrap must reach the inner Rewrapper")
+				}
+			})
+		}
+	}
+}
+
+func TestDecoratorsConformance(t *testing.T) {
+	for dname, decorate := range decorators {
+		t.Run(dname, func(t *testing.T) {
+			kmstest.Run(t, kmstest.Config{
+				KEK:   decorate(shapes(t, "local:a")["both"].kek),
+				Other: decorate(newLocal(t, "local:b")),
+			})
+		})
+	}
+}
