@@ -187,11 +187,7 @@ func cacheKey(dst []byte, id ID, version uint32) []byte {
 // old. It implements envelope.Keyring. In steady state it makes no store or
 // KMS call and no allocation.
 func (k *Keyring) EncryptionKey(ctx context.Context, scope string) (*envelope.DEK, error) {
-	a, err := k.activeKey(ctx, DataKey(scope), "encrypt")
-	if err != nil {
-		return nil, err
-	}
-	return a.dek, nil
+	return k.encryptionKey(ctx, DataKey(scope))
 }
 
 // DecryptionKey returns version of scope's data key. It implements
@@ -199,16 +195,47 @@ func (k *Keyring) EncryptionKey(ctx context.Context, scope string) (*envelope.DE
 // that the state or the minimum decryption version forbid with
 // ErrKeyUnusable, unknown ones with ErrKeyNotFound.
 func (k *Keyring) DecryptionKey(ctx context.Context, scope string, version uint32) (*envelope.DEK, error) {
-	v, err := k.versionKey(ctx, DataKey(scope), version, "decrypt")
+	return k.decryptionKey(ctx, DataKey(scope), version)
+}
+
+func (k *Keyring) encryptionKey(ctx context.Context, id ID) (*envelope.DEK, error) {
+	a, err := k.activeKey(ctx, id, "encrypt")
+	if err != nil {
+		return nil, err
+	}
+	return a.dek, nil
+}
+
+func (k *Keyring) decryptionKey(ctx context.Context, id ID, version uint32) (*envelope.DEK, error) {
+	v, err := k.versionKey(ctx, id, version, "decrypt")
 	if err != nil {
 		return nil, err
 	}
 	if k.cfg.AuditUses {
-		if err := k.audit(ctx, Event{Op: OpUse, Scope: scope, Key: DataKeyName, Version: version, Use: "decrypt", Outcome: Success}); err != nil {
+		if err := k.audit(ctx, Event{Op: OpUse, Scope: id.Scope, Key: id.Name, Version: version, Use: "decrypt", Outcome: Success}); err != nil {
 			return nil, err
 		}
 	}
 	return v.dek, nil
+}
+
+// Deterministic returns the keyring's view for deterministic encryption:
+// an envelope.Keyring over each scope's DeterministicKeyName key set, whose
+// keys are AES-SIV (envelope.AESSIV). Equal plaintexts under one key and
+// Binding give equal ciphertexts, which makes equality lookups and unique
+// constraints possible and reveals which values are equal. AES-SIV is not
+// FIPS 140-3 approved: in FIPS mode its keys fail with
+// envelope.ErrNotApproved.
+func (k *Keyring) Deterministic() envelope.Keyring { return deterministic{k} }
+
+type deterministic struct{ k *Keyring }
+
+func (d deterministic) EncryptionKey(ctx context.Context, scope string) (*envelope.DEK, error) {
+	return d.k.encryptionKey(ctx, ID{Scope: scope, Name: DeterministicKeyName})
+}
+
+func (d deterministic) DecryptionKey(ctx context.Context, scope string, version uint32) (*envelope.DEK, error) {
+	return d.k.decryptionKey(ctx, ID{Scope: scope, Name: DeterministicKeyName}, version)
 }
 
 // activeKey returns the active version of id with one message of its
@@ -226,7 +253,7 @@ func (k *Keyring) activeKey(ctx context.Context, id ID, use string) (*versionKey
 				return nil, err
 			}
 		}
-		if id.Name == DataKeyName && a.used.Add(1) > a.limit {
+		if id.isDataKey() && a.used.Add(1) > a.limit {
 			// This keyring's share of the budget is spent: reserve more,
 			// or rotate when the version's budget is.
 			k.active.Forget(string(ck), a)
@@ -296,7 +323,7 @@ func (k *Keyring) tryLoadActive(ctx context.Context, id ID) (*activeKey, error) 
 			reserved, inserted = rec.Reserved, true
 			return nil
 		}
-		if cur := ks.Active(); id.Name == DataKeyName {
+		if cur := ks.Active(); id.isDataKey() {
 			reserved = min(k.cfg.ReserveBlock, k.cfg.MaxMessages-cur.Reserved)
 			cur.Reserved += reserved
 		}
@@ -327,7 +354,7 @@ var errRetryRotation = errors.New("keys: rotation raced")
 
 // reserveBlock is the share of a new version's budget a keyring takes.
 func (k *Keyring) reserveBlock(id ID) uint64 {
-	if id.Name != DataKeyName {
+	if !id.isDataKey() {
 		return 0
 	}
 	return k.cfg.ReserveBlock
@@ -351,7 +378,7 @@ func (k *Keyring) needsRotation(ks *KeySet) (bool, error) {
 		}
 		return true, nil
 	}
-	if ks.ID.Name != DataKeyName {
+	if !ks.ID.isDataKey() {
 		return false, nil
 	}
 	if k.cfg.MaxKeyAge > 0 && k.now().Sub(cur.Created) >= k.cfg.MaxKeyAge {
@@ -377,8 +404,11 @@ func wrapAAD(id ID, version uint32, suite envelope.Suite) []byte {
 }
 
 func (k *Keyring) suiteFor(id ID) envelope.Suite {
-	if id.Name == DataKeyName {
+	switch id.Name {
+	case DataKeyName:
 		return k.cfg.Suite
+	case DeterministicKeyName:
+		return envelope.AESSIV
 	}
 	return 0
 }
@@ -407,7 +437,7 @@ func (k *Keyring) newVersion(ctx context.Context, id ID, v uint32) (*newVersion,
 
 // unwrapped builds the in-memory key of a version from its raw bytes.
 func (k *Keyring) unwrapped(id ID, v uint32, suite envelope.Suite, raw []byte) (*versionKey, error) {
-	if id.Name == DataKeyName {
+	if id.isDataKey() {
 		dek, err := envelope.NewDEK(suite, v, raw)
 		if err != nil {
 			return nil, fmt.Errorf("keys: %w", err)

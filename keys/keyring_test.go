@@ -2,6 +2,7 @@ package keys_test
 
 import (
 	"context"
+	"crypto/fips140"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -641,4 +642,36 @@ func TestReplicasOnPostgres(t *testing.T) {
 	for _, r := range ks.Versions {
 		assert.LessOrEqual(t, r.Reserved, uint64(1000))
 	}
+}
+
+func TestDeterministicKeys(t *testing.T) {
+	ctx := context.Background()
+	kr := newKeyring(t, keys.Config{})
+	det, err := envelope.NewCompact(envelope.CompactConfig{Keyring: kr.Deterministic(), Encoding: envelope.Text})
+	require.NoError(t, err)
+	b := envelope.Binding{Scope: "tenant:a", Table: "patients", Column: "email"}
+	a1, err := det.Encrypt(ctx, []byte("lemuel@example.org"), b)
+	if fips140.Enabled() {
+		assert.ErrorIs(t, err, envelope.ErrNotApproved)
+		return
+	}
+	require.NoError(t, err)
+	a2, err := det.Encrypt(ctx, []byte("lemuel@example.org"), b)
+	require.NoError(t, err)
+	assert.Equal(t, a1, a2, "deterministic: equal plaintexts, equal ciphertexts")
+	info, err := envelope.Inspect(a1)
+	require.NoError(t, err)
+	assert.Equal(t, envelope.AESSIV, info.Suite)
+	pt, err := det.Decrypt(ctx, a1, b)
+	require.NoError(t, err)
+	assert.Equal(t, "lemuel@example.org", string(pt))
+
+	// Its own key set, apart from the randomized data key.
+	_, err = kr.EncryptionKey(ctx, "tenant:a")
+	require.NoError(t, err)
+	sets, err := kr.Status(ctx, "tenant:a")
+	require.NoError(t, err)
+	require.Len(t, sets, 2)
+	assert.Equal(t, keys.DeterministicKeyName, sets[1].ID.Name)
+	assert.Equal(t, envelope.AESSIV, sets[1].Versions[0].Suite)
 }

@@ -24,6 +24,10 @@ type ID struct {
 // DataKeyName is the Name of a scope's data key set.
 const DataKeyName = "data"
 
+// DeterministicKeyName is the Name of a scope's deterministic (AES-SIV) data
+// key set, used through Keyring.Deterministic.
+const DeterministicKeyName = "deterministic"
+
 // IndexKeyName returns the Name of the key set of the blind index of table
 // and column. Neither may be empty or contain '/' or NUL.
 func IndexKeyName(table, column string) (string, error) {
@@ -38,11 +42,18 @@ func IndexKeyName(table, column string) (string, error) {
 // kind is the part of an ID that errors may show: the name, never the
 // scope (which may be a patient identifier).
 func (id ID) kind() string {
-	if id.Name == DataKeyName {
+	switch id.Name {
+	case DataKeyName:
 		return "data key"
+	case DeterministicKeyName:
+		return "deterministic data key"
 	}
 	return "key " + id.Name
 }
+
+// isDataKey reports whether id names data keys (as opposed to index keys):
+// keys with a message budget, used through envelope.DEK.
+func (id ID) isDataKey() bool { return id.Name == DataKeyName || id.Name == DeterministicKeyName }
 
 // Record is one version of a key, as stored. Only its wrapped form is ever
 // stored; a destroyed version has none.
