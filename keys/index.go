@@ -68,7 +68,17 @@ func (k IndexKey) MarshalJSON() ([]byte, error) {
 
 // IndexKey returns the active key of the blind index of (table, column) in
 // scope, creating it on first use. Blind index values are computed with it.
+// A cached key costs no allocation.
 func (k *Keyring) IndexKey(ctx context.Context, scope, table, column string) (*IndexKey, error) {
+	// The cache key of ID{scope, IndexKeyName(table, column)}, built
+	// without the name's allocation: see cacheKey.
+	var buf [128]byte
+	ck := append(buf[:0], 0, 0, 0, 0)
+	ck = append(append(append(append(ck, "index/"...), table...), '/'), column...)
+	ck = append(append(ck, 0), scope...)
+	if a, ok := k.active.LookupBytes(ck); ok {
+		return a.key.index, nil
+	}
 	id, err := IndexKeyID(scope, table, column)
 	if err != nil {
 		return nil, err

@@ -1,0 +1,340 @@
+package fields
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/phicrypt/phicrypt/envelope"
+	"github.com/phicrypt/phicrypt/keys"
+)
+
+// Errors. Test for them with errors.Is; decryption failures also match
+// envelope's errors (envelope.ErrDecrypt, envelope.ErrNotEncrypted, ...).
+var (
+	// ErrNotSealed means an Encrypted value holds plaintext that has not
+	// been sealed: it has no ciphertext to give a database or JSON.
+	ErrNotSealed = errors.New("fields: value not sealed: call Codec.Seal before writing it")
+	// ErrNotEncrypted means a field in strict mode holds plaintext where a
+	// ciphertext belongs. It is envelope.ErrNotEncrypted.
+	ErrNotEncrypted = envelope.ErrNotEncrypted
+	// ErrTypeMismatch means a value decrypted into another type than the
+	// one it was encrypted from, or a legacy plaintext that does not parse.
+	ErrTypeMismatch = errors.New("fields: value does not decode into the field's type")
+	// ErrMissingRecordID means a record's id (or scope) is empty: every
+	// value is bound to both, so they must exist before sealing.
+	ErrMissingRecordID = errors.New("fields: record id or scope is empty")
+	// ErrInvalidTag means a struct's phi tags are wrong; the error is a
+	// *TagError.
+	ErrInvalidTag = errors.New("fields: invalid phi tag")
+	// ErrNotOpened means a blind index could not be computed because its
+	// source fields were read from a database and not opened.
+	ErrNotOpened = errors.New("fields: source field not opened")
+	// ErrJSON means JSON tried to set an encrypted value or blind index:
+	// they marshal to "[redacted]" and unmarshal only from null.
+	ErrJSON = errors.New("fields: encrypted values and blind indexes are not read from JSON")
+	// ErrUnsupported means a value is not a pointer to a tagged struct or a
+	// slice of them.
+	ErrUnsupported = errors.New("fields: want a pointer to a struct, or a slice of structs or pointers")
+)
+
+// TagError is a mistake in a struct's phi tags, found when the type's plan
+// is built: the first Seal, Open or Plan of the type.
+type TagError struct {
+	Type, Field, Tag, Reason string
+}
+
+func (e *TagError) Error() string {
+	s := "fields: " + e.Type
+	if e.Field != "" {
+		s += "." + e.Field
+	}
+	if e.Tag != "" {
+		s += fmt.Sprintf(" `phi:%q`", e.Tag)
+	}
+	return s + ": " + e.Reason
+}
+
+// Unwrap returns ErrInvalidTag.
+func (e *TagError) Unwrap() error { return ErrInvalidTag }
+
+// FieldError is a failure to seal or open one field. It names the field and
+// column, never the value.
+type FieldError struct {
+	Type, Field, Column string
+	Err                 error
+}
+
+func (e *FieldError) Error() string {
+	return fmt.Sprintf("fields: %s.%s (column %s): %v", e.Type, e.Field, e.Column, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// Config configures a Codec.
+type Config struct {
+	// Keyring supplies data keys, deterministic keys and index keys.
+	// Required.
+	Keyring *keys.Keyring
+	// Binary stores ciphertexts in the binary form, for bytea and BLOB
+	// columns. By default they are text armored ("phicrypt:…"), which fits
+	// text columns, JSON and CSV.
+	Binary bool
+	// MaxPlaintextSize bounds one field's encoded value
+	// (envelope.DefaultMaxPlaintextSize when zero).
+	MaxPlaintextSize int
+	// ExpectedRows, when positive, is the table size blind indexes are
+	// planned for: a plan whose index keeps fewer than two rows per index
+	// value on average (CipherSweet's rule) is refused with a TagError.
+	ExpectedRows int64
+	// Auditor receives an event when Open reads legacy plaintext in
+	// migration mode (optional).
+	Auditor keys.Auditor
+	// OnLegacyPlaintext is called when Open reads legacy plaintext in
+	// migration mode (optional).
+	OnLegacyPlaintext func(ctx context.Context, l Legacy)
+}
+
+// Legacy describes a legacy plaintext value read in migration mode: the
+// row needs re-encryption.
+type Legacy struct {
+	Table, Column, RecordID, Field string
+}
+
+// OpLegacyRead is the audit operation of a legacy plaintext read.
+const OpLegacyRead keys.Op = "legacy-plaintext-read"
+
+// Codec seals and opens the tagged fields of structs. It is safe for
+// concurrent use and costs nothing to share.
+type Codec struct {
+	cfg       Config
+	random    *envelope.Compact
+	determ    *envelope.Compact
+	scratches sync.Pool // *scratch
+}
+
+// NewCodec returns a Codec for cfg. Most applications make one at startup.
+func NewCodec(cfg Config) (*Codec, error) {
+	if cfg.Keyring == nil {
+		return nil, errors.New("fields: Config.Keyring is nil")
+	}
+	enc := envelope.Text
+	if cfg.Binary {
+		enc = envelope.Binary
+	}
+	random, err := envelope.NewCompact(envelope.CompactConfig{Keyring: cfg.Keyring, Encoding: enc, MaxPlaintextSize: cfg.MaxPlaintextSize})
+	if err != nil {
+		return nil, err
+	}
+	determ, err := envelope.NewCompact(envelope.CompactConfig{Keyring: cfg.Keyring.Deterministic(), Encoding: enc, MaxPlaintextSize: cfg.MaxPlaintextSize})
+	if err != nil {
+		return nil, err
+	}
+	c := &Codec{cfg: cfg, random: random, determ: determ}
+	c.scratches.New = func() any { return new(scratch) }
+	return c, nil
+}
+
+// Plan builds (and caches) the plan of v's struct type and reports tag
+// errors, without touching any value: call it at startup for each record
+// type so that tag mistakes fail fast.
+func (c *Codec) Plan(v any) error {
+	t := reflect.TypeOf(v)
+	for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice) {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct {
+		return ErrUnsupported
+	}
+	p, err := planFor(t)
+	if err != nil {
+		return err
+	}
+	return c.checkIndexes(p)
+}
+
+// records calls fn for each struct that v holds: v is a pointer to a
+// struct, a slice of structs or of pointers to structs, or a pointer to
+// such a slice.
+func records(v any, fn func(p *plan, rv reflect.Value) error) error {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Kind() == reflect.Slice {
+		rv = rv.Elem()
+	}
+	switch {
+	case rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Kind() == reflect.Struct:
+		p, err := planFor(rv.Elem().Type())
+		if err != nil {
+			return err
+		}
+		return fn(p, rv.Elem())
+	case rv.Kind() == reflect.Slice:
+		et := rv.Type().Elem()
+		ptr := et.Kind() == reflect.Pointer
+		if ptr {
+			et = et.Elem()
+		}
+		if et.Kind() != reflect.Struct {
+			return ErrUnsupported
+		}
+		p, err := planFor(et)
+		if err != nil {
+			return err
+		}
+		for i := 0; i < rv.Len(); i++ {
+			r := rv.Index(i)
+			if ptr {
+				if r.IsNil() {
+					continue
+				}
+				r = r.Elem()
+			}
+			if err := fn(p, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return ErrUnsupported
+}
+
+// ident reads a record's scope and id.
+func (p *plan) ident(rv reflect.Value) (scope, id string, err error) {
+	if scope, err = p.scope.read(rv); err != nil {
+		return "", "", err
+	}
+	if id, err = p.id.read(rv); err != nil {
+		return "", "", err
+	}
+	if scope == "" || id == "" {
+		return "", "", fmt.Errorf("%w (%s, %s)", ErrMissingRecordID, p.scope.name, p.id.name)
+	}
+	return scope, id, nil
+}
+
+// binding is the Binding of field f of a record: deterministic fields are
+// bound to their column but not to the record, so that equal values match
+// across rows.
+func (p *plan) binding(f *fieldPlan, scope, id string) envelope.Binding {
+	b := envelope.Binding{Scope: scope, Table: p.table, Column: f.column, RecordID: id}
+	if f.deterministic {
+		b.RecordID = ""
+	}
+	return b
+}
+
+func (c *Codec) aead(f *fieldPlan) *envelope.Compact {
+	if f.deterministic {
+		return c.determ
+	}
+	return c.random
+}
+
+// Seal encrypts every tagged field of v that holds plaintext, and computes
+// its blind indexes. v is a pointer to a struct, or a slice of structs or
+// pointers (a batch: one plan lookup, keys from the keyring's cache).
+// NULL fields stay NULL; fields read from a database and not opened keep
+// their ciphertext. Every value is bound to the record's scope, table,
+// column and id, which must be set.
+func (c *Codec) Seal(ctx context.Context, v any) error {
+	if err := c.Plan(v); err != nil {
+		return err
+	}
+	sc := c.getScratch()
+	defer c.putScratch(sc)
+	return records(v, func(p *plan, rv reflect.Value) error {
+		scope, id, err := p.ident(rv)
+		if err != nil {
+			return err
+		}
+		for i := range p.fields {
+			f := &p.fields[i]
+			vf := rv.FieldByIndex(f.path).Addr().Interface().(valueField)
+			if s := vf.fieldState(); s != statePlain && s != stateSealed {
+				continue
+			}
+			pt, err := vf.appendPlain(sc.buf[0][:0])
+			sc.buf[0] = pt
+			if err != nil {
+				return p.fieldErr(f, err)
+			}
+			ct, err := c.aead(f).Encrypt(ctx, pt, p.binding(f, scope, id))
+			if err != nil {
+				return p.fieldErr(f, err)
+			}
+			vf.sealWith(ct)
+		}
+		for i := range p.indexes {
+			if err := c.computeIndex(ctx, p, &p.indexes[i], rv, scope, sc); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func (p *plan) fieldErr(f *fieldPlan, err error) error {
+	return &FieldError{Type: p.typ.String(), Field: f.name, Column: f.column, Err: err}
+}
+
+// Open decrypts every tagged field of v that was read from a database (or
+// JSON). v is as for Seal. A field in strict mode (the default) that holds
+// plaintext fails with ErrNotEncrypted; in migration mode the plaintext is
+// accepted, reported (Config.OnLegacyPlaintext, Config.Auditor) and left
+// unsealed, so the next Seal encrypts it.
+func (c *Codec) Open(ctx context.Context, v any) error {
+	sc := c.getScratch()
+	defer c.putScratch(sc)
+	return records(v, func(p *plan, rv reflect.Value) error {
+		scope, id, err := p.ident(rv)
+		if err != nil {
+			return err
+		}
+		for i := range p.fields {
+			f := &p.fields[i]
+			vf := rv.FieldByIndex(f.path).Addr().Interface().(valueField)
+			if vf.fieldState() != stateScanned {
+				continue
+			}
+			ct, legacy := vf.ciphertext()
+			if legacy != nil || (!isArmored(ct) && (len(ct) == 0 || ct[0] != envelopeMagic)) {
+				if err := c.openLegacy(ctx, p, f, vf, ct, legacy, scope, id); err != nil {
+					return err
+				}
+				continue
+			}
+			pt, err := c.aead(f).AppendDecrypt(ctx, sc.buf[0][:0], ct, p.binding(f, scope, id))
+			if err != nil {
+				return p.fieldErr(f, err)
+			}
+			sc.buf[0] = pt
+			if err := vf.openWith(pt); err != nil {
+				return p.fieldErr(f, err)
+			}
+		}
+		return nil
+	})
+}
+
+func (c *Codec) openLegacy(ctx context.Context, p *plan, f *fieldPlan, vf valueField, raw []byte, legacy any, scope, id string) error {
+	if !f.migrate {
+		return p.fieldErr(f, ErrNotEncrypted)
+	}
+	if err := vf.openLegacy(raw, legacy); err != nil {
+		return p.fieldErr(f, err)
+	}
+	l := Legacy{Table: p.table, Column: f.column, RecordID: id, Field: f.name}
+	if c.cfg.OnLegacyPlaintext != nil {
+		c.cfg.OnLegacyPlaintext(ctx, l)
+	}
+	if c.cfg.Auditor != nil {
+		// The audit record is best effort: the read itself succeeded.
+		c.cfg.Auditor.Audit(ctx, keys.Event{Time: time.Now().UTC(), Op: OpLegacyRead, Scope: scope, Key: p.table + "." + f.column,
+			Principal: keys.Principal(ctx), Purpose: keys.Purpose(ctx), Outcome: keys.Success})
+	}
+	return nil
+}

@@ -1,0 +1,117 @@
+// Package fields encrypts the PHI fields of Go structs: declare which
+// fields are PHI with struct tags, Seal before writing a record, Open after
+// reading one, and find patients by SSN, MRN or last name and birth date
+// through blind indexes without decrypting the table.
+//
+//	type Patient struct {
+//		ID        string                    `phi:"id,table=patients"`
+//		TenantID  string                    `phi:"scope"`
+//		SSN       fields.String             `phi:"encrypt"`
+//		LastName  fields.String             `phi:"encrypt"`
+//		BirthDate fields.Encrypted[time.Time] `phi:"encrypt"`
+//		SSNIndex  fields.BlindIndex         `phi:"index,of=SSN,normalize=digits,bits=16"`
+//		NameDOB   fields.BlindIndex         `phi:"index,of=LastName+BirthDate,normalize=trim+fold+nfc,bits=16"`
+//	}
+//
+//	codec, _ := fields.NewCodec(fields.Config{Keyring: keyring})
+//	p := Patient{ID: uuid, TenantID: "tenant:st-mary", SSN: fields.New("999-12-3456"), ...}
+//	codec.Seal(ctx, &p)   // encrypts, computes the indexes
+//	db.Exec(`INSERT ...`, p.ID, p.TenantID, p.SSN, p.LastName, p.BirthDate, p.SSNIndex, p.NameDOB)
+//	...
+//	row.Scan(&p.ID, &p.TenantID, &p.SSN, ...)
+//	codec.Open(ctx, &p)   // decrypts
+//	ssn := p.SSN.Get()
+//
+// # Tags
+//
+// The tag key is phi. Its first word is the kind; options follow, comma
+// separated:
+//
+//	phi:"id"                 the record id, bound to every value of the record: a string,
+//	                         []byte, integer, or a type with MarshalText or String (UUIDs).
+//	    table=NAME           the table name (or give the type a PHITable() string method)
+//	phi:"scope"              the scope: who shares the data key (a tenant, a patient).
+//	                         Or give the type a PHIScope() string method.
+//	phi:"encrypt"            an encrypted field, of type Encrypted[T]
+//	    column=NAME          the column name bound to the value (default: the field's
+//	                         name in snake_case)
+//	    deterministic        AES-SIV instead of AES-GCM: equal values, equal ciphertexts
+//	    migrate              migration mode: Open accepts legacy plaintext
+//	phi:"index"              a blind index, of type BlindIndex
+//	    of=A or of=A+B       the encrypted fields it indexes (a compound index)
+//	    bits=N               its length in bits, 1 to 64 (see SuggestIndexBits)
+//	    normalize=X+Y        normalizers applied to each source in order: trim, lower,
+//	                         fold, digits, alnum, nfc, collapse
+//	    column=NAME          the column name (default: snake_case of the field name)
+//	    scope=Field          a field whose value scopes the index key, when the
+//	                         record's scope is narrower (per-patient data keys, but
+//	                         one index per tenant, so that a tenant can search)
+//	    text                 store base64url text instead of bytes
+//	phi:"-"                  ignored
+//
+// Untagged struct fields (and embedded structs) are searched for tagged
+// fields too; a nested field's column is prefixed by the struct field's
+// column and a dot. The plan of a type is built once, on first use, and
+// cached; any mistake (an unknown kind or option, a tag on a field of the
+// wrong type, an unsupported type, a missing id, scope or table, two fields
+// with one column, an index over a field that is not encrypted) is a
+// *TagError naming the field, never a silent skip. Call Codec.Plan at
+// startup to fail fast.
+//
+// Table and column names are part of every ciphertext's binding: renaming
+// a Go field changes its default column and makes its stored values fail to
+// decrypt. Set column= on fields you may rename.
+//
+// # Values
+//
+// Encrypted[T] keeps plaintext and ciphertext apart; see its documentation
+// for the supported types, what NULL reveals (an Encrypted that was never
+// set is NULL; Set(nil) on an Encrypted[*T] encrypts the nil, which hides
+// it), and the JSON policy: encrypted values and blind indexes marshal to
+// "[redacted]" and unmarshal only from null, so neither plaintext, nor
+// ciphertext, nor index values reach logs or API responses through JSON,
+// and JSON cannot smuggle plaintext in. Its driver.Valuer refuses to
+// produce a value until the record is sealed, so plaintext cannot reach a
+// database by accident, even through raw SQL that bypasses every hook.
+// Numbers are encoded with a fixed width, so a ciphertext's length does
+// not reveal their magnitude; strings and byte slices are not padded, so
+// their length shows through.
+//
+// # Binding
+//
+// Every value is bound to (scope, table, column, record id): a ciphertext
+// copied to another patient's row, another column or another tenant fails
+// with envelope.ErrDecrypt. Record ids must therefore exist before a record
+// is sealed: use client-generated UUIDs or ULIDs as primary keys. With
+// auto-increment keys, either insert the row first and seal and update it
+// in the same transaction, or tag as id a stable natural key that exists
+// before insert (an MRN, an external id) and never changes.
+//
+// Deterministic fields are bound to (scope, table, column) only, without
+// the record id, so that equal values have equal ciphertexts across rows:
+// that is what makes equality lookups, joins and unique constraints work,
+// and it reveals which rows share a value. AES-SIV is not FIPS 140-3
+// approved.
+//
+// # Blind indexes
+//
+// A blind index stores a truncated HMAC-SHA-256 of the normalized
+// plaintext of its source fields, under an index key per (scope, table,
+// column) kept wrapped by the keyring. Truncation makes several plaintexts
+// share each index value on purpose, so the index does not single out a
+// row; SuggestIndexBits plans the length from the table's expected size
+// (CipherSweet's rule: at least two rows per index value), and
+// Config.ExpectedRows refuses plans that would leak more. A search
+// (IndexTerms) returns candidate rows; decrypt them and keep those for
+// which Match is true. During an index key rotation IndexTerms returns a
+// value for each live key version, so searches keep working while the
+// migration engine recomputes the stored indexes.
+//
+// # Migration mode
+//
+// By default, Open refuses plaintext where a ciphertext belongs
+// (ErrNotEncrypted). A field tagged migrate accepts it while a table is
+// being encrypted: the value is decoded from its legacy form, reported
+// (Config.OnLegacyPlaintext, and an audit event), and left unsealed, so the
+// next Seal encrypts it.
+package fields

@@ -1,0 +1,235 @@
+package fields
+
+import (
+	"bytes"
+	"database/sql/driver"
+	"fmt"
+	"log/slog"
+	"reflect"
+
+	"github.com/phicrypt/phicrypt/envelope"
+)
+
+// state is where an Encrypted value stands. The zero state is Null.
+type state uint8
+
+const (
+	stateNull    state = iota // no value: stored as SQL NULL
+	statePlain                // plaintext set, not sealed: no driver value
+	stateSealed               // plaintext and its ciphertext agree
+	stateScanned              // ciphertext (or legacy plaintext) read, not opened
+)
+
+// Encrypted holds a PHI value of type T and its ciphertext, and keeps them
+// apart: code reads and writes the plaintext with Get and Set, a database
+// driver only ever sees the ciphertext. Its driver.Valuer refuses to
+// produce a value while the plaintext has not been sealed (ErrNotSealed),
+// so plaintext cannot reach a database even through a raw query or an ORM
+// path that skips hooks; its sql.Scanner accepts ciphertext in text or
+// binary form, which Codec.Open then decrypts.
+//
+// T may be string, []byte, bool, any integer or float type, time.Time, a
+// type implementing encoding.BinaryMarshaler or encoding.TextMarshaler
+// (with the matching unmarshaler on its pointer), a struct, slice or map
+// (encoded as JSON), or a pointer to any of these. The type is part of the
+// plaintext: a value decrypts only into the type it was encrypted from
+// (ErrTypeMismatch otherwise).
+//
+// An Encrypted that was never Set is NULL in the database, which reveals
+// that the field is empty. Set(nil) on an Encrypted[*T] encrypts a null, so
+// an absent value looks like any other ciphertext.
+//
+// Printing an Encrypted (String, GoString, Format, slog, JSON) shows
+// neither the plaintext nor the ciphertext: MarshalJSON writes
+// "[redacted]", and UnmarshalJSON accepts only null. To show plaintext in
+// an API response, copy it into a response type explicitly.
+type Encrypted[T any] struct {
+	v      T
+	ct     []byte // binary or armored ciphertext, or legacy plaintext bytes
+	legacy any    // a scanned non-text, non-binary value (legacy plaintext)
+	state  state
+}
+
+// New returns an Encrypted holding v, to be sealed.
+func New[T any](v T) Encrypted[T] { return Encrypted[T]{v: v, state: statePlain} }
+
+// Aliases for the common types.
+type (
+	// String is an encrypted string.
+	String = Encrypted[string]
+	// Bytes is an encrypted byte slice.
+	Bytes = Encrypted[[]byte]
+)
+
+// Set replaces the plaintext. The value must be sealed again before it can
+// be written to a database.
+func (e *Encrypted[T]) Set(v T) {
+	e.v, e.ct, e.legacy, e.state = v, nil, nil, statePlain
+}
+
+// Get returns the plaintext, or T's zero value when there is none: the
+// value is NULL, or was read from a database and not opened yet.
+func (e Encrypted[T]) Get() T {
+	if e.state == statePlain || e.state == stateSealed {
+		return e.v
+	}
+	var zero T
+	return zero
+}
+
+// IsNull reports whether the value is NULL (never set, or scanned from a
+// NULL).
+func (e Encrypted[T]) IsNull() bool { return e.state == stateNull }
+
+// Clear sets the value to NULL.
+func (e *Encrypted[T]) Clear() { *e = Encrypted[T]{} }
+
+// Sealed reports whether the value can be written to a database: it is
+// NULL, sealed, or read from a database and not changed since.
+func (e Encrypted[T]) Sealed() bool { return e.state != statePlain }
+
+// Opened reports whether the plaintext is available.
+func (e Encrypted[T]) Opened() bool { return e.state == statePlain || e.state == stateSealed }
+
+// Value implements driver.Valuer: the ciphertext (a string when text
+// armored, []byte when binary), nil for NULL, and ErrNotSealed while the
+// plaintext has not been sealed.
+func (e Encrypted[T]) Value() (driver.Value, error) {
+	switch e.state {
+	case stateNull:
+		return nil, nil
+	case statePlain:
+		return nil, ErrNotSealed
+	}
+	switch {
+	case isArmored(e.ct):
+		return string(e.ct), nil
+	case len(e.ct) > 0 && e.ct[0] == envelopeMagic:
+		return e.ct, nil
+	}
+	// Legacy plaintext read in migration mode goes back only once sealed.
+	return nil, ErrNotSealed
+}
+
+// envelopeMagic is the first byte of a binary ciphertext.
+const envelopeMagic = 0xF5
+
+func isArmored(b []byte) bool {
+	return len(b) >= len(envelope.ArmorPrefix) && string(b[:len(envelope.ArmorPrefix)]) == envelope.ArmorPrefix
+}
+
+// Scan implements sql.Scanner. It keeps the ciphertext, text or binary, for
+// Codec.Open to decrypt; NULL scans as NULL. Any other value (an integer
+// from a legacy plaintext column, say) is kept as legacy plaintext, which
+// Open accepts only in migration mode.
+func (e *Encrypted[T]) Scan(src any) error {
+	*e = Encrypted[T]{state: stateScanned}
+	switch s := src.(type) {
+	case nil:
+		e.state = stateNull
+	case []byte:
+		e.ct = bytes.Clone(s)
+	case string:
+		e.ct = []byte(s)
+	default:
+		e.legacy = src
+	}
+	return nil
+}
+
+// MarshalJSON writes the JSON string "[redacted]", or null for NULL: never
+// the plaintext, the ciphertext or anything derived from them. JSON is how
+// records reach logs (slog's JSON handler), API responses and caches by
+// accident; to send a value, copy its plaintext into a response type, or
+// its ciphertext (Value) into a transport type, explicitly.
+func (e Encrypted[T]) MarshalJSON() ([]byte, error) {
+	if e.state == stateNull {
+		return []byte("null"), nil
+	}
+	return []byte(`"[redacted]"`), nil
+}
+
+// UnmarshalJSON accepts null only: an encrypted value is never read from
+// JSON (see MarshalJSON), so JSON can neither smuggle plaintext in nor
+// restore a redacted value.
+func (e *Encrypted[T]) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) != "null" {
+		return ErrJSON
+	}
+	*e = Encrypted[T]{}
+	return nil
+}
+
+// String returns a placeholder: never the plaintext or the ciphertext.
+func (e Encrypted[T]) String() string {
+	return "fields.Encrypted[" + reflect.TypeFor[T]().String() + "](" + e.state.String() + ")"
+}
+
+// GoString is String.
+func (e Encrypted[T]) GoString() string { return e.String() }
+
+// Format prints String for every verb.
+func (e Encrypted[T]) Format(f fmt.State, verb rune) { fmt.Fprint(f, e.String()) }
+
+// LogValue logs the placeholder.
+func (e Encrypted[T]) LogValue() slog.Value { return slog.StringValue(e.String()) }
+
+func (s state) String() string {
+	switch s {
+	case stateNull:
+		return "null"
+	case statePlain:
+		return "unsealed"
+	case stateSealed:
+		return "sealed"
+	}
+	return "encrypted"
+}
+
+// valueField is what a Codec sees of an Encrypted field, whatever its T.
+type valueField interface {
+	fieldState() state
+	// appendPlain appends the typed plaintext encoding.
+	appendPlain(dst []byte) ([]byte, error)
+	// indexText appends the plaintext's text form for blind indexes.
+	indexText(dst []byte) ([]byte, error)
+	// sealWith stores ct as the ciphertext of the current plaintext.
+	sealWith(ct []byte)
+	// ciphertext returns the scanned bytes, or the legacy value.
+	ciphertext() ([]byte, any)
+	// openWith decodes a typed plaintext encoding into the value.
+	openWith(pt []byte) error
+	// openLegacy decodes legacy plaintext (migration mode); the value
+	// becomes unsealed.
+	openLegacy(raw []byte, v any) error
+	elemType() reflect.Type
+}
+
+func (e *Encrypted[T]) fieldState() state                      { return e.state }
+func (e *Encrypted[T]) appendPlain(dst []byte) ([]byte, error) { return appendTyped(dst, &e.v) }
+func (e *Encrypted[T]) indexText(dst []byte) ([]byte, error)   { return appendText(dst, &e.v) }
+func (e *Encrypted[T]) sealWith(ct []byte)                     { e.ct, e.legacy, e.state = ct, nil, stateSealed }
+func (e *Encrypted[T]) ciphertext() ([]byte, any)              { return e.ct, e.legacy }
+func (e *Encrypted[T]) elemType() reflect.Type                 { return reflect.TypeFor[T]() }
+
+// openWith decodes into e.v directly (a local would escape to the heap);
+// Get hides e.v until the state says it is valid, and a failure clears it.
+func (e *Encrypted[T]) openWith(pt []byte) error {
+	if err := decodeTyped(pt, &e.v); err != nil {
+		var zero T
+		e.v = zero
+		return err
+	}
+	e.state = stateSealed
+	return nil
+}
+
+func (e *Encrypted[T]) openLegacy(raw []byte, legacy any) error {
+	if err := decodeLegacy(raw, legacy, &e.v); err != nil {
+		var zero T
+		e.v = zero
+		return err
+	}
+	e.ct, e.legacy, e.state = nil, nil, statePlain
+	return nil
+}

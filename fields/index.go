@@ -1,0 +1,467 @@
+package fields
+
+import (
+	"bytes"
+	"context"
+	"database/sql/driver"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"reflect"
+	"sort"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/phicrypt/phicrypt/keys"
+)
+
+// MaxIndexBits is the longest blind index, in bits.
+const MaxIndexBits = 64
+
+// BlindIndex is the value of a blind index: a truncated HMAC-SHA-256 of
+// the normalized plaintext of one or more encrypted fields, under an index
+// key of the keyring, prefixed by the key's version (a uvarint). Equal
+// plaintexts give equal index values, so a database finds rows by value
+// without decrypting; the truncation makes many plaintexts share each
+// value, so the index alone does not identify one (see SuggestIndexBits),
+// and searches post-filter with Codec.Match.
+//
+// It is a driver.Valuer and sql.Scanner ([]byte, or base64url text with
+// the index tag's text option); printing it shows nothing of its value.
+type BlindIndex struct {
+	b    []byte
+	text bool
+}
+
+// Value implements driver.Valuer: NULL when not computed.
+func (x BlindIndex) Value() (driver.Value, error) {
+	switch {
+	case x.b == nil:
+		return nil, nil
+	case x.text:
+		return base64.RawURLEncoding.EncodeToString(x.b), nil
+	}
+	return x.b, nil
+}
+
+// Scan implements sql.Scanner.
+func (x *BlindIndex) Scan(src any) error {
+	switch s := src.(type) {
+	case nil:
+		*x = BlindIndex{}
+	case []byte:
+		*x = BlindIndex{b: bytes.Clone(s)}
+	case string:
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		if err != nil {
+			return fmt.Errorf("fields: blind index is not base64url")
+		}
+		*x = BlindIndex{b: b, text: true}
+	default:
+		return fmt.Errorf("fields: cannot scan %T into a blind index", src)
+	}
+	return nil
+}
+
+// IsNull reports whether the index has no value.
+func (x BlindIndex) IsNull() bool { return x.b == nil }
+
+// Equal reports whether two index values are equal.
+func (x BlindIndex) Equal(y BlindIndex) bool { return bytes.Equal(x.b, y.b) }
+
+// Version returns the index key version that computed the value, or 0.
+func (x BlindIndex) Version() uint32 {
+	v, n := binary.Uvarint(x.b)
+	if n <= 0 || v > math.MaxUint32 {
+		return 0
+	}
+	return uint32(v)
+}
+
+// String returns a placeholder, never the value.
+func (x BlindIndex) String() string {
+	if x.b == nil {
+		return "fields.BlindIndex(null)"
+	}
+	return fmt.Sprintf("fields.BlindIndex(version %d)", x.Version())
+}
+
+// GoString is String.
+func (x BlindIndex) GoString() string { return x.String() }
+
+// Format prints String for every verb.
+func (x BlindIndex) Format(f fmt.State, verb rune) { fmt.Fprint(f, x.String()) }
+
+// LogValue logs the placeholder.
+func (x BlindIndex) LogValue() slog.Value { return slog.StringValue(x.String()) }
+
+// MarshalJSON writes "[redacted]", or null: index values stay out of logs
+// and API responses, like the values they index.
+func (x BlindIndex) MarshalJSON() ([]byte, error) {
+	if x.b == nil {
+		return []byte("null"), nil
+	}
+	return []byte(`"[redacted]"`), nil
+}
+
+// UnmarshalJSON accepts null only.
+func (x *BlindIndex) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) != "null" {
+		return ErrJSON
+	}
+	*x = BlindIndex{}
+	return nil
+}
+
+// A normalizer appends a normalized form of s to dst.
+type normalizer func(dst []byte, s []byte) []byte
+
+var normalizers = map[string]normalizer{
+	// trim removes leading and trailing white space.
+	"trim": func(dst, s []byte) []byte { return append(dst, bytes.TrimSpace(s)...) },
+	// lower lower-cases (Unicode simple mapping).
+	"lower": func(dst, s []byte) []byte {
+		if isASCII(s) {
+			for _, c := range s {
+				if 'A' <= c && c <= 'Z' {
+					c += 'a' - 'A'
+				}
+				dst = append(dst, c)
+			}
+			return dst
+		}
+		return append(dst, bytes.ToLower(s)...)
+	},
+	// fold applies Unicode full case folding, for caseless matching
+	// ("Straße" and "STRASSE" fold alike).
+	"fold": func(dst, s []byte) []byte { return append(dst, cases.Fold().Bytes(s)...) },
+	// digits keeps the ASCII digits only ("999-12-3456" → "999123456").
+	"digits": func(dst, s []byte) []byte {
+		for _, c := range s {
+			if '0' <= c && c <= '9' {
+				dst = append(dst, c)
+			}
+		}
+		return dst
+	},
+	// alnum keeps letters and digits only.
+	"alnum": func(dst, s []byte) []byte {
+		for len(s) > 0 {
+			r, n := utf8.DecodeRune(s)
+			if unicode.IsLetter(r) || unicode.IsDigit(r) {
+				dst = append(dst, s[:n]...)
+			}
+			s = s[n:]
+		}
+		return dst
+	},
+	// nfc puts the text in Unicode Normalization Form C, so composed and
+	// decomposed accents match.
+	"nfc": func(dst, s []byte) []byte { return norm.NFC.Append(dst, s...) },
+	// collapse turns every run of white space into one space.
+	"collapse": func(dst, s []byte) []byte {
+		space := false
+		for _, f := range bytes.Fields(s) {
+			if space {
+				dst = append(dst, ' ')
+			}
+			dst, space = append(dst, f...), true
+		}
+		return dst
+	},
+}
+
+func normalizerNames() string {
+	var names []string
+	for n := range normalizers {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+func isASCII(s []byte) bool {
+	for _, c := range s {
+		if c >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// SuggestIndexBits returns the blind index length for a table of rows rows
+// whose indexed value carries about entropyBits bits (e.g. 30 for an SSN;
+// pass 0 if unknown). It follows CipherSweet's planning rule: with L bits,
+// each index value is shared by C = rows/2^L rows on average, and C must
+// stay at least 2 so an index value never singles out one row, while C
+// below sqrt(rows) keeps searches selective. It returns the largest safe L,
+// also kept at least one bit under the value's entropy, and an error when
+// no length is safe (fewer than 4 rows or bits).
+func SuggestIndexBits(rows int64, entropyBits float64) (int, error) {
+	if rows < 4 {
+		return 0, fmt.Errorf("fields: %d rows are too few for a blind index that does not single out rows", rows)
+	}
+	l := int(math.Floor(math.Log2(float64(rows)))) - 1
+	if entropyBits > 0 {
+		l = min(l, int(math.Floor(entropyBits))-1)
+	}
+	l = min(l, MaxIndexBits)
+	if l < 1 {
+		return 0, fmt.Errorf("fields: no safe blind index length for %d rows of %.0f bits", rows, entropyBits)
+	}
+	return l, nil
+}
+
+// maxSafeBits is the longest index that keeps at least two rows per value.
+func maxSafeBits(rows int64) int {
+	return int(math.Floor(math.Log2(float64(rows)))) - 1
+}
+
+// checkIndexes refuses blind indexes that leak too much for
+// Config.ExpectedRows: each index, and all the indexes over one field
+// together (their bits add up), must keep two rows per value.
+func (c *Codec) checkIndexes(p *plan) error {
+	if c.cfg.ExpectedRows <= 0 || len(p.indexes) == 0 {
+		return nil
+	}
+	limit := maxSafeBits(c.cfg.ExpectedRows)
+	perField := map[int]int{}
+	for _, ip := range p.indexes {
+		if ip.bits > limit {
+			return &TagError{Type: p.typ.String(), Field: ip.name, Reason: fmt.Sprintf("bits=%d leaks too much for %d rows: at most %d (SuggestIndexBits)", ip.bits, c.cfg.ExpectedRows, limit)}
+		}
+		for _, s := range ip.sources {
+			perField[s] += ip.bits
+			if perField[s] > limit {
+				return &TagError{Type: p.typ.String(), Field: ip.name, Reason: fmt.Sprintf("the indexes over %s add up to %d bits, more than %d for %d rows", p.fields[s].name, perField[s], limit, c.cfg.ExpectedRows)}
+			}
+		}
+	}
+	return nil
+}
+
+// indexInput appends the MAC input of an index to dst: each source's
+// normalized text as a uint32 length and bytes. tmp is scratch space. It
+// reports false when a source is NULL.
+func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.Value) ([]byte, bool, error) {
+	for _, s := range ip.sources {
+		f := &p.fields[s]
+		vf := rv.FieldByIndex(f.path).Addr().Interface().(valueField)
+		switch vf.fieldState() {
+		case stateNull:
+			return dst, false, nil
+		case stateScanned:
+			return dst, false, ErrNotOpened
+		}
+		text, err := vf.indexText(tmp[0][:0])
+		if err != nil {
+			return dst, false, err
+		}
+		tmp[0] = text
+		for _, n := range ip.normalizers {
+			tmp[1] = n(tmp[1][:0], tmp[0])
+			tmp[0], tmp[1] = tmp[1], tmp[0]
+		}
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(tmp[0])))
+		dst = append(dst, tmp[0]...)
+	}
+	return dst, true, nil
+}
+
+// scratch is pooled working memory for one Seal, Open or index
+// computation; it is cleared before it returns to the pool, since it held
+// plaintext.
+type scratch struct {
+	buf [3][]byte
+	mac [64]byte
+}
+
+func (c *Codec) getScratch() *scratch { return c.scratches.Get().(*scratch) }
+
+func (c *Codec) putScratch(s *scratch) {
+	for i := range s.buf {
+		clear(s.buf[i][:cap(s.buf[i])])
+		s.buf[i] = s.buf[i][:0]
+	}
+	clear(s.mac[:])
+	c.scratches.Put(s)
+}
+
+func (s *scratch) tmp() *[2][]byte { return (*[2][]byte)(s.buf[1:3]) }
+
+// indexValue computes the index value of msg under key: the key version as
+// a uvarint and the first bits of the HMAC, the unused low bits of the
+// last byte cleared. mac is scratch space for the full HMAC.
+func indexValue(dst, mac []byte, key *keys.IndexKey, msg []byte, bits int) []byte {
+	sum := key.Sum(mac[:0], msg)
+	n := (bits + 7) / 8
+	dst = binary.AppendUvarint(dst, uint64(key.Version()))
+	dst = append(dst, sum[:n]...)
+	if r := bits % 8; r != 0 {
+		dst[len(dst)-1] &= byte(0xFF << (8 - r))
+	}
+	return dst
+}
+
+func (p *plan) indexScope(ip *indexPlan, rv reflect.Value, recordScope string) (string, error) {
+	if ip.scope == nil {
+		return recordScope, nil
+	}
+	s, err := ip.scope.read(rv)
+	if err == nil && s == "" {
+		err = fmt.Errorf("%w (%s)", ErrMissingRecordID, ip.scope.name)
+	}
+	return s, err
+}
+
+// computeIndex sets a blind index field from its sources' plaintext. A
+// NULL source makes the index NULL; sources read but not opened leave the
+// stored index as it is.
+func (c *Codec) computeIndex(ctx context.Context, p *plan, ip *indexPlan, rv reflect.Value, scope string, sc *scratch) error {
+	x := rv.FieldByIndex(ip.path).Addr().Interface().(*BlindIndex)
+	v, err := c.indexValue(ctx, p, ip, rv, scope, sc)
+	switch {
+	case errors.Is(err, ErrNotOpened) && !x.IsNull():
+		return nil
+	case err != nil:
+		return &FieldError{Type: p.typ.String(), Field: ip.name, Column: ip.column, Err: err}
+	}
+	*x = v
+	return nil
+}
+
+// indexValue computes the value of index ip for record rv with the active
+// index key; a NULL source gives a NULL index.
+func (c *Codec) indexValue(ctx context.Context, p *plan, ip *indexPlan, rv reflect.Value, scope string, sc *scratch) (BlindIndex, error) {
+	msg, ok, err := indexInput(sc.buf[0][:0], sc.tmp(), p, ip, rv)
+	sc.buf[0] = msg
+	if err != nil || !ok {
+		return BlindIndex{}, err
+	}
+	iscope, err := p.indexScope(ip, rv, scope)
+	if err != nil {
+		return BlindIndex{}, err
+	}
+	key, err := c.cfg.Keyring.IndexKey(ctx, iscope, p.table, ip.column)
+	if err != nil {
+		return BlindIndex{}, err
+	}
+	out := indexValue(make([]byte, 0, binary.MaxVarintLen32+(ip.bits+7)/8), sc.mac[:0], key, msg, ip.bits)
+	return BlindIndex{b: out, text: ip.text}, nil
+}
+
+// IndexValue returns the value that blind index index (the Go name of a
+// BlindIndex field) of template's type takes for the plaintext in
+// template's source fields, under the active index key: what Seal stores.
+// To search, use IndexTerms, which also covers index key versions being
+// retired.
+func (c *Codec) IndexValue(ctx context.Context, template any, index string) (BlindIndex, error) {
+	p, ip, rv, err := c.indexOf(template, index)
+	if err != nil {
+		return BlindIndex{}, err
+	}
+	scope, err := p.scope.read(rv)
+	if err != nil {
+		return BlindIndex{}, err
+	}
+	sc := c.getScratch()
+	defer c.putScratch(sc)
+	return c.indexValue(ctx, p, ip, rv, scope, sc)
+}
+
+// IndexTerms returns the values to search for in blind index index (the Go
+// name of a BlindIndex field) of template's type, for the plaintext in
+// template's source fields: one value per live index key version, the
+// active one first, so a search keeps working while an index rotation is
+// under way. Use them in WHERE column IN (...), then decrypt the rows and
+// keep those for which Match is true: a truncated index also matches other
+// plaintexts. template must have its scope (or the index's scope field)
+// set; its record id is not needed.
+func (c *Codec) IndexTerms(ctx context.Context, template any, index string) ([]BlindIndex, error) {
+	p, ip, rv, err := c.indexOf(template, index)
+	if err != nil {
+		return nil, err
+	}
+	scope, err := p.scope.read(rv)
+	if err != nil {
+		return nil, err
+	}
+	if scope, err = p.indexScope(ip, rv, scope); err != nil {
+		return nil, err
+	}
+	sc := c.getScratch()
+	defer c.putScratch(sc)
+	msg, ok, err := indexInput(sc.buf[0][:0], sc.tmp(), p, ip, rv)
+	sc.buf[0] = msg
+	if err != nil || !ok {
+		if err == nil {
+			err = fmt.Errorf("fields: the search term's source fields of %s are empty", ip.name)
+		}
+		return nil, err
+	}
+	ks, err := c.cfg.Keyring.IndexKeys(ctx, scope, p.table, ip.column)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BlindIndex, len(ks))
+	for i, k := range ks {
+		out[i] = BlindIndex{b: indexValue(nil, sc.mac[:0], k, msg, ip.bits), text: ip.text}
+	}
+	return out, nil
+}
+
+// Match reports whether the opened record rec has, in the sources of blind
+// index index, the same normalized plaintext as template: the post-filter
+// that removes the false positives of a truncated index.
+func (c *Codec) Match(rec, template any, index string) (bool, error) {
+	p, ip, rv, err := c.indexOf(rec, index)
+	if err != nil {
+		return false, err
+	}
+	_, _, tv, err := c.indexOf(template, index)
+	if err != nil {
+		return false, err
+	}
+	if tv.Type() != rv.Type() {
+		return false, fmt.Errorf("fields: record and template are of different types")
+	}
+	sa, sb := c.getScratch(), c.getScratch()
+	defer c.putScratch(sa)
+	defer c.putScratch(sb)
+	a, okA, err := indexInput(sa.buf[0][:0], sa.tmp(), p, ip, rv)
+	sa.buf[0] = a
+	if err != nil {
+		return false, err
+	}
+	b, okB, err := indexInput(sb.buf[0][:0], sb.tmp(), p, ip, tv)
+	sb.buf[0] = b
+	if err != nil {
+		return false, err
+	}
+	return okA && okB && bytes.Equal(a, b), nil
+}
+
+func (c *Codec) indexOf(v any, index string) (*plan, *indexPlan, reflect.Value, error) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
+		return nil, nil, rv, ErrUnsupported
+	}
+	rv = rv.Elem()
+	p, err := planFor(rv.Type())
+	if err != nil {
+		return nil, nil, rv, err
+	}
+	for i := range p.indexes {
+		if p.indexes[i].name == index {
+			return p, &p.indexes[i], rv, nil
+		}
+	}
+	return nil, nil, rv, fmt.Errorf("fields: %v has no blind index %q", rv.Type(), index)
+}

@@ -1,0 +1,231 @@
+package fields_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/fields"
+	"github.com/phicrypt/phicrypt/keys"
+)
+
+// table is an in-memory stand-in for a database table of sealed patients.
+type table struct {
+	rows map[string]row // by id
+	meta map[string]*Patient
+}
+
+func sealTable(t *testing.T, c *fields.Codec, patients []*Patient) *table {
+	t.Helper()
+	require.NoError(t, c.Seal(context.Background(), patients))
+	tb := &table{rows: map[string]row{}, meta: map[string]*Patient{}}
+	for _, p := range patients {
+		tb.rows[p.ID] = store(t, p)
+		tb.meta[p.ID] = p
+	}
+	return tb
+}
+
+// search runs "SELECT * WHERE tenant = ? AND <index column> IN (terms)",
+// then opens the candidates and keeps those that Match the template.
+func (tb *table) search(t *testing.T, c *fields.Codec, template *Patient, index string) (candidates, matches []string) {
+	t.Helper()
+	ctx := context.Background()
+	terms, err := c.IndexTerms(ctx, template, index)
+	require.NoError(t, err)
+	col := map[string]int{"SSNIndex": 11, "NameDOB": 12}[index]
+	for id, r := range tb.rows {
+		if tb.meta[id].TenantID != template.TenantID {
+			continue
+		}
+		var stored fields.BlindIndex
+		require.NoError(t, stored.Scan(r[col]))
+		for _, term := range terms {
+			if stored.Equal(term) {
+				candidates = append(candidates, id)
+				p := load(t, id, template.TenantID, r)
+				require.NoError(t, c.Open(ctx, p))
+				ok, err := c.Match(p, template, index)
+				require.NoError(t, err)
+				if ok {
+					matches = append(matches, id)
+				}
+			}
+		}
+	}
+	return candidates, matches
+}
+
+func TestBlindIndexSearch(t *testing.T) {
+	c := newCodec(t, fields.Config{})
+	patients := loadCSV(t)
+	tb := sealTable(t, c, patients)
+	for _, want := range patients[:40] {
+		// By SSN, written another way: the digits normalizer ignores dashes.
+		ssn := want.SSN.Get()
+		template := &Patient{TenantID: want.TenantID, SSN: fields.New(" " + ssn[:3] + ssn[4:6] + "-" + ssn[7:] + " ")}
+		_, matches := tb.search(t, c, template, "SSNIndex")
+		assert.Equal(t, []string{want.ID}, matches, "SSN %s", want.ID)
+
+		// By last name and birth date, in another case and with spaces.
+		template = &Patient{TenantID: want.TenantID, Last: fields.New("  " + upper(want.Last.Get()) + " "), BirthDate: fields.New(want.BirthDate.Get())}
+		_, matches = tb.search(t, c, template, "NameDOB")
+		assert.Contains(t, matches, want.ID)
+		for _, id := range matches {
+			got := tb.meta[id]
+			assert.Equal(t, want.Last.Get(), got.Last.Get())
+			assert.True(t, want.BirthDate.Get().Equal(got.BirthDate.Get()))
+		}
+	}
+}
+
+func upper(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'a' <= c && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+// tiny has a 3-bit index: most searches return many candidates, and the
+// post-filter must still give exactly the right rows.
+type tiny struct {
+	ID       string            `phi:"id,table=tiny"`
+	TenantID string            `phi:"scope"`
+	SSN      fields.String     `phi:"encrypt"`
+	SSNIndex fields.BlindIndex `phi:"index,of=SSN,normalize=digits,bits=3,text"`
+}
+
+func TestBlindIndexTinyBits(t *testing.T) {
+	ctx := context.Background()
+	c := newCodec(t, fields.Config{})
+	var all []*tiny
+	for _, p := range loadCSV(t) {
+		all = append(all, &tiny{ID: p.ID, TenantID: "tenant:x", SSN: fields.New(p.SSN.Get())})
+	}
+	require.NoError(t, c.Seal(ctx, all))
+	distinct := map[string]bool{}
+	for _, p := range all {
+		v, err := p.SSNIndex.Value()
+		require.NoError(t, err)
+		_, isText := v.(string)
+		assert.True(t, isText, "the text option stores base64url")
+		distinct[v.(string)] = true
+	}
+	assert.LessOrEqual(t, len(distinct), 8, "3 bits: at most 8 index values")
+	for _, want := range all[:25] {
+		terms, err := c.IndexTerms(ctx, &tiny{TenantID: "tenant:x", SSN: fields.New(want.SSN.Get())}, "SSNIndex")
+		require.NoError(t, err)
+		var candidates, matches int
+		for _, p := range all {
+			if p.SSNIndex.Equal(terms[0]) {
+				candidates++
+				ok, err := c.Match(p, &tiny{TenantID: "tenant:x", SSN: fields.New(want.SSN.Get())}, "SSNIndex")
+				require.NoError(t, err)
+				if ok {
+					matches++
+					assert.Equal(t, want.SSN.Get(), p.SSN.Get())
+				}
+			}
+		}
+		assert.Greater(t, candidates, 50, "a 3-bit index matches about an eighth of the table")
+		assert.Equal(t, 1, matches)
+	}
+}
+
+func TestBlindIndexRotation(t *testing.T) {
+	ctx := context.Background()
+	kr := newKeyring(t)
+	c := newCodec(t, fields.Config{Keyring: kr})
+	patients := loadCSV(t)[:30]
+	for _, p := range patients {
+		p.TenantID = "tenant:r"
+	}
+	old := sealTable(t, c, patients[:15])
+	id, err := keys.IndexKeyID("tenant:r", "patients", "ssn_index")
+	require.NoError(t, err)
+	_, err = kr.Rotate(ctx, id)
+	require.NoError(t, err)
+	fresh := sealTable(t, c, patients[15:])
+	for _, p := range patients[15:] {
+		assert.Equal(t, uint32(2), p.SSNIndex.Version())
+	}
+	// Rows indexed under either version are found while reindexing runs.
+	for _, want := range patients {
+		tb := old
+		if _, ok := fresh.rows[want.ID]; ok {
+			tb = fresh
+		}
+		_, matches := tb.search(t, c, &Patient{TenantID: "tenant:r", SSN: fields.New(want.SSN.Get())}, "SSNIndex")
+		assert.Equal(t, []string{want.ID}, matches)
+	}
+	// Once the old version is retired, only the new one is searched.
+	require.NoError(t, kr.SetMinDecryptVersion(ctx, id, 2))
+	terms, err := c.IndexTerms(ctx, &Patient{TenantID: "tenant:r", SSN: fields.New("999-00-0000")}, "SSNIndex")
+	require.NoError(t, err)
+	require.Len(t, terms, 1)
+	assert.Equal(t, uint32(2), terms[0].Version())
+}
+
+// perPatient has per-patient data keys but one SSN index per tenant, so
+// that a tenant can search.
+type perPatient struct {
+	ID       string            `phi:"id,table=pp"`
+	Patient  string            `phi:"scope"`
+	TenantID string            //
+	SSN      fields.String     `phi:"encrypt"`
+	SSNIndex fields.BlindIndex `phi:"index,of=SSN,normalize=digits,bits=8,scope=TenantID"`
+}
+
+func TestIndexScope(t *testing.T) {
+	ctx := context.Background()
+	c := newCodec(t, fields.Config{})
+	a := perPatient{ID: "1", Patient: "patient:1", TenantID: "tenant:t", SSN: fields.New("999-11-1111")}
+	b := perPatient{ID: "2", Patient: "patient:2", TenantID: "tenant:t", SSN: fields.New("999-11-1111")}
+	require.NoError(t, c.Seal(ctx, []*perPatient{&a, &b}))
+	assert.True(t, a.SSNIndex.Equal(b.SSNIndex), "one index key per tenant, whatever the data key")
+	sa, _ := a.SSN.Value()
+	sb, _ := b.SSN.Value()
+	assert.NotEqual(t, sa, sb)
+	terms, err := c.IndexTerms(ctx, &perPatient{TenantID: "tenant:t", Patient: "any", SSN: fields.New("999111111")}, "SSNIndex")
+	require.NoError(t, err)
+	assert.True(t, terms[0].Equal(a.SSNIndex))
+}
+
+func TestNormalizers(t *testing.T) {
+	ctx := context.Background()
+	c := newCodec(t, fields.Config{})
+	type n struct {
+		ID    string            `phi:"id,table=n"`
+		Scope string            `phi:"scope"`
+		Name  fields.String     `phi:"encrypt"`
+		Idx   fields.BlindIndex `phi:"index,of=Name,normalize=nfc+fold+collapse+trim,bits=32"`
+	}
+	index := func(s string) fields.BlindIndex {
+		v, err := c.IndexValue(ctx, &n{Scope: "s", Name: fields.New(s)}, "Idx")
+		require.NoError(t, err)
+		return v
+	}
+	assert.True(t, index("Zoë  Ñúñez").Equal(index(" ZOË ÑÚÑEZ ")), "case and spacing")
+	assert.True(t, index("Zoë").Equal(index("Zoe\u0308")), "composed and decomposed accents")
+	assert.True(t, index("Straße").Equal(index("STRASSE")), "full case folding")
+	assert.False(t, index("Zoë").Equal(index("Zoe")))
+
+	type dob struct {
+		ID    string                      `phi:"id,table=d"`
+		Scope string                      `phi:"scope"`
+		Born  fields.Encrypted[time.Time] `phi:"encrypt"`
+		Idx   fields.BlindIndex           `phi:"index,of=Born,bits=32"`
+	}
+	d1, err := c.IndexValue(ctx, &dob{Scope: "s", Born: fields.New(time.Date(1972, 3, 14, 0, 0, 0, 0, time.UTC))}, "Idx")
+	require.NoError(t, err)
+	est := time.FixedZone("EST", -5*3600)
+	d2, err := c.IndexValue(ctx, &dob{Scope: "s", Born: fields.New(time.Date(1972, 3, 13, 19, 0, 0, 0, est))}, "Idx")
+	require.NoError(t, err)
+	assert.True(t, d1.Equal(d2), "times index as the same instant in UTC")
+}

@@ -1,0 +1,396 @@
+package fields
+
+import (
+	"encoding"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// The plaintext of an encrypted field is a type tag byte and the value.
+// Numbers have a fixed width, so a ciphertext's length does not reveal a
+// number's magnitude. These tags are part of the stored data: never change
+// one.
+const (
+	tagString  = 'S'
+	tagBytes   = 'B'
+	tagBool    = 'b'
+	tagInt     = 'i' // int64, big-endian
+	tagUint    = 'u' // uint64, big-endian
+	tagFloat   = 'f' // float64 bits, big-endian
+	tagTime    = 't' // time.Time.MarshalBinary
+	tagBinary  = 'm' // encoding.BinaryMarshaler
+	tagText    = 'x' // encoding.TextMarshaler
+	tagJSON    = 'j' // structs, slices, maps
+	tagNil     = 'n' // a nil pointer
+	tagPointer = 'p' // a non-nil pointer, followed by its element
+)
+
+var (
+	timeType              = reflect.TypeFor[time.Time]()
+	binaryMarshalerType   = reflect.TypeFor[encoding.BinaryMarshaler]()
+	binaryUnmarshalerType = reflect.TypeFor[encoding.BinaryUnmarshaler]()
+	textMarshalerType     = reflect.TypeFor[encoding.TextMarshaler]()
+	textUnmarshalerType   = reflect.TypeFor[encoding.TextUnmarshaler]()
+)
+
+// tagOf returns the tag that values of t are encoded with, or 0 if they
+// cannot be encrypted. Encoding, decoding and the plan-time check all
+// follow it.
+func tagOf(t reflect.Type) byte {
+	marshals := func(m, u reflect.Type) bool { return t.Implements(m) && reflect.PointerTo(t).Implements(u) }
+	switch {
+	case t.Kind() == reflect.Pointer:
+		if t.Elem().Kind() == reflect.Pointer || tagOf(t.Elem()) == 0 {
+			return 0
+		}
+		return tagPointer
+	case t == timeType:
+		return tagTime
+	case marshals(binaryMarshalerType, binaryUnmarshalerType):
+		return tagBinary
+	case marshals(textMarshalerType, textUnmarshalerType):
+		return tagText
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return tagString
+	case reflect.Bool:
+		return tagBool
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return tagInt
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return tagUint
+	case reflect.Float32, reflect.Float64:
+		return tagFloat
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return tagBytes
+		}
+		return tagJSON
+	case reflect.Struct, reflect.Map, reflect.Array:
+		return tagJSON
+	}
+	return 0
+}
+
+// checkType reports whether values of t can be encrypted.
+func checkType(t reflect.Type) error {
+	if tagOf(t) == 0 {
+		return fmt.Errorf("%v cannot be encrypted", t)
+	}
+	return nil
+}
+
+// appendTyped appends the tagged encoding of *v.
+func appendTyped[T any](dst []byte, v *T) ([]byte, error) {
+	switch p := any(v).(type) {
+	case *string:
+		return append(append(dst, tagString), *p...), nil
+	case *[]byte:
+		return append(append(dst, tagBytes), *p...), nil
+	case *int64:
+		return binary.BigEndian.AppendUint64(append(dst, tagInt), uint64(*p)), nil
+	case *time.Time:
+		return p.AppendBinary(append(dst, tagTime))
+	}
+	return appendReflect(dst, reflect.ValueOf(v).Elem())
+}
+
+// appendReflect is appendTyped for the types without a fast path.
+func appendReflect(dst []byte, rv reflect.Value) ([]byte, error) {
+	t := rv.Type()
+	tag := tagOf(t)
+	switch tag {
+	case tagPointer:
+		if rv.IsNil() {
+			return append(dst, tagNil), nil
+		}
+		return appendReflect(append(dst, tagPointer), rv.Elem())
+	case tagTime:
+		return rv.Interface().(time.Time).AppendBinary(append(dst, tagTime))
+	case tagBinary:
+		b, err := rv.Interface().(encoding.BinaryMarshaler).MarshalBinary()
+		return append(append(dst, tag), b...), err
+	case tagText:
+		b, err := rv.Interface().(encoding.TextMarshaler).MarshalText()
+		return append(append(dst, tag), b...), err
+	case tagString:
+		return append(append(dst, tag), rv.String()...), nil
+	case tagBool:
+		b := byte(0)
+		if rv.Bool() {
+			b = 1
+		}
+		return append(dst, tag, b), nil
+	case tagInt:
+		return binary.BigEndian.AppendUint64(append(dst, tag), uint64(rv.Int())), nil
+	case tagUint:
+		return binary.BigEndian.AppendUint64(append(dst, tag), rv.Uint()), nil
+	case tagFloat:
+		return binary.BigEndian.AppendUint64(append(dst, tag), math.Float64bits(rv.Float())), nil
+	case tagBytes:
+		return append(append(dst, tag), rv.Bytes()...), nil
+	case tagJSON:
+		b, err := json.Marshal(rv.Interface())
+		if err != nil {
+			return dst, fmt.Errorf("fields: encode %v: %w", t, err)
+		}
+		return append(append(dst, tag), b...), nil
+	}
+	return dst, fmt.Errorf("fields: %v cannot be encrypted", t)
+}
+
+// decodeTyped decodes a tagged encoding into *v, failing with
+// ErrTypeMismatch when the tag is not v's type's. It never keeps a
+// reference to pt.
+func decodeTyped[T any](pt []byte, v *T) error {
+	switch p := any(v).(type) {
+	case *string:
+		if len(pt) > 0 && pt[0] == tagString {
+			*p = string(pt[1:])
+			return nil
+		}
+	case *[]byte:
+		if len(pt) > 0 && pt[0] == tagBytes {
+			*p = append([]byte{}, pt[1:]...)
+			return nil
+		}
+	}
+	return decodeReflect(pt, reflect.ValueOf(v).Elem())
+}
+
+func decodeReflect(pt []byte, rv reflect.Value) error {
+	t := rv.Type()
+	want := tagOf(t)
+	if len(pt) == 0 {
+		return mismatch(t, 0)
+	}
+	tag, body := pt[0], pt[1:]
+	if tag != want && !(want == tagPointer && tag == tagNil) {
+		return mismatch(t, tag)
+	}
+	fixed := func() (uint64, error) {
+		if len(body) != 8 {
+			return 0, fmt.Errorf("%w: %v: %d bytes", ErrTypeMismatch, t, len(body))
+		}
+		return binary.BigEndian.Uint64(body), nil
+	}
+	switch tag {
+	case tagNil:
+		rv.SetZero()
+	case tagPointer:
+		elem := reflect.New(t.Elem())
+		if err := decodeReflect(body, elem.Elem()); err != nil {
+			return err
+		}
+		rv.Set(elem)
+	case tagTime:
+		var tm time.Time
+		if err := tm.UnmarshalBinary(body); err != nil {
+			return fmt.Errorf("%w: %v", ErrTypeMismatch, t)
+		}
+		rv.Set(reflect.ValueOf(tm))
+	case tagBinary:
+		return rv.Addr().Interface().(encoding.BinaryUnmarshaler).UnmarshalBinary(body)
+	case tagText:
+		return rv.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText(body)
+	case tagString:
+		rv.SetString(string(body))
+	case tagBool:
+		if len(body) != 1 || body[0] > 1 {
+			return mismatch(t, tag)
+		}
+		rv.SetBool(body[0] == 1)
+	case tagInt:
+		u, err := fixed()
+		if err != nil {
+			return err
+		}
+		if rv.OverflowInt(int64(u)) {
+			return fmt.Errorf("%w: value overflows %v", ErrTypeMismatch, t)
+		}
+		rv.SetInt(int64(u))
+	case tagUint:
+		u, err := fixed()
+		if err != nil {
+			return err
+		}
+		if rv.OverflowUint(u) {
+			return fmt.Errorf("%w: value overflows %v", ErrTypeMismatch, t)
+		}
+		rv.SetUint(u)
+	case tagFloat:
+		u, err := fixed()
+		if err != nil {
+			return err
+		}
+		rv.SetFloat(math.Float64frombits(u))
+	case tagBytes:
+		rv.SetBytes(append([]byte{}, body...))
+	case tagJSON:
+		if err := json.Unmarshal(body, rv.Addr().Interface()); err != nil {
+			return fmt.Errorf("%w: %v: %s", ErrTypeMismatch, t, jsonErrorKind(err))
+		}
+	default:
+		return mismatch(t, tag)
+	}
+	return nil
+}
+
+func mismatch(t reflect.Type, tag byte) error {
+	return fmt.Errorf("%w: a %q-tagged value does not decode into %v", ErrTypeMismatch, tag, t)
+}
+
+// jsonErrorKind describes a JSON error without quoting the input.
+func jsonErrorKind(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("wrong type for %q", typ.Field)
+	}
+	return "malformed JSON"
+}
+
+// appendText appends the text that blind indexes are computed over: the
+// string itself for strings and byte slices, decimal for numbers,
+// "true"/"false", RFC 3339 in UTC with nanoseconds for times, MarshalText
+// for text marshalers, JSON otherwise.
+func appendText[T any](dst []byte, v *T) ([]byte, error) {
+	switch p := any(v).(type) {
+	case *string:
+		return append(dst, *p...), nil
+	case *[]byte:
+		return append(dst, *p...), nil
+	case *time.Time:
+		return p.UTC().AppendFormat(dst, time.RFC3339Nano), nil
+	}
+	return appendTextReflect(dst, reflect.ValueOf(v).Elem())
+}
+
+func appendTextReflect(dst []byte, rv reflect.Value) ([]byte, error) {
+	t := rv.Type()
+	switch {
+	case t == timeType:
+		return rv.Interface().(time.Time).UTC().AppendFormat(dst, time.RFC3339Nano), nil
+	case t.Implements(textMarshalerType):
+		b, err := rv.Interface().(encoding.TextMarshaler).MarshalText()
+		return append(dst, b...), err
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return append(dst, rv.String()...), nil
+	case reflect.Bool:
+		return strconv.AppendBool(dst, rv.Bool()), nil
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		return strconv.AppendInt(dst, rv.Int(), 10), nil
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return strconv.AppendUint(dst, rv.Uint(), 10), nil
+	case reflect.Float32, reflect.Float64:
+		return strconv.AppendFloat(dst, rv.Float(), 'g', -1, 64), nil
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return append(dst, rv.Bytes()...), nil
+		}
+	case reflect.Pointer:
+		if rv.IsNil() {
+			return dst, nil
+		}
+		return appendTextReflect(dst, rv.Elem())
+	}
+	b, err := json.Marshal(rv.Interface())
+	return append(dst, b...), err
+}
+
+// decodeLegacy decodes a legacy plaintext (migration mode): raw bytes read
+// from a text or binary column, or a value the driver returned (an
+// int64, a time.Time...).
+func decodeLegacy[T any](raw []byte, legacy any, v *T) error {
+	rv := reflect.ValueOf(v).Elem()
+	if legacy != nil {
+		lv := reflect.ValueOf(legacy)
+		if lv.Type().ConvertibleTo(rv.Type()) && lv.Kind() != reflect.String {
+			rv.Set(lv.Convert(rv.Type()))
+			return nil
+		}
+		raw = []byte(fmt.Sprint(legacy))
+	}
+	return decodeLegacyText(raw, rv)
+}
+
+func decodeLegacyText(raw []byte, rv reflect.Value) error {
+	t := rv.Type()
+	s := string(raw)
+	fail := func(error) error {
+		return fmt.Errorf("%w: legacy plaintext does not parse as %v", ErrTypeMismatch, t)
+	}
+	switch {
+	case t == timeType:
+		for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05", "2006-01-02"} {
+			if tm, err := time.Parse(layout, s); err == nil {
+				rv.Set(reflect.ValueOf(tm))
+				return nil
+			}
+		}
+		return fail(nil)
+	case reflect.PointerTo(t).Implements(textUnmarshalerType):
+		if err := rv.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText(raw); err != nil {
+			return fail(err)
+		}
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.String:
+		rv.SetString(s)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			return fail(err)
+		}
+		rv.SetBool(b)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, t.Bits())
+		if err != nil {
+			return fail(err)
+		}
+		rv.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		n, err := strconv.ParseUint(strings.TrimSpace(s), 10, t.Bits())
+		if err != nil {
+			return fail(err)
+		}
+		rv.SetUint(n)
+	case reflect.Float32, reflect.Float64:
+		f, err := strconv.ParseFloat(strings.TrimSpace(s), t.Bits())
+		if err != nil {
+			return fail(err)
+		}
+		rv.SetFloat(f)
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			rv.SetBytes(append([]byte{}, raw...))
+			return nil
+		}
+		return json.Unmarshal(raw, rv.Addr().Interface())
+	case reflect.Pointer:
+		elem := reflect.New(t.Elem())
+		if err := decodeLegacyText(raw, elem.Elem()); err != nil {
+			return err
+		}
+		rv.Set(elem)
+	default:
+		if err := json.Unmarshal(raw, rv.Addr().Interface()); err != nil {
+			return fail(err)
+		}
+	}
+	return nil
+}
