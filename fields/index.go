@@ -465,3 +465,91 @@ func (c *Codec) indexOf(v any, index string) (*plan, *indexPlan, reflect.Value, 
 	}
 	return nil, nil, rv, fmt.Errorf("fields: %v has no blind index %q", rv.Type(), index)
 }
+
+// IndexSpec describes a blind index outside a struct: over values of JSON
+// documents or files, say, for code that builds on this package (the FHIR
+// encryptor does). Normalize is as in the index tag, e.g. "trim+fold".
+type IndexSpec struct {
+	Table, Column string
+	Bits          int
+	Normalize     string
+	// Text stores the value as base64url text.
+	Text bool
+}
+
+// normalizers checks the spec and returns its normalizers.
+func (s IndexSpec) normalizers() ([]normalizer, error) {
+	if s.Table == "" || s.Column == "" {
+		return nil, fmt.Errorf("fields: IndexSpec needs a table and a column")
+	}
+	if s.Bits < 1 || s.Bits > MaxIndexBits {
+		return nil, fmt.Errorf("fields: IndexSpec bits must be 1 to %d", MaxIndexBits)
+	}
+	var out []normalizer
+	if s.Normalize != "" {
+		for _, n := range strings.Split(s.Normalize, "+") {
+			fn, ok := normalizers[n]
+			if !ok {
+				return nil, fmt.Errorf("fields: unknown normalizer %q (want %s)", n, normalizerNames())
+			}
+			out = append(out, fn)
+		}
+	}
+	return out, nil
+}
+
+// specInput appends the MAC input of parts, normalized, as indexInput does
+// for struct fields.
+func specInput(dst []byte, sc *scratch, norm []normalizer, parts []string) []byte {
+	tmp := sc.tmp()
+	for _, p := range parts {
+		tmp[0] = append(tmp[0][:0], p...)
+		for _, n := range norm {
+			tmp[1] = n(tmp[1][:0], tmp[0])
+			tmp[0], tmp[1] = tmp[1], tmp[0]
+		}
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(tmp[0])))
+		dst = append(dst, tmp[0]...)
+	}
+	return dst
+}
+
+// IndexFor computes the blind index of spec over parts (one for a simple
+// index, several for a compound one) in scope, with the active index key:
+// the same value a struct's index with the same table, column, bits and
+// normalizers would hold.
+func (c *Codec) IndexFor(ctx context.Context, scope string, spec IndexSpec, parts ...string) (BlindIndex, error) {
+	norm, err := spec.normalizers()
+	if err != nil {
+		return BlindIndex{}, err
+	}
+	key, err := c.cfg.Keyring.IndexKey(ctx, scope, spec.Table, spec.Column)
+	if err != nil {
+		return BlindIndex{}, err
+	}
+	sc := c.getScratch()
+	defer c.putScratch(sc)
+	sc.buf[0] = specInput(sc.buf[0][:0], sc, norm, parts)
+	return BlindIndex{b: indexValue(nil, sc.mac[:0], key, sc.buf[0], spec.Bits), text: spec.Text}, nil
+}
+
+// TermsFor is IndexTerms for an IndexSpec: the values to search for, one
+// per live index key version.
+func (c *Codec) TermsFor(ctx context.Context, scope string, spec IndexSpec, parts ...string) ([]BlindIndex, error) {
+	norm, err := spec.normalizers()
+	if err != nil {
+		return nil, err
+	}
+	ks, err := c.cfg.Keyring.IndexKeys(ctx, scope, spec.Table, spec.Column)
+	if err != nil {
+		return nil, err
+	}
+	sc := c.getScratch()
+	defer c.putScratch(sc)
+	sc.buf[0] = specInput(sc.buf[0][:0], sc, norm, parts)
+	out := make([]BlindIndex, len(ks))
+	for i, k := range ks {
+		out[i] = BlindIndex{b: indexValue(nil, sc.mac[:0], k, sc.buf[0], spec.Bits), text: spec.Text}
+	}
+	return out, nil
+}

@@ -229,3 +229,25 @@ func TestNormalizers(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, d1.Equal(d2), "times index as the same instant in UTC")
 }
+
+func TestIndexSpecMatchesStructIndex(t *testing.T) {
+	ctx := context.Background()
+	c := newCodec(t, fields.Config{})
+	p := &Patient{ID: "1", TenantID: "tenant:s", SSN: fields.New("999-12-3456"), Last: fields.New("Gottlieb798"),
+		BirthDate: fields.New(time.Date(1993, 5, 10, 0, 0, 0, 0, time.UTC))}
+	require.NoError(t, c.Seal(ctx, p))
+	v, err := c.IndexFor(ctx, "tenant:s", fields.IndexSpec{Table: "patients", Column: "ssn_index", Bits: 16, Normalize: "digits"}, "999 12 3456")
+	require.NoError(t, err)
+	assert.True(t, v.Equal(p.SSNIndex), "an IndexSpec computes what the struct tag does")
+	v, err = c.IndexFor(ctx, "tenant:s", fields.IndexSpec{Table: "patients", Column: "name_dob", Bits: 16, Normalize: "trim+fold+nfc"},
+		"GOTTLIEB798 ", "1993-05-10T00:00:00Z")
+	require.NoError(t, err)
+	assert.True(t, v.Equal(p.NameDOB), "compound too")
+	terms, err := c.TermsFor(ctx, "tenant:s", fields.IndexSpec{Table: "patients", Column: "ssn_index", Bits: 16, Normalize: "digits"}, "999123456")
+	require.NoError(t, err)
+	assert.True(t, terms[0].Equal(p.SSNIndex))
+	for _, bad := range []fields.IndexSpec{{Column: "c", Bits: 8}, {Table: "t", Column: "c"}, {Table: "t", Column: "c", Bits: 8, Normalize: "nope"}} {
+		_, err := c.IndexFor(ctx, "tenant:s", bad, "x")
+		assert.Error(t, err)
+	}
+}
