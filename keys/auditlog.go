@@ -133,10 +133,10 @@ func (l *AuditLog) Audit(ctx context.Context, e Event) error {
 		}
 		seq++
 		mac := l.chainMAC(prev, seq, event)
-		if _, err := q.ExecContext(ctx, l.dialect.q("INSERT INTO phicrypt_audit (seq, event, mac) VALUES (?, ?, ?)"), seq, string(event), mac); err != nil {
+		if _, err := q.ExecContext(ctx, l.dialect.Rebind("INSERT INTO phicrypt_audit (seq, event, mac) VALUES (?, ?, ?)"), seq, string(event), mac); err != nil {
 			return fmt.Errorf("keys: audit: %w", err)
 		}
-		if _, err := q.ExecContext(ctx, l.dialect.q("UPDATE phicrypt_audit_head SET seq = ?, mac = ? WHERE id = 1"), seq, mac); err != nil {
+		if _, err := q.ExecContext(ctx, l.dialect.Rebind("UPDATE phicrypt_audit_head SET seq = ?, mac = ? WHERE id = 1"), seq, mac); err != nil {
 			return fmt.Errorf("keys: audit: %w", err)
 		}
 		return nil

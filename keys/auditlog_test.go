@@ -63,7 +63,7 @@ func TestAuditLogVerifier(t *testing.T) {
 				assert.ErrorIs(t, err, keys.ErrAuditTampered, what)
 				return report.Problems
 			}
-			q := func(s string) string { return pgq(d, s) }
+			q := d.Rebind
 
 			// An edited event.
 			var event string
@@ -144,21 +144,4 @@ func TestAuditLogConcurrentAppends(t *testing.T) {
 			assert.Equal(t, int64(120), report.Events, "no append lost or forked")
 		})
 	}
-}
-
-// pgq rewrites ? placeholders for PostgreSQL.
-func pgq(d keys.Dialect, s string) string {
-	if d != keys.Postgres {
-		return s
-	}
-	out, n := "", 0
-	for _, c := range s {
-		if c == '?' {
-			n++
-			out += fmt.Sprintf("$%d", n)
-			continue
-		}
-		out += string(c)
-	}
-	return out
 }

@@ -95,7 +95,7 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 					return fmt.Errorf("keys: migrate to schema version %d: %w", v+1, err)
 				}
 			}
-			if _, err := q.ExecContext(ctx, d.q("UPDATE phicrypt_schema SET version = ?"), v+1); err != nil {
+			if _, err := q.ExecContext(ctx, d.Rebind("UPDATE phicrypt_schema SET version = ?"), v+1); err != nil {
 				return fmt.Errorf("keys: migrate: %w", err)
 			}
 		}

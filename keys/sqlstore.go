@@ -79,8 +79,9 @@ func (s *SQLStore) DB() *sql.DB { return s.db }
 // Dialect returns the store's dialect.
 func (s *SQLStore) Dialect() Dialect { return s.dialect }
 
-// q rewrites the ? placeholders of query for the dialect.
-func (d Dialect) q(query string) string {
+// Rebind rewrites the ? placeholders of query for the dialect: $1, $2, … for
+// PostgreSQL, unchanged for SQLite.
+func (d Dialect) Rebind(query string) string {
 	if d != Postgres {
 		return query
 	}
@@ -164,7 +165,7 @@ func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeyS
 	}
 	ks := &KeySet{ID: id}
 	var minVersion int64
-	err := q.QueryRowContext(ctx, s.dialect.q(query), id.Scope, id.Name).Scan(&minVersion)
+	err := q.QueryRowContext(ctx, s.dialect.Rebind(query), id.Scope, id.Name).Scan(&minVersion)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, id.kind())
 	}
@@ -172,7 +173,7 @@ func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeyS
 		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
 	}
 	ks.MinDecryptVersion = uint32(minVersion)
-	rows, err := q.QueryContext(ctx, s.dialect.q("SELECT "+keyColumns+" FROM phicrypt_keys WHERE scope = ? AND name = ? ORDER BY version"), id.Scope, id.Name)
+	rows, err := q.QueryContext(ctx, s.dialect.Rebind("SELECT "+keyColumns+" FROM phicrypt_keys WHERE scope = ? AND name = ? ORDER BY version"), id.Scope, id.Name)
 	if err != nil {
 		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
 	}
@@ -220,7 +221,7 @@ func (s *SQLStore) Update(ctx context.Context, id ID, fn func(ks *KeySet) error)
 		default:
 			insert = "INSERT OR IGNORE INTO phicrypt_key_sets (scope, name) VALUES (?, ?)"
 		}
-		if _, err := q.ExecContext(ctx, s.dialect.q(insert), id.Scope, id.Name); err != nil {
+		if _, err := q.ExecContext(ctx, s.dialect.Rebind(insert), id.Scope, id.Name); err != nil {
 			return fmt.Errorf("keys: update %s: %w", id.kind(), err)
 		}
 		old, err := s.load(ctx, q, id, true)
@@ -251,7 +252,7 @@ func (s *SQLStore) Update(ctx context.Context, id ID, fn func(ks *KeySet) error)
 // index on the active version holds at every statement.
 func (s *SQLStore) write(ctx context.Context, q querier, old, ks *KeySet) error {
 	if ks.MinDecryptVersion != old.MinDecryptVersion {
-		if _, err := q.ExecContext(ctx, s.dialect.q("UPDATE phicrypt_key_sets SET min_decrypt_version = ? WHERE scope = ? AND name = ?"),
+		if _, err := q.ExecContext(ctx, s.dialect.Rebind("UPDATE phicrypt_key_sets SET min_decrypt_version = ? WHERE scope = ? AND name = ?"),
 			int64(ks.MinDecryptVersion), ks.ID.Scope, ks.ID.Name); err != nil {
 			return fmt.Errorf("keys: update %s: %w", ks.ID.kind(), err)
 		}
@@ -265,11 +266,11 @@ func (s *SQLStore) write(ctx context.Context, q querier, old, ks *KeySet) error 
 			var err error
 			switch {
 			case i >= len(old.Versions):
-				_, err = q.ExecContext(ctx, s.dialect.q("INSERT INTO phicrypt_keys (scope, name, "+keyColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+				_, err = q.ExecContext(ctx, s.dialect.Rebind("INSERT INTO phicrypt_keys (scope, name, "+keyColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
 					ks.ID.Scope, ks.ID.Name, int64(r.Version), int64(r.State), int64(r.Suite), r.Wrapped.KeyID, nullBytes(r.Wrapped.Ciphertext),
 					r.Created.UnixNano(), r.Changed.UnixNano(), r.WrappedAt.UnixNano(), int64(r.Reserved))
 			case !recordEqual(old.Versions[i], r):
-				_, err = q.ExecContext(ctx, s.dialect.q("UPDATE phicrypt_keys SET state = ?, suite = ?, kek_id = ?, wrapped = ?, created_at = ?, changed_at = ?, wrapped_at = ?, reserved = ? WHERE scope = ? AND name = ? AND version = ?"),
+				_, err = q.ExecContext(ctx, s.dialect.Rebind("UPDATE phicrypt_keys SET state = ?, suite = ?, kek_id = ?, wrapped = ?, created_at = ?, changed_at = ?, wrapped_at = ?, reserved = ? WHERE scope = ? AND name = ? AND version = ?"),
 					int64(r.State), int64(r.Suite), r.Wrapped.KeyID, nullBytes(r.Wrapped.Ciphertext),
 					r.Created.UnixNano(), r.Changed.UnixNano(), r.WrappedAt.UnixNano(), int64(r.Reserved),
 					ks.ID.Scope, ks.ID.Name, int64(r.Version))
@@ -309,7 +310,7 @@ func (s *SQLStore) List(ctx context.Context, scope string, after ID, limit int) 
 	}
 	query += " ORDER BY scope" + collate + ", name" + collate + " LIMIT ?"
 	args = append(args, limit)
-	rows, err := s.db.QueryContext(ctx, s.dialect.q(query), args...)
+	rows, err := s.db.QueryContext(ctx, s.dialect.Rebind(query), args...)
 	if err != nil {
 		return nil, fmt.Errorf("keys: list: %w", err)
 	}
