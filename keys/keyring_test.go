@@ -675,3 +675,26 @@ func TestDeterministicKeys(t *testing.T) {
 	assert.Equal(t, keys.DeterministicKeyName, sets[1].ID.Name)
 	assert.Equal(t, envelope.AESSIV, sets[1].Versions[0].Suite)
 }
+
+func TestActiveVersion(t *testing.T) {
+	ctx := context.Background()
+	store := keys.NewMemoryStore()
+	kr := newKeyring(t, keys.Config{Store: store})
+	id := keys.DataKey("tenant:a")
+	v, err := kr.ActiveVersion(ctx, id)
+	require.NoError(t, err)
+	assert.Zero(t, v, "no key yet, and none is created")
+	_, err = store.Get(ctx, id)
+	assert.ErrorIs(t, err, keys.ErrKeyNotFound)
+	_, err = kr.EncryptionKey(ctx, id.Scope)
+	require.NoError(t, err)
+	_, err = kr.Rotate(ctx, id)
+	require.NoError(t, err)
+	v, err = kr.ActiveVersion(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(2), v)
+	other := newKeyring(t, keys.Config{Store: store})
+	v, err = other.ActiveVersion(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(2), v, "read from the store on a miss")
+}

@@ -237,3 +237,24 @@ func (k *Keyring) Status(ctx context.Context, scope string) ([]*KeySet, error) {
 		after = sets[len(sets)-1].ID
 	}
 }
+
+// ActiveVersion returns the active version of key set id without taking
+// from its budget or creating it: zero if the set has no active version.
+// It reads the cache, or the store on a miss. The migration engine uses it
+// to find values encrypted under older versions.
+func (k *Keyring) ActiveVersion(ctx context.Context, id ID) (uint32, error) {
+	if a, ok := k.active.Lookup(string(cacheKey(nil, id, 0))); ok {
+		return a.version, nil
+	}
+	ks, err := k.cfg.Store.Get(ctx, id)
+	if errors.Is(err, ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	if cur := ks.Active(); cur != nil {
+		return cur.Version, nil
+	}
+	return 0, nil
+}

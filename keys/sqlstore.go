@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/phicrypt/phicrypt/envelope"
+	"github.com/phicrypt/phicrypt/internal/sqltx"
 	"github.com/phicrypt/phicrypt/kms"
 )
 
@@ -99,55 +100,16 @@ func (d Dialect) Rebind(query string) string {
 	return b.String()
 }
 
-// tx runs fn in a write transaction: on PostgreSQL a normal one (fn locks
-// rows), on SQLite BEGIN IMMEDIATE on a dedicated connection.
+// tx runs fn in a write transaction (see sqltx.Write).
 func (s *SQLStore) tx(ctx context.Context, fn func(q querier) error) error {
 	return writeTx(ctx, s.db, s.dialect, fn)
 }
 
 // querier is what a transaction offers.
-type querier interface {
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-}
+type querier = sqltx.Querier
 
 func writeTx(ctx context.Context, db *sql.DB, d Dialect, fn func(q querier) error) error {
-	if d == Postgres {
-		tx, err := db.BeginTx(ctx, nil)
-		if err != nil {
-			return fmt.Errorf("keys: begin: %w", err)
-		}
-		if err := fn(tx); err != nil {
-			tx.Rollback()
-			return err
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("keys: commit: %w", err)
-		}
-		return nil
-	}
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	defer conn.Close()
-	if _, err := conn.ExecContext(ctx, "PRAGMA busy_timeout = 10000"); err != nil {
-		return fmt.Errorf("keys: %w", err)
-	}
-	if _, err := conn.ExecContext(ctx, "BEGIN IMMEDIATE"); err != nil {
-		return fmt.Errorf("keys: begin: %w", err)
-	}
-	if err := fn(conn); err != nil {
-		// A cancelled ctx must not keep the rollback from running.
-		conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-		return err
-	}
-	if _, err := conn.ExecContext(ctx, "COMMIT"); err != nil {
-		conn.ExecContext(context.WithoutCancel(ctx), "ROLLBACK")
-		return fmt.Errorf("keys: commit: %w", err)
-	}
-	return nil
+	return sqltx.Write(ctx, db, d == Postgres, "keys", fn)
 }
 
 const keyColumns = "version, state, suite, kek_id, wrapped, created_at, changed_at, wrapped_at, reserved"
