@@ -1,0 +1,58 @@
+// Package migrate encrypts existing tables and keeps them current: it
+// encrypts legacy plaintext columns, re-encrypts values after a data key
+// rotation, and recomputes blind indexes after an index key rotation,
+// online, while the application keeps running, crash-safe, resumable and
+// shared by any number of workers on any number of machines. (Rewrapping
+// data keys after a KEK rotation touches no table: see keys.Rewrap.)
+//
+// # Adopting encryption on a live table
+//
+//  1. Deploy the application with its PHI fields as fields.Encrypted and
+//     tagged migrate, so it reads both legacy plaintext and ciphertext and
+//     writes ciphertext only (the dual-read window).
+//  2. Run an Encrypt job over the table, with a Spec that matches the
+//     application's tags (the columns, their Go types, the blind indexes).
+//  3. Verify: when the report is Complete, remove the migrate option: the
+//     application is in strict mode, and a plaintext value is an error.
+//
+// Columns whose SQL type cannot hold a ciphertext (an INTEGER, a DATE) are
+// encrypted into a Target column instead; the application reads the target
+// column, and the source column is dropped after the switch.
+//
+// # How a job runs
+//
+// A job is split, when it is created, into partitions of PartitionRows
+// rows by primary key; the jobs and partitions live in two tables of the
+// same database (phicrypt_migration_jobs, phicrypt_migration_parts), the
+// job's checkpoints. A worker claims a partition (SELECT … FOR UPDATE SKIP
+// LOCKED on PostgreSQL), reads its rows in batches, seals and opens them
+// through the fields package with a record type built from the Spec — so
+// the engine writes exactly what the application reads — and writes each
+// batch with compare-and-swap updates on the values it read. The partition
+// is marked done in the same transaction. Hence:
+//
+//   - Killed at any point, a worker loses only its uncommitted partition;
+//     the row locks and the claim die with its connection, and the next
+//     worker redoes the partition. Nothing is lost and nothing is encrypted
+//     twice: values already migrated are recognised and skipped.
+//   - An application write between a read and the write is never
+//     overwritten: the update's condition fails and the row keeps the
+//     application's (encrypted) value.
+//   - Running a job again, or a new job over a done table, writes nothing.
+//   - Workers need no coordinator: the database is the queue.
+//
+// A partition's transaction holds row locks while it runs: size partitions
+// so a transaction lasts a second or two, and use RateLimit to leave the
+// database room for the application.
+//
+// Rows inserted after a job is created are covered at the table's ends;
+// rows that legacy code keeps writing as plaintext in the middle of the
+// key space after their partition ran show up in Verify: run a new job.
+//
+// # Retiring old keys
+//
+// Verify counts, per column, the values per data key version and the
+// plaintext left, and per blind index the values per index key version.
+// A key version that no table references any more may be retired with
+// keys.SetMinDecryptVersion and later destroyed.
+package migrate

@@ -1,0 +1,128 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/phicrypt/phicrypt/internal/sqltx"
+	"github.com/phicrypt/phicrypt/keys"
+)
+
+// write applies changes with compare-and-swap updates and returns the ids
+// of the rows changed; a row whose values changed since they were read is
+// left alone. On PostgreSQL rows that write the same columns go in one
+// UPDATE … FROM (VALUES …) RETURNING id; on SQLite, the single writer, one
+// UPDATE per row.
+func (w *worker) write(ctx context.Context, q sqltx.Querier, changes []*change) (map[string]bool, error) {
+	done := map[string]bool{}
+	if w.cfg.Dialect == keys.SQLite {
+		for _, ch := range changes {
+			n, err := w.writeOne(ctx, q, ch)
+			if err != nil {
+				return done, err
+			}
+			if n == 1 {
+				done[ch.id] = true
+			}
+		}
+		return done, nil
+	}
+	groups := map[string][]*change{}
+	var order []string
+	for _, ch := range changes {
+		k := strings.Join(ch.cols, ",")
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], ch)
+	}
+	for _, k := range order {
+		if err := w.writeGroup(ctx, q, groups[k], done); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// writeOne is the compare-and-swap update of one row.
+func (w *worker) writeOne(ctx context.Context, q sqltx.Querier, ch *change) (int64, error) {
+	s := &w.cfg.Spec
+	var set, cond []string
+	var args []any
+	for i, c := range ch.cols {
+		set = append(set, c+" = ?")
+		args = append(args, ch.news[i])
+	}
+	args = append(args, ch.id)
+	for i, c := range ch.cols {
+		cond = append(cond, c+" IS ?")
+		args = append(args, ch.olds[i])
+	}
+	res, err := q.ExecContext(ctx, "UPDATE "+s.Table+" SET "+strings.Join(set, ", ")+" WHERE "+s.ID+" = ? AND "+strings.Join(cond, " AND "), args...)
+	if err != nil {
+		return 0, fmt.Errorf("migrate: update %s: %w", s.Table, err)
+	}
+	return res.RowsAffected()
+}
+
+// writeGroup is the compare-and-swap update of rows writing the same
+// columns, in one statement:
+//
+//	UPDATE t SET c = v.n0 FROM (VALUES ($1::idtype, $2::ctype, $3::ctype), …) AS v(id, o0, n0)
+//	WHERE t.id = v.id AND t.c IS NOT DISTINCT FROM v.o0
+func (w *worker) writeGroup(ctx context.Context, q sqltx.Querier, group []*change, done map[string]bool) error {
+	s := &w.cfg.Spec
+	cols := group[0].cols
+	var values strings.Builder
+	args := make([]any, 0, len(group)*(1+2*len(cols)))
+	param := func(cast string) {
+		values.WriteByte('$')
+		values.WriteString(strconv.Itoa(len(args) + 1))
+		values.WriteString("::")
+		values.WriteString(cast)
+	}
+	for i, ch := range group {
+		if i > 0 {
+			values.WriteString(", ")
+		}
+		values.WriteByte('(')
+		param(w.casts[s.ID])
+		args = append(args, ch.id)
+		for j, c := range cols {
+			values.WriteString(", ")
+			param(w.casts[c])
+			args = append(args, ch.olds[j])
+			values.WriteString(", ")
+			param(w.casts[c])
+			args = append(args, ch.news[j])
+		}
+		values.WriteByte(')')
+	}
+	names := []string{"id"}
+	var set, cond []string
+	for i, c := range cols {
+		names = append(names, fmt.Sprintf("o%d", i), fmt.Sprintf("n%d", i))
+		set = append(set, fmt.Sprintf("%s = v.n%d", c, i))
+		cond = append(cond, fmt.Sprintf("t.%s IS NOT DISTINCT FROM v.o%d", c, i))
+	}
+	query := fmt.Sprintf("UPDATE %s AS t SET %s FROM (VALUES %s) AS v(%s) WHERE t.%s = v.id AND %s RETURNING t.%s::text",
+		s.Table, strings.Join(set, ", "), values.String(), strings.Join(names, ", "), s.ID, strings.Join(cond, " AND "), s.ID)
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return fmt.Errorf("migrate: update %s: %w", s.Table, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return fmt.Errorf("migrate: update %s: %w", s.Table, err)
+		}
+		done[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("migrate: update %s: %w", s.Table, err)
+	}
+	return nil
+}
