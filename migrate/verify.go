@@ -33,7 +33,7 @@ type ColumnReport struct {
 	// Null, Plaintext and Malformed count those rows; Versions counts the
 	// ciphertexts per data key version (compact form).
 	Null, Plaintext, Malformed int64
-	Versions map[uint32]int64
+	Versions                   map[uint32]int64
 }
 
 // IndexReport describes one blind index column.
