@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/phicrypt/phicrypt/kms"
+	"github.com/phicrypt/phicrypt/kms/internal/redact"
 )
 
 // batchItem is one result of a batch endpoint.
@@ -162,7 +163,7 @@ func (k *KEK) batchCall(ctx context.Context, path string, body []byte, out *batc
 // itemResult converts one batch result into a RewrapResult.
 func (k *KEK) itemResult(ctx context.Context, op string, r batchItem) kms.RewrapResult {
 	if r.Error != "" {
-		cause := errors.New("vault: " + sanitize(r.Error))
+		cause := errors.New("vault: " + redact.Message(r.Error))
 		return kms.RewrapResult{Err: kms.NewError(ctx, "rewrap", k.id, messageKind(op, r.Error), cause)}
 	}
 	ct := []byte(r.Ciphertext)

@@ -9,12 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"strings"
 
 	"github.com/hashicorp/vault/api"
 
 	"github.com/phicrypt/phicrypt/kms"
+	"github.com/phicrypt/phicrypt/kms/internal/redact"
 )
 
 // maxResponseSize bounds the response bodies read from Vault. A batch of
@@ -87,14 +87,14 @@ func (k *KEK) call(ctx context.Context, op, method, path string, body []byte, da
 	env := envelope{Data: data}
 	decodeErr := json.Unmarshal(raw, &env)
 	if resp.StatusCode/100 != 2 {
-		return k.error(ctx, op, &ServerError{Path: path, StatusCode: resp.StatusCode, Messages: sanitizeAll(env.Errors)})
+		return k.error(ctx, op, &ServerError{Path: path, StatusCode: resp.StatusCode, Messages: redact.Messages(env.Errors)})
 	}
 	if decodeErr != nil {
 		return kms.NewError(ctx, op, k.id, kms.ErrUnavailable, errors.New("vault: malformed response"))
 	}
 	for _, w := range env.Warnings {
 		if strings.Contains(w, "unrecognized parameters") {
-			return kms.NewError(ctx, op, k.id, kms.ErrInvalidInput, fmt.Errorf("%w: %s", errIgnoredParameter, sanitize(w)))
+			return kms.NewError(ctx, op, k.id, kms.ErrInvalidInput, fmt.Errorf("%w: %s", errIgnoredParameter, redact.Message(w)))
 		}
 	}
 	return nil
@@ -133,7 +133,7 @@ func (k *KEK) error(ctx context.Context, op string, err error) error {
 func toServerError(err error) error {
 	var re *api.ResponseError
 	if errors.As(err, &re) {
-		return &ServerError{Path: strings.TrimPrefix(apiPath(re.URL), "/v1/"), StatusCode: re.StatusCode, Messages: sanitizeAll(re.Errors)}
+		return &ServerError{Path: strings.TrimPrefix(apiPath(re.URL), "/v1/"), StatusCode: re.StatusCode, Messages: redact.Messages(re.Errors)}
 	}
 	return err
 }
@@ -180,39 +180,6 @@ func messageKind(op, msg string) error {
 	default:
 		return kms.ErrInvalidInput
 	}
-}
-
-// redactions match what could be key material or ciphertext in a message:
-// Vault ciphertexts, and runs of base64 long enough to hold a data key.
-var redactions = []*regexp.Regexp{
-	regexp.MustCompile(`vault:v[0-9]+:[A-Za-z0-9+/=]*`),
-	regexp.MustCompile(`[A-Za-z0-9+/_-]{16,}={0,2}`),
-}
-
-// maxMessage bounds one message kept from Vault.
-const maxMessage = 256
-
-// sanitize redacts a message from Vault, folds its whitespace and bounds
-// its length.
-func sanitize(msg string) string {
-	for _, re := range redactions {
-		msg = re.ReplaceAllString(msg, "[redacted]")
-	}
-	msg = strings.Join(strings.Fields(msg), " ")
-	if len(msg) > maxMessage {
-		msg = msg[:maxMessage] + "…"
-	}
-	return msg
-}
-
-func sanitizeAll(msgs []string) []string {
-	var out []string
-	for _, m := range msgs {
-		if m = sanitize(m); m != "" {
-			out = append(out, m)
-		}
-	}
-	return out
 }
 
 // errMalformed is the cause of a ciphertext that does not parse.
