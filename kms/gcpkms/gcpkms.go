@@ -175,9 +175,12 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 // KeyID returns the key id that wrapped keys carry.
 func (k *KEK) KeyID() string { return k.id }
 
+// castagnoli is the CRC32C table.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // crc32c returns the CRC32C (Castagnoli) of b, as Cloud KMS checks it.
 func crc32c(b []byte) int64 {
-	return int64(crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
+	return int64(crc32.Checksum(b, castagnoli))
 }
 
 // Wrap encrypts dek with the key's primary version (Encrypt), binding aad
