@@ -164,20 +164,32 @@ func (s *SelfContained) AppendEncrypt(ctx context.Context, dst, plaintext []byte
 	if err != nil {
 		return dst, err
 	}
+	k, err := s.sealingKey(ctx, b.Scope)
+	if err != nil {
+		return dst, err
+	}
+	return appendSeal(dst, k.aead, s.encoding, k.header, plaintext, &b, extra, bindingSize), nil
+}
+
+// sealingKey returns the data key of scope, generating and wrapping a new
+// one when the scope has none or its key has used its budget, and counts
+// one use.
+func (s *SelfContained) sealingKey(ctx context.Context, scope string) (*sealingKey, error) {
 	for {
-		k, ok := s.sealing.Lookup(b.Scope)
+		k, ok := s.sealing.Lookup(scope)
 		if !ok {
-			if k, err = s.sealing.Get(ctx, b.Scope, func(ctx context.Context) (*sealingKey, error) {
-				return s.newSealingKey(ctx, b.Scope)
+			var err error
+			if k, err = s.sealing.Get(ctx, scope, func(ctx context.Context) (*sealingKey, error) {
+				return s.newSealingKey(ctx, scope)
 			}); err != nil {
-				return dst, err
+				return nil, err
 			}
 		}
 		if k.used.Add(1) > s.maxMessages {
-			s.sealing.Forget(b.Scope, k)
+			s.sealing.Forget(scope, k)
 			continue
 		}
-		return appendSeal(dst, k.aead, s.encoding, k.header, plaintext, &b, extra, bindingSize), nil
+		return k, nil
 	}
 }
 
@@ -247,20 +259,31 @@ func (s *SelfContained) AppendDecrypt(ctx context.Context, dst, ciphertext []byt
 	if o.h.Form != format.FormSelfContained {
 		return dst, errWrongForm()
 	}
-	k, ok := s.opening.LookupBytes(o.h.Wrapped)
-	if !ok || !k.matches(&o.h, b.Scope) {
-		if k, err = s.unwrap(ctx, &o.h, b.Scope); err != nil {
-			return dst, err
-		}
-	}
-	if subtle.ConstantTimeCompare(k.commitment, o.h.Commitment) != 1 {
-		return dst, ErrDecrypt
+	k, err := s.openingKey(ctx, &o.h, b.Scope)
+	if err != nil {
+		return dst, err
 	}
 	out, err := o.open(k.aead, &b, extra, bindingSize)
 	if err != nil {
 		return dst, err
 	}
 	return out, nil
+}
+
+// openingKey returns the unwrapped data key of h for scope, from the cache
+// or the KEK, once its commitment matches h's.
+func (s *SelfContained) openingKey(ctx context.Context, h *format.Header, scope string) (*openingKey, error) {
+	k, ok := s.opening.LookupBytes(h.Wrapped)
+	if !ok || !k.matches(h, scope) {
+		var err error
+		if k, err = s.unwrap(ctx, h, scope); err != nil {
+			return nil, err
+		}
+	}
+	if subtle.ConstantTimeCompare(k.commitment, h.Commitment) != 1 {
+		return nil, ErrDecrypt
+	}
+	return k, nil
 }
 
 func (k *openingKey) matches(h *format.Header, scope string) bool {
