@@ -41,6 +41,26 @@ func goldenInputs(t testing.TB) [][]byte {
 	return out
 }
 
+// goldenStreamInputs returns the golden streams of the envelope package.
+func goldenStreamInputs(t testing.TB) [][]byte {
+	data, err := os.ReadFile("../../envelope/testdata/golden-stream-v1.json")
+	require.NoError(t, err)
+	var g struct {
+		Vectors []struct {
+			Ciphertext string `json:"ciphertext_hex"`
+		} `json:"vectors"`
+	}
+	require.NoError(t, json.Unmarshal(data, &g))
+	var out [][]byte
+	for _, v := range g.Vectors {
+		b, err := hex.DecodeString(v.Ciphertext)
+		require.NoError(t, err)
+		out = append(out, b)
+	}
+	require.NotEmpty(t, out)
+	return out
+}
+
 // reencode rebuilds the header of h, to check that parsing is canonical.
 func reencode(t *testing.T, h Header) []byte {
 	var (
@@ -60,7 +80,7 @@ func reencode(t *testing.T, h Header) []byte {
 }
 
 func FuzzParse(f *testing.F) {
-	seeds := goldenInputs(f)
+	seeds := append(goldenInputs(f), goldenStreamInputs(f)...)
 	for _, s := range seeds {
 		f.Add(s)
 	}
@@ -219,6 +239,17 @@ func TestArmorStrict(t *testing.T) {
 func TestErrorMessage(t *testing.T) {
 	_, err := Parse(append([]byte{Magic, 9}, make([]byte, 40)...))
 	assert.Equal(t, "envelope: malformed ciphertext: version at byte 1: version 9", err.Error())
+}
+
+func TestParseStreamGolden(t *testing.T) {
+	for _, in := range goldenStreamInputs(t) {
+		h, err := Parse(in)
+		require.NoError(t, err)
+		assert.Equal(t, FormStream, h.Form)
+		assert.Equal(t, reencode(t, h), in[:h.Size])
+		assert.Equal(t, StreamHeaderSize(len(h.KEKID), len(h.Wrapped)), h.Size)
+		checkReadHeader(t, in)
+	}
 }
 
 func TestParseStreamErrors(t *testing.T) {
