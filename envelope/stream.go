@@ -113,14 +113,18 @@ func (s *SelfContained) EncryptStream(ctx context.Context, dst io.Writer, b Bind
 // DecryptStream fails with ErrNotEncrypted if src is not encrypted, with a
 // *FormatError for a malformed header (wrapping ErrWrongForm for a value of
 // another form, ErrUnsupportedVersion for a newer format), and with
-// ErrDecrypt or ErrKeyNotFound as Decrypt does. The reader reads only the
-// stream's bytes from src, about one segment at a time; errors from src are
-// returned wrapped. ctx is checked before each segment is read.
+// ErrDecrypt or ErrKeyNotFound as Decrypt does. The stream must be all that
+// is left of src: the reader reads src to its end, which is where the final
+// segment ends (wrap src in an io.LimitReader or io.SectionReader to read a
+// stream from a larger input). Errors from src are returned wrapped. ctx is
+// checked before each segment is opened.
 //
 // The reader holds about one segment of ciphertext and one of plaintext,
-// whatever the stream's length. It is not safe for concurrent use. It
-// implements io.WriterTo, and a Read into a buffer of at least a segment
-// decrypts straight into it.
+// whatever the stream's length. It is not safe for concurrent use. A Read
+// into a buffer of at least a segment decrypts straight into it, and the
+// reader implements io.WriterTo, so io.Copy from it to a file or a hash
+// decrypts a source that holds the stream in memory (a bytes.Reader) where
+// it lies, without a copy.
 func (s *SelfContained) DecryptStream(ctx context.Context, src io.Reader, b Binding) (io.Reader, error) {
 	extra, bindingSize, err := b.check()
 	if err != nil {
@@ -351,9 +355,12 @@ func (w *streamWriter) LogValue() slog.Value {
 }
 
 // streamReader decrypts a stream. A segment is final exactly when the input
-// ends with it, so the reader reads each segment with one byte of the next:
-// a full segment followed by a byte is not final; anything shorter, or a
-// full segment followed by the end of the input, is.
+// ends with it, so a segment is opened only once the reader holds one byte
+// past it (not final) or has met the end of the input (final).
+//
+// Read pulls one segment at a time from src (next). WriteTo lets src push
+// its bytes instead, through a segmentWriter, so that a source that holds
+// the stream in memory (a bytes.Reader) is decrypted without a copy.
 type streamReader struct {
 	ctx     context.Context
 	src     io.Reader
@@ -361,10 +368,10 @@ type streamReader struct {
 	suite   Suite
 	segment int // plaintext bytes of a full segment
 	aad     []byte
-	// cbuf holds a sealed segment and one byte more; carry says that
-	// cbuf[0] already holds the first byte of the next segment.
+	// cbuf[:have] is the start of the next segment: cbuf holds a full
+	// sealed segment and one byte more.
 	cbuf  []byte
-	carry bool
+	have  int
 	pbuf  []byte
 	pt    []byte // plaintext not yet returned, in pbuf
 	index uint64 // of the next segment
@@ -375,6 +382,9 @@ var (
 	_ io.Reader   = (*streamReader)(nil)
 	_ io.WriterTo = (*streamReader)(nil)
 )
+
+// sealedSize is the size of a full sealed segment.
+func (r *streamReader) sealedSize() int { return len(r.cbuf) - 1 }
 
 // Read returns authenticated plaintext. See DecryptStream.
 func (r *streamReader) Read(p []byte) (int, error) {
@@ -401,64 +411,38 @@ func (r *streamReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// WriteTo writes the stream's plaintext to w, one authenticated segment at
-// a time, until the end of the stream or an error.
-func (r *streamReader) WriteTo(w io.Writer) (int64, error) {
-	var total int64
-	for {
-		if len(r.pt) > 0 {
-			n, err := w.Write(r.pt)
-			total += int64(n)
-			r.pt = r.pt[n:]
-			if err == nil && len(r.pt) > 0 {
-				err = io.ErrShortWrite
-			}
-			if err != nil {
-				return total, err
-			}
-		}
-		if r.err == io.EOF {
-			return total, nil
-		}
-		if r.err != nil {
-			return total, r.err
-		}
-		pt, err := r.next(r.pbuf[:0])
-		if err != nil {
-			return total, err
-		}
-		r.pt = pt
+// next reads the next segment, with one byte more, and opens it into dst,
+// which must have room for a segment's plaintext.
+func (r *streamReader) next(dst []byte) ([]byte, error) {
+	if err := r.ctx.Err(); err != nil {
+		return nil, r.fail(err)
+	}
+	n, err := io.ReadFull(r.src, r.cbuf[r.have:])
+	r.have += n
+	switch {
+	case err == nil:
+		pt, err := r.open(dst, r.cbuf[:r.sealedSize()], false)
+		r.cbuf[0], r.have = r.cbuf[r.sealedSize()], 1
+		return pt, err
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return r.open(dst, r.cbuf[:r.have], true)
+	default:
+		return nil, r.fail(fmt.Errorf("envelope: read stream: %w", err))
 	}
 }
 
-// next reads, authenticates and decrypts the next segment into dst, which
-// must have room for a segment's plaintext. It returns io.EOF after the
-// final segment. Any failure is sticky.
-func (r *streamReader) next(dst []byte) ([]byte, error) {
+// open authenticates and decrypts seg as the next segment, final or not,
+// into dst. After the final segment, r.err is io.EOF. Failures are sticky.
+func (r *streamReader) open(dst, seg []byte, final bool) ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
 	if err := r.ctx.Err(); err != nil {
 		return nil, r.fail(err)
 	}
-	have := 0
-	if r.carry {
-		have = 1
-	}
-	n, err := io.ReadFull(r.src, r.cbuf[have:])
-	n += have
-	final := false
-	switch {
-	case err == nil:
-	case err == io.EOF || err == io.ErrUnexpectedEOF:
-		final = true
-	default:
-		return nil, r.fail(fmt.Errorf("envelope: read stream: %w", err))
-	}
-	seg := r.cbuf[:min(n, len(r.cbuf)-1)]
-	overhead := r.aead.Overhead()
 	// A segment has at least a nonce and a tag; only an empty stream has
 	// an empty final segment; no stream has more than MaxStreamSegments.
+	overhead := r.aead.Overhead()
 	if len(seg) < overhead || final && len(seg) == overhead && r.index > 0 || r.index >= MaxStreamSegments {
 		return nil, r.fail(ErrDecrypt)
 	}
@@ -470,10 +454,128 @@ func (r *streamReader) next(dst []byte) ([]byte, error) {
 	r.index++
 	if final {
 		r.err = io.EOF
-	} else {
-		r.cbuf[0], r.carry = r.cbuf[len(r.cbuf)-1], true
 	}
 	return pt, nil
+}
+
+// WriteTo writes the stream's plaintext to w, one authenticated segment at
+// a time, until the end of the stream or the first error, which is then
+// sticky (an error from w included). It takes the stream from src through
+// io.Copy: a source with WriteTo (bytes.Reader) hands over its bytes and
+// full segments are opened where they lie; any other is read into the
+// reader's buffer.
+func (r *streamReader) WriteTo(w io.Writer) (int64, error) {
+	sw := &segmentWriter{r: r, w: w}
+	if len(r.pt) > 0 {
+		if err := sw.write(r.pt); err != nil {
+			return sw.n, err
+		}
+		r.pt = nil
+	}
+	if r.err == nil {
+		_, err := io.Copy(sw, r.src)
+		switch {
+		case r.err != nil: // set by sw
+		case err != nil:
+			r.fail(fmt.Errorf("envelope: read stream: %w", err))
+		default:
+			// The input has ended: what is left is the final segment.
+			pt, err := r.open(r.pbuf[:0], r.cbuf[:r.have], true)
+			if err == nil {
+				sw.write(pt)
+			}
+		}
+	}
+	if r.err == io.EOF {
+		return sw.n, nil
+	}
+	return sw.n, r.err
+}
+
+// segmentWriter takes a stream's bytes from src on behalf of
+// streamReader.WriteTo, opens each segment once a byte past it has arrived
+// and writes its plaintext to w. Its Write opens full segments in place in
+// the caller's slice; its ReadFrom reads into the reader's buffer.
+type segmentWriter struct {
+	r *streamReader
+	w io.Writer
+	n int64 // plaintext bytes written to w
+}
+
+// Write takes the next bytes of the stream.
+func (sw *segmentWriter) Write(p []byte) (int, error) {
+	r, size, n := sw.r, sw.r.sealedSize(), len(p)
+	for len(p) > 0 {
+		if r.err != nil {
+			return n - len(p), r.err
+		}
+		if r.have == 0 && len(p) > size {
+			// A full segment followed by more: open it where it lies.
+			if err := sw.open(p[:size], false); err != nil {
+				return n - len(p), err
+			}
+			p = p[size:]
+			continue
+		}
+		c := copy(r.cbuf[r.have:size], p)
+		r.have += c
+		p = p[c:]
+		if r.have == size && len(p) > 0 {
+			if err := sw.open(r.cbuf[:size], false); err != nil {
+				return n - len(p), err
+			}
+			r.have = 0
+		}
+	}
+	return n, nil
+}
+
+// ReadFrom reads the rest of the stream from src into the reader's buffer.
+func (sw *segmentWriter) ReadFrom(src io.Reader) (int64, error) {
+	r, size := sw.r, sw.r.sealedSize()
+	var total int64
+	for {
+		if err := r.ctx.Err(); err != nil {
+			return total, r.fail(err)
+		}
+		m, err := src.Read(r.cbuf[r.have:])
+		r.have += m
+		total += int64(m)
+		if r.have == len(r.cbuf) {
+			if err := sw.open(r.cbuf[:size], false); err != nil {
+				return total, err
+			}
+			r.cbuf[0], r.have = r.cbuf[size], 1
+		}
+		switch {
+		case err == io.EOF:
+			return total, nil
+		case err != nil:
+			return total, err
+		}
+	}
+}
+
+// open opens one segment and writes its plaintext.
+func (sw *segmentWriter) open(seg []byte, final bool) error {
+	pt, err := sw.r.open(sw.r.pbuf[:0], seg, final)
+	if err != nil {
+		return err
+	}
+	return sw.write(pt)
+}
+
+// write writes plaintext to w; a failure is sticky.
+func (sw *segmentWriter) write(pt []byte) error {
+	m, err := sw.w.Write(pt)
+	sw.n += int64(m)
+	if err == nil && m < len(pt) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return sw.r.fail(err)
+	}
+	return nil
 }
 
 // fail makes err sticky and drops the plaintext not yet returned.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math/rand/v2"
 	"testing"
 	"testing/iotest"
 
@@ -13,8 +14,9 @@ import (
 )
 
 // FuzzDecryptStream feeds arbitrary bytes to DecryptStream under the
-// bindings of the stream golden vectors, reading them in pieces whose size
-// the fuzzer also picks. The reader must never panic, must fail with a
+// bindings of the stream golden vectors, through Read with buffers of a
+// size the fuzzer picks, or through WriteTo from a source that pushes the
+// whole input, pieces of it, or can only be read. The reader must never panic, must fail with a
 // typed error, and may reach io.EOF only on an input that is byte for byte
 // a golden stream, returning its plaintext: no other input authenticates.
 // Whatever it returns before an error must be a prefix of a golden
@@ -33,26 +35,36 @@ func FuzzDecryptStream(f *testing.F) {
 	}
 	seeds := 0
 	for i, tg := range targets {
-		f.Add(tg.valid, uint8(i), uint16(0))
-		f.Add(tg.valid, uint8(i), uint16(7))
-		seeds += 2
+		for mode := range uint16(5) {
+			f.Add(tg.valid, uint8(i), 7<<3|mode)
+			seeds++
+		}
 	}
 	require.Positive(f, seeds, "fuzz corpus has no seeds")
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, data []byte, which uint8, chunk uint16) {
 		tg := targets[int(which)%len(targets)]
-		var src io.Reader = bytes.NewReader(data)
-		if chunk%3 == 1 {
-			src = iotest.HalfReader(src)
-		}
-		var got []byte
-		r, err := s.DecryptStream(ctx, src, tg.b)
-		if err == nil {
-			if chunk == 0 {
-				got, err = io.ReadAll(r)
-			} else {
-				got, err = readWith(r, int(chunk))
+		var (
+			got []byte
+			err error
+		)
+		switch size := int(chunk >> 3); chunk & 7 {
+		case 0: // Read
+			var r io.Reader
+			if r, err = s.DecryptStream(ctx, bytes.NewReader(data), tg.b); err == nil {
+				got, err = readWith(r, max(size, 1))
 			}
+		case 1: // Read, from a source returning half of each read
+			var r io.Reader
+			if r, err = s.DecryptStream(ctx, iotest.HalfReader(bytes.NewReader(data)), tg.b); err == nil {
+				got, err = io.ReadAll(r)
+			}
+		case 2:
+			got, err = copyFrom(ctx, s, bytes.NewReader(data), tg.b)
+		case 3:
+			got, err = copyFrom(ctx, s, &piecewise{data: data, rng: rand.New(rand.NewPCG(uint64(size), 0))}, tg.b)
+		default:
+			got, err = copyFrom(ctx, s, readerOnly{bytes.NewReader(data)}, tg.b)
 		}
 		_, _ = envelope.Inspect(data) // must not panic either
 		if err == nil {

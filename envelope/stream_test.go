@@ -99,6 +99,76 @@ func segments(t testing.TB, ct []byte, segment int, suite envelope.Suite) (hdr [
 
 func join(parts ...[]byte) []byte { return bytes.Join(parts, nil) }
 
+// readerOnly and writerOnly hide io.Copy's fast paths (WriterTo,
+// ReaderFrom).
+type readerOnly struct{ io.Reader }
+
+type writerOnly struct{ io.Writer }
+
+// piecewise is a source that pushes its bytes in pieces of random sizes
+// through WriteTo, as a bufio.Reader or a network body might.
+type piecewise struct {
+	data []byte
+	rng  *rand.Rand
+}
+
+func (p *piecewise) Read(b []byte) (int, error) {
+	if len(p.data) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(b, p.data)
+	p.data = p.data[n:]
+	return n, nil
+}
+
+func (p *piecewise) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for len(p.data) > 0 {
+		n := min(len(p.data), 1+p.rng.IntN(3*testSegment))
+		m, err := w.Write(p.data[:n])
+		total += int64(m)
+		p.data = p.data[m:]
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// decryptModes are the reader's ways of taking a stream: Read pulls it one
+// segment at a time; WriteTo (through io.Copy) takes it from a source that
+// pushes it whole (bytes.Reader), in pieces, or that can only be read.
+// Each returns what the reader released, also on failure.
+var decryptModes = map[string]func(ctx context.Context, s *envelope.SelfContained, ct []byte, b envelope.Binding) ([]byte, error){
+	"Read": func(ctx context.Context, s *envelope.SelfContained, ct []byte, b envelope.Binding) ([]byte, error) {
+		r, err := s.DecryptStream(ctx, bytes.NewReader(ct), b)
+		if err != nil {
+			return nil, err
+		}
+		return io.ReadAll(r)
+	},
+	"WriteTo": func(ctx context.Context, s *envelope.SelfContained, ct []byte, b envelope.Binding) ([]byte, error) {
+		return copyFrom(ctx, s, bytes.NewReader(ct), b)
+	},
+	"WriteTo/pieces": func(ctx context.Context, s *envelope.SelfContained, ct []byte, b envelope.Binding) ([]byte, error) {
+		return copyFrom(ctx, s, &piecewise{data: ct, rng: rand.New(rand.NewPCG(uint64(len(ct)), 7))}, b)
+	},
+	"WriteTo/read-only source": func(ctx context.Context, s *envelope.SelfContained, ct []byte, b envelope.Binding) ([]byte, error) {
+		return copyFrom(ctx, s, readerOnly{bytes.NewReader(ct)}, b)
+	},
+}
+
+// copyFrom decrypts src with io.Copy, which uses the reader's WriteTo.
+func copyFrom(ctx context.Context, s *envelope.SelfContained, src io.Reader, b envelope.Binding) ([]byte, error) {
+	r, err := s.DecryptStream(ctx, src, b)
+	if err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	_, err = io.Copy(&out, r)
+	return out.Bytes(), err
+}
+
 func TestStreamRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	kek, _ := newLocalKEK(t)
@@ -120,9 +190,11 @@ func TestStreamRoundTrip(t *testing.T) {
 					if n >= 16 {
 						assert.False(t, bytes.Contains(ct, pt[:16]), "stream contains plaintext")
 					}
-					got, err := decryptAll(ctx, s, ct, documentBinding)
-					require.NoError(t, err)
-					assert.Equal(t, pt, got)
+					for mode, decrypt := range decryptModes {
+						got, err := decrypt(ctx, s, ct, documentBinding)
+						require.NoError(t, err, mode)
+						assert.True(t, bytes.Equal(pt, got), mode)
+					}
 				})
 			}
 		}
@@ -153,23 +225,21 @@ func TestStreamAttacks(t *testing.T) {
 			require.Equal(t, hdr[:len(hdr)-32], otherHdr[:len(otherHdr)-32], "streams share the cached data key")
 			require.NotEqual(t, hdr, otherHdr, "each stream has its own salt")
 
-			// try decrypts a variant, checks the failure and what was
-			// released before it.
+			// try decrypts a variant in every mode, checks the failure
+			// and what was released before it.
 			try := func(what string, variant []byte, b envelope.Binding, want error) {
 				t.Helper()
-				var got []byte
-				r, err := s.DecryptStream(ctx, bytes.NewReader(variant), b)
-				if err == nil {
-					got, err = io.ReadAll(r)
+				for mode, decrypt := range decryptModes {
+					got, err := decrypt(ctx, s, variant, b)
+					require.Error(t, err, "%s, %s: a modified stream decrypted", what, mode)
+					if want != nil {
+						require.ErrorIs(t, err, want, "%s, %s", what, mode)
+					} else if k := classify(err); k == "" || k == "success" {
+						t.Fatalf("%s, %s: untyped error %v", what, mode, err)
+					}
+					require.Zero(t, len(got)%testSegment, "%s, %s: released part of a segment", what, mode)
+					require.True(t, bytes.Equal(pt[:len(got)], got), "%s, %s: released plaintext that is not the original's", what, mode)
 				}
-				require.Error(t, err, "%s: a modified stream decrypted", what)
-				if want != nil {
-					require.ErrorIs(t, err, want, what)
-				} else if k := classify(err); k == "" || k == "success" {
-					t.Fatalf("%s: untyped error %v", what, err)
-				}
-				require.Zero(t, len(got)%testSegment, "%s: released part of a segment", what)
-				require.True(t, bytes.Equal(pt[:len(got)], got), "%s: released plaintext that is not the original's", what)
 			}
 
 			for n := 0; n < len(ct); n++ {
@@ -347,16 +417,28 @@ func TestStreamChunking(t *testing.T) {
 		"source one byte":      nil, // the stream arrives one byte at a time
 		"source half reads":    nil,
 		"source data with EOF": nil,
+		"WriteTo one byte":     nil,
+		"WriteTo pieces":       nil,
+		"Read, WriteTo pieces": nil,
 	}
 	sources := map[string]func(io.Reader) io.Reader{
 		"source one byte":      iotest.OneByteReader,
 		"source half reads":    iotest.HalfReader,
 		"source data with EOF": iotest.DataErrReader,
+		"WriteTo one byte":     iotest.OneByteReader,
+		"WriteTo pieces":       func(io.Reader) io.Reader { return &piecewise{data: ct, rng: rand.New(rand.NewPCG(3, 4))} },
+		"Read, WriteTo pieces": func(io.Reader) io.Reader { return &piecewise{data: ct, rng: rand.New(rand.NewPCG(5, 6))} },
 	}
 	for name, read := range readers {
 		var src io.Reader = bytes.NewReader(ct)
 		if wrap := sources[name]; wrap != nil {
 			src, read = wrap(src), io.ReadAll
+			switch name {
+			case "WriteTo one byte", "WriteTo pieces":
+				read = func(r io.Reader) ([]byte, error) { return readThenWriteTo(r, 0) }
+			case "Read, WriteTo pieces":
+				read = func(r io.Reader) ([]byte, error) { return readThenWriteTo(r, 2100) }
+			}
 		}
 		r, err := s.DecryptStream(ctx, src, documentBinding)
 		require.NoError(t, err, name)
@@ -396,6 +478,14 @@ func readThenWriteTo(r io.Reader, n int) ([]byte, error) {
 	out.Write(head)
 	_, err := r.(io.WriterTo).WriteTo(&out)
 	return out.Bytes(), err
+}
+
+// cancelAfterWrite cancels a context on its first write.
+type cancelAfterWrite struct{ cancel context.CancelFunc }
+
+func (c cancelAfterWrite) Write(p []byte) (int, error) {
+	c.cancel()
+	return len(p), nil
 }
 
 // failingWriter fails every write after the first n bytes.
@@ -551,6 +641,36 @@ func TestStreamReaderErrors(t *testing.T) {
 	_, err = s.DecryptStream(cctx, bytes.NewReader(ct), documentBinding)
 	assert.ErrorIs(t, err, context.Canceled)
 
+	// WriteTo: an error of the destination, of the source or of the
+	// context stops it and sticks.
+	r, err = s.DecryptStream(ctx, bytes.NewReader(ct), documentBinding)
+	require.NoError(t, err)
+	fw := &failingWriter{n: 600, err: boom}
+	n64, err := r.(io.WriterTo).WriteTo(fw)
+	assert.ErrorIs(t, err, boom)
+	assert.Equal(t, int64(2*testSegment), n64, "two whole segments fit before the failure")
+	_, err = r.Read(make([]byte, 10))
+	assert.ErrorIs(t, err, boom)
+	for name, src := range map[string]io.Reader{
+		"pushing":   io.MultiReader(bytes.NewReader(ct[:len(ct)-300]), iotest.ErrReader(boom)),
+		"read-only": readerOnly{io.MultiReader(bytes.NewReader(ct[:len(ct)-300]), iotest.ErrReader(boom))},
+	} {
+		got, err := copyFrom(ctx, s, src, documentBinding)
+		assert.ErrorIs(t, err, boom, name)
+		assert.False(t, errors.Is(err, envelope.ErrDecrypt), name)
+		assert.True(t, bytes.Equal(pt[:len(got)], got), name)
+	}
+	for name, wrap := range map[string]func([]byte) io.Reader{
+		"pushing":   func(b []byte) io.Reader { return bytes.NewReader(b) },
+		"read-only": func(b []byte) io.Reader { return readerOnly{bytes.NewReader(b)} },
+	} {
+		cctx, cancel := context.WithCancel(ctx)
+		r, err := s.DecryptStream(cctx, wrap(ct), documentBinding)
+		require.NoError(t, err)
+		_, err = r.(io.WriterTo).WriteTo(cancelAfterWrite{cancel})
+		assert.ErrorIs(t, err, context.Canceled, name)
+	}
+
 	// After io.EOF the reader stays at io.EOF.
 	r, err = s.DecryptStream(ctx, bytes.NewReader(ct), documentBinding)
 	require.NoError(t, err)
@@ -559,6 +679,9 @@ func TestStreamReaderErrors(t *testing.T) {
 	n, err := r.Read(make([]byte, 10))
 	assert.Zero(t, n)
 	assert.ErrorIs(t, err, io.EOF)
+	n64, err = r.(io.WriterTo).WriteTo(io.Discard)
+	assert.Zero(t, n64)
+	assert.NoError(t, err)
 	n, err = r.Read(nil)
 	assert.Zero(t, n)
 	assert.NoError(t, err)
