@@ -121,10 +121,10 @@ func (s *SelfContained) EncryptStream(ctx context.Context, dst io.Writer, b Bind
 //
 // The reader holds about one segment of ciphertext and one of plaintext,
 // whatever the stream's length. It is not safe for concurrent use. A Read
-// into a buffer of at least a segment decrypts straight into it, and the
-// reader implements io.WriterTo, so io.Copy from it to a file or a hash
-// decrypts a source that holds the stream in memory (a bytes.Reader) where
-// it lies, without a copy.
+// into a buffer of at least a segment decrypts straight into it. The reader
+// implements io.WriterTo: io.Copy from it decrypts a source that holds the
+// stream in memory (a bytes.Reader) where the bytes lie, without copying
+// them.
 func (s *SelfContained) DecryptStream(ctx context.Context, src io.Reader, b Binding) (io.Reader, error) {
 	extra, bindingSize, err := b.check()
 	if err != nil {
