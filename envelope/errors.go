@@ -45,9 +45,10 @@ var (
 	// FIPS 140-3 mode (GODEBUG=fips140=on or only).
 	ErrNotApproved = aead.ErrNotApproved
 
-	// ErrWrongForm means a ciphertext of one form was given to the other
-	// form's Decrypt: a self-contained value to a Compact, or the reverse.
-	// It is wrapped in a *FormatError. Use Inspect to tell forms apart.
+	// ErrWrongForm means a ciphertext of one form was given to another
+	// form's decrypter: a self-contained value to a Compact or the
+	// reverse, a stream to Decrypt, or a value to DecryptStream. It is
+	// wrapped in a *FormatError. Use Inspect to tell forms apart.
 	ErrWrongForm = errors.New("envelope: ciphertext has the other form")
 )
 

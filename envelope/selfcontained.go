@@ -1,6 +1,7 @@
 package envelope
 
 import (
+	"bytes"
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
@@ -56,6 +57,13 @@ type SelfContainedConfig struct {
 	// (DefaultCacheMaxAge when zero). A negative value disables the cache:
 	// one KMS call per Decrypt.
 	CacheMaxAge time.Duration
+
+	// StreamSegmentSize is the plaintext size of the segments that
+	// EncryptStream writes, from MinStreamSegmentSize to
+	// MaxStreamSegmentSize (DefaultStreamSegmentSize when zero).
+	// DecryptStream reads any size in that range: a stream records its
+	// own.
+	StreamSegmentSize int
 }
 
 // SelfContained encrypts values in the self-contained form: each ciphertext
@@ -70,6 +78,9 @@ type SelfContainedConfig struct {
 // encrypted under one cached data key share its wrapped key and
 // commitment; each has its own random nonce.
 //
+// EncryptStream and DecryptStream encrypt large attachments in the stream
+// form, with the same KEK, data keys and caches.
+//
 // A SelfContained is safe for concurrent use.
 type SelfContained struct {
 	kek         kms.KEK
@@ -77,6 +88,7 @@ type SelfContained struct {
 	encoding    Encoding
 	max         int
 	maxMessages uint64
+	segmentSize int
 	sealing     *keycache.Cache[*sealingKey]
 	opening     *keycache.Cache[*openingKey]
 }
@@ -86,6 +98,12 @@ type sealingKey struct {
 	aead   cipher.AEAD
 	header []byte
 	used   atomic.Uint64
+	// dek is the data key itself, from which each stream's key is
+	// derived with the stream's salt; wrapped and commitment go into
+	// stream headers.
+	dek        []byte
+	wrapped    kms.WrappedKey
+	commitment []byte
 }
 
 // openingKey is an unwrapped data key, with what it was unwrapped for.
@@ -95,6 +113,7 @@ type openingKey struct {
 	kekID      string
 	scope      string
 	suite      format.Suite
+	dek        []byte // derives the keys of streams
 }
 
 // NewSelfContained returns a SelfContained for cfg.
@@ -133,12 +152,19 @@ func NewSelfContained(cfg SelfContainedConfig) (*SelfContained, error) {
 	if cfg.CacheMaxAge == 0 {
 		cfg.CacheMaxAge = DefaultCacheMaxAge
 	}
+	if cfg.StreamSegmentSize == 0 {
+		cfg.StreamSegmentSize = DefaultStreamSegmentSize
+	}
+	if cfg.StreamSegmentSize < MinStreamSegmentSize || cfg.StreamSegmentSize > MaxStreamSegmentSize {
+		return nil, fmt.Errorf("envelope: StreamSegmentSize %d is outside %d..%d", cfg.StreamSegmentSize, MinStreamSegmentSize, MaxStreamSegmentSize)
+	}
 	return &SelfContained{
 		kek:         cfg.KEK,
 		suite:       cfg.Suite,
 		encoding:    cfg.Encoding,
 		max:         m,
 		maxMessages: cfg.DataKeyMaxMessages,
+		segmentSize: cfg.StreamSegmentSize,
 		sealing:     keycache.New[*sealingKey](keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.DataKeyMaxAge}),
 		opening:     keycache.New[*openingKey](keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.CacheMaxAge}),
 	}, nil
@@ -164,25 +190,39 @@ func (s *SelfContained) AppendEncrypt(ctx context.Context, dst, plaintext []byte
 	if err != nil {
 		return dst, err
 	}
+	k, err := s.sealingKey(ctx, b.Scope)
+	if err != nil {
+		return dst, err
+	}
+	return appendSeal(dst, k.aead, s.encoding, k.header, plaintext, &b, extra, bindingSize), nil
+}
+
+// sealingKey returns the data key of scope, generating and wrapping a new
+// one when the scope has none or its key has used its budget, and counts
+// one use (a value or a stream).
+func (s *SelfContained) sealingKey(ctx context.Context, scope string) (*sealingKey, error) {
 	for {
-		k, ok := s.sealing.Lookup(b.Scope)
+		k, ok := s.sealing.Lookup(scope)
 		if !ok {
-			if k, err = s.sealing.Get(ctx, b.Scope, func(ctx context.Context) (*sealingKey, error) {
-				return s.newSealingKey(ctx, b.Scope)
+			var err error
+			if k, err = s.sealing.Get(ctx, scope, func(ctx context.Context) (*sealingKey, error) {
+				return s.newSealingKey(ctx, scope)
 			}); err != nil {
-				return dst, err
+				return nil, err
 			}
 		}
 		if k.used.Add(1) > s.maxMessages {
-			s.sealing.Forget(b.Scope, k)
+			s.sealing.Forget(scope, k)
 			continue
 		}
-		return appendSeal(dst, k.aead, s.encoding, k.header, plaintext, &b, extra, bindingSize), nil
+		return k, nil
 	}
 }
 
-// wrapAAD is the AAD of a wrapped data key: the first four header bytes
-// (magic, version, form, suite) and the scope.
+// wrapAAD is the AAD of a wrapped data key: the first four bytes of a
+// self-contained header (magic, version, form 0x02, suite) and the scope.
+// Streams use the data keys of self-contained values, so their wrapped keys
+// have this AAD too.
 func wrapAAD(suite format.Suite, scope string) []byte {
 	aad := make([]byte, 0, 8+len(scope))
 	aad = append(aad, format.Magic, format.Version1, byte(format.FormSelfContained), byte(suite))
@@ -205,7 +245,7 @@ func (s *SelfContained) newSealingKey(ctx context.Context, scope string) (*seali
 	if err != nil {
 		return nil, fmt.Errorf("envelope: KEK %q returned a wrapped key the format cannot hold: %w", wk.KeyID, err)
 	}
-	return &sealingKey{aead: a, header: hdr}, nil
+	return &sealingKey{aead: a, header: hdr, dek: bytes.Clone(dek), wrapped: wk, commitment: commitment}, nil
 }
 
 // deriveSelfContained derives the AEAD and the key commitment of a data key.
@@ -247,20 +287,31 @@ func (s *SelfContained) AppendDecrypt(ctx context.Context, dst, ciphertext []byt
 	if o.h.Form != format.FormSelfContained {
 		return dst, errWrongForm()
 	}
-	k, ok := s.opening.LookupBytes(o.h.Wrapped)
-	if !ok || !k.matches(&o.h, b.Scope) {
-		if k, err = s.unwrap(ctx, &o.h, b.Scope); err != nil {
-			return dst, err
-		}
-	}
-	if subtle.ConstantTimeCompare(k.commitment, o.h.Commitment) != 1 {
-		return dst, ErrDecrypt
+	k, err := s.openingKey(ctx, &o.h, b.Scope)
+	if err != nil {
+		return dst, err
 	}
 	out, err := o.open(k.aead, &b, extra, bindingSize)
 	if err != nil {
 		return dst, err
 	}
 	return out, nil
+}
+
+// openingKey returns the unwrapped data key of h for scope, from the cache
+// or the KEK, once its commitment matches h's.
+func (s *SelfContained) openingKey(ctx context.Context, h *format.Header, scope string) (*openingKey, error) {
+	k, ok := s.opening.LookupBytes(h.Wrapped)
+	if !ok || !k.matches(h, scope) {
+		var err error
+		if k, err = s.unwrap(ctx, h, scope); err != nil {
+			return nil, err
+		}
+	}
+	if subtle.ConstantTimeCompare(k.commitment, h.Commitment) != 1 {
+		return nil, ErrDecrypt
+	}
+	return k, nil
 }
 
 func (k *openingKey) matches(h *format.Header, scope string) bool {
@@ -291,7 +342,7 @@ func (s *SelfContained) unwrap(ctx context.Context, h *format.Header, scope stri
 		if err != nil {
 			return nil, err
 		}
-		return &openingKey{aead: a, commitment: commitment, kekID: wk.KeyID, scope: scope, suite: h.Suite}, nil
+		return &openingKey{aead: a, commitment: commitment, kekID: wk.KeyID, scope: scope, suite: h.Suite, dek: bytes.Clone(dek)}, nil
 	}
 	k, err := s.opening.Get(ctx, string(h.Wrapped), load)
 	if err == nil && !k.matches(h, scope) {

@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 )
 
 // Magic is the first byte of every binary ciphertext. 0xF5 never occurs in
@@ -44,6 +45,9 @@ const (
 	FormCompact Form = 0x01
 	// FormSelfContained carries its data key inline, wrapped by a KEK.
 	FormSelfContained Form = 0x02
+	// FormStream is a segmented stream: the self-contained form's key
+	// fields, a segment size and a per-stream salt, then the segments.
+	FormStream Form = 0x03
 )
 
 // Suite identifies the AEAD algorithm. Values are wire constants.
@@ -82,8 +86,18 @@ const (
 	CommitmentSize = 32
 	// MaxKEKIDSize caps the KEK id of the self-contained form.
 	MaxKEKIDSize = 512
-	// MaxWrappedSize caps the wrapped data key of the self-contained form.
+	// MaxWrappedSize caps the wrapped data key of the self-contained and
+	// stream forms.
 	MaxWrappedSize = 4096
+	// SaltSize is the size of a stream's salt.
+	SaltSize = 32
+	// MinSegmentSize and MaxSegmentSize bound the plaintext size of a
+	// stream's segments. The upper bound caps what a reader allocates for
+	// a segment whatever the header says.
+	MinSegmentSize = 256
+	MaxSegmentSize = 1 << 20
+	// MaxStreamHeaderSize is the largest stream header.
+	MaxStreamHeaderSize = 4 + 2 + MaxKEKIDSize + 2 + MaxWrappedSize + CommitmentSize + 4 + SaltSize
 )
 
 // Errors. The envelope package exports them under the same names.
@@ -131,10 +145,14 @@ type Header struct {
 	Suite Suite
 	// KeyVersion is the data key version of the compact form.
 	KeyVersion uint32
-	// KEKID, Wrapped and Commitment belong to the self-contained form.
+	// KEKID, Wrapped and Commitment belong to the self-contained and
+	// stream forms.
 	KEKID      []byte
 	Wrapped    []byte
 	Commitment []byte
+	// SegmentSize and Salt belong to the stream form.
+	SegmentSize uint32
+	Salt        []byte
 	// Size is the header's length: the body starts at Size. The header
 	// bytes are the first Size bytes of the input and are authenticated as
 	// the start of the AAD.
@@ -142,79 +160,165 @@ type Header struct {
 }
 
 // Parse parses the header of a binary ciphertext and checks that the body
-// is at least as long as the suite's nonce and tag.
+// is at least as long as the suite's nonce and tag (for a stream, the first
+// segment).
 func Parse(b []byte) (Header, error) {
-	var h Header
-	if len(b) == 0 || b[0] != Magic {
-		return h, ErrNotEncrypted
+	h, err := ParseHeader(b)
+	if err != nil {
+		return h, err
 	}
-	if len(b) < 4 {
-		return h, errAt("header", len(b), "truncated")
-	}
-	if b[1] != Version1 {
-		return h, &Error{Field: "version", Offset: 1, Reason: fmt.Sprintf("version %d", b[1]), Err: ErrUnsupportedVersion}
-	}
-	h.Form, h.Suite = Form(b[2]), Suite(b[3])
-	nonce, tag, ok := h.Suite.Params()
-	if !ok {
-		return h, &Error{Field: "suite", Offset: 3, Reason: fmt.Sprintf("suite %d", b[3]), Err: ErrUnsupportedVersion}
-	}
-	switch h.Form {
-	case FormCompact:
-		if len(b) < CompactHeaderSize {
-			return h, errAt("key version", 4, "truncated")
-		}
-		h.KeyVersion = binary.BigEndian.Uint32(b[4:8])
-		if h.KeyVersion == 0 {
-			return h, errAt("key version", 4, "must not be zero")
-		}
-		h.Size = CompactHeaderSize
-	case FormSelfContained:
-		if h.Suite == AESSIV {
-			return h, errAt("suite", 3, "deterministic suite in self-contained form")
-		}
-		off := 4
-		var err error
-		if h.KEKID, off, err = lengthPrefixed(b, off, "kek id", MaxKEKIDSize); err != nil {
-			return h, err
-		}
-		for _, c := range h.KEKID {
-			if c <= ' ' || c > '~' {
-				return h, errAt("kek id", 6, "not printable ASCII")
-			}
-		}
-		if h.Wrapped, off, err = lengthPrefixed(b, off, "wrapped key", MaxWrappedSize); err != nil {
-			return h, err
-		}
-		if len(b)-off < CommitmentSize {
-			return h, errAt("key commitment", off, "truncated")
-		}
-		h.Commitment = b[off : off+CommitmentSize]
-		h.Size = off + CommitmentSize
-	default:
-		return h, &Error{Field: "form", Offset: 2, Reason: fmt.Sprintf("form %d", b[2]), Err: ErrUnsupportedVersion}
-	}
+	nonce, tag, _ := h.Suite.Params()
 	if len(b)-h.Size < nonce+tag {
 		return h, errAt("body", h.Size, "shorter than nonce and tag")
 	}
 	return h, nil
 }
 
+// ParseHeader parses the header at the start of b, which may hold more
+// bytes (the body) or none.
+func ParseHeader(b []byte) (Header, error) {
+	h, _, err := parseHeader(b)
+	return h, err
+}
+
+// ReadHeader reads a header from r, one field at a time: it reads no byte
+// past the header, so r is left at the body. It returns the header and its
+// bytes, to which the header's slices point. An input that ends before the
+// header does is an *Error, except an empty one, which is plaintext
+// (ErrNotEncrypted) like the empty value; any other read error is returned
+// as it is.
+func ReadHeader(r io.Reader) (Header, []byte, error) {
+	buf := make([]byte, 0, 128)
+	for {
+		h, need, err := parseHeader(buf)
+		if err == nil {
+			return h, buf, nil
+		}
+		if need == 0 {
+			return h, nil, err
+		}
+		if cap(buf) < need {
+			grown := make([]byte, len(buf), need)
+			copy(grown, buf)
+			buf = grown
+		}
+		n, rerr := io.ReadFull(r, buf[len(buf):need])
+		buf = buf[:len(buf)+n]
+		switch {
+		case rerr == nil:
+		case errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF):
+			_, _, err = parseHeader(buf)
+			return Header{}, nil, err
+		default:
+			return Header{}, nil, rerr
+		}
+	}
+}
+
+// parseHeader parses the header at the start of b. When b is too short but
+// every field it holds is valid, err is a truncation error and need is the
+// length b must reach for parsing to go on; otherwise need is 0.
+func parseHeader(b []byte) (h Header, need int, err error) {
+	if len(b) == 0 {
+		return h, 4, ErrNotEncrypted
+	}
+	if b[0] != Magic {
+		return h, 0, ErrNotEncrypted
+	}
+	if len(b) < 4 {
+		return h, 4, errAt("header", len(b), "truncated")
+	}
+	if b[1] != Version1 {
+		return h, 0, &Error{Field: "version", Offset: 1, Reason: fmt.Sprintf("version %d", b[1]), Err: ErrUnsupportedVersion}
+	}
+	h.Form, h.Suite = Form(b[2]), Suite(b[3])
+	if _, _, ok := h.Suite.Params(); !ok {
+		return h, 0, &Error{Field: "suite", Offset: 3, Reason: fmt.Sprintf("suite %d", b[3]), Err: ErrUnsupportedVersion}
+	}
+	switch h.Form {
+	case FormCompact:
+		if len(b) < CompactHeaderSize {
+			return h, CompactHeaderSize, errAt("key version", 4, "truncated")
+		}
+		h.KeyVersion = binary.BigEndian.Uint32(b[4:8])
+		if h.KeyVersion == 0 {
+			return h, 0, errAt("key version", 4, "must not be zero")
+		}
+		h.Size = CompactHeaderSize
+	case FormSelfContained:
+		if h.Suite == AESSIV {
+			return h, 0, errAt("suite", 3, "deterministic suite in self-contained form")
+		}
+		off, need, err := parseKeyFields(b, &h)
+		if err != nil {
+			return h, need, err
+		}
+		h.Size = off
+	case FormStream:
+		if h.Suite == AESSIV {
+			return h, 0, errAt("suite", 3, "deterministic suite in stream form")
+		}
+		off, need, err := parseKeyFields(b, &h)
+		if err != nil {
+			return h, need, err
+		}
+		if len(b)-off < 4 {
+			return h, off + 4, errAt("segment size", off, "truncated")
+		}
+		h.SegmentSize = binary.BigEndian.Uint32(b[off:])
+		if h.SegmentSize < MinSegmentSize || h.SegmentSize > MaxSegmentSize {
+			return h, 0, errAt("segment size", off, fmt.Sprintf("%d is outside %d..%d", h.SegmentSize, MinSegmentSize, MaxSegmentSize))
+		}
+		off += 4
+		if len(b)-off < SaltSize {
+			return h, off + SaltSize, errAt("salt", off, "truncated")
+		}
+		h.Salt = b[off : off+SaltSize]
+		h.Size = off + SaltSize
+	default:
+		return h, 0, &Error{Field: "form", Offset: 2, Reason: fmt.Sprintf("form %d", b[2]), Err: ErrUnsupportedVersion}
+	}
+	return h, 0, nil
+}
+
+// parseKeyFields parses the KEK id, wrapped key and key commitment that
+// follow the first four bytes of the self-contained and stream forms, and
+// returns the offset past them.
+func parseKeyFields(b []byte, h *Header) (off, need int, err error) {
+	if h.KEKID, off, need, err = lengthPrefixed(b, 4, "kek id", MaxKEKIDSize); err != nil {
+		return 0, need, err
+	}
+	for _, c := range h.KEKID {
+		if c <= ' ' || c > '~' {
+			return 0, 0, errAt("kek id", 6, "not printable ASCII")
+		}
+	}
+	if h.Wrapped, off, need, err = lengthPrefixed(b, off, "wrapped key", MaxWrappedSize); err != nil {
+		return 0, need, err
+	}
+	if len(b)-off < CommitmentSize {
+		return 0, off + CommitmentSize, errAt("key commitment", off, "truncated")
+	}
+	h.Commitment = b[off : off+CommitmentSize]
+	return off + CommitmentSize, 0, nil
+}
+
 // lengthPrefixed reads a big-endian uint16 length at off and the non-empty
-// field of that length it prefixes, capped at limit.
-func lengthPrefixed(b []byte, off int, field string, limit int) ([]byte, int, error) {
+// field of that length it prefixes, capped at limit. On truncation, need is
+// the length b must reach.
+func lengthPrefixed(b []byte, off int, field string, limit int) (v []byte, end, need int, err error) {
 	if len(b)-off < 2 {
-		return nil, 0, errAt(field+" length", off, "truncated")
+		return nil, 0, off + 2, errAt(field+" length", off, "truncated")
 	}
 	n := int(binary.BigEndian.Uint16(b[off:]))
 	if n == 0 || n > limit {
-		return nil, 0, errAt(field+" length", off, fmt.Sprintf("%d is outside 1..%d", n, limit))
+		return nil, 0, 0, errAt(field+" length", off, fmt.Sprintf("%d is outside 1..%d", n, limit))
 	}
 	off += 2
 	if len(b)-off < n {
-		return nil, 0, errAt(field, off, "truncated")
+		return nil, 0, off + n, errAt(field, off, "truncated")
 	}
-	return b[off : off+n], off + n, nil
+	return b[off : off+n], off + n, 0, nil
 }
 
 // AppendCompactHeader appends the header of a compact ciphertext.
@@ -232,6 +336,33 @@ func SelfContainedHeaderSize(kekID, wrapped int) int {
 // AppendSelfContainedHeader appends the header of a self-contained
 // ciphertext. It fails if a field is outside its cap.
 func AppendSelfContainedHeader(dst []byte, s Suite, kekID string, wrapped, commitment []byte) ([]byte, error) {
+	return appendKeyHeader(dst, FormSelfContained, s, kekID, wrapped, commitment)
+}
+
+// StreamHeaderSize returns the stream header size for a KEK id and wrapped
+// key of the given lengths.
+func StreamHeaderSize(kekID, wrapped int) int {
+	return SelfContainedHeaderSize(kekID, wrapped) + 4 + SaltSize
+}
+
+// AppendStreamHeader appends the header of a stream. It fails if a field is
+// outside its cap.
+func AppendStreamHeader(dst []byte, s Suite, kekID string, wrapped, commitment []byte, segmentSize uint32, salt []byte) ([]byte, error) {
+	if segmentSize < MinSegmentSize || segmentSize > MaxSegmentSize {
+		return nil, errAt("segment size", -1, fmt.Sprintf("%d is outside %d..%d", segmentSize, MinSegmentSize, MaxSegmentSize))
+	}
+	if len(salt) != SaltSize {
+		return nil, errAt("salt", -1, "wrong size")
+	}
+	dst, err := appendKeyHeader(dst, FormStream, s, kekID, wrapped, commitment)
+	if err != nil {
+		return nil, err
+	}
+	dst = binary.BigEndian.AppendUint32(dst, segmentSize)
+	return append(dst, salt...), nil
+}
+
+func appendKeyHeader(dst []byte, f Form, s Suite, kekID string, wrapped, commitment []byte) ([]byte, error) {
 	if len(kekID) == 0 || len(kekID) > MaxKEKIDSize {
 		return nil, errAt("kek id length", -1, fmt.Sprintf("%d is outside 1..%d", len(kekID), MaxKEKIDSize))
 	}
@@ -241,7 +372,7 @@ func AppendSelfContainedHeader(dst []byte, s Suite, kekID string, wrapped, commi
 	if len(commitment) != CommitmentSize {
 		return nil, errAt("key commitment", -1, "wrong size")
 	}
-	dst = append(dst, Magic, Version1, byte(FormSelfContained), byte(s))
+	dst = append(dst, Magic, Version1, byte(f), byte(s))
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(kekID)))
 	dst = append(dst, kekID...)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(wrapped)))

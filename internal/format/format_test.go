@@ -5,9 +5,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,18 +41,46 @@ func goldenInputs(t testing.TB) [][]byte {
 	return out
 }
 
+// goldenStreamInputs returns the golden streams of the envelope package.
+func goldenStreamInputs(t testing.TB) [][]byte {
+	data, err := os.ReadFile("../../envelope/testdata/golden-stream-v1.json")
+	require.NoError(t, err)
+	var g struct {
+		Vectors []struct {
+			Ciphertext string `json:"ciphertext_hex"`
+		} `json:"vectors"`
+	}
+	require.NoError(t, json.Unmarshal(data, &g))
+	var out [][]byte
+	for _, v := range g.Vectors {
+		b, err := hex.DecodeString(v.Ciphertext)
+		require.NoError(t, err)
+		out = append(out, b)
+	}
+	require.NotEmpty(t, out)
+	return out
+}
+
 // reencode rebuilds the header of h, to check that parsing is canonical.
 func reencode(t *testing.T, h Header) []byte {
-	if h.Form == FormCompact {
+	var (
+		b   []byte
+		err error
+	)
+	switch h.Form {
+	case FormCompact:
 		return AppendCompactHeader(nil, h.Suite, h.KeyVersion)
+	case FormStream:
+		b, err = AppendStreamHeader(nil, h.Suite, string(h.KEKID), h.Wrapped, h.Commitment, h.SegmentSize, h.Salt)
+	default:
+		b, err = AppendSelfContainedHeader(nil, h.Suite, string(h.KEKID), h.Wrapped, h.Commitment)
 	}
-	b, err := AppendSelfContainedHeader(nil, h.Suite, string(h.KEKID), h.Wrapped, h.Commitment)
 	require.NoError(t, err)
 	return b
 }
 
 func FuzzParse(f *testing.F) {
-	seeds := goldenInputs(f)
+	seeds := append(goldenInputs(f), goldenStreamInputs(f)...)
 	for _, s := range seeds {
 		f.Add(s)
 	}
@@ -74,6 +104,7 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("two armorings decode to the same bytes")
 			}
 		}
+		checkReadHeader(t, bin)
 		h, err := Parse(bin)
 		if err != nil {
 			var fe *Error
@@ -89,6 +120,36 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("header is not canonical")
 		}
 	})
+}
+
+// checkReadHeader checks that ReadHeader agrees with ParseHeader on in, and
+// reads exactly the header's bytes.
+func checkReadHeader(t *testing.T, in []byte) {
+	r := bytes.NewReader(in)
+	h, raw, err := ReadHeader(r)
+	want, werr := ParseHeader(in)
+	if (err == nil) != (werr == nil) {
+		t.Fatalf("ReadHeader: %v, ParseHeader: %v", err, werr)
+	}
+	if err != nil {
+		var fe, wfe *Error
+		switch {
+		case errors.As(err, &fe) && errors.As(werr, &wfe):
+			if fe.Field != wfe.Field {
+				t.Fatalf("ReadHeader reports %q, ParseHeader %q", fe.Field, wfe.Field)
+			}
+		case errors.Is(err, ErrNotEncrypted) && errors.Is(werr, ErrNotEncrypted):
+		default:
+			t.Fatalf("ReadHeader: %v, ParseHeader: %v", err, werr)
+		}
+		return
+	}
+	if h.Size != want.Size || !bytes.Equal(raw, in[:want.Size]) || !bytes.Equal(h.KEKID, want.KEKID) || !bytes.Equal(h.Salt, want.Salt) {
+		t.Fatalf("ReadHeader and ParseHeader disagree")
+	}
+	if consumed := len(in) - r.Len(); consumed != h.Size {
+		t.Fatalf("ReadHeader read %d bytes of a %d-byte header", consumed, h.Size)
+	}
 }
 
 func TestParseGolden(t *testing.T) {
@@ -178,4 +239,126 @@ func TestArmorStrict(t *testing.T) {
 func TestErrorMessage(t *testing.T) {
 	_, err := Parse(append([]byte{Magic, 9}, make([]byte, 40)...))
 	assert.Equal(t, "envelope: malformed ciphertext: version at byte 1: version 9", err.Error())
+}
+
+func TestParseStreamGolden(t *testing.T) {
+	for _, in := range goldenStreamInputs(t) {
+		h, err := Parse(in)
+		require.NoError(t, err)
+		assert.Equal(t, FormStream, h.Form)
+		assert.Equal(t, reencode(t, h), in[:h.Size])
+		assert.Equal(t, StreamHeaderSize(len(h.KEKID), len(h.Wrapped)), h.Size)
+		checkReadHeader(t, in)
+	}
+}
+
+func TestParseStreamErrors(t *testing.T) {
+	st, err := AppendStreamHeader(nil, AES256GCM, "local:k", []byte{1, 2, 3}, make([]byte, 32), 1024, make([]byte, SaltSize))
+	require.NoError(t, err)
+	hdrLen := len(st)
+	require.Equal(t, StreamHeaderSize(7, 3), hdrLen)
+	st = append(st, make([]byte, 28)...)
+	segAt := hdrLen - SaltSize - 4
+	withSegment := func(n uint32) []byte {
+		c := bytes.Clone(st)
+		c[segAt], c[segAt+1], c[segAt+2], c[segAt+3] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+		return c
+	}
+	mut := func(b []byte, i int, v byte) []byte { c := bytes.Clone(b); c[i] = v; return c }
+	cases := map[string]struct {
+		in    []byte
+		field string
+	}{
+		"siv stream":          {mut(st, 3, byte(AESSIV)), "suite"},
+		"kek id len zero":     {mut(mut(st, 4, 0), 5, 0), "kek id length"},
+		"kek id truncated":    {st[:8], "kek id"},
+		"wrapped truncated":   {st[:16], "wrapped key"},
+		"commitment short":    {st[:20], "key commitment"},
+		"segment size short":  {st[:segAt+2], "segment size"},
+		"segment size small":  {withSegment(MinSegmentSize - 1), "segment size"},
+		"segment size large":  {withSegment(MaxSegmentSize + 1), "segment size"},
+		"segment size zero":   {withSegment(0), "segment size"},
+		"salt short":          {st[:hdrLen-1], "salt"},
+		"first segment short": {st[:len(st)-1], "body"},
+	}
+	for name, c := range cases {
+		_, err := Parse(c.in)
+		var fe *Error
+		if assert.ErrorAs(t, err, &fe, name) {
+			assert.Equal(t, c.field, fe.Field, name)
+			assert.False(t, errors.Is(err, ErrUnsupportedVersion), name)
+		}
+		checkReadHeader(t, c.in)
+	}
+	for _, n := range []uint32{MinSegmentSize, MaxSegmentSize} {
+		h, err := Parse(withSegment(n))
+		require.NoError(t, err)
+		assert.Equal(t, n, h.SegmentSize)
+	}
+	h, err := ParseHeader(st[:hdrLen])
+	require.NoError(t, err, "a stream header parses without its body")
+	assert.Equal(t, hdrLen, h.Size)
+
+	for name, f := range map[string]func() ([]byte, error){
+		"segment small": func() ([]byte, error) {
+			return AppendStreamHeader(nil, AES256GCM, "k", []byte{1}, make([]byte, 32), MinSegmentSize-1, make([]byte, SaltSize))
+		},
+		"segment large": func() ([]byte, error) {
+			return AppendStreamHeader(nil, AES256GCM, "k", []byte{1}, make([]byte, 32), MaxSegmentSize+1, make([]byte, SaltSize))
+		},
+		"salt": func() ([]byte, error) {
+			return AppendStreamHeader(nil, AES256GCM, "k", []byte{1}, make([]byte, 32), 4096, make([]byte, 16))
+		},
+		"kek id": func() ([]byte, error) {
+			return AppendStreamHeader(nil, AES256GCM, "", []byte{1}, make([]byte, 32), 4096, make([]byte, SaltSize))
+		},
+	} {
+		_, err := f()
+		var fe *Error
+		assert.ErrorAs(t, err, &fe, name)
+	}
+}
+
+// TestReadHeader checks that ReadHeader stops at the end of the header,
+// reports a stream cut anywhere in its header as Parse does, and passes
+// read errors through.
+func TestReadHeader(t *testing.T) {
+	st, err := AppendStreamHeader(nil, XChaCha20Poly1305, "local:k", bytes.Repeat([]byte{7}, 90), make([]byte, 32), MaxSegmentSize, bytes.Repeat([]byte{9}, SaltSize))
+	require.NoError(t, err)
+	body := []byte("the body follows")
+	r := bytes.NewReader(append(bytes.Clone(st), body...))
+	h, raw, err := ReadHeader(r)
+	require.NoError(t, err)
+	assert.Equal(t, st, raw)
+	assert.Equal(t, FormStream, h.Form)
+	assert.Equal(t, uint32(MaxSegmentSize), h.SegmentSize)
+	rest, err := io.ReadAll(r)
+	require.NoError(t, err)
+	assert.Equal(t, body, rest, "ReadHeader must not read past the header")
+
+	for n := 0; n < len(st); n++ {
+		_, _, err := ReadHeader(bytes.NewReader(st[:n]))
+		_, perr := ParseHeader(st[:n])
+		if n == 0 {
+			assert.ErrorIs(t, err, ErrNotEncrypted)
+			continue
+		}
+		var fe, pfe *Error
+		require.ErrorAs(t, err, &fe, "cut at %d", n)
+		require.ErrorAs(t, perr, &pfe, "cut at %d", n)
+		assert.Equal(t, pfe.Field, fe.Field, "cut at %d", n)
+		assert.Equal(t, "truncated", fe.Reason, "cut at %d", n)
+	}
+	_, _, err = ReadHeader(strings.NewReader("plaintext"))
+	assert.ErrorIs(t, err, ErrNotEncrypted)
+
+	// A huge KEK id length is refused before it is read.
+	_, _, err = ReadHeader(bytes.NewReader([]byte{Magic, Version1, byte(FormStream), byte(AES256GCM), 0xff, 0xff}))
+	var fe *Error
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "kek id length", fe.Field)
+
+	boom := errors.New("disk on fire")
+	_, _, err = ReadHeader(io.MultiReader(bytes.NewReader(st[:10]), iotest.ErrReader(boom)))
+	assert.ErrorIs(t, err, boom)
 }

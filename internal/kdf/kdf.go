@@ -17,6 +17,10 @@ const (
 	// LabelAEAD derives the AEAD key of a data key; the suite id byte is
 	// appended.
 	LabelAEAD = "phicrypt/v1/aead-key/"
+	// LabelStreamKey derives the key of one stream from a data key, with
+	// the stream's random salt as the HKDF salt; the suite id byte is
+	// appended.
+	LabelStreamKey = "phicrypt/v1/stream-key/"
 	// LabelCommitment derives the key commitment of the self-contained
 	// form.
 	LabelCommitment = "phicrypt/v1/key-commitment"

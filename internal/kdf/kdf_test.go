@@ -65,3 +65,24 @@ func TestMACSize(t *testing.T) {
 	_, err := MAC(make([]byte, 8), nil, 32)
 	assert.ErrorIs(t, err, ErrMACKeySize)
 }
+
+// TestLabels freezes the labels (stored ciphertexts depend on them) and
+// checks that none is a prefix of another, so that a label with a suite byte
+// appended never equals another label.
+func TestLabels(t *testing.T) {
+	labels := map[string]string{
+		"phicrypt/v1/aead-key/":       LabelAEAD,
+		"phicrypt/v1/stream-key/":     LabelStreamKey,
+		"phicrypt/v1/key-commitment":  LabelCommitment,
+		"phicrypt/v1/blind-index-key": LabelBlindIndex,
+		"phicrypt/v1/audit-chain-key": LabelAuditChain,
+	}
+	for want, got := range labels {
+		assert.Equal(t, want, got)
+		for other := range labels {
+			if other != want {
+				assert.False(t, bytes.HasPrefix([]byte(other), []byte(want)), "%q is a prefix of %q", want, other)
+			}
+		}
+	}
+}
