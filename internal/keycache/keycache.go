@@ -9,7 +9,9 @@
 //
 // Values are typically *envelope.DEK, which hold derived cipher state but
 // no raw key bytes: there is nothing for eviction to clear beyond dropping
-// the reference.
+// the reference. (envelope.SelfContained's entries also keep the data key
+// itself, from which each stream's key is derived; it goes to the garbage
+// collector with the entry.)
 package keycache
 
 import (
