@@ -18,7 +18,7 @@ type Opener func(ctx context.Context, uri *url.URL) (KEK, error)
 //
 //	local:///etc/phicrypt/kek.json
 //	vault://vault.example.org:8200/transit/keys/phi
-//	aws-kms://arn:aws:kms:eu-west-1:111122223333:key/1234abcd-…
+//	aws-kms:arn:aws:kms:eu-west-1:111122223333:key/1234abcd-…
 //	gcp-kms://projects/p/locations/europe-west1/keyRings/r/cryptoKeys/k
 //	pkcs11:token=phi;object=kek?module-path=/usr/lib/softhsm/libsofthsm2.so
 //
