@@ -73,6 +73,9 @@ type Config struct {
 	// PollInterval is how often a worker looks for partitions that other
 	// workers hold, until the job is done (default 200ms).
 	PollInterval time.Duration
+	// DryRun reads the whole table and reports, in Written, how many rows
+	// the job would change, without writing anything or creating the job.
+	DryRun bool
 }
 
 // Progress reports a running job.
@@ -161,6 +164,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.defaults(); err != nil {
 		return r, err
 	}
+	if cfg.DryRun {
+		return dryRun(ctx, &cfg)
+	}
 	if err := Migrate(ctx, cfg.DB, cfg.Dialect); err != nil {
 		return r, err
 	}
@@ -194,6 +200,31 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return w.report, ctx.Err()
 		case <-time.After(cfg.PollInterval):
 		}
+	}
+}
+
+// dryRun decides every row of the table and counts the changes.
+func dryRun(ctx context.Context, cfg *Config) (Report, error) {
+	w := &worker{cfg: cfg, started: time.Now(), typ: cfg.Spec.rowType()}
+	last := sql.NullString{}
+	for {
+		batch, err := w.readBatch(ctx, cfg.DB, last, false, sql.NullString{})
+		if err != nil || len(batch) == 0 {
+			return w.report, err
+		}
+		last = sql.NullString{String: batch[len(batch)-1].id, Valid: true}
+		for _, r := range batch {
+			ch, err := w.decide(ctx, r)
+			if err != nil {
+				return w.report, err
+			}
+			if ch != nil {
+				w.report.Written++
+			}
+		}
+		w.report.Scanned += int64(len(batch))
+		w.total = w.report.Scanned
+		w.progress(ctx)
 	}
 }
 
@@ -814,8 +845,10 @@ func (w *worker) progress(ctx context.Context) {
 	if w.cfg.Progress == nil {
 		return
 	}
-	var done int64
-	w.cfg.DB.QueryRowContext(ctx, w.cfg.Dialect.Rebind("SELECT coalesce(sum(rows_seen), 0) FROM phicrypt_migration_parts WHERE job = ? AND done = 1"), w.cfg.Job).Scan(&done)
+	done := w.report.Scanned
+	if !w.cfg.DryRun {
+		w.cfg.DB.QueryRowContext(ctx, w.cfg.Dialect.Rebind("SELECT coalesce(sum(rows_seen), 0) FROM phicrypt_migration_parts WHERE job = ? AND done = 1"), w.cfg.Job).Scan(&done)
+	}
 	p := Progress{Job: w.cfg.Job, Done: done, Total: w.total, Written: w.report.Written}
 	if el := time.Since(w.started).Seconds(); el > 0 {
 		p.Rate = float64(w.report.Scanned) / el

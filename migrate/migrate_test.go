@@ -209,6 +209,15 @@ func TestEncryptTable(t *testing.T) {
 		t.Run(k.name, func(t *testing.T) {
 			ctx := context.Background()
 			e := newEnv(t, k, 1174)
+			dry := e.config("encrypt-patients", migrate.Encrypt)
+			dry.DryRun = true
+			planned, err := migrate.Run(ctx, dry)
+			require.NoError(t, err)
+			assert.Equal(t, migrate.Report{Scanned: 1174, Written: 1174}, planned)
+			var plain int
+			require.NoError(t, e.db.QueryRow("SELECT count(*) FROM patients WHERE ssn LIKE '999-%'").Scan(&plain))
+			assert.Equal(t, 1174, plain, "a dry run writes nothing")
+
 			var progress []migrate.Progress
 			cfg := e.config("encrypt-patients", migrate.Encrypt)
 			cfg.Progress = func(p migrate.Progress) { progress = append(progress, p) }
