@@ -152,28 +152,31 @@ type SlogAuditor struct {
 
 var _ Auditor = (*SlogAuditor)(nil)
 
-// Audit implements Auditor.
+// Audit implements Auditor. The record's time is the event's.
 func (a *SlogAuditor) Audit(ctx context.Context, e Event) error {
-	attrs := []slog.Attr{
-		slog.Time("time", e.Time),
+	h := a.Logger.Handler()
+	if !h.Enabled(ctx, a.Level) {
+		return nil
+	}
+	r := slog.NewRecord(e.Time, a.Level, "phicrypt key operation", 0)
+	r.AddAttrs(
 		slog.String("op", string(e.Op)),
 		slog.String("scope", e.Scope),
 		slog.String("key", e.Key),
 		slog.String("outcome", string(e.Outcome)),
-	}
+	)
 	if e.Version != 0 {
-		attrs = append(attrs, slog.Uint64("version", uint64(e.Version)))
+		r.AddAttrs(slog.Uint64("version", uint64(e.Version)))
 	}
 	for _, kv := range [][2]string{{"kek_id", e.KEKID}, {"use", e.Use}, {"principal", e.Principal}, {"purpose", e.Purpose}, {"error_class", e.ErrorClass}} {
 		if kv[1] != "" {
-			attrs = append(attrs, slog.String(kv[0], kv[1]))
+			r.AddAttrs(slog.String(kv[0], kv[1]))
 		}
 	}
 	if e.From != 0 || e.To != 0 {
-		attrs = append(attrs, slog.String("from", e.From.String()), slog.String("to", e.To.String()))
+		r.AddAttrs(slog.String("from", e.From.String()), slog.String("to", e.To.String()))
 	}
-	a.Logger.LogAttrs(ctx, a.Level, "phicrypt key operation", attrs...)
-	return nil
+	return h.Handle(ctx, r)
 }
 
 // MarshalText encodes a state by name, for JSON audit records.

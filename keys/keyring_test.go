@@ -1,8 +1,12 @@
 package keys_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/fips140"
+	"encoding/json"
+	"log/slog"
+	"strings"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -697,4 +701,27 @@ func TestActiveVersion(t *testing.T) {
 	v, err = other.ActiveVersion(ctx, id)
 	require.NoError(t, err)
 	assert.Equal(t, uint32(2), v, "read from the store on a miss")
+}
+
+func TestSlogAuditor(t *testing.T) {
+	var buf bytes.Buffer
+	a := &keys.SlogAuditor{Logger: slog.New(slog.NewJSONHandler(&buf, nil))}
+	at := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	require.NoError(t, a.Audit(context.Background(), keys.Event{Time: at, Op: keys.OpDestroy, Scope: "patient:1", Key: "data", Version: 3,
+		From: keys.DecryptOnly, To: keys.Destroyed, Principal: "ops", Outcome: keys.Success}))
+	var rec map[string]any
+	require.NoError(t, json.Unmarshal(buf.Bytes(), &rec))
+	assert.Equal(t, "2026-11-29T08:00:00Z", rec["time"], "the record's time is the event's")
+	assert.Equal(t, "destroy", rec["op"])
+	assert.Equal(t, "patient:1", rec["scope"])
+	assert.Equal(t, float64(3), rec["version"])
+	assert.Equal(t, "decrypt-only", rec["from"])
+	assert.Equal(t, "destroyed", rec["to"])
+	assert.Equal(t, "ops", rec["principal"])
+	assert.Equal(t, 1, strings.Count(buf.String(), `"time"`))
+
+	buf.Reset()
+	quiet := &keys.SlogAuditor{Logger: slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	require.NoError(t, quiet.Audit(context.Background(), keys.Event{Time: at, Op: keys.OpUse}))
+	assert.Zero(t, buf.Len(), "below the handler's level nothing is written")
 }

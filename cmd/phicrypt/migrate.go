@@ -1,0 +1,286 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/phicrypt/phicrypt/keys"
+	"github.com/phicrypt/phicrypt/migrate"
+)
+
+const migrateUsage = `Usage: phicrypt migrate SUBCOMMAND [flags]
+
+Subcommands:
+  encrypt    encrypt a table's legacy plaintext columns and compute its blind indexes
+  reencrypt  re-encrypt values under the active data key versions, after "keys rotate"
+  reindex    recompute blind indexes with the active index key versions
+  verify     count plaintext values and ciphertexts per key version (exit 3 if work is left)
+  status     show a job's progress
+
+The table is described with flags that must match the application's struct tags:
+  --table patients --id id --scope-column tenant_id (or --scope tenant:st-mary)
+  --column NAME:TYPE[:TARGET][:deterministic]   TYPE is string, bytes, int, float, bool or time;
+                                                TARGET is a new column for the ciphertext
+  --index COLUMN=SRC[+SRC...]:NORMALIZERS:BITS[:text]
+
+Example:
+  phicrypt migrate encrypt --dsn postgres://ehr@db/ehr --keys-dsn postgres://ehr@db/ehr \
+    --kek vault://vault:8200/transit/keys/phi \
+    --table patients --id id --scope-column tenant_id \
+    --column ssn:string --column last_name:string --column birth_date:time \
+    --index ssn_index=ssn:digits:16 --index name_dob=last_name+birth_date:trim+fold+nfc:16 \
+    --workers 4
+`
+
+func runMigrate(ctx context.Context, e *env, args []string) error {
+	kinds := map[string]migrate.Kind{"encrypt": migrate.Encrypt, "reencrypt": migrate.Reencrypt, "reindex": migrate.Reindex}
+	if len(args) > 0 {
+		if kind, ok := kinds[args[0]]; ok {
+			return migrateRun(ctx, e, kind, args[1:])
+		}
+		switch args[0] {
+		case "verify":
+			return migrateVerify(ctx, e, args[1:])
+		case "status":
+			return migrateStatus(ctx, e, args[1:])
+		}
+	}
+	fmt.Fprint(e.stderr, migrateUsage)
+	return subcommandError(args)
+}
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// tableFlags registers the flags describing a table.
+type tableFlags struct {
+	dsn, table, id, scopeColumn, scope string
+	columns, indexes                   listFlag
+}
+
+func (e *env) tableFlags(fs *flag.FlagSet) *tableFlags {
+	t := &tableFlags{}
+	fs.StringVar(&t.dsn, "dsn", e.getenv("PHICRYPT_DSN"), "the table's database (env PHICRYPT_DSN): postgres://… or sqlite:path")
+	fs.StringVar(&t.table, "table", "", "the table")
+	fs.StringVar(&t.id, "id", "id", "the primary key column (the record id bound to every value)")
+	fs.StringVar(&t.scopeColumn, "scope-column", "", "the column holding each row's scope")
+	fs.StringVar(&t.scope, "scope", "", "the scope of every row, instead of --scope-column")
+	fs.Var(&t.columns, "column", "an encrypted column NAME:TYPE[:TARGET][:deterministic] (repeat)")
+	fs.Var(&t.indexes, "index", "a blind index COLUMN=SRC[+SRC]:NORMALIZERS:BITS[:text] (repeat)")
+	return t
+}
+
+// spec builds the migration spec from the flags.
+func (t *tableFlags) spec() (migrate.Spec, error) {
+	s := migrate.Spec{Table: t.table, ID: t.id, ScopeColumn: t.scopeColumn, Scope: t.scope}
+	for _, c := range t.columns {
+		parts := strings.Split(c, ":")
+		if len(parts) < 2 || len(parts) > 4 {
+			return s, usagef("--column %q: want NAME:TYPE[:TARGET][:deterministic]", c)
+		}
+		col := migrate.Column{Name: parts[0], Type: parts[1]}
+		for _, p := range parts[2:] {
+			if p == "deterministic" {
+				col.Deterministic = true
+			} else {
+				col.Target = p
+			}
+		}
+		s.Columns = append(s.Columns, col)
+	}
+	for _, ix := range t.indexes {
+		column, def, ok := strings.Cut(ix, "=")
+		parts := strings.Split(def, ":")
+		if !ok || len(parts) < 3 || len(parts) > 4 || (len(parts) == 4 && parts[3] != "text") {
+			return s, usagef("--index %q: want COLUMN=SRC[+SRC]:NORMALIZERS:BITS[:text]", ix)
+		}
+		bits, err := strconv.Atoi(parts[2])
+		if err != nil {
+			return s, usagef("--index %q: bits: %v", ix, err)
+		}
+		s.Indexes = append(s.Indexes, migrate.Index{Column: column, Of: strings.Split(parts[0], "+"), Normalize: parts[1], Bits: bits, Text: len(parts) == 4})
+	}
+	if err := s.Validate(); err != nil {
+		return s, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return s, nil
+}
+
+func migrateRun(ctx context.Context, e *env, kind migrate.Kind, args []string) error {
+	fs := e.flags("migrate "+string(kind), "--dsn DSN --table T --column … [flags]", "")
+	c := e.commonFlags(fs)
+	t := e.tableFlags(fs)
+	job := fs.String("job", "", "the job's name, shared by the workers of one job (default KIND:TABLE)")
+	workers := fs.Int("workers", 1, "workers in this process (other processes may join the same job)")
+	partition := fs.Int("partition", migrate.DefaultPartitionRows, "rows per partition (one transaction)")
+	batch := fs.Int("batch", migrate.DefaultBatchRows, "rows per statement")
+	rate := fs.Float64("rate", 0, "rows per second per worker, at most (0: no limit)")
+	binary := fs.Bool("binary", false, "write binary ciphertexts (bytea/BLOB columns) instead of text armor")
+	dryRun := fs.Bool("dry-run", false, "count the rows the job would change, write nothing")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	spec, err := t.spec()
+	if err != nil {
+		return err
+	}
+	if *workers < 1 {
+		return usagef("--workers must be at least 1")
+	}
+	if c.keysDSN == "" {
+		c.keysDSN = t.dsn
+	}
+	s, err := e.open(ctx, c, keys.Config{Auditor: e.auditor()})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	db, dialect, err := openDB(t.dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	codec, err := s.codec(*binary)
+	if err != nil {
+		return err
+	}
+	cfg := migrate.Config{DB: db, Dialect: dialect, Codec: codec, Keyring: s.keyring, Job: *job, Kind: kind, Spec: spec,
+		PartitionRows: *partition, BatchRows: *batch, RateLimit: *rate, DryRun: *dryRun}
+	bar := e.bar(-1, string(kind)+" "+spec.Table)
+	var mu sync.Mutex
+	cfg.Progress = func(p migrate.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		if bar.GetMax64() != p.Total && p.Total > 0 {
+			bar.ChangeMax64(p.Total)
+		}
+		bar.Set64(p.Done)
+	}
+	start := time.Now()
+	reports := make([]migrate.Report, *workers)
+	errs := make([]error, *workers)
+	var wg sync.WaitGroup
+	for i := range reports {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			wc := cfg
+			if *workers > 1 {
+				wc.Worker = fmt.Sprintf("%s#%d", migrate.DefaultWorker(), i)
+			}
+			reports[i], errs[i] = migrate.Run(ctx, wc)
+		}()
+		if *dryRun {
+			wg.Wait()
+			break
+		}
+	}
+	wg.Wait()
+	bar.Finish()
+	var total migrate.Report
+	for _, r := range reports {
+		total.Partitions += r.Partitions
+		total.Scanned += r.Scanned
+		total.Written += r.Written
+		total.Conflicts += r.Conflicts
+	}
+	verb := "changed"
+	if *dryRun {
+		verb = "would change"
+	}
+	el := time.Since(start)
+	fmt.Fprintf(e.stdout, "%s %s: scanned %d rows, %s %d, %d left by concurrent writes, in %s (%.0f rows/s)\n",
+		kind, spec.Table, total.Scanned, verb, total.Written, total.Conflicts, el.Round(time.Millisecond), float64(total.Scanned)/el.Seconds())
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func migrateVerify(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("migrate verify", "--dsn DSN --table T --column … [--decrypt]", "")
+	c := e.commonFlags(fs)
+	t := e.tableFlags(fs)
+	decrypt := fs.Bool("decrypt", false, "also decrypt every row (needs the KEK and the key store)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	spec, err := t.spec()
+	if err != nil {
+		return err
+	}
+	db, dialect, err := openDB(t.dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	vc := migrate.VerifyConfig{DB: db, Dialect: dialect, Spec: spec}
+	if *decrypt {
+		if c.keysDSN == "" {
+			c.keysDSN = t.dsn
+		}
+		s, err := e.open(ctx, c, keys.Config{})
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		if vc.Codec, err = s.codec(false); err != nil {
+			return err
+		}
+	}
+	report, err := migrate.Verify(ctx, vc)
+	if err != nil {
+		return err
+	}
+	fmt.Fprint(e.stdout, report.String())
+	if !report.Complete() {
+		fmt.Fprintln(e.stdout, "incomplete: plaintext or undecryptable values are left")
+		return errIncomplete
+	}
+	fmt.Fprintln(e.stdout, "complete: every value is encrypted")
+	refs := report.Referenced()
+	for _, c := range report.Columns {
+		if vs := refs[c.Column]; len(vs) > 0 {
+			fmt.Fprintf(e.stdout, "column %s uses data key versions %v\n", c.Column, vs)
+		}
+	}
+	return nil
+}
+
+func migrateStatus(ctx context.Context, e *env, args []string) error {
+	fs := e.flags("migrate status", "--dsn DSN --job NAME", "")
+	dsn := fs.String("dsn", e.getenv("PHICRYPT_DSN"), "the table's database (env PHICRYPT_DSN)")
+	job := fs.String("job", "", "the job (e.g. encrypt:patients)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *job == "" {
+		return usagef("--job is required")
+	}
+	db, dialect, err := openDB(*dsn)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	st, err := migrate.Status(ctx, db, dialect, *job)
+	if err != nil {
+		return err
+	}
+	state := "running"
+	if !st.Finished.IsZero() {
+		state = "complete at " + st.Finished.Format(time.RFC3339)
+	}
+	fmt.Fprintf(e.stdout, "job %s (%s): %s\npartitions %d/%d, rows %d of %d done, %d written\nworkers: %s\n",
+		st.Job, st.Kind, state, st.PartitionsDone, st.Partitions, st.RowsDone, st.Total, st.RowsWritten, strings.Join(st.Workers, ", "))
+	return nil
+}
