@@ -104,6 +104,12 @@ type Report struct {
 	Legacy int64
 }
 
+// DefaultWorker is the name a worker gets by default: host:pid.
+func DefaultWorker() string {
+	host, _ := os.Hostname()
+	return host + ":" + strconv.Itoa(os.Getpid())
+}
+
 // ErrJobMismatch means a job of the same name exists with another kind or
 // spec.
 var ErrJobMismatch = errors.New("migrate: a job of this name exists with another kind or spec")
@@ -124,8 +130,7 @@ func (c *Config) defaults() error {
 		c.Job = string(c.Kind) + ":" + c.Spec.Table
 	}
 	if c.Worker == "" {
-		host, _ := os.Hostname()
-		c.Worker = host + ":" + strconv.Itoa(os.Getpid())
+		c.Worker = DefaultWorker()
 	}
 	if c.PartitionRows <= 0 {
 		c.PartitionRows = DefaultPartitionRows
