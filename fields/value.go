@@ -4,13 +4,14 @@ import (
 	"encoding"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/phicrypt/phicrypt/internal/jsonerr"
 )
 
 // The plaintext of an encrypted field is a type tag byte and the value.
@@ -236,7 +237,7 @@ func decodeReflect(pt []byte, rv reflect.Value) error {
 		rv.SetBytes(append([]byte{}, body...))
 	case tagJSON:
 		if err := json.Unmarshal(body, rv.Addr().Interface()); err != nil {
-			return fmt.Errorf("%w: %v: %s", ErrTypeMismatch, t, jsonErrorKind(err))
+			return fmt.Errorf("%w: %v: %s", ErrTypeMismatch, t, jsonerr.Describe(err))
 		}
 	default:
 		return mismatch(t, tag)
@@ -248,18 +249,6 @@ func mismatch(t reflect.Type, tag byte) error {
 	return fmt.Errorf("%w: a %q-tagged value does not decode into %v", ErrTypeMismatch, tag, t)
 }
 
-// jsonErrorKind describes a JSON error without quoting the input.
-func jsonErrorKind(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		return fmt.Sprintf("wrong type for %q", typ.Field)
-	}
-	return "malformed JSON"
-}
 
 // appendText appends the text that blind indexes are computed over: the
 // string itself for strings and byte slices, decimal for numbers,

@@ -59,6 +59,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
+	"github.com/phicrypt/phicrypt/internal/jsonerr"
 	"github.com/phicrypt/phicrypt/kms"
 )
 
@@ -338,7 +339,7 @@ func parse(data []byte) (*file, error) {
 	dec.DisallowUnknownFields()
 	var f file
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, jsonErrorWithoutInput(err))
+		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, jsonerr.Describe(err))
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("%w: trailing data", ErrInvalidKeyFile)
@@ -366,21 +367,6 @@ func parse(data []byte) (*file, error) {
 	return &f, nil
 }
 
-// jsonErrorWithoutInput keeps a JSON error's kind and offset but drops any
-// quoted input, which could be key material.
-func jsonErrorWithoutInput(err error) string {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &syn):
-		return fmt.Sprintf("syntax error at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		return fmt.Sprintf("wrong type for field %q at byte %d", typ.Field, typ.Offset)
-	case strings.HasPrefix(err.Error(), "json: unknown field"):
-		return err.Error() // names a field, not a value
-	}
-	return "malformed JSON"
-}
 
 func checkKeys(keys []keyVersion) error {
 	if len(keys) == 0 || len(keys) > maxVersions {
@@ -442,7 +428,7 @@ func (f *file) unseal(passphrase []byte) ([]keyVersion, error) {
 	defer clear(plain)
 	var keys []keyVersion
 	if err := json.Unmarshal(plain, &keys); err != nil {
-		return nil, fmt.Errorf("%w: sealed keys: %v", ErrInvalidKeyFile, jsonErrorWithoutInput(err))
+		return nil, fmt.Errorf("%w: sealed keys: %v", ErrInvalidKeyFile, jsonerr.Describe(err))
 	}
 	if err := checkKeys(keys); err != nil {
 		clearKeys(keys)
