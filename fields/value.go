@@ -249,7 +249,6 @@ func mismatch(t reflect.Type, tag byte) error {
 	return fmt.Errorf("%w: a %q-tagged value does not decode into %v", ErrTypeMismatch, tag, t)
 }
 
-
 // appendText appends the text that blind indexes are computed over: the
 // string itself for strings and byte slices, decimal for numbers,
 // "true"/"false", RFC 3339 in UTC with nanoseconds for times, MarshalText

@@ -367,7 +367,6 @@ func parse(data []byte) (*file, error) {
 	return &f, nil
 }
 
-
 func checkKeys(keys []keyVersion) error {
 	if len(keys) == 0 || len(keys) > maxVersions {
 		return fmt.Errorf("%w: needs 1 to %d key versions", ErrInvalidKeyFile, maxVersions)
