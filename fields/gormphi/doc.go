@@ -126,4 +126,11 @@
 // keys and kms; test them with errors.Is. GORM joins a statement's errors
 // and keeps only the last one in the chain: a seal error followed by a
 // failed rollback (on a cancelled context) matches only the latter.
+//
+// On SQLite, keep the key store (keys.SQLStore) and the audit log in a
+// database file of their own: SQLite has one writer at a time, and a
+// data key created (or a message budget reserved) while a GORM
+// transaction holds a read snapshot of the same file makes that
+// transaction fail with SQLITE_BUSY_SNAPSHOT. PostgreSQL has no such
+// limit.
 package gormphi
