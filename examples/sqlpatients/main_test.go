@@ -201,7 +201,9 @@ func TestSynthea(t *testing.T) {
 		haystack := bytes.Join(values, []byte{0})
 		for _, w := range want {
 			for _, secret := range []string{w.mrn, w.ssn, strings.ReplaceAll(w.ssn, "-", ""), w.first, w.last, w.address, w.born} {
-				if bytes.Contains(haystack, []byte(secret)) {
+				// Shorter strings occur by chance in 1.3 MB of base64url
+				// (a 4-character one with probability 8%).
+				if len(secret) >= 6 && bytes.Contains(haystack, []byte(secret)) {
 					t.Errorf("the table holds PHI of patient %s", w.id)
 				}
 			}

@@ -47,9 +47,6 @@ func (p *Plugin) beforeCreate(db *gorm.DB) {
 			}
 		}
 		return
-	case *map[string]any, *[]map[string]any:
-		db.AddError(fmt.Errorf("%w: pass maps by value", ErrPlaintext))
-		return
 	}
 	if db.Statement.SkipHooks {
 		// Written as they are: unsealed values fail in the driver

@@ -34,6 +34,7 @@ type Plugin struct {
 	models []any
 	cache  sync.Map // *schema.Schema -> *modelResult
 	tables sync.Map // table name -> *model, for statements without a model
+	tags   sync.Map // reflect.Type -> bool: has phi tags
 }
 
 type modelResult struct {
@@ -125,6 +126,16 @@ func (p *Plugin) model(s *schema.Schema) (*model, error) {
 		p.tables.LoadOrStore(s.Table, m)
 	}
 	return r.(*modelResult).m, r.(*modelResult).err
+}
+
+// tagged reports whether struct type t has phi tags, cached.
+func (p *Plugin) tagged(t reflect.Type) bool {
+	if v, ok := p.tags.Load(t); ok {
+		return v.(bool)
+	}
+	has := hasPHITags(t, map[reflect.Type]bool{})
+	p.tags.Store(t, has)
+	return has
 }
 
 // pluginOf returns the plugin registered on db.

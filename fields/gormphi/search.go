@@ -26,7 +26,7 @@ func (p *Plugin) open(ctx context.Context, rv reflect.Value) error {
 			t = t.Elem()
 		}
 	}
-	if t.Kind() != reflect.Struct || !hasPHITags(t, map[reflect.Type]bool{}) {
+	if t.Kind() != reflect.Struct || !p.tagged(t) {
 		return nil
 	}
 	l, err := fields.Describe(t)
