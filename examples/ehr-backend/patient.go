@@ -83,6 +83,7 @@ type ValidationError struct {
 	Field, Rule string
 }
 
+// Error names the field and the rule.
 func (e *ValidationError) Error() string { return e.Field + ": " + e.Rule }
 
 // parseDate parses a YYYY-MM-DD birth date.

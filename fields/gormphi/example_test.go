@@ -150,3 +150,26 @@ func ExamplePlugin_updates() {
 	// Output:
 	// 1 true
 }
+
+// WhereIndex narrows a query to the candidates of a blind index; Match
+// keeps those whose plaintext is the search term's.
+func ExampleWhereIndex() {
+	db, done := exampleDB()
+	defer done()
+	for i, ssn := range []string{"999-32-6219", "999-56-1526"} {
+		db.Create(&ExampleRecord{ID: fmt.Sprint("id-", i), TenantID: "tenant:st-mary", SSN: fields.New(ssn)})
+	}
+	term := &ExampleRecord{TenantID: "tenant:st-mary", SSN: fields.New("999-32-6219")}
+	var candidates []ExampleRecord
+	if err := db.Scopes(gormphi.WhereIndex(term, "SSNIndex")).Order("id").Find(&candidates).Error; err != nil {
+		log.Fatal(err)
+	}
+	codec := db.Config.Plugins[gormphi.Name].(*gormphi.Plugin).Codec()
+	for _, c := range candidates {
+		if ok, _ := codec.Match(&c, term, "SSNIndex"); ok {
+			fmt.Println(c.ID, c.SSN.Get())
+		}
+	}
+	// Output:
+	// id-0 999-32-6219
+}

@@ -172,6 +172,7 @@ type LayoutError struct {
 	Type, Field, Reason string
 }
 
+// Error names the type, the field and the disagreement.
 func (e *LayoutError) Error() string {
 	s := "gormphi: " + e.Type
 	if e.Field != "" {
