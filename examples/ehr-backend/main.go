@@ -1,0 +1,221 @@
+// Command ehr-backend is a small HTTP JSON service for patient records
+// whose PHI is encrypted with phicrypt through GORM (package
+// fields/gormphi): create, read, update and delete patients, and find
+// them by SSN, by MRN, or by last name and date of birth through blind
+// indexes, without decrypting the table. Every response that carries PHI,
+// and every search, write and delete, is recorded in a tamper-evident
+// audit log (keys.AuditLog) with the caller from the X-User header.
+//
+//	go run ./examples/ehr-backend                          # SQLite in a temporary folder
+//	go run ./examples/ehr-backend -dsn postgres://...      # or EHR_DSN=postgres://...
+//
+// Without a DSN, the patients are in a SQLite file in -dir (by default a
+// folder in the system's temporary directory), the keys and the audit log
+// in another, next to a local KEK file created on first run. With a PostgreSQL DSN, the patients, the wrapped
+// keys and the audit log live in that database; the KEK stays in -dir.
+// Production sites keep their KEK in Vault, a cloud KMS or an HSM (see
+// package kms). See README.md for the API and curl calls.
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+	"gorm.io/driver/postgres"
+	"gorm.io/driver/sqlite"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
+
+	"github.com/phicrypt/phicrypt/fields"
+	"github.com/phicrypt/phicrypt/fields/gormphi"
+	"github.com/phicrypt/phicrypt/keys"
+	"github.com/phicrypt/phicrypt/kms"
+	"github.com/phicrypt/phicrypt/kms/local"
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
+	dsn := flag.String("dsn", os.Getenv("EHR_DSN"), "PostgreSQL URL (postgres://...); empty for SQLite in -dir (env EHR_DSN)")
+	dir := flag.String("dir", filepath.Join(os.TempDir(), "phicrypt-ehr-backend"), "folder for the KEK file and the SQLite database")
+	tenant := flag.String("tenant", "tenant:default", "tenant of requests without an X-Tenant header")
+	flag.Parse()
+
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	app, err := Open(ctx, Options{Dir: *dir, DSN: *dsn, Tenant: *tenant, Logger: log})
+	if err != nil {
+		log.Error("start", "error", err.Error())
+		os.Exit(1)
+	}
+	defer app.Close()
+
+	srv := &http.Server{Addr: *addr, Handler: app.Handler, ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(shutdown)
+	}()
+	log.Info("listening", "addr", *addr, "database", app.Database)
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		log.Error("serve", "error", err.Error())
+		os.Exit(1)
+	}
+}
+
+// Options configure Open.
+type Options struct {
+	// Dir holds the local KEK file and, without DSN, the SQLite database.
+	Dir string
+	// DSN is a PostgreSQL URL; empty for SQLite.
+	DSN string
+	// Tenant is the scope of requests without an X-Tenant header.
+	Tenant string
+	// Logger receives request logs.
+	Logger *slog.Logger
+	// KEK replaces the local KEK file (tests use it to count calls).
+	KEK kms.KEK
+	// Auditor replaces the database audit log (tests use it to see the
+	// events).
+	Auditor keys.Auditor
+}
+
+// App is a ready service: its HTTP handler and what to close.
+type App struct {
+	Handler  http.Handler
+	Database string // "sqlite FILE" or "postgres"
+	DB       *gorm.DB
+	Audit    *keys.AuditLog // nil when Options.Auditor replaced it
+	sqlDB    *sql.DB        // the patients
+	keysDB   *sql.DB        // the keys and the audit log: sqlDB on PostgreSQL
+}
+
+// Close closes the databases.
+func (a *App) Close() error {
+	var err error
+	if a.keysDB != nil && a.keysDB != a.sqlDB {
+		err = a.keysDB.Close()
+	}
+	if a.sqlDB != nil {
+		err = errors.Join(a.sqlDB.Close(), err)
+	}
+	return err
+}
+
+// Open opens (and creates on first run) the KEK, the database, the key
+// store, the audit log and the patients table, and returns the service.
+func Open(ctx context.Context, o Options) (*App, error) {
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	kek := o.KEK
+	if kek == nil {
+		var err error
+		if kek, err = openOrCreateKEK(filepath.Join(o.Dir, "kek.json")); err != nil {
+			return nil, err
+		}
+	}
+	app := &App{}
+	var (
+		dialector gorm.Dialector
+		dialect   keys.Dialect
+		err       error
+	)
+	fail := func(err error) (*App, error) {
+		app.Close()
+		return nil, err
+	}
+	switch {
+	case o.DSN == "":
+		// The keys and the audit log get a database file of their own:
+		// SQLite has one writer at a time, and a data key created while a
+		// GORM transaction holds a read snapshot of the same file would
+		// make that transaction fail (SQLITE_BUSY_SNAPSHOT).
+		const pragmas = "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+		path := filepath.Join(o.Dir, "ehr.db")
+		if app.sqlDB, err = sql.Open("sqlite", "file:"+path+pragmas); err != nil {
+			return nil, err
+		}
+		if app.keysDB, err = sql.Open("sqlite", "file:"+filepath.Join(o.Dir, "keys.db")+pragmas); err != nil {
+			return fail(err)
+		}
+		dialector, dialect, app.Database = sqlite.Dialector{DriverName: "sqlite", Conn: app.sqlDB}, keys.SQLite, "sqlite "+path
+	case strings.HasPrefix(o.DSN, "postgres://") || strings.HasPrefix(o.DSN, "postgresql://"):
+		if app.sqlDB, err = sql.Open("pgx", o.DSN); err != nil {
+			return nil, err
+		}
+		app.keysDB = app.sqlDB
+		dialector, dialect, app.Database = postgres.New(postgres.Config{Conn: app.sqlDB}), keys.Postgres, "postgres"
+	default:
+		return nil, fmt.Errorf("ehr-backend: -dsn must be a postgres:// URL")
+	}
+	store, err := keys.NewSQLStore(ctx, app.keysDB, dialect)
+	if err != nil {
+		return fail(err)
+	}
+	auditor := o.Auditor
+	if auditor == nil {
+		if app.Audit, err = keys.NewAuditLog(ctx, app.keysDB, dialect, kek); err != nil {
+			return fail(err)
+		}
+		auditor = app.Audit
+	}
+	keyring, err := keys.New(keys.Config{KEK: kek, Store: store, Auditor: auditor})
+	if err != nil {
+		return fail(err)
+	}
+	codec, err := fields.NewCodec(fields.Config{Keyring: keyring})
+	if err != nil {
+		return fail(err)
+	}
+	// GORM's logger would print SQL with its arguments: ciphertexts and
+	// blind index values. It stays silent. Timestamps are kept to the
+	// microsecond, PostgreSQL's precision, so responses match the rows.
+	db, err := gorm.Open(dialector, &gorm.Config{Logger: logger.Discard,
+		NowFunc: func() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }})
+	if err != nil {
+		return fail(err)
+	}
+	plugin, err := gormphi.New(gormphi.Config{Codec: codec, Models: []any{&Patient{}}})
+	if err != nil {
+		return fail(err)
+	}
+	if err := db.Use(plugin); err != nil {
+		return fail(err)
+	}
+	if err := db.WithContext(ctx).AutoMigrate(&Patient{}); err != nil {
+		return fail(err)
+	}
+	svc, err := NewService(ServiceConfig{DB: db, Auditor: auditor, Logger: o.Logger, Tenant: o.Tenant})
+	if err != nil {
+		return fail(err)
+	}
+	app.Handler, app.DB = svc.Handler(), db
+	return app, nil
+}
+
+// openOrCreateKEK opens the key file at path, creating it (mode 0600) if
+// it does not exist.
+func openOrCreateKEK(path string) (*local.KEK, error) {
+	kek, err := local.New(local.Config{Path: path})
+	if errors.Is(err, fs.ErrNotExist) {
+		kek, err = local.Create(path, local.Options{KeyID: "local:ehr-backend"})
+	}
+	return kek, err
+}

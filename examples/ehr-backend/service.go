@@ -1,0 +1,395 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/phicrypt/phicrypt/fields"
+	"github.com/phicrypt/phicrypt/fields/gormphi"
+	"github.com/phicrypt/phicrypt/keys"
+)
+
+// Audited operations on PHI, next to the keyring's key operations.
+const (
+	OpPHIRead   keys.Op = "phi-read"   // a patient's PHI left the service
+	OpPHISearch keys.Op = "phi-search" // a search ran (Use names its kind, never its terms)
+	OpPHIWrite  keys.Op = "phi-write"  // a patient was created or changed
+	OpPHIDelete keys.Op = "phi-delete" // a patient was deleted
+)
+
+// Errors the handlers map to HTTP statuses (see status).
+var (
+	errUnauthenticated = errors.New("missing X-User header")
+	errNotFound        = errors.New("patient not found")
+	errConflict        = errors.New("a patient with this MRN already exists")
+	errBadJSON         = errors.New("malformed JSON body")
+	errTooLarge        = errors.New("body too large")
+)
+
+// Service is the patients API.
+type Service struct {
+	db      *gorm.DB // with the gormphi plugin registered
+	auditor keys.Auditor
+	log     *slog.Logger
+	tenant  string
+}
+
+// ServiceConfig configures a Service.
+type ServiceConfig struct {
+	// DB has the gormphi plugin registered and the patients table.
+	DB *gorm.DB
+	// Auditor receives an event for every PHI read, search, write and
+	// delete. If it fails, the request fails and returns no PHI.
+	Auditor keys.Auditor
+	// Logger receives request logs: method, route, status, duration,
+	// never a body or query.
+	Logger *slog.Logger
+	// Tenant is the scope of requests without an X-Tenant header.
+	Tenant string
+}
+
+// NewService returns a Service.
+func NewService(cfg ServiceConfig) (*Service, error) {
+	if cfg.DB == nil || cfg.Auditor == nil || cfg.Logger == nil || cfg.Tenant == "" {
+		return nil, errors.New("ehr-backend: ServiceConfig needs DB, Auditor, Logger and Tenant")
+	}
+	return &Service{db: cfg.DB, auditor: cfg.Auditor, log: cfg.Logger, tenant: cfg.Tenant}, nil
+}
+
+// Handler returns the API's routes. Searches take their terms in a POST
+// body, so that no SSN or name ends up in a URL, an access log or a
+// proxy's cache.
+func (s *Service) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /patients", s.handle(s.create))
+	mux.HandleFunc("GET /patients/{id}", s.handle(s.get))
+	mux.HandleFunc("PATCH /patients/{id}", s.handle(s.update))
+	mux.HandleFunc("DELETE /patients/{id}", s.handle(s.delete))
+	mux.HandleFunc("POST /patients/search", s.handle(s.search))
+	return mux
+}
+
+type tenantKey struct{}
+
+func tenantOf(ctx context.Context) string { return ctx.Value(tenantKey{}).(string) }
+
+// handle adapts a handler that returns a status, a response and an
+// error: it authenticates the caller (X-User), sets the tenant, the
+// principal and the purpose in the context, writes the JSON response or
+// the error, and logs the request without its content.
+func (s *Service) handle(h func(r *http.Request) (int, any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		status, body, err := s.serve(r, h)
+		if err != nil {
+			status, body = s.status(r, err)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store") // responses hold PHI
+		w.WriteHeader(status)
+		if body != nil {
+			json.NewEncoder(w).Encode(body)
+		}
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("route", r.Pattern),
+			slog.String("user", r.Header.Get("X-User")), slog.Int("status", status), slog.Duration("duration", time.Since(start)))
+	}
+}
+
+func (s *Service) serve(r *http.Request, h func(r *http.Request) (int, any, error)) (int, any, error) {
+	user := r.Header.Get("X-User")
+	if user == "" {
+		return 0, nil, errUnauthenticated
+	}
+	tenant := r.Header.Get("X-Tenant")
+	if tenant == "" {
+		tenant = s.tenant
+	}
+	purpose := r.Header.Get("X-Purpose")
+	if purpose == "" {
+		purpose = "treatment"
+	}
+	ctx := keys.WithPurpose(keys.WithPrincipal(r.Context(), user), purpose)
+	ctx = context.WithValue(ctx, tenantKey{}, tenant)
+	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
+	return h(r.WithContext(ctx))
+}
+
+// errorBody is the JSON of an error response.
+type errorBody struct {
+	Error string `json:"error"`
+	Field string `json:"field,omitempty"`
+}
+
+// status maps an error to its HTTP status and body. Server errors are
+// logged (phicrypt's errors name fields and columns, never values) and
+// answered with a generic message.
+func (s *Service) status(r *http.Request, err error) (int, any) {
+	var ve *ValidationError
+	switch {
+	case errors.As(err, &ve):
+		return http.StatusBadRequest, errorBody{Error: ve.Rule, Field: ve.Field}
+	case errors.Is(err, errBadJSON):
+		return http.StatusBadRequest, errorBody{Error: err.Error()}
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge, errorBody{Error: err.Error()}
+	case errors.Is(err, errUnauthenticated):
+		return http.StatusUnauthorized, errorBody{Error: err.Error()}
+	case errors.Is(err, errNotFound), errors.Is(err, gorm.ErrRecordNotFound):
+		return http.StatusNotFound, errorBody{Error: errNotFound.Error()}
+	case errors.Is(err, errConflict):
+		return http.StatusConflict, errorBody{Error: err.Error()}
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelError, "request failed", slog.String("method", r.Method),
+		slog.String("route", r.Pattern), slog.String("error", err.Error()))
+	return http.StatusInternalServerError, errorBody{Error: "internal error"}
+}
+
+// decode reads a JSON body strictly.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errTooLarge
+		}
+		return fmt.Errorf("%w: %s", errBadJSON, jsonProblem(err))
+	}
+	return nil
+}
+
+// jsonProblem describes a JSON error without quoting the input.
+func jsonProblem(err error) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return fmt.Sprintf("syntax error at offset %d", se.Offset)
+	case errors.As(err, &te):
+		return "wrong type for " + te.Field
+	}
+	return "unreadable body"
+}
+
+// audit records an operation on PHI.
+func (s *Service) audit(ctx context.Context, op keys.Op, key, use string) error {
+	err := s.auditor.Audit(ctx, keys.Event{Time: time.Now().UTC(), Op: op, Scope: tenantOf(ctx), Key: key, Use: use,
+		Principal: keys.Principal(ctx), Purpose: keys.Purpose(ctx), Outcome: keys.Success})
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	return nil
+}
+
+func (s *Service) create(r *http.Request) (int, any, error) {
+	ctx := r.Context()
+	var in PatientInput
+	if err := decode(r, &in); err != nil {
+		return 0, nil, err
+	}
+	if err := in.validate(true); err != nil {
+		return 0, nil, err
+	}
+	born, _ := parseDate("birth_date", *in.BirthDate)
+	p := &Patient{ID: newID(), TenantID: tenantOf(ctx), MRN: fields.New(*in.MRN), SSN: fields.New(*in.SSN),
+		First: fields.New(*in.First), Last: fields.New(*in.Last), BirthDate: fields.New(born)}
+	if in.Phone != nil && *in.Phone != "" {
+		p.Phone = fields.New(*in.Phone)
+	}
+	if in.Gender != nil {
+		p.Gender = *in.Gender
+	}
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := s.checkMRN(tx, p.MRN.Get(), ""); err != nil {
+			return err
+		}
+		return tx.Create(p).Error
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.audit(ctx, OpPHIWrite, "patients/"+p.ID, "create"); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, output(p), nil
+}
+
+// checkMRN fails with errConflict when another patient of the tenant has
+// the MRN. (A blind index cannot be a unique constraint, since it is
+// truncated; a site that needs one in the database stores the MRN with
+// deterministic encryption, which reveals equal values.)
+func (s *Service) checkMRN(tx *gorm.DB, mrn, self string) error {
+	found, err := gormphi.Search(tx, &Patient{TenantID: tenantOf(tx.Statement.Context), MRN: fields.New(mrn)}, "MRNIndex")
+	if err != nil {
+		return err
+	}
+	for _, f := range found {
+		if f.ID != self {
+			return errConflict
+		}
+	}
+	return nil
+}
+
+// load reads a patient of the caller's tenant, opened.
+func (s *Service) load(tx *gorm.DB, id string) (*Patient, error) {
+	var p Patient
+	if err := tx.Where("id = ? AND tenant_id = ?", id, tenantOf(tx.Statement.Context)).Take(&p).Error; err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (s *Service) get(r *http.Request) (int, any, error) {
+	ctx := r.Context()
+	p, err := s.load(s.db.WithContext(ctx), r.PathValue("id"))
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.audit(ctx, OpPHIRead, "patients/"+p.ID, "get"); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, output(p), nil
+}
+
+func (s *Service) update(r *http.Request) (int, any, error) {
+	ctx := r.Context()
+	var in PatientInput
+	if err := decode(r, &in); err != nil {
+		return 0, nil, err
+	}
+	if err := in.validate(false); err != nil {
+		return 0, nil, err
+	}
+	var p *Patient
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var err error
+		if p, err = s.load(tx, r.PathValue("id")); err != nil {
+			return err
+		}
+		// Only the fields present change. The record was read and opened,
+		// so the plugin can recompute a compound index (last name + birth
+		// date) when only one of its sources changes.
+		changes := map[string]any{}
+		set := func(col string, v *string) {
+			if v != nil {
+				changes[col] = fields.New(*v)
+			}
+		}
+		set("mrn", in.MRN)
+		set("ssn", in.SSN)
+		set("first", in.First)
+		set("last", in.Last)
+		if in.BirthDate != nil {
+			born, _ := parseDate("birth_date", *in.BirthDate)
+			changes["birth_date"] = fields.New(born)
+		}
+		if in.Phone != nil {
+			changes["phone"] = fields.New(*in.Phone)
+			if *in.Phone == "" {
+				changes["phone"] = nil
+			}
+		}
+		if in.Gender != nil {
+			changes["gender"] = *in.Gender
+		}
+		if len(changes) == 0 {
+			return nil
+		}
+		if in.MRN != nil {
+			if err := s.checkMRN(tx, *in.MRN, p.ID); err != nil {
+				return err
+			}
+		}
+		return tx.Model(p).Updates(changes).Error
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.audit(ctx, OpPHIWrite, "patients/"+p.ID, "update"); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, output(p), nil
+}
+
+func (s *Service) delete(r *http.Request) (int, any, error) {
+	ctx := r.Context()
+	id := r.PathValue("id")
+	res := s.db.WithContext(ctx).Where("id = ? AND tenant_id = ?", id, tenantOf(ctx)).Delete(&Patient{})
+	if res.Error != nil {
+		return 0, nil, res.Error
+	}
+	if res.RowsAffected == 0 {
+		return 0, nil, errNotFound
+	}
+	if err := s.audit(ctx, OpPHIDelete, "patients/"+id, "delete"); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusNoContent, nil, nil
+}
+
+// SearchInput is the body of a search: an SSN, an MRN, or a last name and
+// a birth date.
+type SearchInput struct {
+	SSN       string `json:"ssn"`
+	MRN       string `json:"mrn"`
+	Last      string `json:"last"`
+	BirthDate string `json:"birth_date"`
+}
+
+// SearchOutput is the body of a search's response.
+type SearchOutput struct {
+	Patients []PatientOutput `json:"patients"`
+}
+
+func (s *Service) search(r *http.Request) (int, any, error) {
+	ctx := r.Context()
+	var in SearchInput
+	if err := decode(r, &in); err != nil {
+		return 0, nil, err
+	}
+	term := &Patient{TenantID: tenantOf(ctx)}
+	var index, kind string
+	switch {
+	case in.SSN != "" && in.MRN == "" && in.Last == "" && in.BirthDate == "":
+		if !ssnPattern.MatchString(in.SSN) {
+			return 0, nil, &ValidationError{"ssn", "want 9 digits, as NNN-NN-NNNN"}
+		}
+		term.SSN, index, kind = fields.New(in.SSN), "SSNIndex", "ssn"
+	case in.MRN != "" && in.SSN == "" && in.Last == "" && in.BirthDate == "":
+		if !mrnPattern.MatchString(in.MRN) {
+			return 0, nil, &ValidationError{"mrn", "want 1 to 32 letters, digits or dashes"}
+		}
+		term.MRN, index, kind = fields.New(in.MRN), "MRNIndex", "mrn"
+	case in.Last != "" && in.BirthDate != "" && in.SSN == "" && in.MRN == "":
+		born, err := parseDate("birth_date", in.BirthDate)
+		if err != nil {
+			return 0, nil, err
+		}
+		term.Last, term.BirthDate, index, kind = fields.New(in.Last), fields.New(born), "NameDOB", "name_dob"
+	default:
+		return 0, nil, &ValidationError{"search", "give ssn, or mrn, or last and birth_date"}
+	}
+	found, err := gormphi.Search(s.db.WithContext(ctx), term, index)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := s.audit(ctx, OpPHISearch, "patients", kind); err != nil {
+		return 0, nil, err
+	}
+	out := SearchOutput{Patients: []PatientOutput{}}
+	for i := range found {
+		if err := s.audit(ctx, OpPHIRead, "patients/"+found[i].ID, "search"); err != nil {
+			return 0, nil, err
+		}
+		out.Patients = append(out.Patients, output(&found[i]))
+	}
+	return http.StatusOK, out, nil
+}

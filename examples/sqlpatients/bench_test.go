@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/fields"
+)
+
+// The benchmarks insert and select 10,000 patients on PostgreSQL, with
+// encryption (Seal and Open, binary ciphertexts in bytea, three blind
+// indexes) and with the same code on plain text columns (the same three
+// indexes, over the plaintext). One op is the whole 10,000 rows.
+//
+//	go test -run '^$' -bench Postgres -benchtime 5x ./examples/sqlpatients
+
+const benchRows = 10_000
+
+// plainPatient is Patient without encryption.
+type plainPatient struct {
+	ID, TenantID, MRN, SSN, First, Last, BirthDate, Address, Gender string
+}
+
+const plainSchema = `
+CREATE TABLE IF NOT EXISTS plain_patients (
+	id text PRIMARY KEY, tenant_id text NOT NULL,
+	mrn text, ssn text, first text, last text, birth_date text, address text, gender text);
+CREATE INDEX IF NOT EXISTS plain_patients_ssn ON plain_patients (tenant_id, ssn);
+CREATE INDEX IF NOT EXISTS plain_patients_mrn ON plain_patients (tenant_id, mrn);
+CREATE INDEX IF NOT EXISTS plain_patients_name_dob ON plain_patients (tenant_id, last, birth_date);`
+
+const plainColumns = "id, tenant_id, mrn, ssn, first, last, birth_date, address, gender"
+
+func (p *plainPatient) values() []any {
+	return []any{p.ID, p.TenantID, p.MRN, p.SSN, p.First, p.Last, p.BirthDate, p.Address, p.Gender}
+}
+
+func (p *plainPatient) fields() []any {
+	return []any{&p.ID, &p.TenantID, &p.MRN, &p.SSN, &p.First, &p.Last, &p.BirthDate, &p.Address, &p.Gender}
+}
+
+// benchPatients returns 10,000 patients (the Synthea ones, repeated with
+// new ids), encrypted and plain.
+func benchPatients(b *testing.B) ([]*Patient, []*plainPatient) {
+	all := loadSynthea(b)
+	enc := make([]*Patient, benchRows)
+	plain := make([]*plainPatient, benchRows)
+	for i := range enc {
+		s := all[i%len(all)]
+		id := fmt.Sprintf("%08d-%s", i, s.ID[9:])
+		enc[i] = &Patient{ID: id, TenantID: s.TenantID, MRN: fields.New(MRN(id)), SSN: fields.New(s.SSN.Get()), First: fields.New(s.First.Get()),
+			Last: fields.New(s.Last.Get()), BirthDate: fields.New(s.BirthDate.Get()), Address: fields.New(s.Address.Get()), Gender: s.Gender}
+		plain[i] = &plainPatient{ID: id, TenantID: s.TenantID, MRN: MRN(id), SSN: s.SSN.Get(), First: s.First.Get(), Last: s.Last.Get(),
+			BirthDate: s.BirthDate.Get().Format(time.DateOnly), Address: s.Address.Get(), Gender: s.Gender}
+	}
+	return enc, plain
+}
+
+func BenchmarkPostgres(b *testing.B) {
+	ctx := context.Background()
+	enc, plain := benchPatients(b)
+	sqlStore, c1, err := OpenPostgres(ctx, pgDSN(b), newKeyring(b))
+	require.NoError(b, err)
+	defer c1.Close()
+	pgxStore, c2, err := OpenPgx(ctx, pgDSN(b), newKeyring(b))
+	require.NoError(b, err)
+	defer c2.Close()
+	_, err = sqlStore.db.ExecContext(ctx, plainSchema)
+	require.NoError(b, err)
+	_, err = pgxStore.pool.Exec(ctx, plainSchema)
+	require.NoError(b, err)
+
+	truncate := func(b *testing.B, s Store, table string) {
+		b.StopTimer()
+		require.NoError(b, exec(b, s, "TRUNCATE "+table))
+		b.StartTimer()
+	}
+	rows := func(b *testing.B) { b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s") }
+
+	b.Run("sql/insert/encrypted", func(b *testing.B) {
+		for range b.N {
+			truncate(b, sqlStore, "patients")
+			require.NoError(b, sqlStore.Insert(ctx, enc))
+		}
+		rows(b)
+	})
+	b.Run("sql/insert/plain", func(b *testing.B) {
+		for range b.N {
+			truncate(b, sqlStore, "plain_patients")
+			require.NoError(b, sqlInsertPlain(ctx, sqlStore.db, plain))
+		}
+		rows(b)
+	})
+	b.Run("sql/select/encrypted", func(b *testing.B) {
+		for range b.N {
+			ps, err := sqlSelect(ctx, sqlStore)
+			require.NoError(b, err)
+			require.Len(b, ps, benchRows)
+		}
+		rows(b)
+	})
+	b.Run("sql/select/plain", func(b *testing.B) {
+		for range b.N {
+			ps, err := sqlSelectPlain(ctx, sqlStore.db)
+			require.NoError(b, err)
+			require.Len(b, ps, benchRows)
+		}
+		rows(b)
+	})
+	b.Run("pgx/insert/encrypted", func(b *testing.B) {
+		for range b.N {
+			truncate(b, pgxStore, "patients")
+			require.NoError(b, pgxStore.Insert(ctx, enc))
+		}
+		rows(b)
+	})
+	b.Run("pgx/insert/plain", func(b *testing.B) {
+		for range b.N {
+			truncate(b, pgxStore, "plain_patients")
+			require.NoError(b, pgx.BeginFunc(ctx, pgxStore.pool, func(tx pgx.Tx) error {
+				batch := &pgx.Batch{}
+				for _, p := range plain {
+					batch.Queue("INSERT INTO plain_patients ("+plainColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", p.values()...)
+				}
+				return tx.SendBatch(ctx, batch).Close()
+			}))
+		}
+		rows(b)
+	})
+	b.Run("pgx/select/encrypted", func(b *testing.B) {
+		for range b.N {
+			r, err := pgxStore.pool.Query(ctx, "SELECT "+columns+" FROM patients")
+			require.NoError(b, err)
+			ps, err := pgx.CollectRows(r, func(row pgx.CollectableRow) (*Patient, error) {
+				p := &Patient{}
+				return p, row.Scan(p.fields()...)
+			})
+			require.NoError(b, err)
+			require.NoError(b, pgxStore.codec.Open(ctx, ps))
+			require.Len(b, ps, benchRows)
+		}
+		rows(b)
+	})
+	b.Run("pgx/select/plain", func(b *testing.B) {
+		for range b.N {
+			r, err := pgxStore.pool.Query(ctx, "SELECT "+plainColumns+" FROM plain_patients")
+			require.NoError(b, err)
+			ps, err := pgx.CollectRows(r, func(row pgx.CollectableRow) (*plainPatient, error) {
+				p := &plainPatient{}
+				return p, row.Scan(p.fields()...)
+			})
+			require.NoError(b, err)
+			require.Len(b, ps, benchRows)
+		}
+		rows(b)
+	})
+}
+
+func sqlInsertPlain(ctx context.Context, db *sql.DB, plain []*plainPatient) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	stmt, err := tx.PrepareContext(ctx, "INSERT INTO plain_patients ("+plainColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, p := range plain {
+		if _, err := stmt.ExecContext(ctx, p.values()...); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+func sqlSelect(ctx context.Context, s *SQLStore) ([]*Patient, error) {
+	r, err := s.db.QueryContext(ctx, "SELECT "+columns+" FROM patients")
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var ps []*Patient
+	for r.Next() {
+		p := &Patient{}
+		if err := r.Scan(p.fields()...); err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	if err := r.Err(); err != nil {
+		return nil, err
+	}
+	return ps, s.codec.Open(ctx, ps)
+}
+
+func sqlSelectPlain(ctx context.Context, db *sql.DB) ([]*plainPatient, error) {
+	r, err := db.QueryContext(ctx, "SELECT "+plainColumns+" FROM plain_patients")
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	var ps []*plainPatient
+	for r.Next() {
+		p := &plainPatient{}
+		if err := r.Scan(p.fields()...); err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, r.Err()
+}

@@ -1,0 +1,136 @@
+// Package gormphi makes GORM seal records before writing them and open
+// them after reading them, with a fields.Codec. Register the plugin once
+// per *gorm.DB; records then read and write as usual:
+//
+//	type Patient struct {
+//		ID        string                      `gorm:"primaryKey" phi:"id,table=patients"`
+//		TenantID  string                      `gorm:"index:idx_ssn,priority:1" phi:"scope"`
+//		SSN       fields.String               `phi:"encrypt"`
+//		Last      fields.String               `phi:"encrypt"`
+//		BirthDate fields.Encrypted[time.Time] `gorm:"type:text" phi:"encrypt"`
+//		SSNIndex  fields.BlindIndex           `gorm:"index:idx_ssn,priority:2" phi:"index,of=SSN,normalize=digits,bits=16"`
+//	}
+//
+//	plugin, _ := gormphi.New(gormphi.Config{Codec: codec, Models: []any{&Patient{}}})
+//	db.Use(plugin)
+//	db.Create(&Patient{ID: uuid, TenantID: tenant, SSN: fields.New("999-12-3456"), ...})
+//	db.First(&p, "id = ?", uuid)               // p.SSN.Get() == "999-12-3456"
+//	found, _ := gormphi.Search(db, &Patient{TenantID: tenant, SSN: fields.New("999123456")}, "SSNIndex")
+//
+// # Callbacks, not serializers
+//
+// GORM offers two extension points for this: a field serializer and a
+// plugin registering callbacks. A serializer sees one field at a time, in
+// no guaranteed order relative to the record's id and scope, and cannot
+// compute a blind index over two fields (last name and birth date) or
+// seal a batch with one key lookup per scope. Sealing needs the whole
+// record, so this package is a plugin (GORM's "Write Plugins" pattern):
+//
+//   - Create (Create, CreateInBatches, Save of a new record): the records
+//     are sealed after the BeforeSave and BeforeCreate hooks (which may set
+//     the id) and before any association or INSERT.
+//   - Update (Save, Updates, Update, UpdateColumn, UpdateColumns): the
+//     plugin computes the assignments as GORM's update callback would
+//     (honouring Select, Omit and the skipping of zero fields), checks
+//     those to encrypted and blind index columns, seals the encrypted ones
+//     against the record's id and scope, adds the blind indexes they
+//     change, and hands GORM the finished SET clause.
+//   - Query (Find, First, Take, Last, Raw(...).Find, preloads): the records
+//     read are opened before the AfterFind hooks. A failure (a ciphertext
+//     moved to another row fails with envelope.ErrDecrypt) fails the query.
+//
+// Encrypted values and blind indexes are already driver.Valuer and
+// sql.Scanner, so GORM stores and scans them without a serializer.
+//
+// # Updates with maps and structs
+//
+// Updates(map[string]any{...}) and Update(column, value) take, for an
+// encrypted column, a fields.Encrypted of the field's exact type (or a
+// pointer to one), or nil for NULL; for a blind index column, a
+// fields.BlindIndex. Anything else (a string, a number, gorm.Expr) could
+// be plaintext and is refused with ErrPlaintext, whatever the session. The
+// plugin seals the values against the record given to Model, which must
+// be one record with its id and scope set (fields.ErrMissingRecordID
+// otherwise): an update of an encrypted column over many rows at once
+// (db.Model(&Patient{}).Where(...)) cannot bind one ciphertext to each of
+// them. A struct given to Updates is treated the same way, field by field.
+//
+// When an update changes a source of a blind index, the index is
+// recomputed and written, whatever Select and Omit say. A compound index
+// (last name + birth date) needs every source: each must be in the update
+// or opened in the record given to Model (read with First, say);
+// otherwise the update fails with ErrIndexSources rather than leave a
+// stale index. After the update, the record given to Model holds the
+// sealed values and the new indexes.
+//
+// Create from a map (db.Model(&Patient{}).Create(map[string]any{...}))
+// is checked but not sealed: give it sealed values, or use a struct.
+//
+// # Paths that skip the plugin
+//
+// Session(&gorm.Session{SkipHooks: true}), UpdateColumn and UpdateColumns
+// skip sealing and opening, as they skip GORM's hooks: values are written
+// as they are and read as ciphertexts (for migrations and copies). The
+// checks still run: an unsealed value is refused with fields.ErrNotSealed
+// and a plain string with ErrPlaintext. Exec and raw SQL bypass GORM's
+// callbacks entirely; there, an unsealed fields.Encrypted still refuses to
+// become a driver value (fields.ErrNotSealed), but a plain Go string is
+// written as given: never pass PHI to raw SQL as a string. Statements
+// without a model (db.Table("patients")) are checked by table name for
+// the tables of types the plugin has seen (see Config.Models).
+//
+// Scan, Row, Rows, ScanRows and Pluck run no query callbacks after the
+// row is read: their values stay sealed (Opened is false, Get returns the
+// zero value) until opened with Open; Scan in this package does both.
+//
+// # Columns
+//
+// Every ciphertext is bound to its table and column names (see package
+// fields), so the names GORM uses and the names the values are bound to
+// must agree; then database/sql code, migrations and the phicrypt command
+// line tool, which work by column name, read what GORM wrote. The
+// plugin's defaults agree: the phi column of a field is the snake_case of
+// its Go name, as is GORM's default naming strategy. A custom column
+// needs both tags, with one name:
+//
+//	SSN fields.String `gorm:"column:social" phi:"encrypt,column=social"`
+//
+// The plugin checks each record type against GORM's schema when it is
+// registered (Config.Models) or first used, and refuses it with a
+// *LayoutError (ErrLayout) when: a column differs, the phi table is not
+// GORM's table, an encrypted field or index is not a GORM column (a field
+// of a named, non-embedded struct, or tagged gorm:"-"), or GORM would
+// give an encrypted column a type that cannot hold a ciphertext (GORM
+// infers the column type from the plaintext's: tag fields of
+// non-string types gorm:"type:text", or bytea/blob with
+// fields.Config.Binary). Tag association fields (has many, belongs to)
+// phi:"-": they are records of their own, sealed by their own callbacks.
+//
+// Column types: text armor (the default) in text or varchar columns;
+// fields.Config{Binary: true} in bytea (PostgreSQL) or BLOB (SQLite,
+// MySQL) columns, about a third smaller. Blind indexes are bytes by
+// default (bytea, BLOB), or base64url text with the index tag's text
+// option; index them together with the tenant column, as in the example
+// above.
+//
+// # Transactions and errors
+//
+// A failure to seal (the KMS is down and the data key is not cached, say:
+// kms.ErrUnavailable) aborts the write before any SQL is sent, and rolls
+// back the transaction GORM opened for it, or the caller's
+// (db.Transaction). Keep GORM's default transaction on
+// (SkipDefaultTransaction false) so that associations saved before the
+// UPDATE roll back too. The statement's context (db.WithContext) reaches
+// the keyring and the KMS, with its deadline and its audit principal
+// (keys.WithPrincipal). Errors wrap those of packages fields, envelope,
+// keys and kms; test them with errors.Is. GORM joins a statement's errors
+// and keeps only the last one in the chain: a seal error followed by a
+// failed rollback (on a cancelled context) matches only the latter.
+//
+// On SQLite, keep the key store (keys.SQLStore) and the audit log in a
+// database file of their own: SQLite has one writer at a time, and a
+// data key created (or a message budget reserved) while a GORM
+// transaction holds a read snapshot of the same file makes that
+// transaction fail with SQLITE_BUSY_SNAPSHOT. PostgreSQL has no such
+// limit.
+package gormphi

@@ -1,0 +1,207 @@
+package gormphi
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+
+	"gorm.io/gorm/schema"
+
+	"github.com/phicrypt/phicrypt/fields"
+)
+
+// model is what the plugin knows of a tagged record type in one GORM
+// schema: its layout and the GORM column of each encrypted field and
+// blind index, checked to agree.
+type model struct {
+	layout *fields.Layout
+	table  string // GORM's table
+	// byColumn maps a GORM column (DBName) to an encrypted field or a
+	// blind index.
+	byColumn map[string]*column
+	cols     []*column // encrypted fields, then indexes, in layout order
+	scopeCol string    // GORM column of the scope field, "" if none
+}
+
+// column is an encrypted field or a blind index of a model.
+type column struct {
+	name    string // Go path
+	db      string // GORM column
+	index   []int  // reflect index path
+	typ     reflect.Type
+	blind   *fields.IndexLayout // nil for an encrypted field
+	sources []*column           // a blind index's source fields
+	scope   string              // a blind index's scope column ("" if the record's)
+}
+
+// buildModel checks the phi layout of s's type against GORM's schema. It
+// returns nil, nil for a type without phi tags.
+func buildModel(s *schema.Schema) (*model, error) {
+	if !hasPHITags(s.ModelType, map[reflect.Type]bool{}) {
+		return nil, nil
+	}
+	l, err := fields.Describe(s.ModelType)
+	if err != nil {
+		return nil, err
+	}
+	m := &model{layout: l, table: s.Table, byColumn: map[string]*column{}}
+	bad := func(field, format string, args ...any) error {
+		return &LayoutError{Type: s.ModelType.String(), Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if l.Table != s.Table {
+		return nil, bad("", "phi table %q but GORM table %q: set table= on the phi id tag, or a TableName method, so that both agree", l.Table, s.Table)
+	}
+	gormField := func(name string, index []int) (*schema.Field, error) {
+		for _, f := range s.Fields {
+			if slices.Equal(f.StructField.Index, index) && f.DBName != "" {
+				return f, nil
+			}
+		}
+		return nil, bad(name, "GORM has no column for it: encrypted fields and blind indexes must be fields of the record or of an embedded struct (tag association fields phi:\"-\")")
+	}
+	if l.Scope != "" {
+		f, err := gormField(l.Scope, l.ScopeIndex)
+		if err != nil {
+			return nil, err
+		}
+		m.scopeCol = f.DBName
+	}
+	byName := map[string]*column{}
+	for _, fl := range l.Fields {
+		f, err := gormField(fl.Name, fl.Index)
+		if err != nil {
+			return nil, err
+		}
+		if f.DBName != fl.Column {
+			return nil, bad(fl.Name, "bound to column %q but GORM's column is %q: give both the same name with phi:\"encrypt,column=NAME\" and gorm:\"column:NAME\"", fl.Column, f.DBName)
+		}
+		if err := checkDataType(f); err != nil {
+			return nil, bad(fl.Name, "%v", err)
+		}
+		c := &column{name: fl.Name, db: f.DBName, index: fl.Index, typ: f.FieldType}
+		byName[fl.Name] = c
+		m.byColumn[c.db] = c
+		m.cols = append(m.cols, c)
+	}
+	for i := range l.Indexes {
+		il := &l.Indexes[i]
+		f, err := gormField(il.Name, il.Index)
+		if err != nil {
+			return nil, err
+		}
+		if f.DBName != il.Column {
+			return nil, bad(il.Name, "blind index keyed to column %q but GORM's column is %q: give both the same name with phi:\"index,column=NAME,...\" and gorm:\"column:NAME\"", il.Column, f.DBName)
+		}
+		c := &column{name: il.Name, db: f.DBName, index: il.Index, typ: f.FieldType, blind: il}
+		for _, src := range il.Of {
+			c.sources = append(c.sources, byName[src])
+		}
+		if il.Scope != "" {
+			sf, ok := s.ModelType.FieldByName(il.Scope)
+			if !ok {
+				return nil, bad(il.Name, "no scope field %s", il.Scope)
+			}
+			g, err := gormField(il.Scope, sf.Index)
+			if err != nil {
+				return nil, err
+			}
+			c.scope = g.DBName
+		}
+		m.byColumn[c.db] = c
+		m.cols = append(m.cols, c)
+	}
+	return m, nil
+}
+
+// checkDataType refuses the column types GORM infers from an Encrypted's
+// plaintext type (a time, a number): a ciphertext needs a text or binary
+// column.
+func checkDataType(f *schema.Field) error {
+	if f.TagSettings["TYPE"] != "" {
+		return nil // the caller chose the column type
+	}
+	switch f.DataType {
+	case schema.String, schema.Bytes:
+		return nil
+	}
+	return fmt.Errorf("GORM would make it a %q column, which cannot hold a ciphertext: tag it gorm:\"type:text\" (or bytea/blob with fields.Config.Binary)", f.DataType)
+}
+
+// hasPHITags reports whether t or a struct it holds has a phi tag.
+func hasPHITags(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if t.Kind() != reflect.Struct || seen[t] {
+		return false
+	}
+	seen[t] = true
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if tag, ok := sf.Tag.Lookup("phi"); ok && tag != "-" {
+			return true
+		}
+		if _, ok := sf.Tag.Lookup("phi"); !ok && sf.Type.Kind() == reflect.Struct && hasPHITags(sf.Type, seen) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup finds the encrypted field or blind index of a GORM column or Go
+// field name, as GORM's Schema.LookUpField does.
+func (m *model) lookup(s *schema.Schema, key string) *column {
+	if c, ok := m.byColumn[key]; ok {
+		return c
+	}
+	if s != nil {
+		if f := s.LookUpField(key); f != nil {
+			return m.byColumn[f.DBName]
+		}
+	}
+	for _, c := range m.cols {
+		if c.name == key {
+			return c
+		}
+	}
+	return nil
+}
+
+// LayoutError is a disagreement between a record type's phi tags and its
+// GORM schema, found when the plugin first sees the type (or registers it,
+// see Config.Models). It names fields, never values.
+type LayoutError struct {
+	Type, Field, Reason string
+}
+
+// Error names the type, the field and the disagreement.
+func (e *LayoutError) Error() string {
+	s := "gormphi: " + e.Type
+	if e.Field != "" {
+		s += "." + e.Field
+	}
+	return s + ": " + e.Reason
+}
+
+// Unwrap returns ErrLayout.
+func (e *LayoutError) Unwrap() error { return ErrLayout }
+
+// Errors. Test for them with errors.Is; the plugin also returns the errors
+// of package fields (fields.ErrNotSealed, fields.ErrMissingRecordID, ...),
+// of package envelope (envelope.ErrDecrypt) and of the KMS
+// (kms.ErrUnavailable), wrapped.
+var (
+	// ErrLayout means a record type's phi tags and its GORM schema
+	// disagree; the error is a *LayoutError.
+	ErrLayout = errors.New("gormphi: phi tags and GORM schema disagree")
+	// ErrPlaintext means a write gave an encrypted column (or a blind
+	// index column) something other than an encrypted value (or a blind
+	// index): a string, a number, a SQL expression. It is refused, since
+	// it could be plaintext.
+	ErrPlaintext = errors.New("gormphi: refusing a value that is not encrypted for an encrypted column")
+	// ErrIndexSources means an update changes some source fields of a
+	// blind index but the others are not known, so the index cannot be
+	// recomputed: include them in the update, or Save the whole record.
+	ErrIndexSources = errors.New("gormphi: update changes a blind index source, but not all of its sources are known")
+	// ErrNotRegistered means a function of this package was given a
+	// *gorm.DB without the plugin (see Plugin).
+	ErrNotRegistered = errors.New("gormphi: plugin not registered on this *gorm.DB (db.Use)")
+)
