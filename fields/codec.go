@@ -210,7 +210,9 @@ func (p *plan) ident(rv reflect.Value) (scope, id string, err error) {
 	if id, err = p.id.read(rv); err != nil {
 		return "", "", err
 	}
-	if scope == "" || id == "" {
+	// A zero id (0, a zero UUID) is an id not assigned yet, e.g. an
+	// auto-increment key before INSERT: binding to it would mis-bind.
+	if scope == "" || id == "" || rv.FieldByIndex(p.id.path).IsZero() {
 		return "", "", fmt.Errorf("%w (%s, %s)", ErrMissingRecordID, p.scope.name, p.id.name)
 	}
 	return scope, id, nil

@@ -143,6 +143,9 @@ func buildPlan(t reflect.Type) (*plan, error) {
 					return tagErr(name, "", "an encrypted or index field needs a phi tag")
 				case sf.Type.Kind() == reflect.Pointer && (reflect.PointerTo(sf.Type.Elem()).Implements(valueFieldType) || sf.Type.Elem() == blindIndexType):
 					return tagErr(name, "", "use a value, not a pointer, for an encrypted or index field")
+				case sf.Type.Kind() == reflect.Struct && !sf.IsExported() && hasPhiTags(sf.Type):
+					// reflect cannot hand out its fields' addresses.
+					return tagErr(name, "", "an unexported struct field holds phi-tagged fields: export it")
 				case sf.Type.Kind() == reflect.Struct && sf.IsExported() && sf.Type != timeType:
 					col := colPrefix + columnName(sf) + "."
 					if sf.Anonymous {
@@ -308,6 +311,21 @@ func buildPlan(t reflect.Type) (*plan, error) {
 		p.indexes = append(p.indexes, ip)
 	}
 	return p, nil
+}
+
+// hasPhiTags reports whether struct type t has phi-tagged fields, at any
+// depth.
+func hasPhiTags(t reflect.Type) bool {
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if _, ok := sf.Tag.Lookup("phi"); ok {
+			return true
+		}
+		if sf.Type.Kind() == reflect.Struct && sf.Type != t && hasPhiTags(sf.Type) {
+			return true
+		}
+	}
+	return false
 }
 
 // columnName is a field's default column: snake_case of its name.

@@ -135,6 +135,14 @@ type (
 		X     fields.String     `phi:"encrypt"`
 		I     fields.BlindIndex `phi:"index,of=X,bits=8,scope=Nope"`
 	}
+	hiddenNested struct {
+		ID    string        `phi:"id,table=t"`
+		Scope string        `phi:"scope"`
+		X     fields.String `phi:"encrypt"`
+		inner struct {
+			Y fields.String `phi:"encrypt"`
+		}
+	}
 	nestedID struct {
 		ID    string        `phi:"id,table=t"`
 		Scope string        `phi:"scope"`
@@ -175,6 +183,7 @@ func TestTagErrors(t *testing.T) {
 		"index on []byte":        {&indexOnString{}, "I"},
 		"index bad scope":        {&indexBadScope{}, "I"},
 		"id in nested struct":    {&nestedID{}, "Inner.Other"},
+		"unexported nested":      {&hiddenNested{}, "inner"},
 	}
 	for name, tc := range cases {
 		err := c.Plan(tc.v)
@@ -198,6 +207,19 @@ type methods struct {
 
 func (methods) PHITable() string    { return "via_methods" }
 func (m *methods) PHIScope() string { return "tenant:" + m.Tenant }
+
+func TestZeroIntegerID(t *testing.T) {
+	type autoIncrement struct {
+		ID    int64         `phi:"id,table=t"`
+		Scope string        `phi:"scope"`
+		X     fields.String `phi:"encrypt"`
+	}
+	c := newCodec(t, fields.Config{})
+	r := autoIncrement{Scope: "s", X: fields.New("v")}
+	assert.ErrorIs(t, c.Seal(t.Context(), &r), fields.ErrMissingRecordID, "an id not assigned yet is refused")
+	r.ID = 42
+	assert.NoError(t, c.Seal(t.Context(), &r))
+}
 
 func TestTableAndScopeMethods(t *testing.T) {
 	c := newCodec(t, fields.Config{})
