@@ -48,17 +48,7 @@ type LocalKMS struct {
 // [Missing].
 func StartLocalKMS(t testing.TB) *LocalKMS {
 	t.Helper()
-	k, err := NewLocalKMS(context.Background())
-	if err != nil {
-		fail(t, err)
-		return nil
-	}
-	t.Cleanup(func() {
-		if err := k.Close(); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
-	return k
+	return startForTest(t, NewLocalKMS)
 }
 
 // NewLocalKMS starts local-kms, for callers without a testing.TB. The

@@ -47,17 +47,7 @@ type Postgres struct {
 // package that all need one should share it with [SharedPostgres].
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	p, err := NewPostgres(context.Background())
-	if err != nil {
-		fail(t, err)
-		return nil
-	}
-	t.Cleanup(func() {
-		if err := p.Close(); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
-	return p
+	return startForTest(t, NewPostgres)
 }
 
 // sharedPostgres is the cluster returned by SharedPostgres.
@@ -71,9 +61,7 @@ var sharedPostgres shared[*Postgres]
 // [Missing].
 func SharedPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	return sharedPostgres.get(t, "Postgres", func() (*Postgres, error) {
-		return NewPostgres(context.Background())
-	})
+	return sharedPostgres.get(t, "Postgres", NewPostgres)
 }
 
 // NewPostgres creates and starts a cluster, for callers without a

@@ -51,16 +51,10 @@ type SoftHSM struct {
 // token. When SoftHSM2 is not installed it calls [Missing].
 func StartSoftHSM(t testing.TB) *SoftHSM {
 	t.Helper()
-	h, err := NewSoftHSM(context.Background())
-	if err != nil {
-		fail(t, err)
+	h := startForTest(t, NewSoftHSM)
+	if h == nil {
 		return nil
 	}
-	t.Cleanup(func() {
-		if err := h.Close(); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
 	t.Setenv("SOFTHSM2_CONF", h.ConfPath)
 	return h
 }

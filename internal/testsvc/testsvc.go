@@ -1,6 +1,7 @@
 package testsvc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -101,7 +102,7 @@ type shared[S interface{ Close() error }] struct {
 
 // get returns the service, starting it on the first call. A failed start
 // is remembered so that later tests fail or skip at once.
-func (s *shared[S]) get(t testing.TB, name string, start func() (S, error)) S {
+func (s *shared[S]) get(t testing.TB, name string, start func(context.Context) (S, error)) S {
 	t.Helper()
 	if !mainActive.Load() {
 		t.Fatalf("testsvc: Shared%s needs the package's TestMain to call testsvc.RunMain, which stops shared services: func TestMain(m *testing.M) { os.Exit(testsvc.RunMain(m)) }", name)
@@ -109,7 +110,7 @@ func (s *shared[S]) get(t testing.TB, name string, start func() (S, error)) S {
 	s.mu.Lock()
 	if !s.started {
 		s.started = true
-		s.svc, s.err = start()
+		s.svc, s.err = start(context.Background())
 	}
 	svc, err := s.svc, s.err
 	s.mu.Unlock()
@@ -203,4 +204,22 @@ func sweepStale() {
 		}
 		_ = os.RemoveAll(dir)
 	}
+}
+
+// startForTest starts a service with start and closes it when the test
+// ends. When start fails it calls [fail] and returns the zero S.
+func startForTest[S interface{ Close() error }](t testing.TB, start func(context.Context) (S, error)) S {
+	t.Helper()
+	svc, err := start(context.Background())
+	if err != nil {
+		fail(t, err)
+		var zero S
+		return zero
+	}
+	t.Cleanup(func() {
+		if err := svc.Close(); err != nil {
+			t.Errorf("%v", err)
+		}
+	})
+	return svc
 }

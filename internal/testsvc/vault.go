@@ -45,17 +45,7 @@ type Vault struct {
 // [Missing].
 func StartVault(t testing.TB) *Vault {
 	t.Helper()
-	v, err := NewVault(context.Background())
-	if err != nil {
-		fail(t, err)
-		return nil
-	}
-	t.Cleanup(func() {
-		if err := v.Close(); err != nil {
-			t.Errorf("%v", err)
-		}
-	})
-	return v
+	return startForTest(t, NewVault)
 }
 
 // sharedVault is the server returned by SharedVault.
@@ -67,9 +57,7 @@ var sharedVault shared[*Vault]
 // tests; tests keep apart by naming their own transit keys.
 func SharedVault(t testing.TB) *Vault {
 	t.Helper()
-	return sharedVault.get(t, "Vault", func() (*Vault, error) {
-		return NewVault(context.Background())
-	})
+	return sharedVault.get(t, "Vault", NewVault)
 }
 
 // NewVault starts a Vault dev server, for callers without a testing.TB.
