@@ -64,6 +64,31 @@ func TestWrappedKeyStringHidesCiphertext(t *testing.T) {
 	}
 }
 
+func TestURIQuery(t *testing.T) {
+	parse := func(s string) *url.URL {
+		u, err := url.Parse(s)
+		require.NoError(t, err)
+		return u
+	}
+	q, err := kms.URIQuery(parse("x://h/k?a=1&b=two"), "a", "b", "c")
+	require.NoError(t, err)
+	assert.Equal(t, url.Values{"a": {"1"}, "b": {"two"}}, q)
+
+	for uri, want := range map[string]string{
+		"x://tok3n@h/k":     "credentials",
+		"x://u:hunter2@h/k": "credentials",
+		"x://h/k?a=1&d=2":   `unknown query parameter "d"`,
+		"x://h/k?a=1&a=2":   `"a" given 2 times`,
+		"x://h/k?a=%zz":     "does not parse",
+	} {
+		_, err := kms.URIQuery(parse(uri), "a", "b")
+		require.Error(t, err, uri)
+		assert.Contains(t, err.Error(), want, uri)
+		assert.NotContains(t, err.Error(), "hunter2", uri)
+		assert.NotContains(t, err.Error(), "tok3n", uri)
+	}
+}
+
 func TestOpen(t *testing.T) {
 	ctx := context.Background()
 	var got *url.URL

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -39,4 +40,30 @@ func Open(ctx context.Context, uri string, openers map[string]Opener) (KEK, erro
 		return nil, NewError(ctx, "open", "", err, nil)
 	}
 	return open(ctx, u)
+}
+
+// URIQuery returns the query parameters of a key URI for an [Opener],
+// after checking that the URI holds no credentials (no user or password:
+// they would end up in configuration files and logs), that the query
+// parses, and that every parameter is one of allowed and given once. A
+// misspelt parameter is refused rather than silently ignored. Openers
+// report its error as [ErrInvalidInput] (see [NewError]).
+func URIQuery(u *url.URL, allowed ...string) (url.Values, error) {
+	if u.User != nil {
+		// Not even the user name is repeated: it could be a token.
+		return nil, fmt.Errorf("credentials must not be in the key URI; the backend reads them from its documented environment variables or files")
+	}
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return nil, fmt.Errorf("key URI query does not parse")
+	}
+	for name, vs := range q {
+		if !slices.Contains(allowed, name) {
+			return nil, fmt.Errorf("unknown query parameter %q in key URI", name)
+		}
+		if len(vs) != 1 {
+			return nil, fmt.Errorf("query parameter %q given %d times in key URI", name, len(vs))
+		}
+	}
+	return q, nil
 }

@@ -42,8 +42,9 @@ func Open(ctx context.Context, u *url.URL) (kms.KEK, error) {
 
 func configFromURI(u *url.URL) (Config, error) {
 	var cfg Config
-	if u.User != nil {
-		return cfg, fmt.Errorf("awskms: credentials must not be in the key URI")
+	q, err := kms.URIQuery(u, "region", "endpoint", "fips", "key-id")
+	if err != nil {
+		return cfg, fmt.Errorf("awskms: %w", err)
 	}
 	if !strings.EqualFold(u.Scheme, Scheme) {
 		return cfg, fmt.Errorf("awskms: scheme must be %s", Scheme)
@@ -58,17 +59,6 @@ func configFromURI(u *url.URL) (Config, error) {
 	}
 	if cfg.Key == "" || strings.ContainsAny(cfg.Key, " \t\r\n") {
 		return cfg, fmt.Errorf("awskms: want aws-kms:<key ARN, alias or id>, got %s", u.Redacted())
-	}
-	q := u.Query()
-	for name, vs := range q {
-		switch name {
-		case "region", "endpoint", "fips", "key-id":
-		default:
-			return cfg, fmt.Errorf("awskms: unknown query parameter %q in key URI", name)
-		}
-		if len(vs) != 1 {
-			return cfg, fmt.Errorf("awskms: query parameter %q given %d times", name, len(vs))
-		}
 	}
 	cfg.Region, cfg.KeyID = q.Get("region"), q.Get("key-id")
 	if e := q.Get("endpoint"); e != "" {

@@ -38,8 +38,9 @@ func Open(ctx context.Context, u *url.URL) (kms.KEK, error) {
 
 func configFromURI(u *url.URL) (Config, error) {
 	var cfg Config
-	if u.User != nil {
-		return cfg, fmt.Errorf("gcpkms: credentials must not be in the key URI")
+	q, err := kms.URIQuery(u, "endpoint", "timeout", "key-id")
+	if err != nil {
+		return cfg, fmt.Errorf("gcpkms: %w", err)
 	}
 	if !strings.EqualFold(u.Scheme, Scheme) {
 		return cfg, fmt.Errorf("gcpkms: scheme must be %s", Scheme)
@@ -52,17 +53,6 @@ func configFromURI(u *url.URL) (Config, error) {
 	}
 	if !keyNameRE.MatchString(cfg.Key) {
 		return cfg, fmt.Errorf("gcpkms: want gcp-kms://projects/P/locations/L/keyRings/R/cryptoKeys/K, got %s", u.Redacted())
-	}
-	q := u.Query()
-	for name, vs := range q {
-		switch name {
-		case "endpoint", "timeout", "key-id":
-		default:
-			return cfg, fmt.Errorf("gcpkms: unknown query parameter %q in key URI", name)
-		}
-		if len(vs) != 1 {
-			return cfg, fmt.Errorf("gcpkms: query parameter %q given %d times", name, len(vs))
-		}
 	}
 	cfg.Endpoint, cfg.KeyID = q.Get("endpoint"), q.Get("key-id")
 	if t := q.Get("timeout"); t != "" {

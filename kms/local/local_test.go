@@ -280,7 +280,8 @@ func TestOpenURI(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "local:env", k.(kms.Identifier).KeyID())
 
-	for _, bad := range []string{"local:", "local://host/kek.json", "local:relative.json", "local:///x?env=Y"} {
+	for _, bad := range []string{"local:", "local://host/kek.json", "local:relative.json", "local:///x?env=Y",
+		"local:///x?passphrase_env=Y", "local://user@/x", "local:///x?passphrase-env=A&passphrase-env=B"} {
 		_, err = kms.Open(ctx, bad, openers)
 		assert.ErrorIs(t, err, kms.ErrInvalidInput, bad)
 	}

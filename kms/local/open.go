@@ -29,7 +29,10 @@ func Open(ctx context.Context, u *url.URL) (kms.KEK, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, kms.NewError(ctx, "open", "", err, nil)
 	}
-	q := u.Query()
+	q, err := kms.URIQuery(u, "env", "passphrase-env")
+	if err != nil {
+		return nil, kms.NewError(ctx, "open", "", kms.ErrInvalidInput, fmt.Errorf("local: %w", err))
+	}
 	cfg := Config{Path: u.Path, Env: q.Get("env")}
 	if u.Opaque != "" || u.Host != "" || (cfg.Path == "") == (cfg.Env == "") {
 		return nil, kms.NewError(ctx, "open", "", kms.ErrInvalidInput,

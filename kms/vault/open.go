@@ -67,9 +67,10 @@ func Open(ctx context.Context, u *url.URL) (kms.KEK, error) {
 // configFromURI builds a Config from a vault:// URI and the environment.
 func configFromURI(u *url.URL) (Config, error) {
 	var cfg Config
-	if u.User != nil {
-		// Not even the user name is repeated: it could be a token.
-		return cfg, fmt.Errorf("vault: credentials must not be in the key URI; use %s or AppRole variables", EnvToken)
+	q, err := kms.URIQuery(u, "tls", "ca-cert", "client-cert", "client-key", "server-name",
+		"namespace", "key-id", "timeout", "auth", "token-env", "approle-mount")
+	if err != nil {
+		return cfg, fmt.Errorf("vault: %w", err)
 	}
 	if !strings.EqualFold(u.Scheme, Scheme) || u.Opaque != "" || u.Host == "" {
 		return cfg, fmt.Errorf("vault: want vault://host:port/<mount>/keys/<key>, got %s", u.Redacted())
@@ -80,17 +81,6 @@ func configFromURI(u *url.URL) (Config, error) {
 	}
 	cfg.Mount, cfg.Key = strings.Trim(u.Path[:i], "/"), u.Path[i+len("/keys/"):]
 
-	q := u.Query()
-	known := map[string]bool{"tls": true, "ca-cert": true, "client-cert": true, "client-key": true, "server-name": true,
-		"namespace": true, "key-id": true, "timeout": true, "auth": true, "token-env": true, "approle-mount": true}
-	for name, vs := range q {
-		if !known[name] {
-			return cfg, fmt.Errorf("vault: unknown query parameter %q in key URI", name)
-		}
-		if len(vs) != 1 {
-			return cfg, fmt.Errorf("vault: query parameter %q given %d times", name, len(vs))
-		}
-	}
 	scheme := "https"
 	switch q.Get("tls") {
 	case "", "true":
