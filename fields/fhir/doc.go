@@ -2,8 +2,9 @@
 // element, so that the rest stays readable for analytics: a Patient keeps
 // its gender, race and managing organization in clear while its names,
 // identifiers, telecom, address and birth date become phicrypt
-// ciphertexts. It works on single resources and Bundles, and computes
-// blind indexes (SSN, MRN) to find patients without decrypting.
+// ciphertexts. It works on single resources, Bundles and bulk NDJSON
+// exports, and computes blind indexes (SSN, MRN) to find patients without
+// decrypting.
 //
 // Most applications create one Encryptor with the built-in profile:
 //
@@ -17,6 +18,8 @@
 //	})
 //	enc, _ := e.Encrypt(ctx, patientJSON)
 //	doc, _ := e.Decrypt(ctx, enc)                     // the same bytes as patientJSON
+//
+// and EncryptNDJSON / DecryptNDJSON for bulk exports.
 //
 // # What is encrypted
 //
@@ -173,10 +176,20 @@
 // look for. Plan the length with fields.SuggestIndexBits: a blind index
 // reveals which resources share a value's bucket, by design.
 //
+// # Bulk NDJSON
+//
+// EncryptNDJSON and DecryptNDJSON stream one resource per line through a
+// pool of workers and write the lines in input order, with memory bounded
+// by 2×Workers+2 lines in flight, each at most NDJSONOptions.MaxLineSize
+// (a longer line fails with ErrLineTooLong before it is buffered). They
+// report progress through a callback, stop when the context is done, and
+// name a failed line by its number (*LineError), never by its content.
+//
 // # Errors and PHI
 //
-// Errors name elements by path ("Patient.identifier[1].value"); they
-// never contain values, resource ids, ciphertexts or index values. Encryption failures wrap envelope's errors, so errors.Is works
+// Errors name elements by path ("Patient.identifier[1].value") and lines by
+// number; they never contain values, resource ids, ciphertexts or index
+// values. Encryption failures wrap envelope's errors, so errors.Is works
 // across packages. Buffers that held plaintext are cleared before they are
 // reused (best effort: Go's runtime may have copied them).
 package fhir
