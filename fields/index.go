@@ -477,20 +477,32 @@ type IndexSpec struct {
 	Text bool
 }
 
+// ErrInvalidIndexSpec means an IndexSpec lacks a table or column, has bits
+// outside 1..MaxIndexBits, or names an unknown normalizer.
+var ErrInvalidIndexSpec = errors.New("fields: invalid IndexSpec")
+
+// Validate checks the spec as IndexFor and TermsFor do, without computing
+// anything, so that code building on IndexSpec can refuse a bad one at
+// startup. Its errors match ErrInvalidIndexSpec.
+func (s IndexSpec) Validate() error {
+	_, err := s.normalizers()
+	return err
+}
+
 // normalizers checks the spec and returns its normalizers.
 func (s IndexSpec) normalizers() ([]normalizer, error) {
 	if s.Table == "" || s.Column == "" {
-		return nil, fmt.Errorf("fields: IndexSpec needs a table and a column")
+		return nil, fmt.Errorf("%w: it needs a table and a column", ErrInvalidIndexSpec)
 	}
 	if s.Bits < 1 || s.Bits > MaxIndexBits {
-		return nil, fmt.Errorf("fields: IndexSpec bits must be 1 to %d", MaxIndexBits)
+		return nil, fmt.Errorf("%w: bits must be 1 to %d", ErrInvalidIndexSpec, MaxIndexBits)
 	}
 	var out []normalizer
 	if s.Normalize != "" {
 		for _, n := range strings.Split(s.Normalize, "+") {
 			fn, ok := normalizers[n]
 			if !ok {
-				return nil, fmt.Errorf("fields: unknown normalizer %q (want %s)", n, normalizerNames())
+				return nil, fmt.Errorf("%w: unknown normalizer %q (want %s)", ErrInvalidIndexSpec, n, normalizerNames())
 			}
 			out = append(out, fn)
 		}

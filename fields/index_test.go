@@ -248,6 +248,22 @@ func TestIndexSpecMatchesStructIndex(t *testing.T) {
 	assert.True(t, terms[0].Equal(p.SSNIndex))
 	for _, bad := range []fields.IndexSpec{{Column: "c", Bits: 8}, {Table: "t", Column: "c"}, {Table: "t", Column: "c", Bits: 8, Normalize: "nope"}} {
 		_, err := c.IndexFor(ctx, "tenant:s", bad, "x")
-		assert.Error(t, err)
+		assert.ErrorIs(t, err, fields.ErrInvalidIndexSpec)
+	}
+}
+
+func TestIndexSpecValidate(t *testing.T) {
+	good := fields.IndexSpec{Table: "Patient", Column: "ssn_index", Bits: 16, Normalize: "trim+digits"}
+	assert.NoError(t, good.Validate())
+	assert.NoError(t, fields.IndexSpec{Table: "t", Column: "c", Bits: fields.MaxIndexBits}.Validate(), "no normalizer is fine")
+	for name, bad := range map[string]fields.IndexSpec{
+		"no table":           {Column: "c", Bits: 8},
+		"no column":          {Table: "t", Bits: 8},
+		"zero bits":          {Table: "t", Column: "c"},
+		"too many bits":      {Table: "t", Column: "c", Bits: fields.MaxIndexBits + 1},
+		"unknown normalizer": {Table: "t", Column: "c", Bits: 8, Normalize: "trim+nope"},
+		"empty normalizer":   {Table: "t", Column: "c", Bits: 8, Normalize: "trim+"},
+	} {
+		assert.ErrorIs(t, bad.Validate(), fields.ErrInvalidIndexSpec, name)
 	}
 }
