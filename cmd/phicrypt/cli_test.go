@@ -46,8 +46,15 @@ type result struct {
 // phicrypt runs the binary with args and extra environment.
 func phicrypt(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	return phicryptIn(t, env, nil, args...)
+}
+
+// phicryptIn is phicrypt with stdin on its standard input.
+func phicryptIn(t *testing.T, env []string, stdin []byte, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

@@ -204,7 +204,7 @@ func keysRewrap(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer s.Close()
-	bar := e.bar(-1, "rewrapping")
+	bar := e.bar(-1, "rewrapping", "keys")
 	opts.Progress = func(r keys.RewrapReport) { bar.Set64(int64(r.Scanned)) }
 	report, err := s.keyring.Rewrap(ctx, opts)
 	bar.Finish()

@@ -52,6 +52,7 @@ type command struct {
 
 // env is what commands write to and read from: replaceable in tests.
 type env struct {
+	stdin          io.Reader
 	stdout, stderr io.Writer
 	getenv         func(string) string
 	// interactive says whether stderr is a terminal (progress bars).
@@ -62,13 +63,15 @@ func commands() []command {
 	return []command{
 		{"keys", "manage keys: init, rotate, rotate-kek, rewrap, shred, status", runKeys},
 		{"migrate", "migrate a table: encrypt, reencrypt, reindex, verify, status", runMigrate},
+		{"encrypt", "encrypt the PHI in a FHIR NDJSON file (a bulk export)", runEncrypt},
+		{"decrypt", "decrypt a FHIR NDJSON file that encrypt wrote", runDecrypt},
 	}
 }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	e := &env{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, interactive: isTerminal(os.Stderr)}
+	e := &env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv, interactive: isTerminal(os.Stderr)}
 	os.Exit(run(ctx, e, os.Args[1:]))
 }
 
@@ -123,6 +126,7 @@ Examples:
   phicrypt migrate encrypt --dsn postgres://…/ehr --table patients --id id --scope-column tenant_id \
       --column ssn:string --column birth_date:time --index ssn_index=ssn:digits:16
   phicrypt migrate verify (same table flags)
+  phicrypt encrypt --keys-dsn … --scope tenant:st-mary --per-patient --index ssn:16 --in Patient.ndjson --out Patient.enc.ndjson
 
 Environment: PHICRYPT_KEK, PHICRYPT_KEYS_DSN, PHICRYPT_DSN.
 Run "phicrypt COMMAND -h" for a command's flags.

@@ -154,7 +154,7 @@ func migrateRun(ctx context.Context, e *env, kind migrate.Kind, args []string) e
 	}
 	cfg := migrate.Config{DB: db, Dialect: dialect, Codec: codec, Keyring: s.keyring, Job: *job, Kind: kind, Spec: spec,
 		PartitionRows: *partition, BatchRows: *batch, RateLimit: *rate, DryRun: *dryRun}
-	bar := e.bar(-1, string(kind)+" "+spec.Table)
+	bar := e.bar(-1, string(kind)+" "+spec.Table, "rows")
 	var mu sync.Mutex
 	cfg.Progress = func(p migrate.Progress) {
 		mu.Lock()

@@ -145,21 +145,27 @@ func (s *session) codec(binary bool) (*fields.Codec, error) {
 	return fields.NewCodec(fields.Config{Keyring: s.keyring, Binary: binary})
 }
 
-// bar returns a progress bar on stderr for total units (rows, keys,
-// bytes), or a silent one when stderr is not a terminal.
-func (e *env) bar(total int64, what string) *progressbar.ProgressBar {
+// bar returns a progress bar on stderr for total units ("rows", "keys",
+// "bytes"; -1 when unknown), or a silent one when stderr is not a
+// terminal.
+func (e *env) bar(total int64, what, unit string) *progressbar.ProgressBar {
 	if !e.interactive {
 		return progressbar.DefaultSilent(total, what)
 	}
-	return progressbar.NewOptions64(total,
+	opts := []progressbar.Option{
 		progressbar.OptionSetWriter(e.stderr),
 		progressbar.OptionSetDescription(what),
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
-		progressbar.OptionSetItsString("rows"),
-		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionThrottle(100 * time.Millisecond),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(e.stderr) }),
-	)
+	}
+	if unit == "bytes" {
+		opts = append(opts, progressbar.OptionShowBytes(true))
+	} else {
+		opts = append(opts, progressbar.OptionSetItsString(unit))
+	}
+	return progressbar.NewOptions64(total, opts...)
 }
 
 func isTerminal(f *os.File) bool {
