@@ -20,8 +20,9 @@ import (
 // row is written; tables with database-generated ids should switch to
 // client-generated UUIDs or ULIDs, or bind a stable natural key instead.
 //
-// Limits: each string field at most MaxBindingField bytes, at most
-// MaxExtras extras with distinct, non-empty keys.
+// Limits: Scope at most MaxScopeSize bytes, every other string field at
+// most MaxBindingField bytes, at most MaxExtras extras with distinct,
+// non-empty keys.
 type Binding struct {
 	// Scope names who shares a data key: a tenant, a patient, a table.
 	Scope string
@@ -44,6 +45,10 @@ const (
 	// MaxBindingField is the largest Scope, Table, Column, RecordID, extra
 	// key or extra value, in bytes.
 	MaxBindingField = 4096
+	// MaxScopeSize is the largest Scope, in bytes. The scope is bound to
+	// wrapped data keys, so it travels to the KMS as associated data,
+	// whose size kms.MaxAADSize limits.
+	MaxScopeSize = 1024
 	// MaxExtras is the largest number of extras.
 	MaxExtras = 32
 )
@@ -57,6 +62,9 @@ func (b *Binding) check() ([]Attr, int, error) {
 	}
 	if len(b.Extra) > MaxExtras {
 		return nil, 0, fmt.Errorf("%w: %d extras, limit %d", ErrInvalidBinding, len(b.Extra), MaxExtras)
+	}
+	if len(b.Scope) > MaxScopeSize {
+		return nil, 0, fmt.Errorf("%w: scope longer than %d bytes", ErrInvalidBinding, MaxScopeSize)
 	}
 	n := 4 * 5
 	for _, s := range [...]string{b.Scope, b.Table, b.Column, b.RecordID} {

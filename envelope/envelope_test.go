@@ -196,7 +196,7 @@ func TestInvalidBinding(t *testing.T) {
 	long := strings.Repeat("x", envelope.MaxBindingField+1)
 	bad := map[string]envelope.Binding{
 		"no scope":        {Table: "t"},
-		"long scope":      {Scope: long},
+		"long scope":      {Scope: strings.Repeat("s", envelope.MaxScopeSize+1)},
 		"long record":     {Scope: "s", RecordID: long},
 		"empty extra key": {Scope: "s", Extra: []envelope.Attr{{Key: "", Value: "v"}}},
 		"long extra":      {Scope: "s", Extra: []envelope.Attr{{Key: "k", Value: long}}},

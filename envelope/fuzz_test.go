@@ -82,7 +82,7 @@ func FuzzRoundTrip(f *testing.F) {
 		b := envelope.Binding{Scope: scope, Table: "patients", Column: "notes", RecordID: record}
 		for name, fm := range fs {
 			ct, err := fm.Encrypt(ctx, pt, b)
-			if scope == "" || len(scope) > envelope.MaxBindingField || len(record) > envelope.MaxBindingField {
+			if scope == "" || len(scope) > envelope.MaxScopeSize || len(record) > envelope.MaxBindingField {
 				require.ErrorIs(t, err, envelope.ErrInvalidBinding, name)
 				continue
 			}

@@ -725,3 +725,23 @@ func TestSlogAuditor(t *testing.T) {
 	require.NoError(t, quiet.Audit(context.Background(), keys.Event{Time: at, Op: keys.OpUse}))
 	assert.Zero(t, buf.Len(), "below the handler's level nothing is written")
 }
+
+// TestLongestIDsFitTheKMS checks that the longest scope envelope accepts,
+// with the longest index names, still fits the KMS's associated data.
+func TestLongestIDsFitTheKMS(t *testing.T) {
+	ctx := context.Background()
+	kr := newKeyring(t, keys.Config{})
+	scope := strings.Repeat("s", envelope.MaxScopeSize)
+	name := strings.Repeat("n", 256)
+	_, err := kr.EncryptionKey(ctx, scope)
+	require.NoError(t, err)
+	_, err = kr.IndexKey(ctx, scope, name, name)
+	require.NoError(t, err)
+
+	for _, bad := range [][2]string{{"", "c"}, {"t", ""}, {"a/b", "c"}, {"t", "c\x00"}, {name + "n", "c"}} {
+		_, err := keys.IndexKeyName(bad[0], bad[1])
+		assert.ErrorIs(t, err, keys.ErrInvalidID, "%q", bad)
+		_, err = kr.IndexKey(ctx, "s", bad[0], bad[1])
+		assert.ErrorIs(t, err, keys.ErrInvalidID, "%q", bad)
+	}
+}

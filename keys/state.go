@@ -110,6 +110,8 @@ var (
 	ErrConflict = errors.New("keys: concurrent update")
 	// ErrAudit means an audit sink failed and the keyring is fail-closed.
 	ErrAudit = errors.New("keys: audit failed")
+	// ErrInvalidID means a key set's name is malformed (see IndexKeyName).
+	ErrInvalidID = errors.New("keys: invalid key id")
 )
 
 // sentinel is an error value that also matches a more general one.

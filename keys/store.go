@@ -29,11 +29,12 @@ const DataKeyName = "data"
 const DeterministicKeyName = "deterministic"
 
 // IndexKeyName returns the Name of the key set of the blind index of table
-// and column. Neither may be empty or contain '/' or NUL.
+// and column. Neither may be empty, longer than 256 bytes (names are bound
+// to wrapped keys, as KMS associated data), or contain '/' or NUL.
 func IndexKeyName(table, column string) (string, error) {
 	for _, s := range []string{table, column} {
-		if s == "" || strings.ContainsAny(s, "/\x00") {
-			return "", fmt.Errorf("keys: index table and column must be non-empty, without '/' or NUL")
+		if s == "" || len(s) > 256 || strings.ContainsAny(s, "/\x00") {
+			return "", fmt.Errorf("%w: index table and column must be non-empty, at most 256 bytes, without '/' or NUL", ErrInvalidID)
 		}
 	}
 	return "index/" + table + "/" + column, nil
