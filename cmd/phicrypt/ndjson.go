@@ -75,6 +75,9 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	if c.kek == "" {
 		return usagef("no KEK: give --kek or PHICRYPT_KEK")
 	}
+	if *form != "compact" && *form != "self-contained" {
+		return usagef("--form must be compact or self-contained")
+	}
 	ixs, err := parseFHIRIndexes(indexes)
 	if err != nil {
 		return err
@@ -93,9 +96,6 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 		}
 	}
 
-	if *form != "compact" && *form != "self-contained" {
-		return usagef("--form must be compact or self-contained")
-	}
 	// Files first: a wrong path fails before any key is touched.
 	src, size, err := e.openInput(*in)
 	if err != nil {
@@ -162,13 +162,13 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 		if dst.tmp == nil {
 			return fmt.Errorf("output stopped after %d complete lines: %w", p.Lines, err)
 		}
-		return fmt.Errorf("%s not written: %w", dst.name(), err)
+		return fmt.Errorf("%s not written: %w", dst.target, err)
 	}
 	if err := dst.commit(); err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stderr, "%sed %d lines (%s) in %s (%.1f MB/s) to %s\n",
-		verb, p.Lines, byteSize(p.Bytes), p.Elapsed.Round(time.Millisecond), p.Rate()/1e6, dst.name())
+		verb, p.Lines, byteSize(p.Bytes), p.Elapsed.Round(time.Millisecond), p.Rate()/1e6, dst.target)
 	return nil
 }
 
@@ -251,8 +251,6 @@ func (e *env) createOutput(in, path string, force bool) (*output, error) {
 	}
 	return &output{Writer: tmp, tmp: tmp, target: path}, nil
 }
-
-func (o *output) name() string { return o.target }
 
 // commit makes the output durable and gives it its name.
 func (o *output) commit() error {
