@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -52,6 +53,12 @@ func (k *KEK) error(ctx context.Context, op string, err error) error {
 		// is alive (Config.Timeout ended the call), so that the error is
 		// transient; NewError reports the caller's own context error.
 		re.err = nil
+	}
+	if dl, ok := ctx.Deadline(); ok && st.Code() == codes.DeadlineExceeded && !time.Now().Before(dl) {
+		// The caller's deadline has passed, but gRPC (or the server,
+		// which counts down the same deadline) reported it before the
+		// context's own timer fired: it is still the caller's deadline.
+		return kms.NewError(ctx, op, k.id, context.DeadlineExceeded, re)
 	}
 	if st.Code() == codes.InvalidArgument && strings.Contains(st.Message(), "checksum") {
 		// The server found a request checksum wrong: the request was
