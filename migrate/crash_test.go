@@ -41,8 +41,10 @@ func TestCrashSafety(t *testing.T) {
 			kills := 0
 			// Workers are killed at a random moment of a window that
 			// doubles after every run that finished no partition, so
-			// that slow machines (or -race) still make progress.
-			window, done := rows/70, 0
+			// that slow machines (or -race) still make progress, and
+			// returns to its start after one that did.
+			base := 250 // ms
+			window, done := base, 0
 			for run := 0; ; run++ {
 				require.Less(t, run, 500, "the job never finished")
 				cmd := exec.Command(os.Args[0], "-test.run=^TestMigrationWorker$", "-test.count=1")
@@ -58,7 +60,7 @@ func TestCrashSafety(t *testing.T) {
 					<-exited
 					kills++
 					if st, err := migrate.Status(ctx, e.db, e.dialect, "crash"); err == nil && st.PartitionsDone > done {
-						done = st.PartitionsDone
+						done, window = st.PartitionsDone, base
 					} else {
 						window = min(2*window, 60_000)
 					}
