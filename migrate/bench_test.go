@@ -23,8 +23,8 @@ func BenchmarkReencrypt(b *testing.B) {
 	_, err := migrate.Run(ctx, e.config("enc", migrate.Encrypt))
 	require.NoError(b, err)
 
+	n := 0 // job names stay unique across -count runs
 	b.Run("phicrypt", func(b *testing.B) {
-		n := 0
 		for b.Loop() {
 			for i := 0; i < 3; i++ {
 				_, err := e.keyring.Rotate(ctx, keys.DataKey(fmt.Sprint("tenant:", i)))
