@@ -18,23 +18,17 @@ import (
 	"github.com/phicrypt/phicrypt/internal/testsvc"
 )
 
-// bin is the phicrypt binary built for these tests: the CLI is tested as
-// operators run it.
-var bin string
+// cliEnv, set to "1" in its environment, makes the test binary run
+// phicrypt's main with its arguments instead of the tests: the CLI is
+// tested as operators run it, as a process of its own, without a go build
+// inside the tests.
+const cliEnv = "PHICRYPT_CLI_TEST_MAIN"
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "phicrypt-cli-")
-	if err != nil {
-		panic(err)
+	if os.Getenv(cliEnv) == "1" {
+		main() // exits
 	}
-	bin = filepath.Join(dir, "phicrypt")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		os.Stderr.Write(out)
-		panic(err)
-	}
-	code := testsvc.RunMain(m)
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(testsvc.RunMain(m))
 }
 
 // result is a finished command.
@@ -52,12 +46,12 @@ func phicrypt(t *testing.T, env []string, args ...string) result {
 // phicryptIn is phicrypt with stdin on its standard input.
 func phicryptIn(t *testing.T, env []string, stdin []byte, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(append(os.Environ(), cliEnv+"=1"), env...)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
+	err := testsvc.RunChild(cmd)
 	r := result{stdout: out.String(), stderr: errOut.String()}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {

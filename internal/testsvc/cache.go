@@ -62,55 +62,83 @@ func isMainModule(path string) bool {
 }
 
 // CacheDir returns the folder where built binaries are kept:
-// $PHICRYPT_CACHE_DIR, or .cache under the repository root.
+// $PHICRYPT_CACHE_DIR, or phicrypt in the user's cache folder
+// ($XDG_CACHE_HOME or ~/.cache on Linux), so that every clone on a machine
+// shares one build.
 func CacheDir() (string, error) {
 	if dir := os.Getenv(EnvCacheDir); dir != "" {
 		return filepath.Abs(dir)
 	}
-	root, err := RepoRoot()
+	dir, err := os.UserCacheDir()
 	if err != nil {
 		return "", fmt.Errorf("testsvc: set %s: %w", EnvCacheDir, err)
 	}
-	return filepath.Join(root, ".cache"), nil
+	return filepath.Join(dir, "phicrypt"), nil
 }
 
-// cachedBinary returns the path of binary name in the cache's bin folder,
-// building it with build when it is missing or its stamp differs. build
-// writes the binary into the temporary folder it is given; the result is
-// then renamed into place, so a binary in the cache is always complete. A
-// lock file serializes builds across processes (test packages run in
-// parallel), and waiting for it honours ctx.
-func cachedBinary(ctx context.Context, name, stamp string, build func(ctx context.Context, tmpDir string) error) (string, error) {
+// binDir returns the cache's bin folder, where built services are kept.
+func binDir() (string, error) {
 	cache, err := CacheDir()
 	if err != nil {
 		return "", err
 	}
-	binDir := filepath.Join(cache, "bin")
-	bin := filepath.Join(binDir, name)
-	stampPath := bin + ".stamp"
-	fresh := func() bool {
-		got, err := os.ReadFile(stampPath)
-		if err != nil || !bytes.Equal(got, []byte(stamp)) {
-			return false
-		}
-		fi, err := os.Stat(bin)
-		return err == nil && fi.Mode().IsRegular()
+	return filepath.Join(cache, "bin"), nil
+}
+
+// readyBinary returns the path of binary name in the cache's bin folder
+// when it is there and its stamp file holds stamp (it was built from the
+// current sources). Otherwise it returns an [ErrUnavailable] error naming
+// install, the command that builds it. Tests call this: they never build.
+func readyBinary(name, stamp, install string) (string, error) {
+	dir, err := binDir()
+	if err != nil {
+		return "", unavailable("%v: then run %s", err, install)
 	}
-	if fresh() {
+	bin := filepath.Join(dir, name)
+	if !fresh(bin, stamp) {
+		return "", unavailable("testsvc: %s is not built (or is out of date) in %s: run %s", name, dir, install)
+	}
+	return bin, nil
+}
+
+// fresh reports whether bin is a regular file whose stamp file holds
+// stamp.
+func fresh(bin, stamp string) bool {
+	got, err := os.ReadFile(bin + ".stamp")
+	if err != nil || !bytes.Equal(got, []byte(stamp)) {
+		return false
+	}
+	fi, err := os.Stat(bin)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// buildBinary returns the path of binary name in the cache's bin folder,
+// building it with build when it is missing or its stamp differs. build
+// writes the binary into the temporary folder it is given; the result is
+// then renamed into place, so a binary in the cache is always complete. A
+// lock file serializes builds across processes, and waiting for it
+// honours ctx. Only the services command calls this, never a test.
+func buildBinary(ctx context.Context, name, stamp string, build func(ctx context.Context, tmpDir string) error) (string, error) {
+	dir, err := binDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, name)
+	if fresh(bin, stamp) {
 		return bin, nil
 	}
-	if err := os.MkdirAll(binDir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", fmt.Errorf("testsvc: %w", err)
 	}
-	unlock, err := lockFile(ctx, filepath.Join(binDir, "."+name+".lock"))
+	unlock, err := lockFile(ctx, filepath.Join(dir, "."+name+".lock"))
 	if err != nil {
 		return "", err
 	}
 	defer unlock()
-	if fresh() { // built by another process while we waited
+	if fresh(bin, stamp) { // built by another process while we waited
 		return bin, nil
 	}
-	tmpDir, err := os.MkdirTemp(binDir, "."+name+"-build-")
+	tmpDir, err := os.MkdirTemp(dir, "."+name+"-build-")
 	if err != nil {
 		return "", fmt.Errorf("testsvc: %w", err)
 	}
@@ -121,7 +149,7 @@ func cachedBinary(ctx context.Context, name, stamp string, build func(ctx contex
 	if err := os.Rename(filepath.Join(tmpDir, name), bin); err != nil {
 		return "", fmt.Errorf("testsvc: %w", err)
 	}
-	if err := os.WriteFile(stampPath, []byte(stamp), 0o644); err != nil {
+	if err := os.WriteFile(bin+".stamp", []byte(stamp), 0o644); err != nil {
 		return "", fmt.Errorf("testsvc: %w", err)
 	}
 	return bin, nil

@@ -19,9 +19,6 @@ import (
 // LocalKMSModule is the local-kms version that [InstallLocalKMS] installs.
 const LocalKMSModule = "github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6"
 
-// localKMSHint says what to do when local-kms cannot be had.
-const localKMSHint = "install Go 1.26 so that testsvc can install " + LocalKMSModule + " (go run ./internal/testsvc/cmd/prebuild), or set " + EnvLocalKMSBin + " to a local-kms binary"
-
 // LocalKMS is an AWS KMS emulator (nsmithuk/local-kms) speaking the KMS
 // JSON protocol (X-Amz-Target: TrentService.*). It accepts any
 // credentials and keeps its keys in a temporary folder. It listens on all
@@ -43,19 +40,18 @@ type LocalKMS struct {
 }
 
 // StartLocalKMS starts local-kms for the test and stops it when the test
-// ends. The first call on a machine installs local-kms (see
-// [InstallLocalKMS]). When Go is missing or the install fails it calls
-// [Missing].
+// ends. When local-kms is not installed it calls [Missing]: tests never
+// install it (see [InstallLocalKMS]).
 func StartLocalKMS(t testing.TB) *LocalKMS {
 	t.Helper()
-	return startForTest(t, NewLocalKMS)
+	return startForTest(t, ServiceLocalKMS, NewLocalKMS)
 }
 
 // NewLocalKMS starts local-kms, for callers without a testing.TB. The
 // caller must call Close. The error wraps [ErrUnavailable] when local-kms
-// cannot be installed.
+// is not installed.
 func NewLocalKMS(ctx context.Context) (*LocalKMS, error) {
-	bin, err := InstallLocalKMS(ctx)
+	bin, err := localKMSBinary()
 	if err != nil {
 		return nil, err
 	}
@@ -71,16 +67,20 @@ func NewLocalKMS(ctx context.Context) (*LocalKMS, error) {
 	return k, nil
 }
 
-// InstallLocalKMS returns the path of a local-kms binary:
-// $PHICRYPT_LOCAL_KMS_BIN when set, else bin/local-kms in the cache folder
-// (see [CacheDir]), which it installs with go install [LocalKMSModule]
-// when missing or of another version. The error wraps [ErrUnavailable]
-// when Go is missing or the install fails.
-func InstallLocalKMS(ctx context.Context) (string, error) {
+// localKMSBinary returns $PHICRYPT_LOCAL_KMS_BIN when set, else the
+// local-kms binary that [InstallLocalKMS] left in the cache folder.
+func localKMSBinary() (string, error) {
 	if bin, err := binaryFromEnv(EnvLocalKMSBin); bin != "" || err != nil {
 		return bin, err
 	}
-	return cachedBinary(ctx, "local-kms", LocalKMSModule+"\n", func(ctx context.Context, tmpDir string) error {
+	return readyBinary("local-kms", LocalKMSModule+"\n", InstallCommand+" local-kms")
+}
+
+// InstallLocalKMS installs [LocalKMSModule] with go install into the cache
+// folder (see [CacheDir]) when it is missing or of another version, and
+// returns its path. The services command calls it; tests never do.
+func InstallLocalKMS(ctx context.Context) (string, error) {
+	return buildBinary(ctx, "local-kms", LocalKMSModule+"\n", func(ctx context.Context, tmpDir string) error {
 		goBin, err := goTool()
 		if err != nil {
 			return err
@@ -89,7 +89,7 @@ func InstallLocalKMS(ctx context.Context) (string, error) {
 		cmd.Dir = tmpDir // outside any module
 		cmd.Env = cleanEnv([]string{"GOBIN=", "GOWORK=", "GOFLAGS="}, "GOBIN="+tmpDir, "GOWORK=off")
 		if _, err := runCommand(cmd); err != nil {
-			return unavailable("testsvc: install local-kms: %s: %s", tail(err.Error(), 2048), localKMSHint)
+			return fmt.Errorf("testsvc: install local-kms: %s", tail(err.Error(), 2048))
 		}
 		return nil
 	})

@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// postgresHint says what to install when PostgreSQL is missing.
-const postgresHint = "install PostgreSQL 15 (apt-get install -y postgresql-15)"
+// postgresHint names the command that installs PostgreSQL.
+const postgresHint = "install it: apt-get install -y postgresql-15"
 
 // Postgres is a throwaway PostgreSQL cluster: its own data folder in a
 // temporary folder, the superuser postgres with trust authentication (no
@@ -47,7 +47,7 @@ type Postgres struct {
 // package that all need one should share it with [SharedPostgres].
 func StartPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	return startForTest(t, NewPostgres)
+	return startForTest(t, ServicePostgres, NewPostgres)
 }
 
 // sharedPostgres is the cluster returned by SharedPostgres.
@@ -61,7 +61,7 @@ var sharedPostgres shared[*Postgres]
 // [Missing].
 func SharedPostgres(t testing.TB) *Postgres {
 	t.Helper()
-	return sharedPostgres.get(t, "Postgres", NewPostgres)
+	return sharedPostgres.get(t, ServicePostgres, NewPostgres)
 }
 
 // NewPostgres creates and starts a cluster, for callers without a

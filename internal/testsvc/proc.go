@@ -56,6 +56,46 @@ func startProcess(name string, cmd *exec.Cmd, logPath string, deathSig syscall.S
 	return p, nil
 }
 
+// StartChild starts cmd as a child that dies with the test binary: on
+// Linux it gets SIGKILL when the test process exits, however it exits
+// (killed, or panicking at go test's timeout). It returns a channel that
+// delivers cmd.Wait's result. Tests start helper processes through it
+// (a re-executed test binary, say) so that none outlives them. The signal
+// reaches the child only: a child that starts long-lived processes of its
+// own must start them the same way.
+func StartChild(cmd *exec.Cmd) (<-chan error, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	setDeathSignal(cmd.SysProcAttr, syscall.SIGKILL)
+	started := make(chan error, 1)
+	exited := make(chan error, 1)
+	go func() {
+		// The parent-death signal fires when the thread that started the
+		// child exits, so the child is started and waited for on one
+		// thread, which ends with it.
+		runtime.LockOSThread()
+		err := cmd.Start()
+		started <- err
+		if err == nil {
+			exited <- cmd.Wait()
+		}
+	}()
+	if err := <-started; err != nil {
+		return nil, err
+	}
+	return exited, nil
+}
+
+// RunChild runs cmd to completion as [StartChild] starts it.
+func RunChild(cmd *exec.Cmd) error {
+	exited, err := StartChild(cmd)
+	if err != nil {
+		return err
+	}
+	return <-exited
+}
+
 // exited reports whether the process has exited.
 func (p *process) exited() bool {
 	select {

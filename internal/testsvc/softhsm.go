@@ -9,8 +9,8 @@ import (
 	"testing"
 )
 
-// softHSMHint says what to install when SoftHSM2 is missing.
-const softHSMHint = "install SoftHSM2 (apt-get install -y softhsm2)"
+// softHSMHint names the command that installs SoftHSM2.
+const softHSMHint = "install it: apt-get install -y softhsm2"
 
 // softHSMModules are where distributions put SoftHSM2's PKCS#11 module.
 var softHSMModules = []string{
@@ -51,7 +51,7 @@ type SoftHSM struct {
 // token. When SoftHSM2 is not installed it calls [Missing].
 func StartSoftHSM(t testing.TB) *SoftHSM {
 	t.Helper()
-	h := startForTest(t, NewSoftHSM)
+	h := startForTest(t, ServiceSoftHSM, NewSoftHSM)
 	if h == nil {
 		return nil
 	}
@@ -65,19 +65,9 @@ func StartSoftHSM(t testing.TB) *SoftHSM {
 // Close when done. The error wraps [ErrUnavailable] when SoftHSM2 is not
 // installed.
 func NewSoftHSM(ctx context.Context) (*SoftHSM, error) {
-	util, err := exec.LookPath("softhsm2-util")
+	util, module, err := softHSMPrograms()
 	if err != nil {
-		return nil, unavailable("testsvc: softhsm2-util is not in PATH: %s", softHSMHint)
-	}
-	module := ""
-	for _, path := range softHSMModules {
-		if _, err := os.Stat(path); err == nil {
-			module = path
-			break
-		}
-	}
-	if module == "" {
-		return nil, unavailable("testsvc: SoftHSM2's PKCS#11 module libsofthsm2.so is not in %v: %s", softHSMModules, softHSMHint)
+		return nil, err
 	}
 	dir, err := tempDir("softhsm")
 	if err != nil {
@@ -96,6 +86,20 @@ func NewSoftHSM(ctx context.Context) (*SoftHSM, error) {
 		return nil, err
 	}
 	return h, nil
+}
+
+// softHSMPrograms finds softhsm2-util and SoftHSM2's PKCS#11 module.
+func softHSMPrograms() (util, module string, err error) {
+	util, err = exec.LookPath("softhsm2-util")
+	if err != nil {
+		return "", "", unavailable("testsvc: softhsm2-util is not in PATH: %s", softHSMHint)
+	}
+	for _, path := range softHSMModules {
+		if _, err := os.Stat(path); err == nil {
+			return util, path, nil
+		}
+	}
+	return "", "", unavailable("testsvc: SoftHSM2's PKCS#11 module libsofthsm2.so is not in %v: %s", softHSMModules, softHSMHint)
 }
 
 // init writes the configuration and initializes the token.

@@ -15,6 +15,14 @@ import (
 	"time"
 )
 
+// The services, as named in messages and in the report (see [EnvReport]).
+const (
+	ServicePostgres = "PostgreSQL"
+	ServiceVault    = "Vault"
+	ServiceLocalKMS = "local-kms"
+	ServiceSoftHSM  = "SoftHSM2"
+)
+
 // Environment variables read by this package.
 const (
 	// EnvRequireIntegration, set to "1", makes [Missing] fail tests
@@ -23,16 +31,25 @@ const (
 	// EnvCacheDir overrides the cache folder (default: .cache under the
 	// repository root).
 	EnvCacheDir = "PHICRYPT_CACHE_DIR"
-	// EnvVaultBin names a Vault binary to use instead of building one.
+	// EnvVaultBin names a Vault binary to use instead of the one in the
+	// cache folder.
 	EnvVaultBin = "PHICRYPT_VAULT_BIN"
-	// EnvLocalKMSBin names a local-kms binary to use instead of installing
-	// one.
+	// EnvLocalKMSBin names a local-kms binary to use instead of the one in
+	// the cache folder.
 	EnvLocalKMSBin = "PHICRYPT_LOCAL_KMS_BIN"
+	// EnvFull, set to "1", makes tests run at full size (see [Full]).
+	EnvFull = "PHICRYPT_FULL_TESTS"
 )
 
+// Full reports whether PHICRYPT_FULL_TESTS=1 asks for full-size runs: the
+// 100,000-row crash test, the 100 MiB stream, the scale tests. Without it
+// those tests check the same properties on smaller inputs, so that go test
+// ./... stays within its default timeout on a small machine. CI sets it.
+func Full() bool { return os.Getenv(EnvFull) == "1" }
+
 // ErrUnavailable reports that a service cannot be started on this machine
-// because a program it needs is not installed or could not be built. The
-// error's text says what to install. Start functions turn it into a call to
+// because a program it needs is not installed or not built. The error's
+// text names the one command that provides it. Start functions turn it into a call to
 // [Missing]; every other error fails the test.
 var ErrUnavailable = errors.New("testsvc: service unavailable")
 
@@ -48,27 +65,32 @@ func (e *unavailableError) Error() string { return e.msg }
 func (e *unavailableError) Unwrap() error { return ErrUnavailable }
 
 // Missing reports a service that a test needs but this machine lacks. It
-// skips the test with the formatted message, which should say what to
-// install; when PHICRYPT_REQUIRE_INTEGRATION=1 it fails the test with the
-// same message instead. Like Skipf and Fatalf, it must be called from the
-// goroutine running the test and does not return.
-func Missing(t testing.TB, format string, args ...any) {
+// skips the test with the formatted message, which should name the command
+// that provides the service; when PHICRYPT_REQUIRE_INTEGRATION=1 it fails
+// the test with the same message instead. Either way the outcome goes to
+// the report file named by [EnvReport]. Like Skipf and Fatalf, it must be
+// called from the goroutine running the test and does not return.
+func Missing(t testing.TB, service, format string, args ...any) {
 	t.Helper()
+	msg := fmt.Sprintf(format, args...)
 	if os.Getenv(EnvRequireIntegration) == "1" {
-		t.Fatalf(format+" ("+EnvRequireIntegration+"=1)", args...)
+		record(service, OutcomeFailed, msg)
+		t.Fatalf("%s (%s=1)", msg, EnvRequireIntegration)
 		return
 	}
-	t.Skipf(format, args...)
+	record(service, OutcomeSkipped, msg)
+	t.Skipf("%s", msg)
 }
 
 // fail reports err from starting a service: [Missing] for [ErrUnavailable],
 // a fatal error otherwise.
-func fail(t testing.TB, err error) {
+func fail(t testing.TB, service string, err error) {
 	t.Helper()
 	if errors.Is(err, ErrUnavailable) {
-		Missing(t, "%v", err)
+		Missing(t, service, "%v", err)
 		return
 	}
+	record(service, OutcomeFailed, err.Error())
 	t.Fatalf("%v", err)
 }
 
@@ -105,7 +127,7 @@ type shared[S interface{ Close() error }] struct {
 func (s *shared[S]) get(t testing.TB, name string, start func(context.Context) (S, error)) S {
 	t.Helper()
 	if !mainActive.Load() {
-		t.Fatalf("testsvc: Shared%s needs the package's TestMain to call testsvc.RunMain, which stops shared services: func TestMain(m *testing.M) { os.Exit(testsvc.RunMain(m)) }", name)
+		t.Fatalf("testsvc: a shared %s needs the package's TestMain to call testsvc.RunMain, which stops shared services: func TestMain(m *testing.M) { os.Exit(testsvc.RunMain(m)) }", name)
 	}
 	s.mu.Lock()
 	if !s.started {
@@ -115,8 +137,9 @@ func (s *shared[S]) get(t testing.TB, name string, start func(context.Context) (
 	svc, err := s.svc, s.err
 	s.mu.Unlock()
 	if err != nil {
-		fail(t, err)
+		fail(t, name, err)
 	}
+	record(name, OutcomeRan, "")
 	return svc
 }
 
@@ -175,8 +198,10 @@ var sweepOnce sync.Once
 
 // tempDir makes a temporary folder for one service, named
 // phicrypt-KIND-*, with a short path (a Unix socket path must fit in 107
-// bytes). The first call in a process first removes the folders of test
-// binaries that died without cleaning up.
+// bytes). The folder is handed to the reaper (see [reap]), which removes
+// it if the process dies without doing so. The first call in a process
+// also removes the folders of test binaries that died before the reaper
+// existed.
 func tempDir(kind string) (string, error) {
 	sweepOnce.Do(sweepStale)
 	dir, err := os.MkdirTemp("", "phicrypt-"+kind+"-")
@@ -187,6 +212,7 @@ func tempDir(kind string) (string, error) {
 		os.RemoveAll(dir)
 		return "", fmt.Errorf("testsvc: %s: %w", kind, err)
 	}
+	reap(dir)
 	return dir, nil
 }
 
@@ -206,20 +232,48 @@ func sweepStale() {
 	}
 }
 
-// startForTest starts a service with start and closes it when the test
-// ends. When start fails it calls [fail] and returns the zero S.
-func startForTest[S interface{ Close() error }](t testing.TB, start func(context.Context) (S, error)) S {
+// startForTest starts the service named name with start and closes it
+// when the test ends. When start fails it calls [fail] and returns the
+// zero S.
+func startForTest[S interface{ Close() error }](t testing.TB, name string, start func(context.Context) (S, error)) S {
 	t.Helper()
 	svc, err := start(context.Background())
 	if err != nil {
-		fail(t, err)
+		fail(t, name, err)
 		var zero S
 		return zero
 	}
+	record(name, OutcomeRan, "")
 	t.Cleanup(func() {
 		if err := svc.Close(); err != nil {
 			t.Errorf("%v", err)
 		}
 	})
 	return svc
+}
+
+// PostgresReady reports, without starting anything, whether tests will
+// find PostgreSQL: nil, or an [ErrUnavailable] error naming the command
+// that provides it.
+func PostgresReady() error {
+	_, err := postgresBinDir(context.Background())
+	return err
+}
+
+// SoftHSMReady is [PostgresReady] for SoftHSM2.
+func SoftHSMReady() error {
+	_, _, err := softHSMPrograms()
+	return err
+}
+
+// VaultReady is [PostgresReady] for Vault.
+func VaultReady() error {
+	_, err := vaultBinary()
+	return err
+}
+
+// LocalKMSReady is [PostgresReady] for local-kms.
+func LocalKMSReady() error {
+	_, err := localKMSBinary()
+	return err
 }

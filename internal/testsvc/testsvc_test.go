@@ -2,6 +2,7 @@ package testsvc_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -39,7 +40,9 @@ func TestMissing(t *testing.T) {
 		t.Run("require="+tc.env, func(t *testing.T) {
 			t.Setenv(testsvc.EnvRequireIntegration, tc.env)
 			r := &recorder{TB: t}
-			testsvc.Missing(r, "need %s: %s", "thing", "apt-get install -y thing")
+			report := filepath.Join(t.TempDir(), "report")
+			t.Setenv(testsvc.EnvReport, report)
+			testsvc.Missing(r, "Thing", "need %s: %s", "thing", "apt-get install -y thing")
 			if got := r.skipped != ""; got != tc.wantSkip {
 				t.Errorf("skipped = %q, want skip %v", r.skipped, tc.wantSkip)
 			}
@@ -48,6 +51,17 @@ func TestMissing(t *testing.T) {
 			}
 			if msg := r.skipped + r.failed; !strings.Contains(msg, "need thing: apt-get install -y thing") {
 				t.Errorf("message %q does not say what to install", msg)
+			}
+			lines, err := testsvc.ReadReport(report)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := testsvc.Report{Service: "Thing", Package: "internal/testsvc", Outcome: testsvc.OutcomeSkipped, Why: "need thing: apt-get install -y thing"}
+			if tc.wantErr {
+				want.Outcome = testsvc.OutcomeFailed
+			}
+			if len(lines) != 1 || lines[0] != want {
+				t.Errorf("report = %+v, want %+v", lines, want)
 			}
 		})
 	}
@@ -62,8 +76,9 @@ func TestRepoRootAndCacheDir(t *testing.T) {
 		t.Errorf("RepoRoot() = %s, which has no internal/vaultserver: %v", root, err)
 	}
 	t.Setenv(testsvc.EnvCacheDir, "")
-	if dir, err := testsvc.CacheDir(); err != nil || dir != filepath.Join(root, ".cache") {
-		t.Errorf("CacheDir() = %q, %v; want %q", dir, err, filepath.Join(root, ".cache"))
+	t.Setenv("XDG_CACHE_HOME", "/tmp/xdg-cache")
+	if dir, err := testsvc.CacheDir(); err != nil || dir != "/tmp/xdg-cache/phicrypt" {
+		t.Errorf("CacheDir() = %q, %v; want /tmp/xdg-cache/phicrypt", dir, err)
 	}
 	t.Setenv(testsvc.EnvCacheDir, "/tmp/phicrypt-cache")
 	if dir, err := testsvc.CacheDir(); err != nil || dir != "/tmp/phicrypt-cache" {
@@ -73,8 +88,35 @@ func TestRepoRootAndCacheDir(t *testing.T) {
 
 func TestBinaryOverrideMustExist(t *testing.T) {
 	t.Setenv(testsvc.EnvVaultBin, filepath.Join(t.TempDir(), "no-vault"))
-	if _, err := testsvc.BuildVault(t.Context()); err == nil || !strings.Contains(err.Error(), testsvc.EnvVaultBin) {
-		t.Errorf("BuildVault with a missing %s: err = %v, want one naming the variable", testsvc.EnvVaultBin, err)
+	if _, err := testsvc.NewVault(t.Context()); err == nil || !strings.Contains(err.Error(), testsvc.EnvVaultBin) {
+		t.Errorf("NewVault with a missing %s: err = %v, want one naming the variable", testsvc.EnvVaultBin, err)
+	}
+}
+
+// TestTestsNeverBuild checks that a test that finds no Vault or local-kms
+// is told the command that provides it, and that nothing was built or
+// installed on its behalf.
+func TestTestsNeverBuild(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv(testsvc.EnvCacheDir, cache)
+	t.Setenv(testsvc.EnvVaultBin, "")
+	t.Setenv(testsvc.EnvLocalKMSBin, "")
+	for name, start := range map[string]func() error{
+		"vault":     func() error { _, err := testsvc.NewVault(t.Context()); return err },
+		"local-kms": func() error { _, err := testsvc.NewLocalKMS(t.Context()); return err },
+	} {
+		err := start()
+		if !errors.Is(err, testsvc.ErrUnavailable) {
+			t.Errorf("%s with an empty cache: err = %v, want ErrUnavailable", name, err)
+			continue
+		}
+		if want := testsvc.InstallCommand + " " + name; !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %q does not name the command %q", name, err, want)
+		}
+	}
+	entries, err := os.ReadDir(cache)
+	if err != nil || len(entries) != 0 {
+		t.Errorf("the cache folder holds %v (%v): a test built or installed something", entries, err)
 	}
 }
 
@@ -153,12 +195,6 @@ func TestVault(t *testing.T) {
 	hadToken := statErr == nil
 
 	start := time.Now()
-	bin, err := testsvc.BuildVault(t.Context())
-	if err != nil {
-		testsvc.Missing(t, "%v", err)
-	}
-	t.Logf("BuildVault: %v (%s)", time.Since(start), bin)
-	start = time.Now()
 	v := testsvc.SharedVault(t)
 	t.Logf("SharedVault, first call: %v", time.Since(start))
 	if !strings.HasPrefix(v.Addr, "http://127.0.0.1:") || v.Token == "" {
@@ -193,12 +229,6 @@ func TestVault(t *testing.T) {
 
 func TestLocalKMS(t *testing.T) {
 	start := time.Now()
-	bin, err := testsvc.InstallLocalKMS(t.Context())
-	if err != nil {
-		testsvc.Missing(t, "%v", err)
-	}
-	t.Logf("InstallLocalKMS: %v (%s)", time.Since(start), bin)
-	start = time.Now()
 	k := testsvc.StartLocalKMS(t)
 	t.Logf("StartLocalKMS: %v", time.Since(start))
 	if !strings.HasPrefix(k.Endpoint, "http://127.0.0.1:") || k.Region == "" || k.AccountID == "" {

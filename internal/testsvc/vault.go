@@ -20,8 +20,11 @@ import (
 	"time"
 )
 
-// vaultHint says what to do when Vault cannot be had.
-const vaultHint = "install Go 1.26 so that testsvc can build Vault from internal/vaultserver (go run ./internal/testsvc/cmd/prebuild), or set " + EnvVaultBin + " to a Vault binary"
+// InstallCommand is the one command that provides the services that
+// tests cannot find: it installs PostgreSQL 15 and SoftHSM2 from Debian's
+// packages and builds Vault and local-kms into the cache folder. Name one
+// service to install only that one.
+const InstallCommand = "go run ./internal/testsvc/cmd/services install"
 
 // Vault is a HashiCorp Vault dev server: in memory, unsealed, listening
 // on 127.0.0.1 over plain HTTP, with the transit secrets engine mounted at
@@ -40,12 +43,11 @@ type Vault struct {
 }
 
 // StartVault starts a Vault dev server for the test and stops it when the
-// test ends. The first call on a machine builds Vault, which takes minutes
-// (see [BuildVault]). When Go is missing or the build fails it calls
-// [Missing].
+// test ends. When Vault is not built it calls [Missing]: tests never build
+// it (see [BuildVault]).
 func StartVault(t testing.TB) *Vault {
 	t.Helper()
-	return startForTest(t, NewVault)
+	return startForTest(t, ServiceVault, NewVault)
 }
 
 // sharedVault is the server returned by SharedVault.
@@ -57,14 +59,14 @@ var sharedVault shared[*Vault]
 // tests; tests keep apart by naming their own transit keys.
 func SharedVault(t testing.TB) *Vault {
 	t.Helper()
-	return sharedVault.get(t, "Vault", NewVault)
+	return sharedVault.get(t, ServiceVault, NewVault)
 }
 
 // NewVault starts a Vault dev server, for callers without a testing.TB.
 // The caller must call Close. The error wraps [ErrUnavailable] when Vault
-// cannot be built.
+// is not built.
 func NewVault(ctx context.Context) (*Vault, error) {
-	bin, err := BuildVault(ctx)
+	bin, err := vaultBinary()
 	if err != nil {
 		return nil, err
 	}
@@ -84,34 +86,68 @@ func NewVault(ctx context.Context) (*Vault, error) {
 	return v, nil
 }
 
-// BuildVault returns the path of a Vault binary: $PHICRYPT_VAULT_BIN when
-// set, else bin/vault in the cache folder (see [CacheDir]), which it
-// builds from the module in internal/vaultserver when missing or out of
-// date. On a 2-core machine building takes about 1 minute with a warm Go
-// build cache and 10-15 minutes with a cold one, and makes a binary of
-// about 500 MB; concurrent callers, in this or other processes,
-// wait for one build. The error wraps [ErrUnavailable] when Go is missing
-// or the build fails.
-func BuildVault(ctx context.Context) (string, error) {
+// vaultBinary returns $PHICRYPT_VAULT_BIN when set, else the Vault binary
+// that [BuildVault] left in the cache folder, built from the current
+// sources of internal/vaultserver.
+func vaultBinary() (string, error) {
 	if bin, err := binaryFromEnv(EnvVaultBin); bin != "" || err != nil {
 		return bin, err
 	}
-	root, err := RepoRoot()
+	stamp, err := vaultStamp()
 	if err != nil {
-		return "", unavailable("%v: %s", err, vaultHint)
+		return "", err
 	}
-	src := filepath.Join(root, "internal", "vaultserver")
+	return readyBinary("vault", stamp, InstallCommand+" vault")
+}
+
+// vaultStamp identifies the sources of internal/vaultserver: a hash of
+// its go.mod, go.sum and Go files.
+func vaultStamp() (string, error) {
+	src, err := vaultSource()
+	if err != nil {
+		return "", err
+	}
+	names, err := filepath.Glob(filepath.Join(src, "*.go"))
+	if err != nil {
+		return "", err
+	}
 	h := sha256.New()
-	for _, name := range []string{"go.mod", "go.sum", "main.go"} {
-		b, err := os.ReadFile(filepath.Join(src, name))
+	for _, path := range append([]string{filepath.Join(src, "go.mod"), filepath.Join(src, "go.sum")}, names...) {
+		b, err := os.ReadFile(path)
 		if err != nil {
-			return "", unavailable("testsvc: vault source: %v: %s", err, vaultHint)
+			return "", unavailable("testsvc: vault source: %v: run %s vault from a clone of the repository", err, InstallCommand)
 		}
-		fmt.Fprintf(h, "%s %d\n", name, len(b))
+		fmt.Fprintf(h, "%s %d\n", filepath.Base(path), len(b))
 		h.Write(b)
 	}
-	stamp := "vaultserver " + hex.EncodeToString(h.Sum(nil)) + "\n"
-	return cachedBinary(ctx, "vault", stamp, func(ctx context.Context, tmpDir string) error {
+	return "vaultserver " + hex.EncodeToString(h.Sum(nil)) + "\n", nil
+}
+
+// vaultSource returns the folder of the internal/vaultserver module.
+func vaultSource() (string, error) {
+	root, err := RepoRoot()
+	if err != nil {
+		return "", unavailable("%v: run %s vault from a clone of the repository", err, InstallCommand)
+	}
+	return filepath.Join(root, "internal", "vaultserver"), nil
+}
+
+// BuildVault builds Vault from the module in internal/vaultserver into
+// the cache folder (see [CacheDir]) when it is missing or out of date, and
+// returns its path. The services command calls it; tests never do. The
+// build takes minutes with a cold Go build cache (see the closing note of
+// internal/vaultserver's doc). Concurrent callers, in this or other
+// processes, wait for one build.
+func BuildVault(ctx context.Context) (string, error) {
+	src, err := vaultSource()
+	if err != nil {
+		return "", err
+	}
+	stamp, err := vaultStamp()
+	if err != nil {
+		return "", err
+	}
+	return buildBinary(ctx, "vault", stamp, func(ctx context.Context, tmpDir string) error {
 		goBin, err := goTool()
 		if err != nil {
 			return err
@@ -120,7 +156,7 @@ func BuildVault(ctx context.Context) (string, error) {
 		cmd.Dir = src
 		cmd.Env = cleanEnv([]string{"GOWORK="}, "GOWORK=off")
 		if _, err := runCommand(cmd); err != nil {
-			return unavailable("testsvc: build vault: %s: %s", tail(err.Error(), 2048), vaultHint)
+			return fmt.Errorf("testsvc: build vault: %s", tail(err.Error(), 2048))
 		}
 		return nil
 	})
