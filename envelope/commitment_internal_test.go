@@ -105,7 +105,7 @@ func newCommitmentFixture(t *testing.T) *commitmentFixture {
 	for _, k := range []knownKey{f.k1, f.k2} {
 		h, err := format.ParseHeader(k.header(t, f.keyID, k.commitment))
 		require.NoError(t, err)
-		_, err = s.openingKey(ctx, &h, f.b.Scope)
+		_, _, err = s.openingKey(ctx, &h, f.b.Scope)
 		require.NoError(t, err)
 	}
 	install := func(k knownKey) *countingAEAD {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -66,13 +67,9 @@ func (s *SelfContained) EncryptStream(ctx context.Context, dst io.Writer, b Bind
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	k, err := s.sealingKey(ctx, b.Scope)
-	if err != nil {
-		return nil, err
-	}
 	var salt [format.SaltSize]byte
 	rand.Read(salt[:]) // never fails (crypto/rand)
-	a, err := deriveStreamAEAD(s.suite, k.dek, salt[:])
+	k, a, err := s.sealingStreamKey(ctx, b.Scope, salt[:])
 	if err != nil {
 		return nil, err
 	}
@@ -144,11 +141,7 @@ func (s *SelfContained) DecryptStream(ctx context.Context, src io.Reader, b Bind
 	if h.Form != format.FormStream {
 		return nil, errWrongForm()
 	}
-	k, err := s.openingKey(ctx, &h, b.Scope)
-	if err != nil {
-		return nil, err
-	}
-	a, err := deriveStreamAEAD(Suite(h.Suite), k.dek, h.Salt)
+	a, err := s.openingStreamKey(ctx, &h, b.Scope)
 	if err != nil {
 		return nil, err
 	}
@@ -163,6 +156,56 @@ func (s *SelfContained) DecryptStream(ctx context.Context, src io.Reader, b Bind
 		cbuf:    make([]byte, segment+a.Overhead()+1),
 		pbuf:    make([]byte, segment),
 	}, nil
+}
+
+// sealingStreamKey returns the scope's data key and the AEAD of a new
+// stream with salt. Should the cache evict (and zero) the data key between
+// its lookup and the derivation, the stream gets a data key of its own,
+// which no cache keeps.
+func (s *SelfContained) sealingStreamKey(ctx context.Context, scope string, salt []byte) (*sealingKey, cipher.AEAD, error) {
+	k, fresh, err := s.sealingKey(ctx, scope)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, ok, err := k.dek.deriveStream(s.suite, salt)
+	if fresh {
+		s.doneSealing(scope, k)
+	}
+	if ok || err != nil {
+		return k, a, err
+	}
+	if k, err = s.newSealingKey(ctx, scope); err != nil {
+		return nil, nil, err
+	}
+	defer k.dek.wipe()
+	a, _, err = k.dek.deriveStream(s.suite, salt)
+	return k, a, err
+}
+
+// openingStreamKey returns the AEAD of the stream with header h. Should
+// the cache evict (and zero) the data key between its lookup and the
+// derivation, the key is unwrapped again for this stream alone.
+func (s *SelfContained) openingStreamKey(ctx context.Context, h *format.Header, scope string) (cipher.AEAD, error) {
+	k, fresh, err := s.openingKey(ctx, h, scope)
+	if err != nil {
+		return nil, err
+	}
+	a, ok, err := k.dek.deriveStream(Suite(h.Suite), h.Salt)
+	if fresh {
+		s.doneOpening(h, k)
+	}
+	if ok || err != nil {
+		return a, err
+	}
+	if k, err = s.load(ctx, h, scope); err != nil {
+		return nil, err
+	}
+	defer k.dek.wipe()
+	if subtle.ConstantTimeCompare(k.commitment, h.Commitment) != 1 {
+		return nil, ErrDecrypt
+	}
+	a, _, err = k.dek.deriveStream(Suite(h.Suite), h.Salt)
+	return a, err
 }
 
 // deriveStreamAEAD derives the AEAD of one stream: HKDF-SHA-256 of the data
