@@ -77,6 +77,9 @@
 //   - Key bytes in memory: the data keys that SelfContained caches for
 //     streams are zeroed when their cache entry is evicted or expires.
 //     Derived AEAD state (the AES key schedule) cannot be cleared from Go.
+//   - Memory before authentication: DecryptStream grows its buffers as
+//     the stream's bytes arrive, not to the segment size the unauthenticated
+//     header claims, so a forged header makes it allocate a few KiB.
 //
 // # Wire format, version 1
 //
