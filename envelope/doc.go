@@ -67,6 +67,19 @@
 //     version; errors never contain plaintext, keys or ciphertexts.
 //   - In FIPS 140-3 mode (GODEBUG=fips140=on or only) suites that are not
 //     approved fail with ErrNotApproved.
+//   - KMS cost under forgery: [SelfContained] remembers, for a bounded
+//     time and number (one minute and 1,024 by default, see
+//     SelfContainedConfig.FailedUnwrapMaxAge), each data key that the KEK
+//     refused to unwrap as inauthentic, so that copies of one forged
+//     value cost one KMS call, not one each. Outages, timeouts and unknown
+//     KEKs are never remembered. Each distinct forged wrapped key still
+//     costs one call.
+//   - Key bytes in memory: the data keys that SelfContained caches for
+//     streams are zeroed when their cache entry is evicted or expires.
+//     Derived AEAD state (the AES key schedule) cannot be cleared from Go.
+//   - Memory before authentication: DecryptStream grows its buffers as
+//     the stream's bytes arrive, not to the segment size the unauthenticated
+//     header claims, so a forged header makes it allocate a few KiB.
 //
 // # Wire format, version 1
 //

@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +25,10 @@ const (
 	DefaultDataKeyMaxMessages = 1 << 24
 	DefaultCacheMaxEntries    = 1024
 	DefaultCacheMaxAge        = 10 * time.Minute
+	// DefaultFailedUnwrapMaxEntries and DefaultFailedUnwrapMaxAge bound
+	// the memory of failed unwraps (see SelfContainedConfig).
+	DefaultFailedUnwrapMaxEntries = 1024
+	DefaultFailedUnwrapMaxAge     = time.Minute
 	// MaxDataKeyMessages is the largest DataKeyMaxMessages: 2^32, the
 	// limit for random 96-bit nonces (NIST SP 800-38D, section 8.3).
 	MaxDataKeyMessages = 1 << 32
@@ -58,12 +64,55 @@ type SelfContainedConfig struct {
 	// one KMS call per Decrypt.
 	CacheMaxAge time.Duration
 
+	// FailedUnwrapMaxEntries bounds how many failed unwraps are
+	// remembered (DefaultFailedUnwrapMaxEntries when zero), and
+	// FailedUnwrapMaxAge how long each is (DefaultFailedUnwrapMaxAge when
+	// zero; a negative value remembers none). An unwrap that the KEK
+	// refuses as inauthentic (kms.ErrUnwrapFailed, or a data key of the
+	// wrong size) is remembered by the SHA-256 of its KEK id, AAD (suite
+	// and scope) and wrapped key, and Decrypt and DecryptStream refuse the
+	// same combination with ErrDecrypt, without calling the KMS, until it
+	// is forgotten: N copies of one tampered value cost one KMS call per
+	// FailedUnwrapMaxAge, not N. Transient failures (kms.ErrUnavailable,
+	// timeouts, cancellation, kms.ErrPermissionDenied, kms.ErrKeyNotFound)
+	// are never remembered. Each distinct forged wrapped key still costs
+	// one KMS call: bound those with the KMS's own quotas or a
+	// kms.Breaker.
+	FailedUnwrapMaxEntries int
+	FailedUnwrapMaxAge     time.Duration
+
+	// Observe, if set, receives a CacheEvent each time a failed unwrap is
+	// remembered or refuses a value, for metrics. It runs on the caller's
+	// goroutine, so it must be quick and safe for concurrent use. (KMS
+	// calls themselves are observed with kms.WithObserver.)
+	Observe func(context.Context, CacheEvent)
+
 	// StreamSegmentSize is the plaintext size of the segments that
 	// EncryptStream writes, from MinStreamSegmentSize to
 	// MaxStreamSegmentSize (DefaultStreamSegmentSize when zero).
 	// DecryptStream reads any size in that range: a stream records its
 	// own.
 	StreamSegmentSize int
+}
+
+// Ops of a CacheEvent.
+const (
+	// OpUnwrapFailed: the KEK refused to unwrap a data key as
+	// inauthentic, and the failure is now remembered.
+	OpUnwrapFailed = "unwrap-failed"
+	// OpFailedUnwrapHit: a remembered failure refused a value without a
+	// KMS call (a negative-cache hit).
+	OpFailedUnwrapHit = "failed-unwrap-hit"
+)
+
+// A CacheEvent describes what a SelfContained's cache of failed unwraps
+// did, for metrics (see SelfContainedConfig.Observe). It never holds key
+// material, wrapped keys, AAD or ciphertexts.
+type CacheEvent struct {
+	// Op is OpUnwrapFailed or OpFailedUnwrapHit.
+	Op string
+	// KEKID is the KEK id that the ciphertext names.
+	KEKID string
 }
 
 // SelfContained encrypts values in the self-contained form: each ciphertext
@@ -81,6 +130,14 @@ type SelfContainedConfig struct {
 // EncryptStream and DecryptStream encrypt large attachments in the stream
 // form, with the same KEK, data keys and caches.
 //
+// The caches keep each data key's bytes, from which stream keys are
+// derived, and zero them when the entry is evicted or expires; a data key
+// that no cache keeps (CacheMaxAge or DataKeyMaxAge negative) is zeroed
+// once the call that unwrapped or generated it is done with it. The AEAD
+// state derived from a data key (the AES key schedule inside
+// crypto/cipher) cannot be cleared from Go: it goes to the garbage
+// collector with the entry.
+//
 // A SelfContained is safe for concurrent use.
 type SelfContained struct {
 	kek         kms.KEK
@@ -91,6 +148,39 @@ type SelfContained struct {
 	segmentSize int
 	sealing     *keycache.Cache[*sealingKey]
 	opening     *keycache.Cache[*openingKey]
+	// failed remembers failed unwraps by failedKey; nil when disabled.
+	failed  *keycache.Cache[struct{}]
+	observe func(context.Context, CacheEvent)
+}
+
+// rawKey holds a data key's bytes for deriving stream keys, until wipe
+// zeroes them. Readers hold the read lock while they derive, so a key is
+// never zeroed while in use.
+type rawKey struct {
+	mu sync.RWMutex
+	b  []byte // nil once wiped
+}
+
+func newRawKey(dek []byte) *rawKey { return &rawKey{b: bytes.Clone(dek)} }
+
+// deriveStream derives the AEAD of the stream with salt; ok is false if
+// the key has been wiped.
+func (r *rawKey) deriveStream(suite Suite, salt []byte) (a cipher.AEAD, ok bool, err error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.b == nil {
+		return nil, false, nil
+	}
+	a, err = deriveStreamAEAD(suite, r.b, salt)
+	return a, true, err
+}
+
+// wipe zeroes the key and drops it.
+func (r *rawKey) wipe() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	clear(r.b)
+	r.b = nil
 }
 
 // sealingKey is a data key in use for encryption, with its header.
@@ -101,7 +191,7 @@ type sealingKey struct {
 	// dek is the data key itself, from which each stream's key is
 	// derived with the stream's salt; wrapped and commitment go into
 	// stream headers.
-	dek        []byte
+	dek        *rawKey
 	wrapped    kms.WrappedKey
 	commitment []byte
 }
@@ -113,7 +203,7 @@ type openingKey struct {
 	kekID      string
 	scope      string
 	suite      format.Suite
-	dek        []byte // derives the keys of streams
+	dek        *rawKey // derives the keys of streams
 }
 
 // NewSelfContained returns a SelfContained for cfg.
@@ -152,22 +242,35 @@ func NewSelfContained(cfg SelfContainedConfig) (*SelfContained, error) {
 	if cfg.CacheMaxAge == 0 {
 		cfg.CacheMaxAge = DefaultCacheMaxAge
 	}
+	if cfg.FailedUnwrapMaxEntries == 0 {
+		cfg.FailedUnwrapMaxEntries = DefaultFailedUnwrapMaxEntries
+	}
+	if cfg.FailedUnwrapMaxAge == 0 {
+		cfg.FailedUnwrapMaxAge = DefaultFailedUnwrapMaxAge
+	}
 	if cfg.StreamSegmentSize == 0 {
 		cfg.StreamSegmentSize = DefaultStreamSegmentSize
 	}
 	if cfg.StreamSegmentSize < MinStreamSegmentSize || cfg.StreamSegmentSize > MaxStreamSegmentSize {
 		return nil, fmt.Errorf("envelope: StreamSegmentSize %d is outside %d..%d", cfg.StreamSegmentSize, MinStreamSegmentSize, MaxStreamSegmentSize)
 	}
-	return &SelfContained{
+	s := &SelfContained{
 		kek:         cfg.KEK,
 		suite:       cfg.Suite,
 		encoding:    cfg.Encoding,
 		max:         m,
 		maxMessages: cfg.DataKeyMaxMessages,
 		segmentSize: cfg.StreamSegmentSize,
-		sealing:     keycache.New[*sealingKey](keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.DataKeyMaxAge}),
-		opening:     keycache.New[*openingKey](keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.CacheMaxAge}),
-	}, nil
+		sealing: keycache.NewWithEvict(keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.DataKeyMaxAge},
+			func(k *sealingKey) { k.dek.wipe() }),
+		opening: keycache.NewWithEvict(keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.CacheMaxAge},
+			func(k *openingKey) { k.dek.wipe() }),
+		observe: cfg.Observe,
+	}
+	if cfg.FailedUnwrapMaxAge > 0 {
+		s.failed = keycache.New[struct{}](keycache.Config{MaxEntries: cfg.FailedUnwrapMaxEntries, MaxAge: cfg.FailedUnwrapMaxAge})
+	}
+	return s, nil
 }
 
 // Encrypt encrypts plaintext under a data key of b.Scope, wrapped by the
@@ -190,17 +293,21 @@ func (s *SelfContained) AppendEncrypt(ctx context.Context, dst, plaintext []byte
 	if err != nil {
 		return dst, err
 	}
-	k, err := s.sealingKey(ctx, b.Scope)
+	k, fresh, err := s.sealingKey(ctx, b.Scope)
 	if err != nil {
 		return dst, err
+	}
+	if fresh {
+		defer s.doneSealing(b.Scope, k)
 	}
 	return appendSeal(dst, k.aead, s.encoding, k.header, plaintext, &b, extra, bindingSize), nil
 }
 
 // sealingKey returns the data key of scope, generating and wrapping a new
 // one when the scope has none or its key has used its budget, and counts
-// one use (a value or a stream).
-func (s *SelfContained) sealingKey(ctx context.Context, scope string) (*sealingKey, error) {
+// one use (a value or a stream). fresh means the key did not come from
+// the cache's fast path: the caller passes it to doneSealing when done.
+func (s *SelfContained) sealingKey(ctx context.Context, scope string) (k *sealingKey, fresh bool, err error) {
 	for {
 		k, ok := s.sealing.Lookup(scope)
 		if !ok {
@@ -208,14 +315,22 @@ func (s *SelfContained) sealingKey(ctx context.Context, scope string) (*sealingK
 			if k, err = s.sealing.Get(ctx, scope, func(ctx context.Context) (*sealingKey, error) {
 				return s.newSealingKey(ctx, scope)
 			}); err != nil {
-				return nil, err
+				return nil, false, err
 			}
 		}
 		if k.used.Add(1) > s.maxMessages {
 			s.sealing.Forget(scope, k)
 			continue
 		}
-		return k, nil
+		return k, !ok, nil
+	}
+}
+
+// doneSealing zeroes the data key of k unless the cache keeps it (the
+// cache zeroes it on eviction).
+func (s *SelfContained) doneSealing(scope string, k *sealingKey) {
+	if !s.sealing.Holds(scope, k) {
+		k.dek.wipe()
 	}
 }
 
@@ -245,7 +360,7 @@ func (s *SelfContained) newSealingKey(ctx context.Context, scope string) (*seali
 	if err != nil {
 		return nil, fmt.Errorf("envelope: KEK %q returned a wrapped key the format cannot hold: %w", wk.KeyID, err)
 	}
-	return &sealingKey{aead: a, header: hdr, dek: bytes.Clone(dek), wrapped: wk, commitment: commitment}, nil
+	return &sealingKey{aead: a, header: hdr, dek: newRawKey(dek), wrapped: wk, commitment: commitment}, nil
 }
 
 // deriveSelfContained derives the AEAD and the key commitment of a data key.
@@ -287,9 +402,12 @@ func (s *SelfContained) AppendDecrypt(ctx context.Context, dst, ciphertext []byt
 	if o.h.Form != format.FormSelfContained {
 		return dst, errWrongForm()
 	}
-	k, err := s.openingKey(ctx, &o.h, b.Scope)
+	k, fresh, err := s.openingKey(ctx, &o.h, b.Scope)
 	if err != nil {
 		return dst, err
+	}
+	if fresh {
+		defer s.doneOpening(&o.h, k)
 	}
 	out, err := o.open(k.aead, &b, extra, bindingSize)
 	if err != nil {
@@ -299,19 +417,32 @@ func (s *SelfContained) AppendDecrypt(ctx context.Context, dst, ciphertext []byt
 }
 
 // openingKey returns the unwrapped data key of h for scope, from the cache
-// or the KEK, once its commitment matches h's.
-func (s *SelfContained) openingKey(ctx context.Context, h *format.Header, scope string) (*openingKey, error) {
+// or the KEK, once its commitment matches h's. fresh means the key did not
+// come from the cache's fast path: the caller passes it to doneOpening
+// when done.
+func (s *SelfContained) openingKey(ctx context.Context, h *format.Header, scope string) (k *openingKey, fresh bool, err error) {
 	k, ok := s.opening.LookupBytes(h.Wrapped)
 	if !ok || !k.matches(h, scope) {
-		var err error
 		if k, err = s.unwrap(ctx, h, scope); err != nil {
-			return nil, err
+			return nil, false, err
 		}
+		fresh = true
 	}
 	if subtle.ConstantTimeCompare(k.commitment, h.Commitment) != 1 {
-		return nil, ErrDecrypt
+		if fresh {
+			s.doneOpening(h, k)
+		}
+		return nil, false, ErrDecrypt
 	}
-	return k, nil
+	return k, fresh, nil
+}
+
+// doneOpening zeroes the data key of k unless the cache keeps it (the
+// cache zeroes it on eviction).
+func (s *SelfContained) doneOpening(h *format.Header, k *openingKey) {
+	if !s.opening.Holds(string(h.Wrapped), k) {
+		k.dek.wipe()
+	}
 }
 
 func (k *openingKey) matches(h *format.Header, scope string) bool {
@@ -323,30 +454,72 @@ func (k *openingKey) matches(h *format.Header, scope string) bool {
 // wrapped bytes for another KEK id, scope or suite, that entry is bypassed,
 // not used.
 func (s *SelfContained) unwrap(ctx context.Context, h *format.Header, scope string) (*openingKey, error) {
-	load := func(ctx context.Context) (*openingKey, error) {
-		wk := kms.WrappedKey{KeyID: string(h.KEKID), Ciphertext: h.Wrapped}
-		dek, err := s.kek.Unwrap(ctx, wk, wrapAAD(h.Suite, scope))
-		switch {
-		case errors.Is(err, kms.ErrUnwrapFailed):
-			return nil, ErrDecrypt
-		case errors.Is(err, kms.ErrKeyNotFound):
-			return nil, fmt.Errorf("%w: %w", ErrKeyNotFound, err)
-		case err != nil:
-			return nil, fmt.Errorf("envelope: unwrap data key: %w", err)
-		}
-		defer clear(dek)
-		if len(dek) != DEKSize {
-			return nil, ErrDecrypt
-		}
-		a, commitment, err := deriveSelfContained(Suite(h.Suite), dek)
-		if err != nil {
-			return nil, err
-		}
-		return &openingKey{aead: a, commitment: commitment, kekID: wk.KeyID, scope: scope, suite: h.Suite, dek: bytes.Clone(dek)}, nil
-	}
+	load := func(ctx context.Context) (*openingKey, error) { return s.load(ctx, h, scope) }
 	k, err := s.opening.Get(ctx, string(h.Wrapped), load)
 	if err == nil && !k.matches(h, scope) {
 		return load(ctx)
 	}
 	return k, err
+}
+
+// load unwraps the data key of h for scope with the KEK. An unwrap that
+// fails as inauthentic is remembered, and a remembered one refuses h
+// without calling the KEK. The check is here, inside the cache's single
+// flight, so that concurrent copies of one forgery cost one call.
+func (s *SelfContained) load(ctx context.Context, h *format.Header, scope string) (*openingKey, error) {
+	var fk string
+	if s.failed != nil {
+		fk = failedKey(h, scope)
+		if _, ok := s.failed.Lookup(fk); ok {
+			s.report(ctx, OpFailedUnwrapHit, h)
+			return nil, ErrDecrypt
+		}
+	}
+	wk := kms.WrappedKey{KeyID: string(h.KEKID), Ciphertext: h.Wrapped}
+	dek, err := s.kek.Unwrap(ctx, wk, wrapAAD(h.Suite, scope))
+	switch {
+	case errors.Is(err, kms.ErrUnwrapFailed):
+		s.remember(ctx, h, fk)
+		return nil, ErrDecrypt
+	case errors.Is(err, kms.ErrKeyNotFound):
+		return nil, fmt.Errorf("%w: %w", ErrKeyNotFound, err)
+	case err != nil:
+		return nil, fmt.Errorf("envelope: unwrap data key: %w", err)
+	}
+	defer clear(dek)
+	if len(dek) != DEKSize {
+		s.remember(ctx, h, fk)
+		return nil, ErrDecrypt
+	}
+	a, commitment, err := deriveSelfContained(Suite(h.Suite), dek)
+	if err != nil {
+		return nil, err
+	}
+	return &openingKey{aead: a, commitment: commitment, kekID: wk.KeyID, scope: scope, suite: h.Suite, dek: newRawKey(dek)}, nil
+}
+
+// failedKey is the key of h's unwrap for scope in the cache of failed
+// unwraps: SHA-256 of the KEK id, the wrap's AAD and the wrapped key, so
+// that an entry takes 32 bytes whatever the wrapped key's size.
+func failedKey(h *format.Header, scope string) string {
+	d := sha256.New()
+	d.Write(format.AppendString(nil, string(h.KEKID)))
+	d.Write(wrapAAD(h.Suite, scope))
+	d.Write(h.Wrapped)
+	return string(d.Sum(nil))
+}
+
+// remember records a failed unwrap of h under its failedKey fk.
+func (s *SelfContained) remember(ctx context.Context, h *format.Header, fk string) {
+	if s.failed == nil {
+		return
+	}
+	s.failed.Add(fk, struct{}{})
+	s.report(ctx, OpUnwrapFailed, h)
+}
+
+func (s *SelfContained) report(ctx context.Context, op string, h *format.Header) {
+	if s.observe != nil {
+		s.observe(ctx, CacheEvent{Op: op, KEKID: string(h.KEKID)})
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -21,9 +22,10 @@ const (
 	// 64 KiB.
 	DefaultStreamSegmentSize = 64 << 10
 	// MinStreamSegmentSize and MaxStreamSegmentSize bound the segment
-	// size, 256 bytes to 1 MiB. A reader allocates about one segment of
-	// ciphertext and one of plaintext, so the upper bound caps what a
-	// stream's header can make DecryptStream allocate.
+	// size, 256 bytes to 1 MiB. A reader holds about one segment of
+	// ciphertext and one of plaintext, allocated as the bytes arrive (a
+	// 4 KiB buffer first, doubled as it fills), so the header's claim
+	// alone never makes DecryptStream allocate a segment.
 	MinStreamSegmentSize = format.MinSegmentSize
 	MaxStreamSegmentSize = format.MaxSegmentSize
 	// MaxStreamSegments is the most segments a stream holds: 2^32, the
@@ -66,13 +68,9 @@ func (s *SelfContained) EncryptStream(ctx context.Context, dst io.Writer, b Bind
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	k, err := s.sealingKey(ctx, b.Scope)
-	if err != nil {
-		return nil, err
-	}
 	var salt [format.SaltSize]byte
 	rand.Read(salt[:]) // never fails (crypto/rand)
-	a, err := deriveStreamAEAD(s.suite, k.dek, salt[:])
+	k, a, err := s.sealingStreamKey(ctx, b.Scope, salt[:])
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +118,10 @@ func (s *SelfContained) EncryptStream(ctx context.Context, dst io.Writer, b Bind
 // checked before each segment is opened.
 //
 // The reader holds about one segment of ciphertext and one of plaintext,
-// whatever the stream's length. It is not safe for concurrent use. A Read
+// whatever the stream's length. The segment size in the header is
+// authenticated only with the first segment, so the reader's buffers grow
+// with the bytes that actually arrive: a forged header that claims 1 MiB
+// segments in front of a short body costs a few KiB, not 2 MiB. It is not safe for concurrent use. A Read
 // into a buffer of at least a segment decrypts straight into it. The reader
 // implements io.WriterTo: io.Copy from it decrypts a source that holds the
 // stream in memory (a bytes.Reader) where the bytes lie, without copying
@@ -144,25 +145,79 @@ func (s *SelfContained) DecryptStream(ctx context.Context, src io.Reader, b Bind
 	if h.Form != format.FormStream {
 		return nil, errWrongForm()
 	}
-	k, err := s.openingKey(ctx, &h, b.Scope)
-	if err != nil {
-		return nil, err
-	}
-	a, err := deriveStreamAEAD(Suite(h.Suite), k.dek, h.Salt)
+	a, err := s.openingStreamKey(ctx, &h, b.Scope)
 	if err != nil {
 		return nil, err
 	}
 	segment := int(h.SegmentSize)
+	// The segment size is authenticated only with the first segment:
+	// the buffers start small and grow as the bytes arrive.
 	return &streamReader{
 		ctx:     ctx,
 		src:     src,
 		aead:    a,
 		suite:   Suite(h.Suite),
 		segment: segment,
+		sealed:  segment + a.Overhead(),
 		aad:     streamAAD(hdr, &b, extra, bindingSize),
-		cbuf:    make([]byte, segment+a.Overhead()+1),
-		pbuf:    make([]byte, segment),
+		cbuf:    make([]byte, min(streamInitialBuffer, segment+a.Overhead()+1)),
 	}, nil
+}
+
+// streamInitialBuffer is the size of a stream reader's first ciphertext
+// buffer. It doubles as the bytes arrive, up to a full segment and one
+// byte, so that a forged header claiming a large segment in front of a
+// short body costs little memory.
+const streamInitialBuffer = 4 << 10
+
+// sealingStreamKey returns the scope's data key and the AEAD of a new
+// stream with salt. Should the cache evict (and zero) the data key between
+// its lookup and the derivation, the stream gets a data key of its own,
+// which no cache keeps.
+func (s *SelfContained) sealingStreamKey(ctx context.Context, scope string, salt []byte) (*sealingKey, cipher.AEAD, error) {
+	k, fresh, err := s.sealingKey(ctx, scope)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, ok, err := k.dek.deriveStream(s.suite, salt)
+	if fresh {
+		s.doneSealing(scope, k)
+	}
+	if ok || err != nil {
+		return k, a, err
+	}
+	if k, err = s.newSealingKey(ctx, scope); err != nil {
+		return nil, nil, err
+	}
+	defer k.dek.wipe()
+	a, _, err = k.dek.deriveStream(s.suite, salt)
+	return k, a, err
+}
+
+// openingStreamKey returns the AEAD of the stream with header h. Should
+// the cache evict (and zero) the data key between its lookup and the
+// derivation, the key is unwrapped again for this stream alone.
+func (s *SelfContained) openingStreamKey(ctx context.Context, h *format.Header, scope string) (cipher.AEAD, error) {
+	k, fresh, err := s.openingKey(ctx, h, scope)
+	if err != nil {
+		return nil, err
+	}
+	a, ok, err := k.dek.deriveStream(Suite(h.Suite), h.Salt)
+	if fresh {
+		s.doneOpening(h, k)
+	}
+	if ok || err != nil {
+		return a, err
+	}
+	if k, err = s.load(ctx, h, scope); err != nil {
+		return nil, err
+	}
+	defer k.dek.wipe()
+	if subtle.ConstantTimeCompare(k.commitment, h.Commitment) != 1 {
+		return nil, ErrDecrypt
+	}
+	a, _, err = k.dek.deriveStream(Suite(h.Suite), h.Salt)
+	return a, err
 }
 
 // deriveStreamAEAD derives the AEAD of one stream: HKDF-SHA-256 of the data
@@ -358,6 +413,11 @@ func (w *streamWriter) LogValue() slog.Value {
 // ends with it, so a segment is opened only once the reader holds one byte
 // past it (not final) or has met the end of the input (final).
 //
+// Its buffers grow as bytes arrive: cbuf doubles (grow) whenever it is
+// full and shorter than a sealed segment and one byte, and pbuf is
+// allocated for a segment's plaintext only once that segment's bytes are
+// all there.
+//
 // Read pulls one segment at a time from src (next). WriteTo lets src push
 // its bytes instead, through a segmentWriter, so that a source that holds
 // the stream in memory (a bytes.Reader) is decrypted without a copy.
@@ -367,12 +427,13 @@ type streamReader struct {
 	aead    cipher.AEAD
 	suite   Suite
 	segment int // plaintext bytes of a full segment
+	sealed  int // bytes of a full sealed segment
 	aad     []byte
-	// cbuf[:have] is the start of the next segment: cbuf holds a full
-	// sealed segment and one byte more.
+	// cbuf[:have] is the start of the next segment: cbuf grows to hold a
+	// full sealed segment and one byte more.
 	cbuf  []byte
 	have  int
-	pbuf  []byte
+	pbuf  []byte // plaintext of a segment, allocated by plainBuf
 	pt    []byte // plaintext not yet returned, in pbuf
 	index uint64 // of the next segment
 	err   error  // sticky; io.EOF after the final segment
@@ -384,7 +445,28 @@ var (
 )
 
 // sealedSize is the size of a full sealed segment.
-func (r *streamReader) sealedSize() int { return len(r.cbuf) - 1 }
+func (r *streamReader) sealedSize() int { return r.sealed }
+
+// grow doubles cbuf, up to a full sealed segment and one byte, when it is
+// full of bytes that have arrived. It reports whether cbuf grew.
+func (r *streamReader) grow() bool {
+	full := r.sealed + 1
+	if r.have < len(r.cbuf) || len(r.cbuf) >= full {
+		return false
+	}
+	c := make([]byte, min(2*len(r.cbuf), full))
+	copy(c, r.cbuf[:r.have])
+	r.cbuf = c
+	return true
+}
+
+// plainBuf returns pbuf, empty, with room for n bytes of plaintext.
+func (r *streamReader) plainBuf(n int) []byte {
+	if cap(r.pbuf) < n {
+		r.pbuf = make([]byte, max(n, cap(r.pbuf)))
+	}
+	return r.pbuf[:0]
+}
 
 // Read returns authenticated plaintext. See DecryptStream.
 func (r *streamReader) Read(p []byte) (int, error) {
@@ -400,7 +482,7 @@ func (r *streamReader) Read(p []byte) (int, error) {
 			pt, err := r.next(p[:0])
 			return len(pt), err
 		}
-		pt, err := r.next(r.pbuf[:0])
+		pt, err := r.next(nil)
 		if err != nil {
 			return 0, err
 		}
@@ -412,13 +494,21 @@ func (r *streamReader) Read(p []byte) (int, error) {
 }
 
 // next reads the next segment, with one byte more, and opens it into dst,
-// which must have room for a segment's plaintext.
+// which must have room for a segment's plaintext, or into pbuf if dst is
+// nil.
 func (r *streamReader) next(dst []byte) ([]byte, error) {
 	if err := r.ctx.Err(); err != nil {
 		return nil, r.fail(err)
 	}
-	n, err := io.ReadFull(r.src, r.cbuf[r.have:])
-	r.have += n
+	var err error
+	for {
+		var n int
+		n, err = io.ReadFull(r.src, r.cbuf[r.have:])
+		r.have += n
+		if err != nil || !r.grow() {
+			break
+		}
+	}
 	switch {
 	case err == nil:
 		pt, err := r.open(dst, r.cbuf[:r.sealedSize()], false)
@@ -432,7 +522,8 @@ func (r *streamReader) next(dst []byte) ([]byte, error) {
 }
 
 // open authenticates and decrypts seg as the next segment, final or not,
-// into dst. After the final segment, r.err is io.EOF. Failures are sticky.
+// into dst, or into pbuf if dst is nil. After the final segment, r.err is
+// io.EOF. Failures are sticky.
 func (r *streamReader) open(dst, seg []byte, final bool) ([]byte, error) {
 	if r.err != nil {
 		return nil, r.err
@@ -445,6 +536,9 @@ func (r *streamReader) open(dst, seg []byte, final bool) ([]byte, error) {
 	overhead := r.aead.Overhead()
 	if len(seg) < overhead || final && len(seg) == overhead && r.index > 0 || r.index >= MaxStreamSegments {
 		return nil, r.fail(ErrDecrypt)
+	}
+	if dst == nil {
+		dst = r.plainBuf(len(seg) - overhead)
 	}
 	setSegment(r.aad, r.index, final)
 	pt, err := r.aead.Open(dst, nil, seg, r.aad)
@@ -480,7 +574,7 @@ func (r *streamReader) WriteTo(w io.Writer) (int64, error) {
 			r.fail(fmt.Errorf("envelope: read stream: %w", err))
 		default:
 			// The input has ended: what is left is the final segment.
-			pt, err := r.open(r.pbuf[:0], r.cbuf[:r.have], true)
+			pt, err := r.open(nil, r.cbuf[:r.have], true)
 			if err == nil {
 				sw.write(pt)
 			}
@@ -517,10 +611,14 @@ func (sw *segmentWriter) Write(p []byte) (int, error) {
 			p = p[size:]
 			continue
 		}
-		c := copy(r.cbuf[r.have:size], p)
+		c := copy(r.cbuf[r.have:min(size, len(r.cbuf))], p)
 		r.have += c
 		p = p[c:]
-		if r.have == size && len(p) > 0 {
+		if r.have < size {
+			r.grow()
+			continue
+		}
+		if len(p) > 0 {
 			if err := sw.open(r.cbuf[:size], false); err != nil {
 				return n - len(p), err
 			}
@@ -541,7 +639,9 @@ func (sw *segmentWriter) ReadFrom(src io.Reader) (int64, error) {
 		m, err := src.Read(r.cbuf[r.have:])
 		r.have += m
 		total += int64(m)
-		if r.have == len(r.cbuf) {
+		if r.grow() {
+			// Not a full segment yet: there is room for more now.
+		} else if r.have == len(r.cbuf) {
 			if err := sw.open(r.cbuf[:size], false); err != nil {
 				return total, err
 			}
@@ -558,7 +658,7 @@ func (sw *segmentWriter) ReadFrom(src io.Reader) (int64, error) {
 
 // open opens one segment and writes its plaintext.
 func (sw *segmentWriter) open(seg []byte, final bool) error {
-	pt, err := sw.r.open(sw.r.pbuf[:0], seg, final)
+	pt, err := sw.r.open(nil, seg, final)
 	if err != nil {
 		return err
 	}

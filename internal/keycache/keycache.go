@@ -9,9 +9,9 @@
 //
 // Values are typically *envelope.DEK, which hold derived cipher state but
 // no raw key bytes: there is nothing for eviction to clear beyond dropping
-// the reference. (envelope.SelfContained's entries also keep the data key
-// itself, from which each stream's key is derived; it goes to the garbage
-// collector with the entry.)
+// the reference. envelope.SelfContained's entries also keep the data key
+// itself, from which each stream's key is derived: it passes an OnEvict
+// that zeroes those bytes when the entry leaves the cache.
 package keycache
 
 import (
@@ -39,6 +39,7 @@ type Config struct {
 // use.
 type Cache[V comparable] struct {
 	cfg     Config
+	onEvict func(V)
 	mu      sync.RWMutex
 	entries map[string]*entry[V]
 	flights map[string]*flight[V]
@@ -69,6 +70,19 @@ func New[V comparable](cfg Config) *Cache[V] {
 		cfg.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	return &Cache[V]{cfg: cfg, entries: make(map[string]*entry[V]), flights: make(map[string]*flight[V])}
+}
+
+// NewWithEvict is New with onEvict, which is called once with each value
+// that leaves the cache: evicted when full, expired, replaced, forgotten,
+// deleted or purged. It runs with the cache's lock held, so it must be
+// quick and must not call the cache. Other goroutines may still hold the
+// value (from an earlier Lookup or Get). Values that the cache never kept
+// (caching disabled, or a Purge or Delete during their load) are not
+// passed to it: they belong to the callers of Get.
+func NewWithEvict[V comparable](cfg Config, onEvict func(V)) *Cache[V] {
+	c := New[V](cfg)
+	c.onEvict = onEvict
+	return c
 }
 
 // Lookup returns the fresh value cached under key, without loading.
@@ -189,6 +203,15 @@ func (c *Cache[V]) remove(key string, e *entry[V]) {
 	e.expired.Store(true)
 	e.stop()
 	delete(c.entries, key)
+	c.evicted(e)
+}
+
+// evicted passes the value of an entry that has left the cache to
+// onEvict. c.mu must be held.
+func (c *Cache[V]) evicted(e *entry[V]) {
+	if c.onEvict != nil {
+		c.onEvict(e.v)
+	}
 }
 
 // expire is the timer callback of entry e.
@@ -198,7 +221,28 @@ func (c *Cache[V]) expire(key string, e *entry[V]) {
 	defer c.mu.Unlock()
 	if c.entries[key] == e {
 		delete(c.entries, key)
+		c.evicted(e)
 	}
+}
+
+// Add caches v under key, replacing any entry, as a successful load
+// would. It does nothing when caching is disabled.
+func (c *Cache[V]) Add(key string, v V) {
+	if c.cfg.MaxAge <= 0 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.store(key, v)
+}
+
+// Holds reports whether the cache holds v under key, fresh or not yet
+// removed.
+func (c *Cache[V]) Holds(key string, v V) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	e := c.entries[key]
+	return e != nil && e.v == v
 }
 
 // Forget removes the entry of key if it still holds v.

@@ -207,3 +207,78 @@ func BenchmarkLookupBytesHit(b *testing.B) {
 		}
 	}
 }
+
+// TestOnEvict checks that every way out of the cache passes the value to
+// OnEvict exactly once, and that values the cache never kept are not
+// passed.
+func TestOnEvict(t *testing.T) {
+	ctx := context.Background()
+	clk := fakeclock.New(time.Unix(0, 0))
+	var mu sync.Mutex
+	evicted := map[*val]int{}
+	c := NewWithEvict(Config{MaxEntries: 2, MaxAge: time.Minute, AfterFunc: clk.AfterFunc}, func(v *val) {
+		mu.Lock()
+		defer mu.Unlock()
+		evicted[v]++
+	})
+	count := func(v *val) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return evicted[v]
+	}
+	put := func(key string) *val {
+		v := &val{}
+		_, err := c.Get(ctx, key, func(context.Context) (*val, error) { return v, nil })
+		require.NoError(t, err)
+		return v
+	}
+
+	// Expired.
+	a := put("a")
+	clk.Advance(time.Minute)
+	assert.Equal(t, 1, count(a), "expired")
+	// Evicted when full.
+	b, d := put("b"), put("d")
+	e := put("e")
+	assert.Equal(t, 1, count(b)+count(d), "one of two evicted for a third")
+	// Replaced by Add, forgotten, deleted, purged.
+	assert.True(t, c.Holds("e", e))
+	c.Add("e", &val{})
+	assert.Equal(t, 1, count(e), "replaced")
+	assert.False(t, c.Holds("e", e))
+	f := put("f")
+	c.Forget("f", f)
+	assert.Equal(t, 1, count(f), "forgotten")
+	g := put("g")
+	c.Delete("g")
+	assert.Equal(t, 1, count(g), "deleted")
+	h := put("h")
+	c.Purge()
+	assert.Equal(t, 1, count(h), "purged")
+	assert.Equal(t, 0, c.Len())
+
+	// The timers of removed entries do not report them again.
+	clk.Advance(time.Hour)
+	for v, n := range evicted {
+		assert.Equal(t, 1, n, "value %p", v)
+	}
+
+	// A value loaded while caching is off, or across a Purge, is the
+	// caller's: never passed to OnEvict.
+	var offEvicted atomic.Int64
+	off := NewWithEvict(Config{MaxEntries: 2, MaxAge: -1}, func(*val) { offEvicted.Add(1) })
+	_, err := off.Get(ctx, "k", func(context.Context) (*val, error) { return &val{}, nil })
+	require.NoError(t, err)
+	off.Add("k", &val{})
+	off.Purge()
+	assert.Zero(t, offEvicted.Load())
+	var purgedLoad *val
+	_, err = c.Get(ctx, "p", func(context.Context) (*val, error) {
+		purgedLoad = &val{}
+		c.Purge()
+		return purgedLoad, nil
+	})
+	require.NoError(t, err)
+	assert.False(t, c.Holds("p", purgedLoad))
+	assert.Equal(t, 0, count(purgedLoad))
+}

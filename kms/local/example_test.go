@@ -3,6 +3,7 @@ package local_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
 	"log"
 	"os"
@@ -49,24 +50,42 @@ func Example() {
 	// local.KEK{KeyID: "local:hospital-main", Version: 2, Versions: 2}
 }
 
-// In containers the key file can come from an environment variable; a
-// passphrase seals it at rest.
+// In containers the key file can come from an environment variable, as
+// JSON or as base64 of the JSON (a Kubernetes secret, say).
 func ExampleNew_environment() {
-	data, err := local.Generate(local.Options{KeyID: "local:container", Passphrase: []byte("s3cret passphrase"), ArgonMemoryKiB: 1 << 10})
+	data, err := local.Generate(local.Options{KeyID: "local:container"})
 	if err != nil {
 		log.Fatal(err)
 	}
-	os.Setenv("PHICRYPT_KEK", string(data))
+	os.Setenv("PHICRYPT_KEK", base64.StdEncoding.EncodeToString(data))
 	defer os.Unsetenv("PHICRYPT_KEK")
 
-	_, err = local.New(local.Config{Env: "PHICRYPT_KEK"})
-	fmt.Println(err)
-	kek, err := local.New(local.Config{Env: "PHICRYPT_KEK", Passphrase: []byte("s3cret passphrase")})
+	kek, err := local.New(local.Config{Env: "PHICRYPT_KEK"})
 	if err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(kek.KeyID())
 	// Output:
-	// local: key file needs a passphrase
 	// local:container
+}
+
+// A passphrase seals the key file at rest (Argon2id and AES-256-GCM), and
+// New needs it to unseal the file. Passphrase-sealed files are not
+// available in FIPS 140-3 mode (ErrNotApproved), so this example has no
+// checked output.
+func ExampleGenerate_passphrase() {
+	data, err := local.Generate(local.Options{KeyID: "local:sealed", Passphrase: []byte("s3cret passphrase")})
+	if err != nil {
+		log.Fatal(err) // local.ErrNotApproved in FIPS mode
+	}
+	_, err = local.New(local.Config{Data: data})
+	fmt.Println(err)
+	kek, err := local.New(local.Config{Data: data, Passphrase: []byte("s3cret passphrase")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(kek.KeyID())
+	// Prints:
+	// local: key file needs a passphrase
+	// local:sealed
 }

@@ -23,6 +23,17 @@
 // (RFC 9106; by default 3 passes over 64 MiB with 4 lanes), whose
 // parameters and salt are in "kdf". The key id is bound to the sealed list.
 //
+// Argon2id (and BLAKE2b, which it is built on) is not FIPS 140-3 approved,
+// so in FIPS 140-3 mode (GODEBUG=fips140=on or only, see crypto/fips140)
+// New, Create, Generate and Rotate refuse passphrase-sealed key files with
+// ErrNotApproved, before any key derivation, as the envelope package
+// refuses XChaCha20-Poly1305 and AES-SIV. An approved passphrase KDF
+// (PBKDF2-HMAC-SHA-256) would be far weaker against offline guessing than
+// Argon2id; a FIPS deployment keeps its KEK in a KMS or HSM, or uses an
+// unsealed key file protected by the file system (mode 0600) or by its
+// secret store. Unsealed key files use only AES-256-GCM and work in FIPS
+// mode.
+//
 // Open refuses a key file that its owner's group or others can read or
 // write (mode must be 0600 or stricter, except on Windows). For containers,
 // New accepts the file's contents from an environment variable (Config.Env),
@@ -42,6 +53,7 @@ import (
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/fips140"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
@@ -86,7 +98,20 @@ var (
 	ErrWrongPassphrase = errors.New("local: wrong passphrase")
 	// ErrInvalidKeyFile means the key file is malformed.
 	ErrInvalidKeyFile = errors.New("local: invalid key file")
+	// ErrNotApproved means a passphrase-sealed key file was opened or
+	// asked for while the program runs in FIPS 140-3 mode
+	// (GODEBUG=fips140=on or only): its key derivation, Argon2id, is not
+	// FIPS 140-3 approved. Use an unsealed key file or a KMS instead.
+	ErrNotApproved = errors.New("local: passphrase-sealed key files use Argon2id, which is not FIPS 140-3 approved, and FIPS mode is on")
 )
+
+// checkApproved refuses passphrase sealing in FIPS 140-3 mode.
+func checkApproved() error {
+	if fips140.Enabled() {
+		return ErrNotApproved
+	}
+	return nil
+}
 
 // Config says where the key file is. Exactly one of Path, Env and Data must
 // be set.
@@ -98,7 +123,9 @@ type Config struct {
 	Env string
 	// Data is the key file's contents.
 	Data []byte
-	// Passphrase unseals a passphrase-protected key file.
+	// Passphrase unseals a passphrase-protected key file. Sealed files
+	// are refused with ErrNotApproved in FIPS 140-3 mode, passphrase or
+	// not.
 	Passphrase []byte
 }
 
@@ -415,6 +442,9 @@ func (f *file) unseal(passphrase []byte) ([]keyVersion, error) {
 		}
 		return f.Keys, nil
 	}
+	if err := checkApproved(); err != nil {
+		return nil, err
+	}
 	if len(passphrase) == 0 {
 		return nil, ErrPassphraseRequired
 	}
@@ -438,6 +468,9 @@ func (f *file) unseal(passphrase []byte) ([]keyVersion, error) {
 
 // seal replaces the file's keys with their sealed form under a new salt.
 func (f *file) seal(keys []keyVersion, passphrase []byte, p kdfParams) error {
+	if err := checkApproved(); err != nil {
+		return err
+	}
 	p.Algorithm = "argon2id"
 	p.Salt = make([]byte, 16)
 	rand.Read(p.Salt)
@@ -459,6 +492,7 @@ type Options struct {
 	// "local:" followed by 16 random hex digits.
 	KeyID string
 	// Passphrase, if set, seals the key file (Argon2id + AES-256-GCM).
+	// Refused with ErrNotApproved in FIPS 140-3 mode.
 	Passphrase []byte
 	// Argon2id cost; RFC 9106's second recommended option (3 passes,
 	// 64 MiB, 4 lanes) when zero.
