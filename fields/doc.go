@@ -73,6 +73,12 @@
 // and JSON cannot smuggle plaintext in. Its driver.Valuer refuses to
 // produce a value until the record is sealed, so plaintext cannot reach a
 // database by accident, even through raw SQL that bypasses every hook.
+// Plaintext, ciphertexts and index values are held behind pointers that
+// reflection-based printers (fmt on unexported fields or with a bad verb,
+// go-spew, testify's failure diffs) show only as addresses, so a record
+// logged or dumped by any of them shows no PHI. As a consequence
+// reflect.DeepEqual and testify's assert.Equal compare encrypted values and
+// blind indexes by identity: compare Get and BlindIndex.Equal instead.
 // Numbers are encoded with a fixed width, so a ciphertext's length does
 // not reveal their magnitude; strings and byte slices are not padded, so
 // their length shows through.

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
@@ -35,20 +36,47 @@ const MaxIndexBits = 64
 //
 // It is a driver.Valuer and sql.Scanner ([]byte, or base64url text with
 // the index tag's text option); printing it shows nothing of its value.
+// Like Encrypted, it holds its value behind an unsafe.Pointer, so that
+// go-spew, testify's diffs and fmt's raw struct printing show an address
+// and a length, and reflect.DeepEqual (assert.Equal) compares two
+// BlindIndex values by identity: use Equal to compare index values.
 type BlindIndex struct {
-	b    []byte
+	// _ is always nil. ORMs infer a Valuer's column type from its first
+	// field (GORM does): this one makes it binary.
+	_ *[]byte
+	_ [0]func() // not comparable: use Equal
+	// p is the first byte of the value, nil when NULL; n its length. The
+	// bytes are never changed once stored.
+	p    unsafe.Pointer
+	n    int
 	text bool
+}
+
+// newBlindIndex returns an index holding b, which it keeps.
+func newBlindIndex(b []byte, text bool) BlindIndex {
+	if b == nil {
+		return BlindIndex{}
+	}
+	return BlindIndex{p: unsafe.Pointer(unsafe.SliceData(b)), n: len(b), text: text}
+}
+
+// bytes returns the value, nil when NULL. Its capacity is its length.
+func (x BlindIndex) bytes() []byte {
+	if x.p == nil {
+		return nil
+	}
+	return unsafe.Slice((*byte)(x.p), x.n)
 }
 
 // Value implements driver.Valuer: NULL when not computed.
 func (x BlindIndex) Value() (driver.Value, error) {
 	switch {
-	case x.b == nil:
+	case x.p == nil:
 		return nil, nil
 	case x.text:
-		return base64.RawURLEncoding.EncodeToString(x.b), nil
+		return base64.RawURLEncoding.EncodeToString(x.bytes()), nil
 	}
-	return x.b, nil
+	return x.bytes(), nil
 }
 
 // Scan implements sql.Scanner.
@@ -57,13 +85,13 @@ func (x *BlindIndex) Scan(src any) error {
 	case nil:
 		*x = BlindIndex{}
 	case []byte:
-		*x = BlindIndex{b: bytes.Clone(s)}
+		*x = newBlindIndex(bytes.Clone(s), false)
 	case string:
 		b, err := base64.RawURLEncoding.DecodeString(s)
 		if err != nil {
 			return fmt.Errorf("fields: blind index is not base64url")
 		}
-		*x = BlindIndex{b: b, text: true}
+		*x = newBlindIndex(b, true)
 	default:
 		return fmt.Errorf("fields: cannot scan %T into a blind index", src)
 	}
@@ -71,14 +99,14 @@ func (x *BlindIndex) Scan(src any) error {
 }
 
 // IsNull reports whether the index has no value.
-func (x BlindIndex) IsNull() bool { return x.b == nil }
+func (x BlindIndex) IsNull() bool { return x.p == nil }
 
 // Equal reports whether two index values are equal.
-func (x BlindIndex) Equal(y BlindIndex) bool { return bytes.Equal(x.b, y.b) }
+func (x BlindIndex) Equal(y BlindIndex) bool { return bytes.Equal(x.bytes(), y.bytes()) }
 
 // Version returns the index key version that computed the value, or 0.
 func (x BlindIndex) Version() uint32 {
-	v, n := binary.Uvarint(x.b)
+	v, n := binary.Uvarint(x.bytes())
 	if n <= 0 || v > math.MaxUint32 {
 		return 0
 	}
@@ -87,7 +115,7 @@ func (x BlindIndex) Version() uint32 {
 
 // String returns a placeholder, never the value.
 func (x BlindIndex) String() string {
-	if x.b == nil {
+	if x.p == nil {
 		return "fields.BlindIndex(null)"
 	}
 	return fmt.Sprintf("fields.BlindIndex(version %d)", x.Version())
@@ -105,7 +133,7 @@ func (x BlindIndex) LogValue() slog.Value { return slog.StringValue(x.String()) 
 // MarshalJSON writes "[redacted]", or null: index values stay out of logs
 // and API responses, like the values they index.
 func (x BlindIndex) MarshalJSON() ([]byte, error) {
-	if x.b == nil {
+	if x.p == nil {
 		return []byte("null"), nil
 	}
 	return []byte(`"[redacted]"`), nil
@@ -354,7 +382,7 @@ func (c *Codec) indexValue(ctx context.Context, p *plan, ip *indexPlan, rv refle
 		return BlindIndex{}, err
 	}
 	out := indexValue(make([]byte, 0, binary.MaxVarintLen32+(ip.bits+7)/8), sc.mac[:0], key, msg, ip.bits)
-	return BlindIndex{b: out, text: ip.text}, nil
+	return newBlindIndex(out, ip.text), nil
 }
 
 // IndexValue returns the value that blind index index (the Go name of a
@@ -412,7 +440,7 @@ func (c *Codec) IndexTerms(ctx context.Context, template any, index string) ([]B
 	}
 	out := make([]BlindIndex, len(ks))
 	for i, k := range ks {
-		out[i] = BlindIndex{b: indexValue(nil, sc.mac[:0], k, msg, ip.bits), text: ip.text}
+		out[i] = newBlindIndex(indexValue(nil, sc.mac[:0], k, msg, ip.bits), ip.text)
 	}
 	return out, nil
 }
@@ -542,7 +570,7 @@ func (c *Codec) IndexFor(ctx context.Context, scope string, spec IndexSpec, part
 	sc := c.getScratch()
 	defer c.putScratch(sc)
 	sc.buf[0] = specInput(sc.buf[0][:0], sc, norm, parts)
-	return BlindIndex{b: indexValue(nil, sc.mac[:0], key, sc.buf[0], spec.Bits), text: spec.Text}, nil
+	return newBlindIndex(indexValue(nil, sc.mac[:0], key, sc.buf[0], spec.Bits), spec.Text), nil
 }
 
 // TermsFor is IndexTerms for an IndexSpec: the values to search for, one
@@ -561,7 +589,7 @@ func (c *Codec) TermsFor(ctx context.Context, scope string, spec IndexSpec, part
 	sc.buf[0] = specInput(sc.buf[0][:0], sc, norm, parts)
 	out := make([]BlindIndex, len(ks))
 	for i, k := range ks {
-		out[i] = BlindIndex{b: indexValue(nil, sc.mac[:0], k, sc.buf[0], spec.Bits), text: spec.Text}
+		out[i] = newBlindIndex(indexValue(nil, sc.mac[:0], k, sc.buf[0], spec.Bits), spec.Text)
 	}
 	return out, nil
 }
