@@ -23,7 +23,15 @@ var (
 	ErrNotEncrypted = envelope.ErrNotEncrypted
 	// ErrTypeMismatch means a value decrypted into another type than the
 	// one it was encrypted from, or a legacy plaintext that does not parse.
+	// When the type's own UnmarshalBinary, UnmarshalText or UnmarshalJSON
+	// failed, its error is dropped (it may quote the plaintext): the error
+	// names only the type and the method.
 	ErrTypeMismatch = errors.New("fields: value does not decode into the field's type")
+	// ErrEncode means a value's own marshaling code (MarshalBinary,
+	// MarshalText, or json.Marshal for structs, slices and maps) failed.
+	// Its error is dropped, since it may quote the value: the error names
+	// only the type and the method.
+	ErrEncode = errors.New("fields: value does not encode")
 	// ErrMissingRecordID means a record's id (or scope) is empty: every
 	// value is bound to both, so they must exist before sealing.
 	ErrMissingRecordID = errors.New("fields: record id or scope is empty")

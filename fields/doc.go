@@ -79,6 +79,10 @@
 // logged or dumped by any of them shows no PHI. As a consequence
 // reflect.DeepEqual and testify's assert.Equal compare encrypted values and
 // blind indexes by identity: compare Get and BlindIndex.Equal instead.
+// Errors never quote a value: when a type's own marshaling code fails
+// (MarshalText, UnmarshalBinary, UnmarshalJSON...), its error, which may
+// quote the plaintext, is replaced by ErrEncode or ErrTypeMismatch naming
+// only the type and the method.
 // Numbers are encoded with a fixed width, so a ciphertext's length does
 // not reveal their magnitude; strings and byte slices are not padded, so
 // their length shows through.
