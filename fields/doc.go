@@ -123,5 +123,14 @@
 // (ErrNotEncrypted). A field tagged migrate accepts it while a table is
 // being encrypted: the value is decoded from its legacy form, reported
 // (Config.OnLegacyPlaintext, and an audit event), and left unsealed, so the
-// next Seal encrypts it.
+// next Seal encrypts it. The audit event (OpLegacyRead, sent to
+// Config.Auditor) names the scope, table and column, never the value.
+//
+// A value close to a ciphertext is never taken for legacy plaintext: a
+// ciphertext whose armor prefix changed case, gained white space or a
+// quote, lost or changed a character or two, or was stripped, and a
+// binary ciphertext with a few bits flipped in its first four bytes,
+// fail with ErrDamagedCiphertext (also envelope.ErrDecrypt) in both modes;
+// Codec.Open documents the exact rule. A legacy plaintext that happens to
+// be that close fails the same way: fail closed, then fix the row by hand.
 package fields
