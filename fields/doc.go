@@ -113,7 +113,12 @@
 // (CipherSweet's rule: at least two rows per index value), and
 // Config.ExpectedRows refuses plans that would leak more. A search
 // (IndexTerms) returns candidate rows; decrypt them and keep those for
-// which Match is true. During an index key rotation IndexTerms returns a
+// which Match is true. The digits normalizer keeps every Unicode decimal digit as
+// its ASCII digit (a full-width "９９９-１２-３４５６" indexes like
+// "999-12-3456"). A non-empty source that its normalizers reduce to
+// nothing ("N/A" under digits) gets a NULL index, like a NULL source,
+// rather than an index value shared by all such values: IndexTerms refuses
+// to search for it and Match never pairs it. During an index key rotation IndexTerms returns a
 // value for each live key version, so searches keep working while the
 // migration engine recomputes the stored indexes.
 //

@@ -170,12 +170,24 @@ var normalizers = map[string]normalizer{
 	// fold applies Unicode full case folding, for caseless matching
 	// ("Straße" and "STRASSE" fold alike).
 	"fold": func(dst, s []byte) []byte { return append(dst, cases.Fold().Bytes(s)...) },
-	// digits keeps the ASCII digits only ("999-12-3456" → "999123456").
+	// digits keeps the decimal digits only, as ASCII ("999-12-3456" →
+	// "999123456"): every Unicode decimal digit (category Nd) becomes the
+	// ASCII digit of its value, so a full-width "９９９-１２-３４５６"
+	// normalizes like "999-12-3456".
 	"digits": func(dst, s []byte) []byte {
-		for _, c := range s {
-			if '0' <= c && c <= '9' {
-				dst = append(dst, c)
+		for len(s) > 0 {
+			if c := s[0]; c < utf8.RuneSelf {
+				if '0' <= c && c <= '9' {
+					dst = append(dst, c)
+				}
+				s = s[1:]
+				continue
 			}
+			r, n := utf8.DecodeRune(s)
+			if d, ok := digitValue(r); ok {
+				dst = append(dst, '0'+d)
+			}
+			s = s[n:]
 		}
 		return dst
 	},
@@ -204,6 +216,26 @@ var normalizers = map[string]normalizer{
 		}
 		return dst
 	},
+}
+
+// digitValue returns the value of a Unicode decimal digit. Unicode encodes
+// decimal digits (Nd) in runs of ten from zero to nine, and unicode.Nd's
+// ranges start at a zero (TestDigitsNormalizer checks both).
+func digitValue(r rune) (byte, bool) {
+	if !unicode.Is(unicode.Nd, r) {
+		return 0, false
+	}
+	for _, rg := range unicode.Nd.R16 {
+		if rune(rg.Lo) <= r && r <= rune(rg.Hi) {
+			return byte((r - rune(rg.Lo)) % 10), true
+		}
+	}
+	for _, rg := range unicode.Nd.R32 {
+		if rune(rg.Lo) <= r && r <= rune(rg.Hi) {
+			return byte((r - rune(rg.Lo)) % 10), true
+		}
+	}
+	return 0, false
 }
 
 func normalizerNames() string {
@@ -296,6 +328,11 @@ func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.V
 		for _, n := range ip.normalizers {
 			tmp[1] = n(tmp[1][:0], tmp[0])
 			tmp[0], tmp[1] = tmp[1], tmp[0]
+		}
+		if len(text) > 0 && len(tmp[0]) == 0 {
+			// Normalized away ("N/A" under digits): indexing it would
+			// make every such value match every other.
+			return dst, false, nil
 		}
 		dst = binary.BigEndian.AppendUint32(dst, uint32(len(tmp[0])))
 		dst = append(dst, tmp[0]...)
