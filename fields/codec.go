@@ -23,7 +23,15 @@ var (
 	ErrNotEncrypted = envelope.ErrNotEncrypted
 	// ErrTypeMismatch means a value decrypted into another type than the
 	// one it was encrypted from, or a legacy plaintext that does not parse.
+	// When the type's own UnmarshalBinary, UnmarshalText or UnmarshalJSON
+	// failed, its error is dropped (it may quote the plaintext): the error
+	// names only the type and the method.
 	ErrTypeMismatch = errors.New("fields: value does not decode into the field's type")
+	// ErrEncode means a value's own marshaling code (MarshalBinary,
+	// MarshalText, or json.Marshal for structs, slices and maps) failed.
+	// Its error is dropped, since it may quote the value: the error names
+	// only the type and the method.
+	ErrEncode = errors.New("fields: value does not encode")
 	// ErrMissingRecordID means a record's id (or scope) is empty: every
 	// value is bound to both, so they must exist before sealing.
 	ErrMissingRecordID = errors.New("fields: record id or scope is empty")
@@ -288,6 +296,16 @@ func (p *plan) fieldErr(f *fieldPlan, err error) error {
 // plaintext fails with ErrNotEncrypted; in migration mode the plaintext is
 // accepted, reported (Config.OnLegacyPlaintext, Config.Auditor) and left
 // unsealed, so the next Seal encrypts it.
+//
+// A value that is not a ciphertext but is close to one, in either mode,
+// fails with ErrDamagedCiphertext (which also matches envelope.ErrDecrypt),
+// never reads as plaintext. Close means: its first 4 bytes are within 2 bit
+// flips of a binary header (magic 0xF5, version 1, a known form and
+// suite); or, after leading white space, control and format characters
+// and quotes, it starts within 2 edits (insertion, deletion,
+// substitution, adjacent transposition; ASCII case ignored) of the armor
+// prefix "phicrypt:"; or it starts with base64 of such a header (the
+// armor prefix lost).
 func (c *Codec) Open(ctx context.Context, v any) error {
 	sc := c.getScratch()
 	defer c.putScratch(sc)
@@ -304,6 +322,9 @@ func (c *Codec) Open(ctx context.Context, v any) error {
 			}
 			ct, legacy := vf.ciphertext()
 			if legacy != nil || (!isArmored(ct) && (len(ct) == 0 || ct[0] != envelopeMagic)) {
+				if legacy == nil && nearCiphertext(ct) {
+					return p.fieldErr(f, errDamaged)
+				}
 				if err := c.openLegacy(ctx, p, f, vf, ct, legacy, scope, id); err != nil {
 					return err
 				}

@@ -73,6 +73,16 @@
 // and JSON cannot smuggle plaintext in. Its driver.Valuer refuses to
 // produce a value until the record is sealed, so plaintext cannot reach a
 // database by accident, even through raw SQL that bypasses every hook.
+// Plaintext, ciphertexts and index values are held behind pointers that
+// reflection-based printers (fmt on unexported fields or with a bad verb,
+// go-spew, testify's failure diffs) show only as addresses, so a record
+// logged or dumped by any of them shows no PHI. As a consequence
+// reflect.DeepEqual and testify's assert.Equal compare encrypted values and
+// blind indexes by identity: compare Get and BlindIndex.Equal instead.
+// Errors never quote a value: when a type's own marshaling code fails
+// (MarshalText, UnmarshalBinary, UnmarshalJSON...), its error, which may
+// quote the plaintext, is replaced by ErrEncode or ErrTypeMismatch naming
+// only the type and the method.
 // Numbers are encoded with a fixed width, so a ciphertext's length does
 // not reveal their magnitude; strings and byte slices are not padded, so
 // their length shows through.
@@ -103,7 +113,12 @@
 // (CipherSweet's rule: at least two rows per index value), and
 // Config.ExpectedRows refuses plans that would leak more. A search
 // (IndexTerms) returns candidate rows; decrypt them and keep those for
-// which Match is true. During an index key rotation IndexTerms returns a
+// which Match is true. The digits normalizer keeps every Unicode decimal digit as
+// its ASCII digit (a full-width "９９９-１２-３４５６" indexes like
+// "999-12-3456"). A non-empty source that its normalizers reduce to
+// nothing ("N/A" under digits) gets a NULL index, like a NULL source,
+// rather than an index value shared by all such values: IndexTerms refuses
+// to search for it and Match never pairs it. During an index key rotation IndexTerms returns a
 // value for each live key version, so searches keep working while the
 // migration engine recomputes the stored indexes.
 //
@@ -113,5 +128,14 @@
 // (ErrNotEncrypted). A field tagged migrate accepts it while a table is
 // being encrypted: the value is decoded from its legacy form, reported
 // (Config.OnLegacyPlaintext, and an audit event), and left unsealed, so the
-// next Seal encrypts it.
+// next Seal encrypts it. The audit event (OpLegacyRead, sent to
+// Config.Auditor) names the scope, table and column, never the value.
+//
+// A value close to a ciphertext is never taken for legacy plaintext: a
+// ciphertext whose armor prefix changed case, gained white space or a
+// quote, lost or changed a character or two, or was stripped, and a
+// binary ciphertext with a few bits flipped in its first four bytes,
+// fail with ErrDamagedCiphertext (also envelope.ErrDecrypt) in both modes;
+// Codec.Open documents the exact rule. A legacy plaintext that happens to
+// be that close fails the same way: fail closed, then fix the row by hand.
 package fields

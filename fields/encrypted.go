@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"unsafe"
 
 	"github.com/phicrypt/phicrypt/envelope"
 )
@@ -43,15 +44,117 @@ const (
 // neither the plaintext nor the ciphertext: MarshalJSON writes
 // "[redacted]", and UnmarshalJSON accepts only null. To show plaintext in
 // an API response, copy it into a response type explicitly.
+//
+// Printers that bypass those methods (fmt's bad-verb path, an Encrypted in
+// an unexported field, go-spew and testify's diffs, which walk raw struct
+// fields and follow pointers) find no plaintext or ciphertext either: the
+// value holds them behind unsafe.Pointers, which those printers show as
+// addresses; they show the lengths too, which a ciphertext reveals anyway.
+// For the same reason reflect.DeepEqual, and so testify's assert.Equal,
+// compare two Encrypted values by identity: a copy equals its original,
+// but two values holding equal plaintexts need not be equal. Compare Get
+// instead. Encrypted is not comparable with ==. Copies are independent:
+// Set, Scan or Clear on one does not change another.
 type Encrypted[T any] struct {
-	v      T
-	ct     []byte // binary or armored ciphertext, or legacy plaintext bytes
-	legacy any    // a scanned non-text, non-binary value (legacy plaintext)
+	// _ is always nil. ORMs infer a Valuer's column type from its first
+	// field (GORM does): this one gives them T's.
+	_ *T
+	_ [0]func() // not comparable: compare Get, not the values
+	// pt is the plaintext: for string and []byte T, its first byte (ptn
+	// bytes), else a *T. ct is the first byte of the ciphertext (or of
+	// legacy plaintext bytes), ctn bytes long; legacy a *any holding a
+	// scanned non-text, non-binary value. What they point to is never
+	// changed once stored: copies of an Encrypted share it safely, and
+	// every change stores new pointers.
+	pt     unsafe.Pointer
+	ptn    int
+	ct     unsafe.Pointer
+	ctn    int
+	legacy unsafe.Pointer
 	state  state
 }
 
+// plainKind says how an Encrypted[T] holds its plaintext.
+type plainKind uint8
+
+const (
+	kindOther  plainKind = iota // pt is a *T
+	kindString                  // pt, ptn are a string's data
+	kindBytes                   // pt, ptn are a []byte's data
+)
+
+var (
+	stringType = reflect.TypeFor[string]()
+	bytesType  = reflect.TypeFor[[]byte]()
+)
+
+func kindOf[T any]() plainKind {
+	switch reflect.TypeFor[T]() {
+	case stringType:
+		return kindString
+	case bytesType:
+		return kindBytes
+	}
+	return kindOther
+}
+
+// setPlain stores v as the plaintext, without a copy for strings and
+// byte slices.
+func (e *Encrypted[T]) setPlain(v T) {
+	switch kindOf[T]() {
+	case kindString:
+		s := *(*string)(unsafe.Pointer(&v))
+		e.pt, e.ptn = unsafe.Pointer(unsafe.StringData(s)), len(s)
+	case kindBytes:
+		b := *(*[]byte)(unsafe.Pointer(&v))
+		e.pt, e.ptn = unsafe.Pointer(unsafe.SliceData(b)), len(b)
+	default:
+		p := new(T)
+		*p = v
+		e.pt, e.ptn = unsafe.Pointer(p), 0
+	}
+}
+
+// plain returns the stored plaintext (T's zero value if none).
+func (e *Encrypted[T]) plain() T {
+	var v T
+	switch kindOf[T]() {
+	case kindString:
+		*(*string)(unsafe.Pointer(&v)) = unsafe.String((*byte)(e.pt), e.ptn)
+	case kindBytes:
+		if e.pt != nil {
+			*(*[]byte)(unsafe.Pointer(&v)) = unsafe.Slice((*byte)(e.pt), e.ptn)
+		}
+	default:
+		if e.pt != nil {
+			v = *(*T)(e.pt)
+		}
+	}
+	return v
+}
+
+// ctBytes returns the scanned or sealed bytes, nil if none.
+func (e *Encrypted[T]) ctBytes() []byte {
+	if e.ct == nil {
+		return nil
+	}
+	return unsafe.Slice((*byte)(e.ct), e.ctn)
+}
+
+func (e *Encrypted[T]) setCT(ct []byte) {
+	if ct == nil {
+		e.ct, e.ctn = nil, 0
+		return
+	}
+	e.ct, e.ctn = unsafe.Pointer(unsafe.SliceData(ct)), len(ct)
+}
+
 // New returns an Encrypted holding v, to be sealed.
-func New[T any](v T) Encrypted[T] { return Encrypted[T]{v: v, state: statePlain} }
+func New[T any](v T) Encrypted[T] {
+	var e Encrypted[T]
+	e.Set(v)
+	return e
+}
 
 // Aliases for the common types.
 type (
@@ -64,14 +167,15 @@ type (
 // Set replaces the plaintext. The value must be sealed again before it can
 // be written to a database.
 func (e *Encrypted[T]) Set(v T) {
-	e.v, e.ct, e.legacy, e.state = v, nil, nil, statePlain
+	*e = Encrypted[T]{state: statePlain}
+	e.setPlain(v)
 }
 
 // Get returns the plaintext, or T's zero value when there is none: the
 // value is NULL, or was read from a database and not opened yet.
 func (e Encrypted[T]) Get() T {
 	if e.state == statePlain || e.state == stateSealed {
-		return e.v
+		return e.plain()
 	}
 	var zero T
 	return zero
@@ -101,11 +205,12 @@ func (e Encrypted[T]) Value() (driver.Value, error) {
 	case statePlain:
 		return nil, ErrNotSealed
 	}
+	ct := e.ctBytes()
 	switch {
-	case isArmored(e.ct):
-		return string(e.ct), nil
-	case len(e.ct) > 0 && e.ct[0] == envelopeMagic:
-		return e.ct, nil
+	case isArmored(ct):
+		return string(ct), nil
+	case len(ct) > 0 && ct[0] == envelopeMagic:
+		return ct, nil
 	}
 	// Legacy plaintext read in migration mode goes back only once sealed.
 	return nil, ErrNotSealed
@@ -128,11 +233,13 @@ func (e *Encrypted[T]) Scan(src any) error {
 	case nil:
 		e.state = stateNull
 	case []byte:
-		e.ct = bytes.Clone(s)
+		e.setCT(bytes.Clone(s))
 	case string:
-		e.ct = []byte(s)
+		e.setCT([]byte(s))
 	default:
-		e.legacy = src
+		l := new(any)
+		*l = src
+		e.legacy = unsafe.Pointer(l)
 	}
 	return nil
 }
@@ -205,31 +312,86 @@ type valueField interface {
 	elemType() reflect.Type
 }
 
-func (e *Encrypted[T]) fieldState() state                      { return e.state }
-func (e *Encrypted[T]) appendPlain(dst []byte) ([]byte, error) { return appendTyped(dst, &e.v) }
-func (e *Encrypted[T]) indexText(dst []byte) ([]byte, error)   { return appendText(dst, &e.v) }
-func (e *Encrypted[T]) sealWith(ct []byte)                     { e.ct, e.legacy, e.state = ct, nil, stateSealed }
-func (e *Encrypted[T]) ciphertext() ([]byte, any)              { return e.ct, e.legacy }
-func (e *Encrypted[T]) elemType() reflect.Type                 { return reflect.TypeFor[T]() }
+func (e *Encrypted[T]) fieldState() state { return e.state }
 
-// openWith decodes into e.v directly (a local would escape to the heap);
-// Get hides e.v until the state says it is valid, and a failure clears it.
+func (e *Encrypted[T]) appendPlain(dst []byte) ([]byte, error) {
+	switch kindOf[T]() {
+	case kindString, kindBytes:
+		dst = append(dst, tagString)
+		if kindOf[T]() == kindBytes {
+			dst[len(dst)-1] = tagBytes
+		}
+		return append(dst, unsafe.Slice((*byte)(e.pt), e.ptn)...), nil
+	}
+	if e.pt == nil {
+		return appendTyped(dst, new(T))
+	}
+	return appendTyped(dst, (*T)(e.pt))
+}
+
+func (e *Encrypted[T]) indexText(dst []byte) ([]byte, error) {
+	switch kindOf[T]() {
+	case kindString, kindBytes:
+		return append(dst, unsafe.Slice((*byte)(e.pt), e.ptn)...), nil
+	}
+	if e.pt == nil {
+		return appendText(dst, new(T))
+	}
+	return appendText(dst, (*T)(e.pt))
+}
+
+// sealWith stores ct as the ciphertext of the current plaintext.
+func (e *Encrypted[T]) sealWith(ct []byte) {
+	e.setCT(ct)
+	e.legacy, e.state = nil, stateSealed
+}
+
+func (e *Encrypted[T]) ciphertext() ([]byte, any) {
+	if e.legacy != nil {
+		return e.ctBytes(), *(*any)(e.legacy)
+	}
+	return e.ctBytes(), nil
+}
+
+func (e *Encrypted[T]) elemType() reflect.Type { return reflect.TypeFor[T]() }
+
+// openWith decodes a typed plaintext encoding; it keeps the ciphertext.
+// On failure the value is left as it was.
 func (e *Encrypted[T]) openWith(pt []byte) error {
-	if err := decodeTyped(pt, &e.v); err != nil {
-		var zero T
-		e.v = zero
-		return err
+	switch k := kindOf[T](); {
+	case k == kindString && len(pt) > 0 && pt[0] == tagString:
+		s := string(pt[1:])
+		e.pt, e.ptn = unsafe.Pointer(unsafe.StringData(s)), len(s)
+	case k == kindBytes && len(pt) > 0 && pt[0] == tagBytes:
+		b := append([]byte{}, pt[1:]...)
+		e.pt, e.ptn = unsafe.Pointer(unsafe.SliceData(b)), len(b)
+	default:
+		p := new(T)
+		if err := decodeTyped(pt, p); err != nil {
+			return err
+		}
+		e.setDecoded(p)
 	}
 	e.state = stateSealed
 	return nil
 }
 
 func (e *Encrypted[T]) openLegacy(raw []byte, legacy any) error {
-	if err := decodeLegacy(raw, legacy, &e.v); err != nil {
-		var zero T
-		e.v = zero
+	p := new(T)
+	if err := decodeLegacy(raw, legacy, p); err != nil {
 		return err
 	}
-	e.ct, e.legacy, e.state = nil, nil, statePlain
+	*e = Encrypted[T]{state: statePlain}
+	e.setDecoded(p)
 	return nil
+}
+
+// setDecoded stores a freshly decoded plaintext, keeping p itself when
+// the plaintext is held as a *T.
+func (e *Encrypted[T]) setDecoded(p *T) {
+	if kindOf[T]() == kindOther {
+		e.pt, e.ptn = unsafe.Pointer(p), 0
+		return
+	}
+	e.setPlain(*p)
 }

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+	"unsafe"
 
 	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
@@ -35,20 +36,47 @@ const MaxIndexBits = 64
 //
 // It is a driver.Valuer and sql.Scanner ([]byte, or base64url text with
 // the index tag's text option); printing it shows nothing of its value.
+// Like Encrypted, it holds its value behind an unsafe.Pointer, so that
+// go-spew, testify's diffs and fmt's raw struct printing show an address
+// and a length, and reflect.DeepEqual (assert.Equal) compares two
+// BlindIndex values by identity: use Equal to compare index values.
 type BlindIndex struct {
-	b    []byte
+	// _ is always nil. ORMs infer a Valuer's column type from its first
+	// field (GORM does): this one makes it binary.
+	_ *[]byte
+	_ [0]func() // not comparable: use Equal
+	// p is the first byte of the value, nil when NULL; n its length. The
+	// bytes are never changed once stored.
+	p    unsafe.Pointer
+	n    int
 	text bool
+}
+
+// newBlindIndex returns an index holding b, which it keeps.
+func newBlindIndex(b []byte, text bool) BlindIndex {
+	if b == nil {
+		return BlindIndex{}
+	}
+	return BlindIndex{p: unsafe.Pointer(unsafe.SliceData(b)), n: len(b), text: text}
+}
+
+// bytes returns the value, nil when NULL. Its capacity is its length.
+func (x BlindIndex) bytes() []byte {
+	if x.p == nil {
+		return nil
+	}
+	return unsafe.Slice((*byte)(x.p), x.n)
 }
 
 // Value implements driver.Valuer: NULL when not computed.
 func (x BlindIndex) Value() (driver.Value, error) {
 	switch {
-	case x.b == nil:
+	case x.p == nil:
 		return nil, nil
 	case x.text:
-		return base64.RawURLEncoding.EncodeToString(x.b), nil
+		return base64.RawURLEncoding.EncodeToString(x.bytes()), nil
 	}
-	return x.b, nil
+	return x.bytes(), nil
 }
 
 // Scan implements sql.Scanner.
@@ -57,13 +85,13 @@ func (x *BlindIndex) Scan(src any) error {
 	case nil:
 		*x = BlindIndex{}
 	case []byte:
-		*x = BlindIndex{b: bytes.Clone(s)}
+		*x = newBlindIndex(bytes.Clone(s), false)
 	case string:
 		b, err := base64.RawURLEncoding.DecodeString(s)
 		if err != nil {
 			return fmt.Errorf("fields: blind index is not base64url")
 		}
-		*x = BlindIndex{b: b, text: true}
+		*x = newBlindIndex(b, true)
 	default:
 		return fmt.Errorf("fields: cannot scan %T into a blind index", src)
 	}
@@ -71,14 +99,14 @@ func (x *BlindIndex) Scan(src any) error {
 }
 
 // IsNull reports whether the index has no value.
-func (x BlindIndex) IsNull() bool { return x.b == nil }
+func (x BlindIndex) IsNull() bool { return x.p == nil }
 
 // Equal reports whether two index values are equal.
-func (x BlindIndex) Equal(y BlindIndex) bool { return bytes.Equal(x.b, y.b) }
+func (x BlindIndex) Equal(y BlindIndex) bool { return bytes.Equal(x.bytes(), y.bytes()) }
 
 // Version returns the index key version that computed the value, or 0.
 func (x BlindIndex) Version() uint32 {
-	v, n := binary.Uvarint(x.b)
+	v, n := binary.Uvarint(x.bytes())
 	if n <= 0 || v > math.MaxUint32 {
 		return 0
 	}
@@ -87,7 +115,7 @@ func (x BlindIndex) Version() uint32 {
 
 // String returns a placeholder, never the value.
 func (x BlindIndex) String() string {
-	if x.b == nil {
+	if x.p == nil {
 		return "fields.BlindIndex(null)"
 	}
 	return fmt.Sprintf("fields.BlindIndex(version %d)", x.Version())
@@ -105,7 +133,7 @@ func (x BlindIndex) LogValue() slog.Value { return slog.StringValue(x.String()) 
 // MarshalJSON writes "[redacted]", or null: index values stay out of logs
 // and API responses, like the values they index.
 func (x BlindIndex) MarshalJSON() ([]byte, error) {
-	if x.b == nil {
+	if x.p == nil {
 		return []byte("null"), nil
 	}
 	return []byte(`"[redacted]"`), nil
@@ -142,12 +170,24 @@ var normalizers = map[string]normalizer{
 	// fold applies Unicode full case folding, for caseless matching
 	// ("Straße" and "STRASSE" fold alike).
 	"fold": func(dst, s []byte) []byte { return append(dst, cases.Fold().Bytes(s)...) },
-	// digits keeps the ASCII digits only ("999-12-3456" → "999123456").
+	// digits keeps the decimal digits only, as ASCII ("999-12-3456" →
+	// "999123456"): every Unicode decimal digit (category Nd) becomes the
+	// ASCII digit of its value, so a full-width "９９９-１２-３４５６"
+	// normalizes like "999-12-3456".
 	"digits": func(dst, s []byte) []byte {
-		for _, c := range s {
-			if '0' <= c && c <= '9' {
-				dst = append(dst, c)
+		for len(s) > 0 {
+			if c := s[0]; c < utf8.RuneSelf {
+				if '0' <= c && c <= '9' {
+					dst = append(dst, c)
+				}
+				s = s[1:]
+				continue
 			}
+			r, n := utf8.DecodeRune(s)
+			if d, ok := digitValue(r); ok {
+				dst = append(dst, '0'+d)
+			}
+			s = s[n:]
 		}
 		return dst
 	},
@@ -176,6 +216,26 @@ var normalizers = map[string]normalizer{
 		}
 		return dst
 	},
+}
+
+// digitValue returns the value of a Unicode decimal digit. Unicode encodes
+// decimal digits (Nd) in runs of ten from zero to nine, and unicode.Nd's
+// ranges start at a zero (TestDigitsNormalizer checks both).
+func digitValue(r rune) (byte, bool) {
+	if !unicode.Is(unicode.Nd, r) {
+		return 0, false
+	}
+	for _, rg := range unicode.Nd.R16 {
+		if rune(rg.Lo) <= r && r <= rune(rg.Hi) {
+			return byte((r - rune(rg.Lo)) % 10), true
+		}
+	}
+	for _, rg := range unicode.Nd.R32 {
+		if rune(rg.Lo) <= r && r <= rune(rg.Hi) {
+			return byte((r - rune(rg.Lo)) % 10), true
+		}
+	}
+	return 0, false
 }
 
 func normalizerNames() string {
@@ -269,6 +329,11 @@ func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.V
 			tmp[1] = n(tmp[1][:0], tmp[0])
 			tmp[0], tmp[1] = tmp[1], tmp[0]
 		}
+		if len(text) > 0 && len(tmp[0]) == 0 {
+			// Normalized away ("N/A" under digits): indexing it would
+			// make every such value match every other.
+			return dst, false, nil
+		}
 		dst = binary.BigEndian.AppendUint32(dst, uint32(len(tmp[0])))
 		dst = append(dst, tmp[0]...)
 	}
@@ -354,7 +419,7 @@ func (c *Codec) indexValue(ctx context.Context, p *plan, ip *indexPlan, rv refle
 		return BlindIndex{}, err
 	}
 	out := indexValue(make([]byte, 0, binary.MaxVarintLen32+(ip.bits+7)/8), sc.mac[:0], key, msg, ip.bits)
-	return BlindIndex{b: out, text: ip.text}, nil
+	return newBlindIndex(out, ip.text), nil
 }
 
 // IndexValue returns the value that blind index index (the Go name of a
@@ -412,7 +477,7 @@ func (c *Codec) IndexTerms(ctx context.Context, template any, index string) ([]B
 	}
 	out := make([]BlindIndex, len(ks))
 	for i, k := range ks {
-		out[i] = BlindIndex{b: indexValue(nil, sc.mac[:0], k, msg, ip.bits), text: ip.text}
+		out[i] = newBlindIndex(indexValue(nil, sc.mac[:0], k, msg, ip.bits), ip.text)
 	}
 	return out, nil
 }
@@ -542,7 +607,7 @@ func (c *Codec) IndexFor(ctx context.Context, scope string, spec IndexSpec, part
 	sc := c.getScratch()
 	defer c.putScratch(sc)
 	sc.buf[0] = specInput(sc.buf[0][:0], sc, norm, parts)
-	return BlindIndex{b: indexValue(nil, sc.mac[:0], key, sc.buf[0], spec.Bits), text: spec.Text}, nil
+	return newBlindIndex(indexValue(nil, sc.mac[:0], key, sc.buf[0], spec.Bits), spec.Text), nil
 }
 
 // TermsFor is IndexTerms for an IndexSpec: the values to search for, one
@@ -561,7 +626,7 @@ func (c *Codec) TermsFor(ctx context.Context, scope string, spec IndexSpec, part
 	sc.buf[0] = specInput(sc.buf[0][:0], sc, norm, parts)
 	out := make([]BlindIndex, len(ks))
 	for i, k := range ks {
-		out[i] = BlindIndex{b: indexValue(nil, sc.mac[:0], k, sc.buf[0], spec.Bits), text: spec.Text}
+		out[i] = newBlindIndex(indexValue(nil, sc.mac[:0], k, sc.buf[0], spec.Bits), spec.Text)
 	}
 	return out, nil
 }

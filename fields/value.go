@@ -4,6 +4,7 @@ import (
 	"encoding"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"reflect"
@@ -118,10 +119,16 @@ func appendReflect(dst []byte, rv reflect.Value) ([]byte, error) {
 		return rv.Interface().(time.Time).AppendBinary(append(dst, tagTime))
 	case tagBinary:
 		b, err := rv.Interface().(encoding.BinaryMarshaler).MarshalBinary()
-		return append(append(dst, tag), b...), err
+		if err != nil {
+			return dst, encodeErr(t, "MarshalBinary")
+		}
+		return append(append(dst, tag), b...), nil
 	case tagText:
 		b, err := rv.Interface().(encoding.TextMarshaler).MarshalText()
-		return append(append(dst, tag), b...), err
+		if err != nil {
+			return dst, encodeErr(t, "MarshalText")
+		}
+		return append(append(dst, tag), b...), nil
 	case tagString:
 		return append(append(dst, tag), rv.String()...), nil
 	case tagBool:
@@ -141,7 +148,7 @@ func appendReflect(dst []byte, rv reflect.Value) ([]byte, error) {
 	case tagJSON:
 		b, err := json.Marshal(rv.Interface())
 		if err != nil {
-			return dst, fmt.Errorf("fields: encode %v: %w", t, err)
+			return dst, encodeErr(t, "json.Marshal")
 		}
 		return append(append(dst, tag), b...), nil
 	}
@@ -199,9 +206,13 @@ func decodeReflect(pt []byte, rv reflect.Value) error {
 		}
 		rv.Set(reflect.ValueOf(tm))
 	case tagBinary:
-		return rv.Addr().Interface().(encoding.BinaryUnmarshaler).UnmarshalBinary(body)
+		if err := rv.Addr().Interface().(encoding.BinaryUnmarshaler).UnmarshalBinary(body); err != nil {
+			return decodeErr(t, "UnmarshalBinary")
+		}
 	case tagText:
-		return rv.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText(body)
+		if err := rv.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText(body); err != nil {
+			return decodeErr(t, "UnmarshalText")
+		}
 	case tagString:
 		rv.SetString(string(body))
 	case tagBool:
@@ -237,12 +248,35 @@ func decodeReflect(pt []byte, rv reflect.Value) error {
 		rv.SetBytes(append([]byte{}, body...))
 	case tagJSON:
 		if err := json.Unmarshal(body, rv.Addr().Interface()); err != nil {
-			return fmt.Errorf("%w: %v: %s", ErrTypeMismatch, t, jsonerr.Describe(err))
+			return jsonDecodeErr(t, err)
 		}
 	default:
 		return mismatch(t, tag)
 	}
 	return nil
+}
+
+// encodeErr and decodeErr report a failure of a type's own (third-party)
+// marshaling code. They drop its error, whose text may quote the value,
+// and keep only the type and the method.
+func encodeErr(t reflect.Type, method string) error {
+	return fmt.Errorf("%w: %v: %s failed", ErrEncode, t, method)
+}
+
+func decodeErr(t reflect.Type, method string) error {
+	return fmt.Errorf("%w: %v: %s failed", ErrTypeMismatch, t, method)
+}
+
+// jsonDecodeErr describes a json.Unmarshal failure by encoding/json's own
+// syntax and type errors (position and field, never a value); any other
+// error comes from a type's UnmarshalJSON, and its text is dropped.
+func jsonDecodeErr(t reflect.Type, err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	if errors.As(err, &syn) || errors.As(err, &typ) {
+		return fmt.Errorf("%w: %v: %s", ErrTypeMismatch, t, jsonerr.Describe(err))
+	}
+	return decodeErr(t, "UnmarshalJSON")
 }
 
 func mismatch(t reflect.Type, tag byte) error {
@@ -272,7 +306,10 @@ func appendTextReflect(dst []byte, rv reflect.Value) ([]byte, error) {
 		return rv.Interface().(time.Time).UTC().AppendFormat(dst, time.RFC3339Nano), nil
 	case t.Implements(textMarshalerType):
 		b, err := rv.Interface().(encoding.TextMarshaler).MarshalText()
-		return append(dst, b...), err
+		if err != nil {
+			return dst, encodeErr(t, "MarshalText")
+		}
+		return append(dst, b...), nil
 	}
 	switch t.Kind() {
 	case reflect.String:
@@ -296,7 +333,10 @@ func appendTextReflect(dst []byte, rv reflect.Value) ([]byte, error) {
 		return appendTextReflect(dst, rv.Elem())
 	}
 	b, err := json.Marshal(rv.Interface())
-	return append(dst, b...), err
+	if err != nil {
+		return dst, encodeErr(t, "json.Marshal")
+	}
+	return append(dst, b...), nil
 }
 
 // decodeLegacy decodes a legacy plaintext (migration mode): raw bytes read
@@ -368,7 +408,9 @@ func decodeLegacyText(raw []byte, rv reflect.Value) error {
 			rv.SetBytes(append([]byte{}, raw...))
 			return nil
 		}
-		return json.Unmarshal(raw, rv.Addr().Interface())
+		if err := json.Unmarshal(raw, rv.Addr().Interface()); err != nil {
+			return fail(err)
+		}
 	case reflect.Pointer:
 		elem := reflect.New(t.Elem())
 		if err := decodeLegacyText(raw, elem.Elem()); err != nil {
