@@ -122,6 +122,13 @@
 // value for each live key version, so searches keep working while the
 // migration engine recomputes the stored indexes.
 //
+// Every index key belongs to a scope, so that destroying the scope shreds
+// it: IndexValue, IndexTerms, IndexFor and TermsFor refuse an empty scope
+// with ErrMissingRecordID, and the keyring refuses it too (keys.ErrInvalidID),
+// as it refuses the scopes phicrypt reserves (keys.ErrReservedScope). The
+// index key versions a search tries are cached with the keys, so a warm
+// IndexTerms makes no key store call.
+//
 // # Migration mode
 //
 // By default, Open refuses plaintext where a ciphertext belongs

@@ -375,8 +375,15 @@ func indexValue(dst, mac []byte, key *keys.IndexKey, msg []byte, bits int) []byt
 	return dst
 }
 
+// indexScope returns the scope of index ip's key for record rv: the
+// index's scope field, or else the record's scope. Neither may be empty
+// (ErrMissingRecordID): an index key of the empty scope would belong to no
+// one, and could never be shredded.
 func (p *plan) indexScope(ip *indexPlan, rv reflect.Value, recordScope string) (string, error) {
 	if ip.scope == nil {
+		if recordScope == "" {
+			return "", fmt.Errorf("%w (%s)", ErrMissingRecordID, p.scope.name)
+		}
 		return recordScope, nil
 	}
 	s, err := ip.scope.read(rv)
@@ -426,7 +433,7 @@ func (c *Codec) indexValue(ctx context.Context, p *plan, ip *indexPlan, rv refle
 // BlindIndex field) of template's type takes for the plaintext in
 // template's source fields, under the active index key: what Seal stores.
 // To search, use IndexTerms, which also covers index key versions being
-// retired.
+// retired. An empty scope fails with ErrMissingRecordID.
 func (c *Codec) IndexValue(ctx context.Context, template any, index string) (BlindIndex, error) {
 	p, ip, rv, err := c.indexOf(template, index)
 	if err != nil {
@@ -448,7 +455,8 @@ func (c *Codec) IndexValue(ctx context.Context, template any, index string) (Bli
 // under way. Use them in WHERE column IN (...), then decrypt the rows and
 // keep those for which Match is true: a truncated index also matches other
 // plaintexts. template must have its scope (or the index's scope field)
-// set; its record id is not needed.
+// set, or the call fails with ErrMissingRecordID; its record id is not
+// needed. Warm searches make no key store call (see keys.Keyring.IndexKeys).
 func (c *Codec) IndexTerms(ctx context.Context, template any, index string) ([]BlindIndex, error) {
 	p, ip, rv, err := c.indexOf(template, index)
 	if err != nil {
@@ -594,11 +602,14 @@ func specInput(dst []byte, sc *scratch, norm []normalizer, parts []string) []byt
 // IndexFor computes the blind index of spec over parts (one for a simple
 // index, several for a compound one) in scope, with the active index key:
 // the same value a struct's index with the same table, column, bits and
-// normalizers would hold.
+// normalizers would hold. An empty scope fails with ErrMissingRecordID.
 func (c *Codec) IndexFor(ctx context.Context, scope string, spec IndexSpec, parts ...string) (BlindIndex, error) {
 	norm, err := spec.normalizers()
 	if err != nil {
 		return BlindIndex{}, err
+	}
+	if scope == "" {
+		return BlindIndex{}, fmt.Errorf("%w (IndexFor scope)", ErrMissingRecordID)
 	}
 	key, err := c.cfg.Keyring.IndexKey(ctx, scope, spec.Table, spec.Column)
 	if err != nil {
@@ -611,11 +622,15 @@ func (c *Codec) IndexFor(ctx context.Context, scope string, spec IndexSpec, part
 }
 
 // TermsFor is IndexTerms for an IndexSpec: the values to search for, one
-// per live index key version.
+// per live index key version. An empty scope fails with
+// ErrMissingRecordID.
 func (c *Codec) TermsFor(ctx context.Context, scope string, spec IndexSpec, parts ...string) ([]BlindIndex, error) {
 	norm, err := spec.normalizers()
 	if err != nil {
 		return nil, err
+	}
+	if scope == "" {
+		return nil, fmt.Errorf("%w (TermsFor scope)", ErrMissingRecordID)
 	}
 	ks, err := c.cfg.Keyring.IndexKeys(ctx, scope, spec.Table, spec.Column)
 	if err != nil {

@@ -32,9 +32,14 @@ const (
 	// OpDenied: a use was refused (destroyed, suspended, compromised or
 	// retired version).
 	OpDenied Op = "denied"
-	// OpUse: a key was used to encrypt or decrypt (only with
-	// Config.AuditUses, which audits every use, cached or not).
+	// OpUse: a key was used to encrypt, decrypt or compute blind index
+	// values (only with Config.AuditUses, which audits every use, cached
+	// or not).
 	OpUse Op = "use"
+	// OpKEKRotate: a KEK gained a new version (KEKID, Version). The KMS
+	// rotates KEKs, not a Keyring: tools that rotate one, such as the
+	// phicrypt command for local key files, record it.
+	OpKEKRotate Op = "kek-rotate"
 )
 
 // Outcome is whether an audited operation succeeded.
@@ -111,7 +116,8 @@ func Purpose(ctx context.Context) string {
 // ErrorClass names the class of err for audit records and metrics:
 // "unavailable", "permission-denied", "key-not-found", "unwrap-failed",
 // "destroyed", "unusable", "invalid-transition", "conflict", "canceled",
-// "deadline", "audit" or "other"; "" for nil.
+// "deadline", "audit", "reserved-scope", "invalid-id" or "other"; "" for
+// nil.
 func ErrorClass(err error) string {
 	switch {
 	case err == nil:
@@ -138,6 +144,10 @@ func ErrorClass(err error) string {
 		return "conflict"
 	case errors.Is(err, ErrAudit):
 		return "audit"
+	case errors.Is(err, ErrReservedScope):
+		return "reserved-scope"
+	case errors.Is(err, ErrInvalidID):
+		return "invalid-id"
 	}
 	return "other"
 }

@@ -19,9 +19,16 @@ import (
 // ErrAuditTampered means Verify found the audit log altered.
 var ErrAuditTampered = errors.New("keys: audit log tampered with")
 
+// ErrNoAuditLog means OpenAuditLog found no audit log in the database.
+var ErrNoAuditLog = errors.New("keys: no audit log in this database")
+
 // auditChainKey is the key set of the audit log's chain key, kept in the
-// same tables as the other keys, wrapped by the KEK.
-var auditChainKey = ID{Scope: "phicrypt:audit", Name: "chain"}
+// same tables as the other keys, wrapped by the KEK. Its scope is reserved
+// (ReservedScopePrefix): no Keyring method can create, rotate, retire or
+// destroy it, so the chain cannot be shredded. Only the functions of this
+// file read and create it, through the Store directly; Keyring.Rewrap
+// rewraps it with the other keys after a KEK rotation.
+var auditChainKey = ID{Scope: ReservedScopePrefix + "audit", Name: "chain"}
 
 // AuditLog is a tamper-evident Auditor persisted in the SQL store's
 // database. Each event is stored with an HMAC-SHA-256 over the previous
@@ -46,11 +53,23 @@ var _ Auditor = (*AuditLog)(nil)
 // NewAuditLog returns the audit log of db, creating its tables (Migrate)
 // and its chain key (wrapped by kek) on first use.
 func NewAuditLog(ctx context.Context, db *sql.DB, dialect Dialect, kek kms.KEK) (*AuditLog, error) {
+	return openAuditLog(ctx, db, dialect, kek, true)
+}
+
+// OpenAuditLog returns the audit log of db if one exists (NewAuditLog
+// created it), and fails with ErrNoAuditLog otherwise. Tools that record
+// their operations in an application's audit log when it has one, such as
+// the phicrypt command, use it.
+func OpenAuditLog(ctx context.Context, db *sql.DB, dialect Dialect, kek kms.KEK) (*AuditLog, error) {
+	return openAuditLog(ctx, db, dialect, kek, false)
+}
+
+func openAuditLog(ctx context.Context, db *sql.DB, dialect Dialect, kek kms.KEK, create bool) (*AuditLog, error) {
 	store, err := NewSQLStore(ctx, db, dialect)
 	if err != nil {
 		return nil, err
 	}
-	raw, err := auditKey(ctx, store, kek)
+	raw, err := auditKey(ctx, store, kek, create)
 	if err != nil {
 		return nil, err
 	}
@@ -62,9 +81,13 @@ func NewAuditLog(ctx context.Context, db *sql.DB, dialect Dialect, kek kms.KEK) 
 	return &AuditLog{db: db, dialect: dialect, key: key}, nil
 }
 
-// auditKey returns the raw chain key, creating it if the store has none.
-func auditKey(ctx context.Context, store *SQLStore, kek kms.KEK) ([]byte, error) {
+// auditKey returns the raw chain key, creating it if the store has none
+// and create is set (ErrNoAuditLog otherwise).
+func auditKey(ctx context.Context, store *SQLStore, kek kms.KEK, create bool) ([]byte, error) {
 	ks, err := store.Get(ctx, auditChainKey)
+	if errors.Is(err, ErrKeyNotFound) && !create {
+		return nil, ErrNoAuditLog
+	}
 	if errors.Is(err, ErrKeyNotFound) {
 		raw := make([]byte, 32)
 		rand.Read(raw)

@@ -23,6 +23,19 @@
 // do so at the same moment, the store serializes them and both use the one
 // version that wins (a unique index on the active version backs this up).
 //
+// Every key belongs to a non-empty scope, so that destroying the scope
+// shreds it: every method that chooses a key (EncryptionKey,
+// DecryptionKey, Deterministic, IndexKey, IndexKeys, Rotate, SetState,
+// SetMinDecryptVersion, Destroy, ActiveVersion) refuses the empty scope
+// with ErrInvalidID, and lifecycle methods refuse key set names the
+// keyring does not give out. Scopes beginning with ReservedScopePrefix
+// ("phicrypt:") belong to phicrypt itself, such as the audit log's chain
+// key in "phicrypt:audit": the same methods refuse them with
+// ErrReservedScope (which matches ErrInvalidID), and a refused lifecycle
+// operation is audited, so nobody shreds, rotates or retires the audit
+// log's key through a Keyring or the phicrypt command. Status lists those
+// key sets and Rewrap rewraps them with the others after a KEK rotation.
+//
 // Every key is 256 random bits, stored only wrapped by the KEK with an AAD
 // that binds it to its scope, name, version and suite, so a wrapped key
 // copied to another row of the store fails to unwrap.
@@ -36,6 +49,12 @@
 // them (best effort: Go's runtime may have copied them, and the expanded
 // AES key schedule inside crypto/cipher cannot be cleared; it is released
 // to the garbage collector with the last reference).
+//
+// The versions of a blind index key that a search tries (IndexKeys) are
+// cached with the active index key, under the same CacheMaxAge, and
+// forgotten at once when this keyring rotates, retires or destroys them: a
+// warm search makes no store or KMS call. Other replicas' changes are seen
+// within CacheMaxAge.
 //
 // While the KMS is down, cached keys keep working until CacheMaxAge;
 // uncached ones fail within the caller's deadline with an error matching
@@ -87,15 +106,21 @@
 // # Audit
 //
 // An Auditor receives an Event for every key operation: create, unwrap,
-// rotate, rewrap, state change, destroy and denied use (and, with
-// AuditUses, every use). Events carry the time, operation, scope, key,
+// rotate, rewrap, state change, destroy, denied use and refused lifecycle
+// operation (and, with AuditUses, every use: each data key returned by
+// EncryptionKey or DecryptionKey and each index key returned by IndexKey or
+// IndexKeys, cached or not, so that each blind-index search is on record). Events carry the time, operation, scope, key,
 // version, KEK id, the principal and purpose taken from the context
 // (WithPrincipal, WithPurpose), the outcome and an error class, never key
 // material or data. SlogAuditor writes them to a slog.Logger; AuditLog
 // keeps them in the database as an HMAC chain under a KEK-wrapped key and
-// Verify reports edited, inserted and deleted events. With AuditFailClosed,
-// an operation whose event cannot be recorded fails (ErrAudit), decryption
-// included.
+// Verify reports edited, inserted and deleted events. OpenAuditLog opens
+// an existing log without creating one (ErrNoAuditLog): the phicrypt
+// command records its own key operations there (shred, rotate, rewrap,
+// and KEK rotations as OpKEKRotate) when the key store's database has a
+// log. The log's chain key cannot be shredded (see ReservedScopePrefix).
+// With AuditFailClosed, an operation whose event cannot be recorded fails
+// (ErrAudit), decryption and blind indexes included.
 //
 // # Stores
 //

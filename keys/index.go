@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/phicrypt/phicrypt/internal/kdf"
@@ -68,8 +69,36 @@ func (k IndexKey) MarshalJSON() ([]byte, error) {
 
 // IndexKey returns the active key of the blind index of (table, column) in
 // scope, creating it on first use. Blind index values are computed with it.
-// A cached key costs no allocation.
+// A cached key costs no allocation. With Config.AuditUses every call is
+// audited as a use ("index"), cached or not, and fails with ErrAudit when a
+// fail-closed Auditor fails, as EncryptionKey does. An empty scope fails
+// with ErrInvalidID, a reserved one with ErrReservedScope.
 func (k *Keyring) IndexKey(ctx context.Context, scope, table, column string) (*IndexKey, error) {
+	a, err := k.indexActive(ctx, scope, table, column)
+	if err != nil {
+		return nil, err
+	}
+	if k.cfg.AuditUses {
+		id, _ := IndexKeyID(scope, table, column)
+		if err := k.auditUse(ctx, id, a.version, "index"); err != nil {
+			return nil, err
+		}
+	}
+	return a.key.index, nil
+}
+
+// indexActive returns the cached active entry of the index key of (table,
+// column) in scope, loading it on a miss. It does not audit the use.
+func (k *Keyring) indexActive(ctx context.Context, scope, table, column string) (*activeKey, error) {
+	if err := checkScope(scope); err != nil {
+		return nil, err
+	}
+	if !validIndexPart(table) || !validIndexPart(column) {
+		// Checked before the cache too: a NUL in the column would let the
+		// cache key of (scope, table, column) name another scope's key.
+		_, err := IndexKeyName(table, column)
+		return nil, err
+	}
 	// The cache key of ID{scope, IndexKeyName(table, column)}, built
 	// without the name's allocation: see cacheKey.
 	var buf [128]byte
@@ -77,37 +106,66 @@ func (k *Keyring) IndexKey(ctx context.Context, scope, table, column string) (*I
 	ck = append(append(append(append(ck, "index/"...), table...), '/'), column...)
 	ck = append(append(ck, 0), scope...)
 	if a, ok := k.active.LookupBytes(ck); ok {
-		return a.key.index, nil
+		return a, nil
 	}
 	id, err := IndexKeyID(scope, table, column)
 	if err != nil {
 		return nil, err
 	}
-	v, err := k.activeKey(ctx, id, "index")
-	if err != nil {
-		return nil, err
-	}
-	return v.index, nil
+	return k.activeKey(ctx, id)
 }
 
 // IndexKeys returns the versions of the blind index key of (table, column)
 // in scope that a search must try: the active version first, then the
-// decrypt-only ones whose rows have not all been reindexed yet. It reads
-// the store on every call (the versions themselves come from the cache).
+// decrypt-only ones whose rows have not all been reindexed yet (at or above
+// the key set's minimum decryption version). The list is cached with the
+// active key, for Config.CacheMaxAge, and forgotten at once when this
+// keyring rotates, retires or destroys the key set: a warm search makes no
+// store or KMS call. Other keyrings sharing the store see such changes
+// within their CacheMaxAge. With Config.AuditUses each version returned is
+// audited as a use ("index"), and a fail-closed Auditor's failure fails the
+// call with ErrAudit. Scopes are checked as in IndexKey.
 func (k *Keyring) IndexKeys(ctx context.Context, scope, table, column string) ([]*IndexKey, error) {
-	active, err := k.IndexKey(ctx, scope, table, column)
+	a, err := k.indexActive(ctx, scope, table, column)
 	if err != nil {
 		return nil, err
 	}
-	id, _ := IndexKeyID(scope, table, column)
+	terms := a.terms.Load()
+	if terms == nil {
+		id, _ := IndexKeyID(scope, table, column)
+		loaded, err := k.loadTerms(ctx, id, a)
+		if err != nil {
+			return nil, err
+		}
+		if !a.terms.CompareAndSwap(nil, &loaded) {
+			loaded = *a.terms.Load()
+		}
+		terms = &loaded
+	}
+	if k.cfg.AuditUses {
+		id, _ := IndexKeyID(scope, table, column)
+		for _, t := range *terms {
+			if err := k.auditUse(ctx, id, t.version, "index"); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return slices.Clone(*terms), nil
+}
+
+// loadTerms reads the versions of id that a search tries besides a, the
+// active one: those that are decrypt-only, or active in the store when
+// another keyring rotated since a was loaded, and not below the minimum
+// decryption version, newest first.
+func (k *Keyring) loadTerms(ctx context.Context, id ID, a *activeKey) ([]*IndexKey, error) {
 	ks, err := k.cfg.Store.Get(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	out := []*IndexKey{active}
+	out := []*IndexKey{a.key.index}
 	for i := len(ks.Versions) - 1; i >= 0; i-- {
 		r := ks.Versions[i]
-		if r.Version == active.version || r.State != DecryptOnly || r.Version < ks.MinDecryptVersion {
+		if r.Version == a.version || (r.State != DecryptOnly && r.State != Active) || r.Version < ks.MinDecryptVersion {
 			continue
 		}
 		v, err := k.versionKey(ctx, id, r.Version, "index")

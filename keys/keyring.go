@@ -61,9 +61,10 @@ type Config struct {
 	// AuditFailClosed makes an operation fail with ErrAudit when the
 	// Auditor fails, decryption included.
 	AuditFailClosed bool
-	// AuditUses audits every encryption and decryption key lookup, cached
-	// or not, not only the operations that reach the store or the KMS. It
-	// costs one Auditor call per value.
+	// AuditUses audits every encryption, decryption and blind index key
+	// lookup, cached or not, not only the operations that reach the store
+	// or the KMS. It costs one Auditor call per value, and one per index
+	// key version a search tries.
 	AuditUses bool
 
 	// AllowCompromisedDecryption lets compromised versions decrypt, so
@@ -121,6 +122,11 @@ type activeKey struct {
 	key     *versionKey
 	used    atomic.Uint64
 	limit   uint64 // messages reserved by this keyring for this entry
+
+	// terms are, for an index key, the versions a search tries (see
+	// IndexKeys), the active one first: loaded on the first search and
+	// cached with the entry, so they expire and are forgotten with it.
+	terms atomic.Pointer[[]*IndexKey]
 }
 
 // New returns a Keyring for cfg.
@@ -185,7 +191,8 @@ func cacheKey(dst []byte, id ID, version uint32) []byte {
 // EncryptionKey returns the active data key of scope, creating the scope's
 // first key or rotating to a new one when the current one is spent or too
 // old. It implements envelope.Keyring. In steady state it makes no store or
-// KMS call and no allocation.
+// KMS call and no allocation. An empty scope fails with ErrInvalidID, a
+// reserved one (ReservedScopePrefix) with ErrReservedScope.
 func (k *Keyring) EncryptionKey(ctx context.Context, scope string) (*envelope.DEK, error) {
 	return k.encryptionKey(ctx, DataKey(scope))
 }
@@ -193,30 +200,47 @@ func (k *Keyring) EncryptionKey(ctx context.Context, scope string) (*envelope.DE
 // DecryptionKey returns version of scope's data key. It implements
 // envelope.Keyring. Destroyed versions fail with ErrKeyDestroyed, versions
 // that the state or the minimum decryption version forbid with
-// ErrKeyUnusable, unknown ones with ErrKeyNotFound.
+// ErrKeyUnusable, unknown ones with ErrKeyNotFound, empty and reserved
+// scopes as in EncryptionKey.
 func (k *Keyring) DecryptionKey(ctx context.Context, scope string, version uint32) (*envelope.DEK, error) {
 	return k.decryptionKey(ctx, DataKey(scope), version)
 }
 
 func (k *Keyring) encryptionKey(ctx context.Context, id ID) (*envelope.DEK, error) {
-	a, err := k.activeKey(ctx, id, "encrypt")
+	if err := checkScope(id.Scope); err != nil {
+		return nil, err
+	}
+	a, err := k.activeKey(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	return a.dek, nil
+	if err := k.auditUse(ctx, id, a.version, "encrypt"); err != nil {
+		return nil, err
+	}
+	return a.key.dek, nil
 }
 
 func (k *Keyring) decryptionKey(ctx context.Context, id ID, version uint32) (*envelope.DEK, error) {
+	if err := checkScope(id.Scope); err != nil {
+		return nil, err
+	}
 	v, err := k.versionKey(ctx, id, version, "decrypt")
 	if err != nil {
 		return nil, err
 	}
-	if k.cfg.AuditUses {
-		if err := k.audit(ctx, Event{Op: OpUse, Scope: id.Scope, Key: id.Name, Version: version, Use: "decrypt", Outcome: Success}); err != nil {
-			return nil, err
-		}
+	if err := k.auditUse(ctx, id, version, "decrypt"); err != nil {
+		return nil, err
 	}
 	return v.dek, nil
+}
+
+// auditUse audits a use of version v of id when Config.AuditUses asks for
+// every use ("encrypt", "decrypt" or "index"), cached or not.
+func (k *Keyring) auditUse(ctx context.Context, id ID, v uint32, use string) error {
+	if !k.cfg.AuditUses {
+		return nil
+	}
+	return k.audit(ctx, Event{Op: OpUse, Scope: id.Scope, Key: id.Name, Version: v, Use: use, Outcome: Success})
 }
 
 // Deterministic returns the keyring's view for deterministic encryption:
@@ -225,7 +249,7 @@ func (k *Keyring) decryptionKey(ctx context.Context, id ID, version uint32) (*en
 // Binding give equal ciphertexts, which makes equality lookups and unique
 // constraints possible and reveals which values are equal. AES-SIV is not
 // FIPS 140-3 approved: in FIPS mode its keys fail with
-// envelope.ErrNotApproved.
+// envelope.ErrNotApproved. Scopes are checked as in EncryptionKey.
 func (k *Keyring) Deterministic() envelope.Keyring { return deterministic{k} }
 
 type deterministic struct{ k *Keyring }
@@ -239,8 +263,8 @@ func (d deterministic) DecryptionKey(ctx context.Context, scope string, version 
 }
 
 // activeKey returns the active version of id with one message of its
-// budget taken.
-func (k *Keyring) activeKey(ctx context.Context, id ID, use string) (*versionKey, error) {
+// budget taken. Callers check the scope and audit the use.
+func (k *Keyring) activeKey(ctx context.Context, id ID) (*activeKey, error) {
 	var buf [128]byte
 	ck := cacheKey(buf[:0], id, 0)
 	for {
@@ -259,12 +283,7 @@ func (k *Keyring) activeKey(ctx context.Context, id ID, use string) (*versionKey
 			k.active.Forget(string(ck), a)
 			continue
 		}
-		if k.cfg.AuditUses {
-			if err := k.audit(ctx, Event{Op: OpUse, Scope: id.Scope, Key: id.Name, Version: a.version, Use: use, Outcome: Success}); err != nil {
-				return nil, err
-			}
-		}
-		return a.key, nil
+		return a, nil
 	}
 }
 

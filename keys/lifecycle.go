@@ -18,11 +18,36 @@ func (k *Keyring) forget(id ID, versions ...uint32) {
 	}
 }
 
+// checkID checks id for a lifecycle operation, and audits a refusal: an
+// attempt to change the keys of a reserved scope, such as the audit log's,
+// is on record.
+func (k *Keyring) checkID(ctx context.Context, op Op, id ID) error {
+	return k.refused(ctx, Event{Op: op, Scope: id.Scope, Key: id.Name}, id.check())
+}
+
+// refused audits e as a failure with err, if err is not nil, and returns
+// err (joined with ErrAudit if a fail-closed Auditor failed).
+func (k *Keyring) refused(ctx context.Context, e Event, err error) error {
+	if err == nil {
+		return nil
+	}
+	e.Outcome, e.ErrorClass = Failure, ErrorClass(err)
+	if aerr := k.audit(ctx, e); aerr != nil {
+		return errors.Join(err, aerr)
+	}
+	return err
+}
+
 // Rotate makes a new version of key set id active and the current one
 // decrypt-only, and returns the new version. Data encrypted under older
 // versions still decrypts; the migration engine re-encrypts it. A key set
-// whose latest version is destroyed is not rotated (ErrKeyDestroyed).
+// whose latest version is destroyed is not rotated (ErrKeyDestroyed). An
+// empty scope or an unknown name fails with ErrInvalidID, a reserved scope
+// with ErrReservedScope.
 func (k *Keyring) Rotate(ctx context.Context, id ID) (uint32, error) {
+	if err := k.checkID(ctx, OpRotate, id); err != nil {
+		return 0, err
+	}
 	for attempt := 0; ; attempt++ {
 		v, err := k.rotate(ctx, id)
 		if !errors.Is(err, errRetryRotation) || attempt == 3 {
@@ -73,8 +98,16 @@ func (k *Keyring) rotate(ctx context.Context, id ID) (uint32, error) {
 // SetState moves version v of key set id to state to, if SP 800-57 allows
 // it (see CanTransition); otherwise it fails with a *TransitionError.
 // Moving to Destroyed erases the version's wrapped key from the store. A
-// version may become Active only when no other version is.
+// version may become Active only when no other version is. IDs are
+// checked as in Rotate.
 func (k *Keyring) SetState(ctx context.Context, id ID, v uint32, to State) error {
+	op := OpStateChange
+	if to == Destroyed {
+		op = OpDestroy
+	}
+	if err := k.checkID(ctx, op, id); err != nil {
+		return err
+	}
 	var from State
 	_, err := k.cfg.Store.Update(ctx, id, func(ks *KeySet) error {
 		rec := ks.Version(v)
@@ -110,8 +143,11 @@ func (k *Keyring) SetState(ctx context.Context, id ID, v uint32, to State) error
 // SetMinDecryptVersion refuses decryption with versions of key set id older
 // than v (ErrKeyUnusable), without destroying them: the step before
 // retiring a version once no row uses it. v must not exceed the latest
-// version; zero removes the minimum.
+// version; zero removes the minimum. IDs are checked as in Rotate.
 func (k *Keyring) SetMinDecryptVersion(ctx context.Context, id ID, v uint32) error {
+	if err := k.checkID(ctx, OpMinDecryptVersion, id); err != nil {
+		return err
+	}
 	var older []uint32
 	_, err := k.cfg.Store.Update(ctx, id, func(ks *KeySet) error {
 		if v > ks.Latest() {
@@ -153,10 +189,13 @@ type DestroyReport struct {
 //
 // Destruction is only as final as the store's copies: see "Crypto-shredding"
 // in the package documentation for backups.
+//
+// An empty scope fails with ErrInvalidID. A reserved scope fails with
+// ErrReservedScope: the audit log's chain key cannot be shredded.
 func (k *Keyring) Destroy(ctx context.Context, scope string) (DestroyReport, error) {
 	var report DestroyReport
-	if scope == "" {
-		return report, errors.New("keys: Destroy needs a scope")
+	if err := k.refused(ctx, Event{Op: OpDestroy, Scope: scope}, checkScope(scope)); err != nil {
+		return report, err
 	}
 	after := ID{}
 	for {
@@ -241,8 +280,12 @@ func (k *Keyring) Status(ctx context.Context, scope string) ([]*KeySet, error) {
 // ActiveVersion returns the active version of key set id without taking
 // from its budget or creating it: zero if the set has no active version.
 // It reads the cache, or the store on a miss. The migration engine uses it
-// to find values encrypted under older versions.
+// to find values encrypted under older versions. IDs are checked as in
+// Rotate.
 func (k *Keyring) ActiveVersion(ctx context.Context, id ID) (uint32, error) {
+	if err := id.check(); err != nil {
+		return 0, err
+	}
 	if a, ok := k.active.Lookup(string(cacheKey(nil, id, 0))); ok {
 		return a.version, nil
 	}

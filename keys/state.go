@@ -110,8 +110,16 @@ var (
 	ErrConflict = errors.New("keys: concurrent update")
 	// ErrAudit means an audit sink failed and the keyring is fail-closed.
 	ErrAudit = errors.New("keys: audit failed")
-	// ErrInvalidID means a key set's name is malformed (see IndexKeyName).
+	// ErrInvalidID means a key set's scope or name is malformed: an empty
+	// scope (no key is ever chosen for one, so none could be shredded), a
+	// reserved scope (ErrReservedScope), or a bad index name (see
+	// IndexKeyName).
 	ErrInvalidID = errors.New("keys: invalid key id")
+	// ErrReservedScope means a scope that begins with ReservedScopePrefix:
+	// phicrypt keeps those for its own keys (the audit log's chain key),
+	// and no Keyring method creates, uses, rotates, retires or destroys
+	// keys there. It matches ErrInvalidID too.
+	ErrReservedScope error = &sentinel{"keys: scope reserved for phicrypt", ErrInvalidID}
 )
 
 // sentinel is an error value that also matches a more general one.

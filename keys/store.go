@@ -32,12 +32,58 @@ const DeterministicKeyName = "deterministic"
 // and column. Neither may be empty, longer than 256 bytes (names are bound
 // to wrapped keys, as KMS associated data), or contain '/' or NUL.
 func IndexKeyName(table, column string) (string, error) {
-	for _, s := range []string{table, column} {
-		if s == "" || len(s) > 256 || strings.ContainsAny(s, "/\x00") {
-			return "", fmt.Errorf("%w: index table and column must be non-empty, at most 256 bytes, without '/' or NUL", ErrInvalidID)
-		}
+	if !validIndexPart(table) || !validIndexPart(column) {
+		return "", fmt.Errorf("%w: index table and column must be non-empty, at most 256 bytes, without '/' or NUL", ErrInvalidID)
 	}
 	return "index/" + table + "/" + column, nil
+}
+
+// validIndexPart reports whether s may be the table or column of an index
+// key's name.
+func validIndexPart(s string) bool {
+	return s != "" && len(s) <= 256 && strings.IndexByte(s, '/') < 0 && strings.IndexByte(s, 0) < 0
+}
+
+// ReservedScopePrefix begins the scopes that phicrypt keeps for its own
+// keys, such as "phicrypt:audit", the scope of the audit log's chain key.
+// Keyring methods refuse them with ErrReservedScope, so that no caller,
+// and no operator through the phicrypt command, can create, rotate, retire
+// or destroy those keys; only Rewrap and Status see them.
+const ReservedScopePrefix = "phicrypt:"
+
+// checkScope reports whether a caller may choose keys in scope: it fails
+// with an error matching ErrInvalidID for the empty scope and with
+// ErrReservedScope for a scope beginning with ReservedScopePrefix. Every
+// Keyring method that chooses a key checks it.
+func checkScope(scope string) error {
+	if scope == "" {
+		return fmt.Errorf("%w: empty scope", ErrInvalidID)
+	}
+	if strings.HasPrefix(scope, ReservedScopePrefix) {
+		return ErrReservedScope
+	}
+	return nil
+}
+
+// check reports whether a caller may use key set id: its scope passes
+// checkScope and its name is DataKeyName, DeterministicKeyName or one that
+// IndexKeyName returns.
+func (id ID) check() error {
+	if err := checkScope(id.Scope); err != nil {
+		return err
+	}
+	switch id.Name {
+	case DataKeyName, DeterministicKeyName:
+		return nil
+	}
+	if rest, ok := strings.CutPrefix(id.Name, "index/"); ok {
+		if table, column, ok := strings.Cut(rest, "/"); ok {
+			if _, err := IndexKeyName(table, column); err == nil {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: unknown key set name", ErrInvalidID)
 }
 
 // kind is the part of an ID that errors may show: the name, never the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -57,18 +58,21 @@ func subcommandError(args []string) error {
 }
 
 // auditor returns a slog auditor on stderr (JSON), the operator's trail of
-// key operations.
+// key operations. Key operations (rotate, rotate-kek, rewrap, shred) are
+// also recorded in the key store's tamper-evident audit log when its
+// database has one (see openKeyOp).
 func (e *env) auditor() keys.Auditor {
 	return &keys.SlogAuditor{Logger: slog.New(slog.NewJSONHandler(e.stderr, nil))}
 }
 
 func keysInit(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("keys init", "--kek URI --keys-dsn DSN [--create [--key-id ID]]", `  phicrypt keys init --kek local:///etc/phicrypt/kek.json --create --keys-dsn sqlite:/var/lib/ehr/keys.db
-  phicrypt keys init --kek vault://vault:8200/transit/keys/phi --keys-dsn postgres://ehr@db/ehr
+  phicrypt keys init --kek vault://vault:8200/transit/keys/phi --keys-dsn postgres://ehr@db/ehr --audit-log
 `)
 	c := e.commonFlags(fs)
 	create := fs.Bool("create", false, "create the local KEK file the local:/// URI names (mode 0600); a passphrase comes from PHICRYPT_KEK_PASSPHRASE")
 	keyID := fs.String("key-id", "", "the key id of a created KEK (default local:<random>)")
+	auditLog := fs.Bool("audit-log", false, "also create the tamper-evident audit log in the key store's database: key operations of this tool are then recorded there")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -106,6 +110,12 @@ func keysInit(ctx context.Context, e *env, args []string) error {
 		return fmt.Errorf("KEK check: %w", err)
 	}
 	fmt.Fprintf(e.stdout, "key store ready (schema version %d) in %s; KEK %s works\n", keys.SchemaVersion, redactDSN(c.keysDSN), wk.KeyID)
+	if *auditLog {
+		if _, err := keys.NewAuditLog(ctx, s.db, s.dialect, s.kek); err != nil {
+			return fmt.Errorf("audit log: %w", err)
+		}
+		fmt.Fprintln(e.stdout, "audit log ready: key operations are recorded in it")
+	}
 	return nil
 }
 
@@ -144,7 +154,8 @@ Then run "phicrypt migrate reencrypt" (or reindex) to move the data to the new v
 	if err != nil {
 		return err
 	}
-	s, err := e.open(ctx, c, keys.Config{Auditor: e.auditor()})
+	ctx = e.keyOpContext(ctx, "rotate")
+	s, err := e.openKeyOp(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -158,8 +169,9 @@ Then run "phicrypt migrate reencrypt" (or reindex) to move the data to the new v
 }
 
 func keysRotateKEK(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("keys rotate-kek", "--kek local:///path", `  phicrypt keys rotate-kek --kek local:///etc/phicrypt/kek.json
+	fs := e.flags("keys rotate-kek", "--kek local:///path [--keys-dsn DSN]", `  phicrypt keys rotate-kek --kek local:///etc/phicrypt/kek.json
 Then run "phicrypt keys rewrap" to move the stored keys to the new version.
+The rotation is recorded in the key store's audit log when --keys-dsn names one.
 `)
 	c := e.commonFlags(fs)
 	if err := parse(fs, args); err != nil {
@@ -173,11 +185,18 @@ Then run "phicrypt keys rewrap" to move the stored keys to the new version.
 	if p := e.getenv(local.DefaultPassphraseEnv); p != "" {
 		opts.Passphrase = []byte(p)
 	}
+	ctx = e.keyOpContext(ctx, "rotate-kek")
 	kek, err := local.Rotate(u.Path, opts)
 	if err != nil {
+		if aerr := e.recordKEKRotation(ctx, c, nil, "", 0, err); aerr != nil {
+			return errors.Join(err, aerr)
+		}
 		return err
 	}
 	fmt.Fprintf(e.stdout, "KEK %s: version %d wraps from now on\n", kek.KeyID(), kek.Version())
+	if err := e.recordKEKRotation(ctx, c, kek, kek.KeyID(), kek.Version(), nil); err != nil {
+		return fmt.Errorf("the KEK was rotated, but not recorded: %w", err)
+	}
 	return nil
 }
 
@@ -199,7 +218,8 @@ func keysRewrap(ctx context.Context, e *env, args []string) error {
 		}
 		opts.WrappedBefore = t
 	}
-	s, err := e.open(ctx, c, keys.Config{Auditor: e.auditor()})
+	ctx = e.keyOpContext(ctx, "rewrap")
+	s, err := e.openKeyOp(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -236,7 +256,8 @@ its data becomes unreadable. Backups of the key store still hold the keys (see p
 	if !*yes {
 		return usagef("shredding cannot be undone: add --yes")
 	}
-	s, err := e.open(ctx, c, keys.Config{Auditor: e.auditor()})
+	ctx = e.keyOpContext(ctx, "shred")
+	s, err := e.openKeyOp(ctx, c)
 	if err != nil {
 		return err
 	}

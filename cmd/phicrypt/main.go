@@ -10,6 +10,14 @@
 //	PHICRYPT_KEK        the KEK's URI (see package kms/kmsopen)
 //	PHICRYPT_KEYS_DSN   the key store's database
 //	PHICRYPT_DSN        the application's database (migrations)
+//	PHICRYPT_PRINCIPAL  who runs key operations, for the audit trail (default: USER)
+//
+// Key operations (keys rotate, rotate-kek, rewrap, shred) are audited as
+// JSON on stderr and, when the key store's database holds a tamper-evident
+// audit log (keys init --audit-log creates one), in that log too; an
+// operation that cannot be recorded there fails. Scopes beginning with
+// "phicrypt:" are phicrypt's own (the audit log's key): no command
+// changes their keys.
 //
 // A DSN is a PostgreSQL URL (postgres://…) or a SQLite file
 // (sqlite:path/to/file.db or file:path.db).

@@ -102,6 +102,9 @@ type session struct {
 	dialect keys.Dialect
 	store   *keys.SQLStore
 	keyring *keys.Keyring
+	// auditLog is the key store database's tamper-evident audit log, when
+	// it has one and the session was opened for a key operation.
+	auditLog *keys.AuditLog
 }
 
 func (s *session) Close() {
@@ -113,9 +116,30 @@ func (s *session) Close() {
 	}
 }
 
-// open opens the KEK and the key store of c, with a slog audit trail on
-// stderr when audit is set.
+// open opens the KEK and the key store of c, and a keyring over them with
+// cfg (its KEK and Store set here).
 func (e *env) open(ctx context.Context, c *common, cfg keys.Config) (*session, error) {
+	s, err := e.openStore(ctx, c)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.newKeyring(cfg); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// newKeyring sets the session's keyring, with cfg over its KEK and store.
+func (s *session) newKeyring(cfg keys.Config) error {
+	cfg.KEK, cfg.Store = s.kek, s.store
+	var err error
+	s.keyring, err = keys.New(cfg)
+	return err
+}
+
+// openStore opens the KEK and the key store of c, without a keyring.
+func (e *env) openStore(ctx context.Context, c *common) (*session, error) {
 	if c.kek == "" {
 		return nil, usagef("no KEK: give --kek or PHICRYPT_KEK")
 	}
@@ -129,11 +153,6 @@ func (e *env) open(ctx context.Context, c *common, cfg keys.Config) (*session, e
 		return nil, err
 	}
 	if s.store, err = keys.NewSQLStore(ctx, s.db, s.dialect); err != nil {
-		s.Close()
-		return nil, err
-	}
-	cfg.KEK, cfg.Store = s.kek, s.store
-	if s.keyring, err = keys.New(cfg); err != nil {
 		s.Close()
 		return nil, err
 	}

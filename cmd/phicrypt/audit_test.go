@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/keys"
+	"github.com/phicrypt/phicrypt/kms/kmsopen"
+)
+
+// runIn runs the command line in this process with the environment vars.
+func runIn(t *testing.T, vars map[string]string, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	e := &env{stdin: bytes.NewReader(nil), stdout: &out, stderr: &errOut, getenv: func(k string) string { return vars[k] }}
+	code := run(context.Background(), e, args)
+	return result{code: code, stdout: out.String(), stderr: errOut.String()}
+}
+
+// TestKeyOperationsAreInTheAuditLog: with an audit log in the key store's
+// database, shred, rotate, rotate-kek and rewrap are recorded in it, with
+// the operator as principal, and the log's own key cannot be shredded.
+func TestKeyOperationsAreInTheAuditLog(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	kekURI := "local://" + filepath.Join(dir, "kek.json")
+	dbPath := filepath.Join(dir, "keys.db")
+	vars := map[string]string{"PHICRYPT_KEK": kekURI, "PHICRYPT_KEYS_DSN": "sqlite:" + dbPath, "PHICRYPT_PRINCIPAL": "alice"}
+
+	r := runIn(t, vars, "keys", "init", "--create", "--audit-log")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "audit log ready")
+
+	r = runIn(t, vars, "keys", "rotate", "--scope", "tenant:a")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = runIn(t, vars, "keys", "shred", "--scope", "phicrypt:audit", "--yes")
+	assert.Equal(t, exitFailure, r.code)
+	assert.Contains(t, r.stderr, keys.ErrReservedScope.Error())
+	r = runIn(t, vars, "keys", "rotate-kek")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = runIn(t, vars, "keys", "rewrap")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "rewrapped 2", "the data key and the audit log's key")
+	r = runIn(t, vars, "keys", "shred", "--scope", "tenant:a", "--yes")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `"op":"destroy"`, "still on stderr too")
+
+	kek, err := kmsopen.Open(ctx, kekURI)
+	require.NoError(t, err)
+	db, err := sql.Open("sqlite", "file:"+dbPath)
+	require.NoError(t, err)
+	defer db.Close()
+	log, err := keys.OpenAuditLog(ctx, db, keys.SQLite, kek)
+	require.NoError(t, err)
+	_, err = log.Verify(ctx, keys.VerifyOptions{})
+	require.NoError(t, err, "the log is intact and still verifiable")
+
+	rows, err := db.QueryContext(ctx, "SELECT event FROM phicrypt_audit ORDER BY seq")
+	require.NoError(t, err)
+	defer rows.Close()
+	type event struct {
+		Op, Scope, Purpose, Principal, Outcome, ErrorClass string `json:",omitempty"`
+	}
+	var got []event
+	for rows.Next() {
+		var raw string
+		require.NoError(t, rows.Scan(&raw))
+		var ev keys.Event
+		require.NoError(t, json.Unmarshal([]byte(raw), &ev))
+		assert.Equal(t, "alice", ev.Principal)
+		got = append(got, event{Op: string(ev.Op), Scope: ev.Scope, Purpose: ev.Purpose, Outcome: string(ev.Outcome), ErrorClass: ev.ErrorClass})
+	}
+	require.NoError(t, rows.Err())
+	want := []event{
+		{Op: "create", Scope: "tenant:a", Purpose: "phicrypt keys rotate", Outcome: "success"},
+		{Op: "rotate", Scope: "tenant:a", Purpose: "phicrypt keys rotate", Outcome: "success"},
+		{Op: "destroy", Scope: "phicrypt:audit", Purpose: "phicrypt keys shred", Outcome: "failure", ErrorClass: "reserved-scope"},
+		{Op: "kek-rotate", Purpose: "phicrypt keys rotate-kek", Outcome: "success"},
+		{Op: "rewrap", Scope: "phicrypt:audit", Purpose: "phicrypt keys rewrap", Outcome: "success"},
+		{Op: "rewrap", Scope: "tenant:a", Purpose: "phicrypt keys rewrap", Outcome: "success"},
+		{Op: "state-change", Scope: "tenant:a", Purpose: "phicrypt keys shred", Outcome: "success"},
+		{Op: "destroy", Scope: "tenant:a", Purpose: "phicrypt keys shred", Outcome: "success"},
+	}
+	assert.Equal(t, want, got)
+
+	// A log that cannot record fails the operation (fail-closed).
+	_, err = db.ExecContext(ctx, "DROP TABLE phicrypt_audit")
+	require.NoError(t, err)
+	r = runIn(t, vars, "keys", "rotate", "--scope", "tenant:b")
+	assert.Equal(t, exitFailure, r.code)
+	assert.Contains(t, r.stderr, keys.ErrAudit.Error())
+}
+
+// TestKeyOperationsWithoutAnAuditLog: without one, key operations work
+// as before, audited on stderr only.
+func TestKeyOperationsWithoutAnAuditLog(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{"PHICRYPT_KEK": "local://" + filepath.Join(dir, "kek.json"), "PHICRYPT_KEYS_DSN": "sqlite:" + filepath.Join(dir, "keys.db")}
+	r := runIn(t, vars, "keys", "init", "--create")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = runIn(t, vars, "keys", "rotate", "--scope", "tenant:a")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `"op":"rotate"`)
+	r = runIn(t, vars, "keys", "rotate-kek")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stderr, `"op":"kek-rotate"`)
+	r = runIn(t, vars, "keys", "shred", "--scope", "tenant:a", "--yes")
+	require.Equal(t, exitOK, r.code, r.stderr)
+}
