@@ -6,8 +6,7 @@
 // Every service listens on 127.0.0.1 on a free port (local-kms cannot be
 // told to bind one address: it listens on all interfaces, and clients use
 // 127.0.0.1). Every server runs as a child of the test process and is
-// killed if that process dies (Linux), so a crashed or timed-out test
-// binary leaves no server behind.
+// killed if that process dies (Linux).
 //
 // # Starting a service
 //
@@ -25,9 +24,9 @@
 //
 // # Missing services
 //
-// When a service's programs are not installed, or Vault or local-kms cannot
-// be built, a Start function calls [Missing]: the test is skipped with a
-// message that says what to install. With PHICRYPT_REQUIRE_INTEGRATION=1
+// When a service's programs are not installed, or Vault or local-kms are
+// not built, a Start function calls [Missing]: the test is skipped with a
+// message that names the command that provides the service. With PHICRYPT_REQUIRE_INTEGRATION=1
 // (as in CI) the test fails instead, so a missing service is never mistaken
 // for a pass. Any other failure (a server that does not come up) always
 // fails the test.
@@ -50,18 +49,24 @@
 //
 // # Vault and local-kms binaries
 //
-// Vault is built from the Go module in internal/vaultserver (a module of its
-// own, so the library's go.mod stays lean) and local-kms is installed with
-// go install, both on first use, into a cache folder, where later runs and
-// other test packages reuse them. A lock file keeps parallel test packages
-// from building twice, and a stamp file next to each binary rebuilds it when
-// its version changes. Building Vault takes about 1 minute with a warm Go
-// build cache and 10-15 minutes (22 CPU minutes) with a cold one on a
-// 2-core machine, longer than go test's default timeout, so CI builds both
-// before running tests, into a cache folder that outlives its clone:
+// Tests never build or install anything. Vault is built from the Go
+// module in internal/vaultserver (a module of its own, so the library's
+// go.mod stays lean) and local-kms is installed with go install, by the
+// services command, into a cache folder that every clone shares:
 //
-//	export PHICRYPT_CACHE_DIR=$HOME/.cache/phicrypt
-//	go run ./internal/testsvc/cmd/prebuild
+//	go run ./internal/testsvc/cmd/services install
+//
+// A stamp file next to each binary records the sources it was built from;
+// a test that finds no binary, or a stale one, calls [Missing] naming that
+// command. Building Vault takes about 35 minutes on a cold 2-core machine
+// and about 1 minute with a warm Go build cache.
+//
+// # Processes
+//
+// Servers and helper processes ([StartChild]) get a parent-death signal,
+// so a test binary that is killed, even with SIGKILL, or that panics at
+// go test's timeout leaves none behind; a reaper process then removes the
+// services' temporary folders.
 //
 // # Environment
 //
@@ -70,9 +75,12 @@
 //   - PHICRYPT_CACHE_DIR: the cache folder; binaries go to its bin
 //     subfolder. Default: .cache under the repository root (the folder of
 //     the go.mod of module github.com/phicrypt/phicrypt).
-//   - PHICRYPT_VAULT_BIN: use this Vault binary instead of building one.
-//   - PHICRYPT_LOCAL_KMS_BIN: use this local-kms binary instead of
-//     installing one.
+//   - PHICRYPT_VAULT_BIN: use this Vault binary instead of the cached one.
+//   - PHICRYPT_LOCAL_KMS_BIN: use this local-kms binary instead of the
+//     cached one.
+//   - PHICRYPT_FULL_TESTS=1: full-size runs (see [Full]).
+//   - PHICRYPT_SERVICE_REPORT: a file collecting which services each
+//     package ran against (see [EnvReport]).
 //
 // # Running as root
 //
