@@ -165,11 +165,13 @@ func (s *session) codec(binary bool) (*fields.Codec, error) {
 }
 
 // bar returns a progress bar on stderr for total units ("rows", "keys",
-// "bytes"; -1 when unknown), or a silent one when stderr is not a
-// terminal.
+// "bytes"; -1 when unknown), or an invisible one when stderr is not a
+// terminal. Invisible, not progressbar.DefaultSilent: a silent bar of
+// unknown length runs a spinner goroutine that reads the bar's state
+// without its lock (a data race inside progressbar v3.19.1).
 func (e *env) bar(total int64, what, unit string) *progressbar.ProgressBar {
 	if !e.interactive {
-		return progressbar.DefaultSilent(total, what)
+		return progressbar.NewOptions64(total, progressbar.OptionSetVisibility(false), progressbar.OptionSetWriter(io.Discard))
 	}
 	opts := []progressbar.Option{
 		progressbar.OptionSetWriter(e.stderr),
