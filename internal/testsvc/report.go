@@ -52,8 +52,9 @@ func record(service, outcome, why string) {
 }
 
 // packageName returns the test's package folder relative to the
-// repository root (go test runs a test binary in its package's folder).
-func packageName() string {
+// repository root (go test runs a test binary in its package's folder),
+// found once per test binary.
+var packageName = sync.OnceValue(func() string {
 	wd, err := os.Getwd()
 	if err != nil {
 		return "?"
@@ -64,7 +65,7 @@ func packageName() string {
 		}
 	}
 	return wd
-}
+})
 
 // Report is one line of a report file.
 type Report struct {
