@@ -637,3 +637,33 @@ func TestAppendAPIs(t *testing.T) {
 		assert.Equal(t, "keep", string(res))
 	}
 }
+
+// oneKeyKeyring gives every scope the same data keys, as a caller's own
+// Keyring may: then only the AAD tells scopes apart.
+type oneKeyKeyring struct{ *testKeyring }
+
+func (k oneKeyKeyring) EncryptionKey(ctx context.Context, _ string) (*envelope.DEK, error) {
+	return k.testKeyring.EncryptionKey(ctx, "shared")
+}
+
+func (k oneKeyKeyring) DecryptionKey(ctx context.Context, _ string, version uint32) (*envelope.DEK, error) {
+	return k.testKeyring.DecryptionKey(ctx, "shared", version)
+}
+
+// TestScopeBoundWithSharedKey checks that the scope is authenticated by
+// the ciphertext itself, not only through the choice of key: with one key
+// for every scope, a value moved to another scope still fails.
+func TestScopeBoundWithSharedKey(t *testing.T) {
+	ctx := context.Background()
+	c, err := envelope.NewCompact(envelope.CompactConfig{Keyring: oneKeyKeyring{newTestKeyring("shared", envelope.AES256GCM)}})
+	require.NoError(t, err)
+	ct, err := c.Encrypt(ctx, []byte("999-12-3456"), patientBinding)
+	require.NoError(t, err)
+	got, err := c.Decrypt(ctx, ct, patientBinding)
+	require.NoError(t, err)
+	assert.Equal(t, "999-12-3456", string(got))
+	other := patientBinding
+	other.Scope = "tenant:other"
+	_, err = c.Decrypt(ctx, ct, other)
+	assert.ErrorIs(t, err, envelope.ErrDecrypt)
+}
