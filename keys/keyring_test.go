@@ -745,3 +745,40 @@ func TestLongestIDsFitTheKMS(t *testing.T) {
 		assert.ErrorIs(t, err, keys.ErrInvalidID, "%q", bad)
 	}
 }
+
+// TestWrappedKeyCopiedToAnotherScope checks that a wrapped key is bound to
+// its scope, name and version: a database writer who copies one tenant's
+// wrapped data key into another tenant's row, or into another version,
+// gets a key that fails to unwrap, never the first tenant's key.
+func TestWrappedKeyCopiedToAnotherScope(t *testing.T) {
+	ctx := context.Background()
+	store := keys.NewMemoryStore()
+	kr := newKeyring(t, keys.Config{Store: store, CacheMaxAge: -1})
+	a, b := keys.DataKey("tenant:a"), keys.DataKey("tenant:b")
+	_, err := kr.EncryptionKey(ctx, a.Scope)
+	require.NoError(t, err)
+	_, err = kr.EncryptionKey(ctx, b.Scope)
+	require.NoError(t, err)
+	_, err = kr.Rotate(ctx, a)
+	require.NoError(t, err)
+	ksA, err := store.Get(ctx, a)
+	require.NoError(t, err)
+
+	// Into another scope.
+	_, err = store.Update(ctx, b, func(ks *keys.KeySet) error {
+		ks.Versions[0].Wrapped = ksA.Versions[0].Wrapped
+		return nil
+	})
+	require.NoError(t, err)
+	_, err = kr.DecryptionKey(ctx, b.Scope, 1)
+	assert.ErrorIs(t, err, kms.ErrUnwrapFailed)
+
+	// Into another version of the same scope.
+	_, err = store.Update(ctx, a, func(ks *keys.KeySet) error {
+		ks.Versions[1].Wrapped = ksA.Versions[0].Wrapped
+		return nil
+	})
+	require.NoError(t, err)
+	_, err = kr.DecryptionKey(ctx, a.Scope, 2)
+	assert.ErrorIs(t, err, kms.ErrUnwrapFailed)
+}
