@@ -7,7 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-		"net/url"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
