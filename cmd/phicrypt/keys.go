@@ -272,7 +272,7 @@ The rotation is recorded in the key store's audit log when --keys-dsn names one.
 		if err != nil {
 			return err
 		}
-		_, err = keys.OpenSQLStore(ctx, db, dialect)
+		_, err = openExistingStore(ctx, db, dialect, c.keysDSN)
 		db.Close()
 		if err != nil {
 			return err

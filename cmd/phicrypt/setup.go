@@ -223,16 +223,23 @@ func (e *env) openStore(ctx context.Context, c *common) (*session, error) {
 	if c.create {
 		s.store, err = keys.NewSQLStore(ctx, s.db, s.dialect)
 	} else {
-		s.store, err = keys.OpenSQLStore(ctx, s.db, s.dialect)
-	}
-	if errors.Is(err, keys.ErrNoStore) {
-		err = fmt.Errorf("%s holds no key store (create it with phicrypt keys init, or pass --create): %w", redactDSN(c.keysDSN), err)
+		s.store, err = openExistingStore(ctx, s.db, s.dialect, c.keysDSN)
 	}
 	if err != nil {
 		s.Close()
 		return nil, err
 	}
 	return s, nil
+}
+
+// openExistingStore opens the key store in db, which must exist
+// (keys.ErrNoStore, with a message naming dsn, otherwise).
+func openExistingStore(ctx context.Context, db *sql.DB, dialect keys.Dialect, dsn string) (*keys.SQLStore, error) {
+	s, err := keys.OpenSQLStore(ctx, db, dialect)
+	if errors.Is(err, keys.ErrNoStore) {
+		return nil, fmt.Errorf("%s holds no key store (create it with phicrypt keys init, or pass --create): %w", redactDSN(dsn), err)
+	}
+	return s, err
 }
 
 // openKeysDB opens the key store's database; a SQLite file that does not
