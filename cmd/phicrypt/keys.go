@@ -201,14 +201,14 @@ func (s *session) mustExist(ctx context.Context, id keys.ID) error {
 			under[x.Scope] = true
 		}
 	}
-	hint := ""
+	hint := " (pass --create to create it)"
 	if len(own) > 0 {
 		hint += fmt.Sprintf("; it has: %s", strings.Join(own, ", "))
 	}
 	if len(under) > 0 {
 		hint += fmt.Sprintf("; %s under it (%s/…) %s keys: rotate them with --all", plural(len(under), "scope"), id.Scope, pluralVerb(len(under), "has", "have"))
 	}
-	return fmt.Errorf("scope %s has no %s%s (pass --create to create it): %w", id.Scope, keyKind(id), hint, keys.ErrKeyNotFound)
+	return fmt.Errorf("scope %s has no %s%s: %w", id.Scope, keyKind(id), hint, keys.ErrKeyNotFound)
 }
 
 // rotateAll rotates every key set of scope and of the scopes under it,

@@ -117,7 +117,7 @@ func TestMistypedKeyStoreIsNeverCreated(t *testing.T) {
 	// A mistyped application database is refused too.
 	r = runIn(t, vars, append([]string{"migrate", "verify", "--dsn", "sqlite:" + filepath.Join(dir, "ap.db")}, table...)...)
 	assert.Equal(t, exitFailure, r.code)
-	assert.Contains(t, r.stderr, "does not exist")
+	assert.Contains(t, r.stderr, "no such database file")
 	assert.NoFileExists(t, filepath.Join(dir, "ap.db"))
 	r = runIn(t, vars, "migrate", "status", "--job", "encrypt:patients", "--dsn", "sqlite:"+filepath.Join(dir, "ap.db"))
 	assert.Equal(t, exitFailure, r.code)
@@ -199,11 +199,11 @@ func TestRotateRefusesWhatDoesNotExist(t *testing.T) {
 
 	r = runIn(t, vars, "keys", "rotate", "--scope", "tenant:t", "--index", "patients.ssn_index")
 	assert.Equal(t, exitFailure, r.code)
-	assert.Contains(t, r.stderr, "scope tenant:t has no index key patients.ssn_index; it has: index key Patient.ssn_index")
+	assert.Contains(t, r.stderr, "scope tenant:t has no index key patients.ssn_index (pass --create to create it); it has: index key Patient.ssn_index")
 
 	r = runIn(t, vars, "keys", "rotate", "--scope", "tenant:t")
 	assert.Equal(t, exitFailure, r.code, "the tenant has no data key of its own: its patients do")
-	assert.Contains(t, r.stderr, "scope tenant:t has no data key; it has: index key Patient.ssn_index; 20 scopes under it (tenant:t/…) have keys: rotate them with --all")
+	assert.Contains(t, r.stderr, "scope tenant:t has no data key (pass --create to create it); it has: index key Patient.ssn_index; 20 scopes under it (tenant:t/…) have keys: rotate them with --all")
 
 	r = runIn(t, vars, "keys", "status", "--scope", "tenant:typo")
 	assert.Equal(t, exitFailure, r.code)

@@ -88,11 +88,15 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// errNoDatabase means a SQLite database file does not exist.
-var errNoDatabase = fmt.Errorf("database file does not exist: %w", os.ErrNotExist)
+// noDatabaseError means a SQLite database file does not exist. It
+// matches os.ErrNotExist.
+type noDatabaseError struct{ path string }
+
+func (e *noDatabaseError) Error() string        { return "no such database file: " + e.path }
+func (e *noDatabaseError) Is(target error) bool { return target == os.ErrNotExist }
 
 // openDB opens a DSN: a PostgreSQL URL, or a SQLite file. A SQLite file
-// that does not exist is refused (errNoDatabase) unless create: SQLite
+// that does not exist is refused (a *noDatabaseError, matching os.ErrNotExist) unless create: SQLite
 // would otherwise create an empty database for a mistyped path.
 func openDB(dsn string, create bool) (*sql.DB, keys.Dialect, error) {
 	switch {
@@ -112,7 +116,7 @@ func openDB(dsn string, create bool) (*sql.DB, keys.Dialect, error) {
 		}
 		if !create && file != ":memory:" {
 			if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
-				return nil, 0, fmt.Errorf("%s: %w", file, errNoDatabase)
+				return nil, 0, &noDatabaseError{file}
 			} else if err != nil {
 				return nil, 0, err
 			}
@@ -246,8 +250,9 @@ func openExistingStore(ctx context.Context, db *sql.DB, dialect keys.Dialect, ds
 // exist is refused with keys.ErrNoStore unless create.
 func openKeysDB(dsn string, create bool) (*sql.DB, keys.Dialect, error) {
 	db, dialect, err := openDB(dsn, create)
-	if errors.Is(err, errNoDatabase) {
-		return nil, 0, fmt.Errorf("%w: %w (create it with phicrypt keys init, or pass --create)", keys.ErrNoStore, err)
+	var nd *noDatabaseError
+	if errors.As(err, &nd) {
+		return nil, 0, fmt.Errorf("%s does not exist (create the key store with phicrypt keys init, or pass --create): %w", nd.path, keys.ErrNoStore)
 	}
 	return db, dialect, err
 }
