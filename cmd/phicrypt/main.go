@@ -169,7 +169,7 @@ Examples:
   phicrypt keys init --kek local:///etc/phicrypt/kek.json --create --keys-dsn postgres://…/ehr
   phicrypt keys status --scope tenant:st-mary
   phicrypt keys rotate --scope tenant:st-mary --all
-  phicrypt migrate encrypt --dsn postgres://…/ehr --table patients --id id --scope-column tenant_id \
+  phicrypt migrate encrypt --create --dsn postgres://…/ehr --table patients --id id --scope-column tenant_id \
       --column ssn:string --column birth_date:time --index ssn_index=ssn:digits:16
   phicrypt migrate verify (same table flags)
   phicrypt encrypt --keys-dsn … --scope tenant:st-mary --per-patient --index ssn:16 --in Patient.ndjson --out Patient.enc.ndjson

@@ -28,8 +28,13 @@ The table is described with flags that must match the application's struct tags:
                                                 TARGET is a new column for the ciphertext
   --index COLUMN=SRC[+SRC...]:NORMALIZERS:BITS[:text]
 
+The key store must exist (phicrypt keys init), and so must the keys of every
+scope met, unless --create is given: a first "migrate encrypt" creates the
+keys of the scopes it encrypts with --create; later runs without it stop at
+a scope that has no keys (a typo, or a row of a tenant never encrypted).
+
 Example:
-  phicrypt migrate encrypt --dsn postgres://ehr@db/ehr --keys-dsn postgres://ehr@db/ehr \
+  phicrypt migrate encrypt --create --dsn postgres://ehr@db/ehr --keys-dsn postgres://ehr@db/ehr \
     --kek vault://vault:8200/transit/keys/phi \
     --table patients --id id --scope-column tenant_id \
     --column ssn:string --column last_name:string --column birth_date:time \
