@@ -96,8 +96,9 @@ func (e *noDatabaseError) Error() string        { return "no such database file:
 func (e *noDatabaseError) Is(target error) bool { return target == os.ErrNotExist }
 
 // openDB opens a DSN: a PostgreSQL URL, or a SQLite file. A SQLite file
-// that does not exist is refused (a *noDatabaseError, matching os.ErrNotExist) unless create: SQLite
-// would otherwise create an empty database for a mistyped path.
+// that does not exist is refused (a *noDatabaseError, matching
+// os.ErrNotExist) unless create: SQLite would otherwise create an empty
+// database for a mistyped path.
 func openDB(dsn string, create bool) (*sql.DB, keys.Dialect, error) {
 	switch {
 	case dsn == "":
@@ -150,11 +151,9 @@ type session struct {
 	dialect keys.Dialect
 	store   *keys.SQLStore
 	keyring *keys.Keyring
-	// auditLog is the key store database's tamper-evident audit log, when
-	// it has one and the session audits (see env.sinks).
-	auditLog *keys.AuditLog
-	// audit counts the events the keyring recorded, for the summary Close
-	// prints; nil when the session does not audit.
+	// audit is where the keyring's events go (the key store database's
+	// tamper-evident audit log, when it has one), counted for the summary
+	// Close prints; nil when the session does not audit.
 	audit *auditSinks
 }
 
@@ -176,9 +175,6 @@ type openOptions struct {
 	// audit sends the keyring's events to the audit sinks (see
 	// env.sinks); without it, the keyring audits nothing (keys status).
 	audit bool
-	// cfg is the keyring's configuration; open sets its KEK, Store,
-	// Auditor and AuditFailClosed.
-	cfg keys.Config
 }
 
 // open opens the KEK and the key store of c, and a keyring over them. The
@@ -189,8 +185,7 @@ func (e *env) open(ctx context.Context, c *common, o openOptions) (*session, err
 	if err != nil {
 		return nil, err
 	}
-	cfg := o.cfg
-	cfg.KEK, cfg.Store = s.kek, s.store
+	cfg := keys.Config{KEK: s.kek, Store: s.store}
 	if c.guardKeys && !c.create {
 		cfg.Store = noCreateStore{s.store}
 	}
@@ -199,7 +194,6 @@ func (e *env) open(ctx context.Context, c *common, o openOptions) (*session, err
 			s.Close()
 			return nil, err
 		}
-		s.auditLog = s.audit.log
 		cfg.Auditor, cfg.AuditFailClosed = s.audit, s.audit.durable()
 	}
 	if s.keyring, err = keys.New(cfg); err != nil {
