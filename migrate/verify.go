@@ -88,7 +88,11 @@ func (r *VerifyReport) Referenced() map[string][]uint32 {
 // String summarizes the report, one line per column and index.
 func (r *VerifyReport) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%d rows\n", r.Rows)
+	if r.Rows == 1 {
+		b.WriteString("1 row\n")
+	} else {
+		fmt.Fprintf(&b, "%d rows\n", r.Rows)
+	}
 	for _, c := range r.Columns {
 		fmt.Fprintf(&b, "column %s: %d plaintext, %d null, %d malformed, by key version %s\n", c.Column, c.Plaintext, c.Null, c.Malformed, versions(c.Versions))
 	}

@@ -2,28 +2,126 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/phicrypt/phicrypt/keys"
 	"github.com/phicrypt/phicrypt/kms"
 )
 
-// auditors sends each event to every auditor in turn, and fails if any
-// fails.
-type auditors []keys.Auditor
+// auditSinks is where a session's key events go: the key store
+// database's tamper-evident audit log when it has one, the --audit-file
+// (JSON lines), or, when neither is configured, standard error as JSON,
+// so that no event is lost. It counts the events for the one-line summary
+// printed when the session closes.
+type auditSinks struct {
+	// log is the tamper-evident log, or nil.
+	log *keys.AuditLog
+	// json writes JSON lines to file, or to stderr when file is nil.
+	json *keys.SlogAuditor
+	file *os.File
 
-var _ keys.Auditor = auditors(nil)
+	mu    sync.Mutex
+	count map[keys.Op]int
+}
 
-func (a auditors) Audit(ctx context.Context, e keys.Event) error {
-	var errs []error
-	for _, x := range a {
-		if err := x.Audit(ctx, e); err != nil {
-			errs = append(errs, err)
+var _ keys.Auditor = (*auditSinks)(nil)
+
+// sinks returns the audit sinks of a session on db: its tamper-evident
+// log if it has one, and the --audit-file. Events go to stderr only when
+// neither exists or --audit-file is "-".
+func (e *env) sinks(ctx context.Context, db *sql.DB, dialect keys.Dialect, kek kms.KEK) (*auditSinks, error) {
+	a := &auditSinks{count: map[keys.Op]int{}}
+	if db != nil {
+		log, err := keys.OpenAuditLog(ctx, db, dialect, kek)
+		switch {
+		case err == nil:
+			a.log = log
+		case !errors.Is(err, keys.ErrNoAuditLog):
+			return nil, fmt.Errorf("open the audit log: %w", err)
 		}
 	}
-	return errors.Join(errs...)
+	var w io.Writer
+	switch {
+	case e.auditFile == "-" || (e.auditFile == "" && a.log == nil):
+		w, e.auditOnStderr = e.stderr, true
+	case e.auditFile != "":
+		f, err := os.OpenFile(e.auditFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("audit file: %w", err)
+		}
+		a.file, w = f, f
+	}
+	if w != nil {
+		a.json = &keys.SlogAuditor{Logger: slog.New(slog.NewJSONHandler(w, nil))}
+	}
+	return a, nil
+}
+
+// Audit records e in every sink, and fails if any fails.
+func (a *auditSinks) Audit(ctx context.Context, e keys.Event) error {
+	var errs []error
+	if a.log != nil {
+		errs = append(errs, a.log.Audit(ctx, e))
+	}
+	if a.json != nil {
+		errs = append(errs, a.json.Audit(ctx, e))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.count[e.Op]++
+	a.mu.Unlock()
+	return nil
+}
+
+// durable reports whether events are kept somewhere other than stderr:
+// then a keyring fails closed (an event that cannot be recorded fails
+// its operation).
+func (a *auditSinks) durable() bool { return a.log != nil || a.file != nil }
+
+// where names the durable sinks for the summary.
+func (a *auditSinks) where() string {
+	var w []string
+	if a.log != nil {
+		w = append(w, "the key store's audit log")
+	}
+	if a.file != nil {
+		w = append(w, a.file.Name())
+	}
+	return strings.Join(w, " and ")
+}
+
+// close flushes the audit file and prints the summary: one line on
+// stderr, unless --quiet or the events themselves went to stderr.
+func (a *auditSinks) close(e *env) {
+	if a.file != nil {
+		if err := errors.Join(a.file.Sync(), a.file.Close()); err != nil {
+			fmt.Fprintf(e.stderr, "phicrypt: audit file: %v\n", err)
+		}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	total := 0
+	var ops []string
+	for op, n := range a.count {
+		total += n
+		ops = append(ops, fmt.Sprintf("%d %s", n, op))
+	}
+	if total == 0 || e.quiet || !a.durable() {
+		return
+	}
+	slices.Sort(ops)
+	fmt.Fprintf(e.stderr, "audit: %s (%s) recorded in %s\n", plural(total, "key event"), strings.Join(ops, ", "), a.where())
 }
 
 // keyOpContext returns ctx with the principal and purpose that the key
@@ -41,32 +139,14 @@ func (e *env) keyOpContext(ctx context.Context, op string) context.Context {
 }
 
 // openKeyOp opens a session for a key operation (rotate, rewrap, shred).
-// Every key event goes to stderr as JSON, and, when the key store's
+// Its events go to the audit sinks (see env.sinks): when the key store's
 // database holds a tamper-evident audit log (keys init --audit-log, or an
-// application's keys.NewAuditLog), into that log too: then the keyring is
-// fail-closed, and an operation that cannot be recorded exits with an
-// error matching keys.ErrAudit (the change itself may have been made
-// before its event failed; the stderr trail still shows it).
+// application's keys.NewAuditLog), or an --audit-file is given, the
+// keyring is fail-closed, and an operation that cannot be recorded exits
+// with an error matching keys.ErrAudit (the change itself may have been
+// made before its event failed).
 func (e *env) openKeyOp(ctx context.Context, c *common) (*session, error) {
-	s, err := e.openStore(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	cfg := keys.Config{Auditor: e.auditor()}
-	log, err := keys.OpenAuditLog(ctx, s.db, s.dialect, s.kek)
-	switch {
-	case err == nil:
-		s.auditLog = log
-		cfg.Auditor, cfg.AuditFailClosed = auditors{cfg.Auditor, log}, true
-	case !errors.Is(err, keys.ErrNoAuditLog):
-		s.Close()
-		return nil, fmt.Errorf("open the audit log: %w", err)
-	}
-	if err := s.newKeyring(cfg); err != nil {
-		s.Close()
-		return nil, err
-	}
-	return s, nil
+	return e.open(ctx, c, openOptions{audit: true})
 }
 
 // recordKEKRotation audits the rotation of kek (err is its failure, if
@@ -78,21 +158,20 @@ func (e *env) recordKEKRotation(ctx context.Context, c *common, kek kms.KEK, key
 	if rotateErr != nil {
 		ev.Outcome, ev.ErrorClass = keys.Failure, keys.ErrorClass(rotateErr)
 	}
-	var sinks auditors = auditors{e.auditor()}
+	var db *sql.DB
+	var dialect keys.Dialect
 	if c.keysDSN != "" && kek != nil {
-		db, dialect, err := openDB(c.keysDSN)
-		if err != nil {
+		var err error
+		if db, dialect, err = openKeysDB(c.keysDSN, false); err != nil {
 			return err
 		}
 		defer db.Close()
-		log, err := keys.OpenAuditLog(ctx, db, dialect, kek)
-		switch {
-		case err == nil:
-			sinks = append(sinks, log)
-		case !errors.Is(err, keys.ErrNoAuditLog):
-			return fmt.Errorf("open the audit log: %w", err)
-		}
 	}
+	sinks, err := e.sinks(ctx, db, dialect, kek)
+	if err != nil {
+		return err
+	}
+	defer sinks.close(e)
 	if err := sinks.Audit(ctx, ev); err != nil {
 		return fmt.Errorf("%w: %w", keys.ErrAudit, err)
 	}

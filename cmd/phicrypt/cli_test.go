@@ -140,11 +140,16 @@ func TestKeysAndMigrationOnSQLite(t *testing.T) {
 	assert.Equal(t, exitIncomplete, r.code)
 	assert.Contains(t, r.stdout, "column ssn: 300 plaintext")
 
-	r = phicrypt(t, env, append([]string{"migrate", "encrypt", "--dry-run"}, table...)...)
+	r = phicrypt(t, env, append([]string{"migrate", "encrypt", "--partition", "100"}, table...)...)
+	assert.Equal(t, exitFailure, r.code, "new scopes need --create")
+	assert.Contains(t, r.stderr, "pass --create")
+	r = phicrypt(t, env, "keys", "status", "--scope", "tenant:a")
+	assert.Equal(t, exitFailure, r.code, "the refused run created no key")
+
+	r = phicrypt(t, env, append([]string{"migrate", "encrypt", "--dry-run", "--create"}, table...)...)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "would change 300")
-
-	r = phicrypt(t, env, append([]string{"migrate", "encrypt", "--partition", "100"}, table...)...)
+	r = phicrypt(t, env, append([]string{"migrate", "encrypt", "--partition", "100", "--create"}, table...)...)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "changed 300")
 	assert.Contains(t, r.stderr, `"op":"unwrap"`, "key operations are audited on stderr")
@@ -210,7 +215,7 @@ func TestMigrationWorkersOnPostgres(t *testing.T) {
 	require.NoError(t, err)
 	defer db.Close()
 	legacyTable(t, db, 1174, true)
-	r = phicrypt(t, env, append([]string{"migrate", "encrypt", "--workers", "3", "--partition", "100"}, table...)...)
+	r = phicrypt(t, env, append([]string{"migrate", "encrypt", "--workers", "3", "--partition", "100", "--create"}, table...)...)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "changed 1174")
 	r = phicrypt(t, env, "migrate", "status", "--job", "encrypt:patients")

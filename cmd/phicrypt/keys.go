@@ -7,7 +7,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,14 +56,6 @@ func subcommandError(args []string) error {
 	return usagef("unknown subcommand %q", args[0])
 }
 
-// auditor returns a slog auditor on stderr (JSON), the operator's trail of
-// key operations. Key operations (rotate, rotate-kek, rewrap, shred) are
-// also recorded in the key store's tamper-evident audit log when its
-// database has one (see openKeyOp).
-func (e *env) auditor() keys.Auditor {
-	return &keys.SlogAuditor{Logger: slog.New(slog.NewJSONHandler(e.stderr, nil))}
-}
-
 func keysInit(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("keys init", "--kek URI --keys-dsn DSN [--create [--key-id ID]]", `  phicrypt keys init --kek local:///etc/phicrypt/kek.json --create --keys-dsn sqlite:/var/lib/ehr/keys.db
   phicrypt keys init --kek vault://vault:8200/transit/keys/phi --keys-dsn postgres://ehr@db/ehr --audit-log
@@ -76,6 +67,7 @@ func keysInit(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	c.create = true // init is what creates the key store
 	if *create {
 		u, err := url.Parse(c.kek)
 		if err != nil || u.Scheme != local.Scheme || u.Path == "" {
@@ -94,7 +86,7 @@ func keysInit(ctx context.Context, e *env, args []string) error {
 		}
 		fmt.Fprintf(e.stdout, "created KEK %s in %s\n", kek.KeyID(), u.Path)
 	}
-	s, err := e.open(ctx, c, keys.Config{})
+	s, err := e.open(ctx, c, openOptions{})
 	if err != nil {
 		return err
 	}
@@ -140,15 +132,22 @@ func keySetID(scope, index string) (keys.ID, error) {
 }
 
 func keysRotate(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("keys rotate", "--scope SCOPE [--index TABLE.COLUMN]", `  phicrypt keys rotate --scope tenant:st-mary
-  phicrypt keys rotate --scope tenant:st-mary --index patients.ssn_index
+	fs := e.flags("keys rotate", "--scope SCOPE [--index TABLE.COLUMN | --all] [--create]", `  phicrypt keys rotate --scope tenant:st-mary
+  phicrypt keys rotate --scope tenant:st-mary --index Patient.ssn_index
+  phicrypt keys rotate --scope tenant:st-mary --all     # also its per-patient scopes
 Then run "phicrypt migrate reencrypt" (or reindex) to move the data to the new version.
+A scope or index without keys is an error: keys are created by encryption, or with --create.
 `)
 	c := e.commonFlags(fs)
+	c.createFlag(fs)
 	scope := fs.String("scope", "", "the scope whose key to rotate")
 	index := fs.String("index", "", "rotate the blind index key of TABLE.COLUMN instead of the data key")
+	all := fs.Bool("all", false, "rotate every key of the scope and of the scopes under it (SCOPE/…, such as per-patient scopes): data, deterministic and index keys")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if *all && (*index != "" || c.create) {
+		return usagef("--all rotates the keys that exist: it takes neither --index nor --create")
 	}
 	id, err := keySetID(*scope, *index)
 	if err != nil {
@@ -160,11 +159,92 @@ Then run "phicrypt migrate reencrypt" (or reindex) to move the data to the new v
 		return err
 	}
 	defer s.Close()
+	if *all {
+		return s.rotateAll(ctx, *scope)
+	}
+	if !c.create {
+		if err := s.mustExist(ctx, id); err != nil {
+			return err
+		}
+	}
 	v, err := s.keyring.Rotate(ctx, id)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(e.stdout, "%s of %s: version %d is active\n", id.Name, id.Scope, v)
+	return nil
+}
+
+// mustExist fails with an error matching keys.ErrKeyNotFound if key set
+// id does not exist, saying what the scope has instead: its index keys
+// for a mistyped index, the scopes under it for a tenant whose patients
+// have keys of their own. Reserved scopes are left to the keyring, which
+// refuses them (keys.ErrReservedScope).
+func (s *session) mustExist(ctx context.Context, id keys.ID) error {
+	if strings.HasPrefix(id.Scope, keys.ReservedScopePrefix) {
+		return nil
+	}
+	_, err := s.store.Get(ctx, id)
+	if !errors.Is(err, keys.ErrKeyNotFound) {
+		return err
+	}
+	ids, err := s.store.Under(ctx, id.Scope)
+	if err != nil {
+		return err
+	}
+	var own []string
+	under := map[string]bool{}
+	for _, x := range ids {
+		if x.Scope == id.Scope {
+			own = append(own, keyKind(x))
+		} else {
+			under[x.Scope] = true
+		}
+	}
+	hint := " (pass --create to create it)"
+	if len(own) > 0 {
+		hint += fmt.Sprintf("; it has: %s", strings.Join(own, ", "))
+	}
+	if len(under) > 0 {
+		hint += fmt.Sprintf("; %s under it (%s/…) %s keys: rotate them with --all", plural(len(under), "scope"), id.Scope, pluralVerb(len(under), "has", "have"))
+	}
+	return fmt.Errorf("scope %s has no %s%s: %w", id.Scope, keyKind(id), hint, keys.ErrKeyNotFound)
+}
+
+// rotateAll rotates every key set of scope and of the scopes under it,
+// skipping the crypto-shredded ones, and says how many it rotated.
+func (s *session) rotateAll(ctx context.Context, scope string) error {
+	ids, err := s.store.Under(ctx, scope)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return fmt.Errorf("scope %s has no keys, and no scope under it has any: %w", scope, keys.ErrKeyNotFound)
+	}
+	bar := s.e.bar(int64(len(ids)), "rotating", "keys")
+	rotated, shredded := 0, 0
+	scopes := map[string]bool{}
+	for _, id := range ids {
+		_, err := s.keyring.Rotate(ctx, id)
+		bar.Add(1)
+		switch {
+		case errors.Is(err, keys.ErrKeyDestroyed):
+			shredded++
+			continue
+		case err != nil:
+			bar.Finish()
+			fmt.Fprintf(s.e.stdout, "rotated %s of %d under %s before an error\n", plural(rotated, "key set"), len(ids), scope)
+			return err
+		}
+		rotated++
+		scopes[id.Scope] = true
+	}
+	bar.Finish()
+	fmt.Fprintf(s.e.stdout, "rotated %s in %s under %s", plural(rotated, "key set"), plural(len(scopes), "scope"), scope)
+	if shredded > 0 {
+		fmt.Fprintf(s.e.stdout, "; skipped %s that %s shredded", plural(shredded, "key set"), pluralVerb(shredded, "was", "were"))
+	}
+	fmt.Fprintln(s.e.stdout)
 	return nil
 }
 
@@ -186,6 +266,18 @@ The rotation is recorded in the key store's audit log when --keys-dsn names one.
 		opts.Passphrase = []byte(p)
 	}
 	ctx = e.keyOpContext(ctx, "rotate-kek")
+	if c.keysDSN != "" {
+		// A key store that does not exist fails before the KEK changes.
+		db, dialect, err := openKeysDB(c.keysDSN, false)
+		if err != nil {
+			return err
+		}
+		_, err = openExistingStore(ctx, db, dialect, c.keysDSN)
+		db.Close()
+		if err != nil {
+			return err
+		}
+	}
 	kek, err := local.Rotate(u.Path, opts)
 	if err != nil {
 		if aerr := e.recordKEKRotation(ctx, c, nil, "", 0, err); aerr != nil {
@@ -283,7 +375,7 @@ func keysStatus(ctx context.Context, e *env, args []string) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	s, err := e.open(ctx, c, keys.Config{})
+	s, err := e.open(ctx, c, openOptions{})
 	if err != nil {
 		return err
 	}

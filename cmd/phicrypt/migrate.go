@@ -28,8 +28,13 @@ The table is described with flags that must match the application's struct tags:
                                                 TARGET is a new column for the ciphertext
   --index COLUMN=SRC[+SRC...]:NORMALIZERS:BITS[:text]
 
+The key store must exist (phicrypt keys init), and so must the keys of every
+scope met, unless --create is given: a first "migrate encrypt" creates the
+keys of the scopes it encrypts with --create; later runs without it stop at
+a scope that has no keys (a typo, or a row of a tenant never encrypted).
+
 Example:
-  phicrypt migrate encrypt --dsn postgres://ehr@db/ehr --keys-dsn postgres://ehr@db/ehr \
+  phicrypt migrate encrypt --create --dsn postgres://ehr@db/ehr --keys-dsn postgres://ehr@db/ehr \
     --kek vault://vault:8200/transit/keys/phi \
     --table patients --id id --scope-column tenant_id \
     --column ssn:string --column last_name:string --column birth_date:time \
@@ -115,8 +120,9 @@ func (t *tableFlags) spec() (migrate.Spec, error) {
 }
 
 func migrateRun(ctx context.Context, e *env, kind migrate.Kind, args []string) error {
-	fs := e.flags("migrate "+string(kind), "--dsn DSN --table T --column … [flags]", "")
+	fs := e.flags("migrate "+string(kind), "--dsn DSN --table T --column … [--create] [flags]", "")
 	c := e.commonFlags(fs)
+	c.createFlag(fs)
 	t := e.tableFlags(fs)
 	job := fs.String("job", "", "the job's name, shared by the workers of one job (default KIND:TABLE)")
 	workers := fs.Int("workers", 1, "workers in this process (other processes may join the same job)")
@@ -124,7 +130,7 @@ func migrateRun(ctx context.Context, e *env, kind migrate.Kind, args []string) e
 	batch := fs.Int("batch", migrate.DefaultBatchRows, "rows per statement")
 	rate := fs.Float64("rate", 0, "rows per second per worker, at most (0: no limit)")
 	binary := fs.Bool("binary", false, "write binary ciphertexts (bytea/BLOB columns) instead of text armor")
-	dryRun := fs.Bool("dry-run", false, "count the rows the job would change, write nothing")
+	dryRun := fs.Bool("dry-run", false, "count the rows the job would change, write no row (new scopes still need --create, which creates their keys)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -135,19 +141,24 @@ func migrateRun(ctx context.Context, e *env, kind migrate.Kind, args []string) e
 	if *workers < 1 {
 		return usagef("--workers must be at least 1")
 	}
-	if c.keysDSN == "" {
-		c.keysDSN = t.dsn
-	}
-	s, err := e.open(ctx, c, keys.Config{Auditor: e.auditor()})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	db, dialect, err := openDB(t.dsn)
+	db, dialect, err := openDB(t.dsn, false)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
+	if c.keysDSN == "" {
+		c.keysDSN = t.dsn
+	}
+	s, err := e.open(ctx, c, openOptions{audit: true})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if spec.Scope != "" && !c.create {
+		if err := s.mustExist(ctx, keys.DataKey(spec.Scope)); err != nil {
+			return err
+		}
+	}
 	codec, err := s.codec(*binary)
 	if err != nil {
 		return err
@@ -197,8 +208,8 @@ func migrateRun(ctx context.Context, e *env, kind migrate.Kind, args []string) e
 		verb = "would change"
 	}
 	el := time.Since(start)
-	fmt.Fprintf(e.stdout, "%s %s: scanned %d rows, %s %d, %d left by concurrent writes, in %s (%.0f rows/s)\n",
-		kind, spec.Table, total.Scanned, verb, total.Written, total.Conflicts, el.Round(time.Millisecond), float64(total.Scanned)/el.Seconds())
+	fmt.Fprintf(e.stdout, "%s %s: scanned %s, %s %d, %d left by concurrent writes, in %s (%.0f rows/s)\n",
+		kind, spec.Table, plural(total.Scanned, "row"), verb, total.Written, total.Conflicts, el.Round(time.Millisecond), float64(total.Scanned)/el.Seconds())
 	for _, err := range errs {
 		if err != nil {
 			return err
@@ -219,7 +230,7 @@ func migrateVerify(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	db, dialect, err := openDB(t.dsn)
+	db, dialect, err := openDB(t.dsn, false)
 	if err != nil {
 		return err
 	}
@@ -229,11 +240,16 @@ func migrateVerify(ctx context.Context, e *env, args []string) error {
 		if c.keysDSN == "" {
 			c.keysDSN = t.dsn
 		}
-		s, err := e.open(ctx, c, keys.Config{})
+		s, err := e.open(ctx, c, openOptions{audit: true})
 		if err != nil {
 			return err
 		}
 		defer s.Close()
+		if spec.Scope != "" {
+			if err := s.mustExist(ctx, keys.DataKey(spec.Scope)); err != nil {
+				return err
+			}
+		}
 		if vc.Codec, err = s.codec(false); err != nil {
 			return err
 		}
@@ -267,7 +283,7 @@ func migrateStatus(ctx context.Context, e *env, args []string) error {
 	if *job == "" {
 		return usagef("--job is required")
 	}
-	db, dialect, err := openDB(*dsn)
+	db, dialect, err := openDB(*dsn, false)
 	if err != nil {
 		return err
 	}

@@ -114,7 +114,7 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 		if c.keysDSN == "" {
 			return usagef("the compact form and blind indexes need the key store: give --keys-dsn or PHICRYPT_KEYS_DSN")
 		}
-		s, err := e.open(ctx, c, keys.Config{Auditor: e.auditor()})
+		s, err := e.open(ctx, c, openOptions{audit: true})
 		if err != nil {
 			return err
 		}
@@ -167,8 +167,8 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	if err := dst.commit(); err != nil {
 		return err
 	}
-	fmt.Fprintf(e.stderr, "%sed %d lines (%s) in %s (%.1f MB/s) to %s\n",
-		verb, p.Lines, byteSize(p.Bytes), p.Elapsed.Round(time.Millisecond), p.Rate()/1e6, dst.target)
+	e.summaryf("%sed %s (%s) in %s (%.1f MB/s) to %s\n",
+		verb, plural(p.Lines, "line"), byteSize(p.Bytes), p.Elapsed.Round(time.Millisecond), p.Rate()/1e6, dst.target)
 	return nil
 }
 

@@ -141,7 +141,11 @@ func run(ctx context.Context, w io.Writer, dir string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nsearch by SSN %q: %d candidate rows from a 4-bit index, %d match\n", term.SSN.Get(), candidates, len(found))
+	rows := "rows"
+	if candidates == 1 {
+		rows = "row"
+	}
+	fmt.Fprintf(w, "\nsearch by SSN %q: %d candidate %s from a 4-bit index, %d match\n", term.SSN.Get(), candidates, rows, len(found))
 	for _, p := range found {
 		fmt.Fprintf(w, "  %s %s, born %s, %s\n", p.First.Get(), p.Last.Get(), p.BirthDate.Get().Format("2006-01-02"), p.Address.Get())
 	}
