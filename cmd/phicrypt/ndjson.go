@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,11 +30,19 @@ const ndjsonExamples = `  phicrypt encrypt --kek local:///etc/phicrypt/kek.json 
   phicrypt encrypt --form self-contained --kek aws-kms:alias/exports --scope tenant:st-mary \
       < Observation.ndjson > Observation.enc.ndjson
 
+  phicrypt decrypt --kek local:///etc/phicrypt/kek.json --keys-dsn sqlite:/var/lib/ehr/keys.db \
+      --scope tenant:st-mary --per-patient --in Patient.enc.ndjson --out Patient.ndjson \
+      --rejects Patient.rejects.ndjson --report Patient.report.json
+
 The input is FHIR R4 NDJSON (one resource or Bundle per line, as in a bulk
 export). The elements of the profile (default: US Core, see package
 fields/fhir) are encrypted in place; everything else is kept byte for byte.
-On failure the error names the line; an --out file is not created, while
-standard output has received every line before the failed one.
+An element of the profile with an odd JSON type ("name": "..."), an invalid
+resourceType and, unless --unknown-types says otherwise, a resource type
+the profile does not know fail their line. On failure the error names the
+line; an --out file is not created, while standard output has received
+every line before the failed one. With decrypt --rejects, the lines that
+fail are left out and listed, and the others are written.
 `
 
 func runEncrypt(ctx context.Context, e *env, args []string) error {
@@ -58,6 +69,14 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	} else {
 		fs.BoolVar(allowPlaintext, "allow-plaintext", false, "accept plaintext in elements the profile encrypts (documents written before the profile grew)")
 	}
+	unknownTypes := fs.String("unknown-types", "refuse", "resources of a type the profile does not know: refuse (fail the line), encrypt (every string value) or pass (leave them, counted)")
+	reportPath := fs.String("report", "", "write to FILE, as JSON, the element paths "+verb+"ed per resource type with counts, and the resources with nothing "+verb+"ed")
+	var rejectsPath *string
+	if !encrypt {
+		rejectsPath = fs.String("rejects", "", "decrypt every line that can be: leave out each line that fails and list it in FILE (NDJSON: line number, error class, element path; never a value); exit 1 if any")
+	} else {
+		rejectsPath = new(string)
+	}
 	workers := fs.Int("workers", 0, "lines processed at once (default: the number of CPUs)")
 	maxLine := fs.Int("max-line", fhir.DefaultMaxLineSize, "the longest line accepted, in bytes")
 	in := fs.String("in", "-", "the NDJSON input (- for standard input)")
@@ -82,7 +101,11 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := fhir.Config{Scope: fhir.FixedScope(*scope), AllowPlaintext: *allowPlaintext}
+	policy, err := fhir.ParseUnknownPolicy(*unknownTypes)
+	if err != nil {
+		return usagef("--unknown-types must be refuse, encrypt or pass")
+	}
+	cfg := fhir.Config{Scope: fhir.FixedScope(*scope), AllowPlaintext: *allowPlaintext, UnknownTypes: policy}
 	if *perPatient {
 		cfg.Scope = fhir.PatientScope(*scope)
 	}
@@ -107,6 +130,25 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 		return err
 	}
 	defer dst.abort()
+	var rejects, report *output
+	if *rejectsPath != "" {
+		if *rejectsPath == "-" || *rejectsPath == *out {
+			return usagef("--rejects needs a file of its own")
+		}
+		if rejects, err = e.createOutput(*in, *rejectsPath, *force); err != nil {
+			return err
+		}
+		defer rejects.abort()
+	}
+	if *reportPath != "" {
+		if *reportPath == "-" || *reportPath == *out {
+			return usagef("--report needs a file of its own")
+		}
+		if report, err = e.createOutput(*in, *reportPath, *force); err != nil {
+			return err
+		}
+		defer report.abort()
+	}
 	// The key store is needed for the compact form and for blind indexes.
 	var keyring *keys.Keyring
 	var kek kms.KEK
@@ -148,14 +190,52 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	}
 
 	bar := e.bar(size, verb+"ing", "bytes")
+	var rep fhir.Report
 	opt := fhir.NDJSONOptions{Workers: *workers, MaxLineSize: *maxLine, ProgressInterval: 200 * time.Millisecond,
-		Progress: func(p fhir.Progress) { bar.Set64(p.Bytes) }}
+		Progress: func(p fhir.Progress) { bar.Set64(p.Bytes) }, Report: &rep}
 	do := enc.DecryptNDJSON
+	var rj *rejecter
 	if encrypt {
 		do = enc.EncryptNDJSON
+	} else {
+		// The other scope choice, to tell a file written with(out)
+		// --per-patient from a damaged one.
+		other := cfg
+		other.Scope = fhir.PatientScope(*scope)
+		if *perPatient {
+			other.Scope = fhir.FixedScope(*scope)
+		}
+		alt, err := fhir.NewEncryptor(other)
+		if err != nil {
+			return err
+		}
+		rj = &rejecter{ctx: ctx, alt: alt, perPatient: *perPatient}
+		if rejects != nil {
+			rj.w = rejects
+		}
+		opt.Reject = rj.reject
 	}
 	p, err := do(ctx, dst, src, opt)
 	bar.Finish()
+	if errors.Is(err, fhir.ErrRejected) && rejects != nil {
+		// Skip-and-report: the output holds every other line.
+		for _, o := range []*output{dst, rejects, report} {
+			if o == nil {
+				continue
+			}
+			if o == report {
+				if err := writeReport(report, &rep); err != nil {
+					return err
+				}
+			}
+			if err := o.commit(); err != nil {
+				return err
+			}
+		}
+		e.summary(verb, p, dst.target, &rep, policy)
+		return fmt.Errorf("%d of %d lines rejected (%s), listed in %s; the other lines are in %s",
+			p.Rejected, p.Rejected+p.Lines, rj.classes(), rejects.target, dst.target)
+	}
 	if err != nil {
 		// Nothing is left under --out: a partial file would pass for a
 		// complete one. The error names the failed line.
@@ -167,9 +247,174 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	if err := dst.commit(); err != nil {
 		return err
 	}
-	e.summaryf("%sed %s (%s) in %s (%.1f MB/s) to %s\n",
-		verb, plural(p.Lines, "line"), byteSize(p.Bytes), p.Elapsed.Round(time.Millisecond), p.Rate()/1e6, dst.target)
+	if rejects != nil {
+		if err := rejects.commit(); err != nil { // empty: nothing was rejected
+			return err
+		}
+	}
+	if report != nil {
+		if err := writeReport(report, &rep); err != nil {
+			return err
+		}
+		if err := report.commit(); err != nil {
+			return err
+		}
+	}
+	e.summary(verb, p, dst.target, &rep, policy)
 	return nil
+}
+
+// summary prints what a run did: lines, bytes, speed, then the resources
+// in which nothing was encrypted (decrypted) and those of unknown types,
+// by type.
+func (e *env) summary(verb string, p fhir.Progress, target string, rep *fhir.Report, policy fhir.UnknownPolicy) {
+	e.summaryf("%sed %s (%s) in %s (%.1f MB/s) to %s\n",
+		verb, plural(p.Lines, "line"), byteSize(p.Bytes), p.Elapsed.Round(time.Millisecond), p.Rate()/1e6, target)
+	var untouched, unknown []string
+	var nUntouched, nUnknown int64
+	for _, typ := range rep.TypeNames() {
+		t := rep.Types[typ]
+		if t.Untouched > 0 {
+			untouched = append(untouched, fmt.Sprintf("%s %d", typ, t.Untouched))
+			nUntouched += t.Untouched
+		}
+		if t.Unknown > 0 {
+			unknown = append(unknown, fmt.Sprintf("%s %d", typ, t.Unknown))
+			nUnknown += t.Unknown
+		}
+	}
+	if nUntouched > 0 {
+		e.summaryf("nothing %sed in %s: %s\n", verb, plural(nUntouched, "resource"), strings.Join(untouched, ", "))
+	}
+	if nUnknown > 0 {
+		how := "every string value encrypted"
+		if policy == fhir.PassUnknown {
+			how = "passed through"
+		}
+		e.summaryf("%s of types the profile does not know, %s: %s\n", plural(nUnknown, "resource"), how, strings.Join(unknown, ", "))
+	}
+}
+
+// writeReport writes rep as indented JSON.
+func writeReport(o *output, rep *fhir.Report) error {
+	if rep.Types == nil {
+		rep.Types = map[string]*fhir.TypeReport{}
+	}
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = o.Write(append(b, '\n'))
+	return err
+}
+
+// rejecter handles the lines that fail to decrypt: it tells a file
+// decrypted with the wrong --per-patient choice by decrypting the line
+// under the other choice, and, with --rejects, lists the line in w and
+// lets the stream go on.
+type rejecter struct {
+	ctx        context.Context
+	alt        *fhir.Encryptor // the other --per-patient choice
+	perPatient bool
+	probed     bool
+	w          *output // nil: stop at the first failure
+	counts     map[string]int64
+}
+
+// reject is the fhir.NDJSONOptions.Reject of a decryption.
+func (r *rejecter) reject(le *fhir.LineError, line []byte) error {
+	class := errorClass(le)
+	if !r.probed && (class == "authentication-failed" || class == "key-not-found") {
+		// The binding of a value holds its scope, which the header does
+		// not show: only a decryption under the other scope tells.
+		r.probed = true
+		if _, err := r.alt.Decrypt(r.ctx, line); err == nil {
+			return &scopeHintError{line: le, perPatient: !r.perPatient}
+		}
+	}
+	if r.w == nil {
+		return le
+	}
+	rec := struct {
+		Line  int64  `json:"line"`
+		Class string `json:"class"`
+		Path  string `json:"path,omitempty"`
+	}{Line: le.Line, Class: class}
+	var ee *fhir.ElementError
+	if errors.As(le, &ee) {
+		rec.Path = ee.Path
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	if _, err := r.w.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("--rejects: %w", err)
+	}
+	if r.counts == nil {
+		r.counts = map[string]int64{}
+	}
+	r.counts[class]++
+	return nil
+}
+
+// classes sums up the rejected lines by class: "2 key-destroyed, 1
+// invalid-json".
+func (r *rejecter) classes() string {
+	var out []string
+	for _, c := range slices.Sorted(maps.Keys(r.counts)) {
+		out = append(out, fmt.Sprintf("%d %s", r.counts[c], c))
+	}
+	return strings.Join(out, ", ")
+}
+
+// scopeHintError is a decryption that failed because the file was
+// written with the other --per-patient choice.
+type scopeHintError struct {
+	line       *fhir.LineError
+	perPatient bool // the file was encrypted with --per-patient
+}
+
+func (e *scopeHintError) Error() string {
+	if e.perPatient {
+		return fmt.Sprintf("line %d: this file was encrypted with --per-patient (each patient has a scope of their own): decrypt it with --per-patient", e.line.Line)
+	}
+	return fmt.Sprintf("line %d: this file was encrypted without --per-patient (one scope for all): decrypt it without --per-patient", e.line.Line)
+}
+
+func (e *scopeHintError) Unwrap() error { return e.line }
+
+// errorClass names the kind of a line's failure, for the rejects file:
+// a stable word, never a value.
+func errorClass(err error) string {
+	var fe *envelope.FormatError
+	for _, c := range []struct {
+		err   error
+		class string
+	}{
+		{fhir.ErrLineTooLong, "line-too-long"},
+		{fhir.ErrSyntax, "invalid-json"},
+		{fhir.ErrInvalidResourceType, "invalid-resource-type"},
+		{fhir.ErrUnknownResourceType, "unknown-resource-type"},
+		{fhir.ErrUnexpectedShape, "unexpected-shape"},
+		{fhir.ErrNotResource, "not-a-resource"},
+		{fhir.ErrMissingID, "missing-id"},
+		{fhir.ErrNotEncrypted, "not-encrypted"},
+		{fhir.ErrMalformedValue, "malformed-value"},
+		{keys.ErrKeyDestroyed, "key-destroyed"},
+		{keys.ErrKeyUnusable, "key-unusable"},
+		{envelope.ErrKeyNotFound, "key-not-found"},
+		{envelope.ErrDecrypt, "authentication-failed"},
+		{envelope.ErrUnsupportedVersion, "unsupported-version"},
+	} {
+		if errors.Is(err, c.err) {
+			return c.class
+		}
+	}
+	if errors.As(err, &fe) {
+		return "malformed-ciphertext"
+	}
+	return "other"
 }
 
 // parseFHIRIndexes reads --index ssn:BITS and mrn:BITS.

@@ -47,6 +47,50 @@
 //
 // A primitive's extensions travel with it: when birthDate is encrypted, so
 // is _birthDate (the birth time extension), and _given[i] with given[i].
+// A path that ends at an element also selects its _name member on its
+// own, so that extensions without a value (FHIR allows _birthDate
+// without birthDate) are encrypted too.
+//
+// # Shapes and resource types
+//
+// Whatever the input, every element a profile names is either encrypted
+// or makes Encrypt (and Decrypt) fail; nothing passes through because it
+// came in an unexpected shape. A path that must step into an element (to
+// reach name.family) needs an object there, or an array of objects: a
+// string, number, boolean, or an array inside an array
+// ("name": "Mallory", "name": ["Mallory"]) fails with ErrUnexpectedShape,
+// as does an extension that is not an object, a _given that is not an
+// array beside the array given, or one of its items that is not an
+// object. null is no value and passes. The members that hold resources
+// are checked the same way: contained must be an array of objects,
+// Bundle.entry an array of objects whose resource is an object, and a
+// contained resource cannot hold resources (FHIR's dom-2). The criteria
+// of where() are checked too, since a code in an odd shape would hide an
+// answer the profile encrypts. Where a path ends, any JSON value is
+// encrypted as it is, so it needs no check. The *ElementError names the
+// element's path and the JSON types, never the value.
+//
+// A resourceType must be a resource type name, an upper-case letter then
+// letters, or the document fails with ErrInvalidResourceType. The profile
+// knows the types it lists (Profile.Resources, with or without paths) and
+// Bundle; Config.UnknownTypes chooses what happens to the others:
+// RefuseUnknown, the default, fails with ErrUnknownResourceType, because
+// a type nobody reviewed may hold PHI anywhere (QuestionnaireResponse
+// answers, Person names); EncryptUnknown encrypts every string value of
+// such a resource but its resourceType and id, which hides what the
+// profile cannot name at the cost of its analytics; PassUnknown applies
+// only the "*" paths, without shape checks, as earlier versions did, and
+// counts the resource in the Report. The library's default is the CLI's:
+// a bulk export with a new resource type stops rather than leaks.
+//
+// # Reports
+//
+// AppendEncryptReport and AppendDecryptReport (and NDJSONOptions.Report)
+// add to a Report what they did, per resource type: how many resources,
+// how many had no value encrypted, how many were of an unknown type, and
+// the number of values encrypted per element path without array indexes
+// ("name.family": 1144). It holds no values and no ids: a compliance
+// review reads it to check a profile against an export.
 //
 // # Paths
 //
@@ -184,6 +228,10 @@
 // (a longer line fails with ErrLineTooLong before it is buffered). They
 // report progress through a callback, stop when the context is done, and
 // name a failed line by its number (*LineError), never by its content.
+// By default the first failed line stops the stream; with
+// NDJSONOptions.Reject, a failed line (a patient whose key was destroyed,
+// a damaged line) is handed to the callback and left out, the stream goes
+// on, and the call ends with ErrRejected.
 //
 // # Errors and PHI
 //

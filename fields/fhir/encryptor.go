@@ -92,6 +92,10 @@ type Config struct {
 	// profile. By default Decrypt refuses them with ErrNotEncrypted, so
 	// that a ciphertext swapped for a plaintext value is not trusted.
 	AllowPlaintext bool
+	// UnknownTypes says what Encrypt and Decrypt do with a resource whose
+	// type the profile does not know (see Profile.Resources). The zero
+	// value, RefuseUnknown, fails closed.
+	UnknownTypes UnknownPolicy
 
 	// Codec computes the blind indexes; required with Indexes.
 	Codec *fields.Codec
@@ -105,6 +109,52 @@ type Config struct {
 	IndexScope ScopeFunc
 }
 
+// UnknownPolicy says what to do with a resource of a type that the profile
+// does not know. Whatever the policy, a resourceType that is not a
+// resource type name fails with ErrInvalidResourceType.
+type UnknownPolicy uint8
+
+const (
+	// RefuseUnknown fails with ErrUnknownResourceType, naming the
+	// resource's path: a type nobody reviewed may hold PHI anywhere. It is
+	// the default of the library and of the CLI.
+	RefuseUnknown UnknownPolicy = iota
+	// EncryptUnknown encrypts every string value of the resource (at any
+	// depth, JSON keys excepted) but its resourceType and id; its
+	// contained resources follow their own type. Numbers and booleans stay
+	// readable. Decrypt then expects every such string to be a
+	// ciphertext, unless Config.AllowPlaintext.
+	EncryptUnknown
+	// PassUnknown leaves the resource as it is but for the "*" paths of
+	// the profile, as phicrypt did before it knew types, and counts it in
+	// Report (TypeReport.Unknown). The "*" paths are applied without
+	// shape checks: the profile does not know the type's elements.
+	PassUnknown
+)
+
+// String returns the policy's name: refuse, encrypt or pass.
+func (p UnknownPolicy) String() string {
+	switch p {
+	case RefuseUnknown:
+		return "refuse"
+	case EncryptUnknown:
+		return "encrypt"
+	case PassUnknown:
+		return "pass"
+	}
+	return fmt.Sprintf("UnknownPolicy(%d)", uint8(p))
+}
+
+// ParseUnknownPolicy returns the policy named refuse, encrypt or pass.
+func ParseUnknownPolicy(s string) (UnknownPolicy, error) {
+	for _, p := range [...]UnknownPolicy{RefuseUnknown, EncryptUnknown, PassUnknown} {
+		if s == p.String() {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("fhir: unknown-type policy %q: want refuse, encrypt or pass", s)
+}
+
 // Encryptor encrypts and decrypts the PHI elements of FHIR resources in
 // place. It is safe for concurrent use.
 type Encryptor struct {
@@ -113,6 +163,7 @@ type Encryptor struct {
 	profile        *compiled
 	padding        int
 	allowPlaintext bool
+	unknown        UnknownPolicy
 	codec          *fields.Codec
 	indexes        []compiledIndex
 	indexScope     ScopeFunc
@@ -141,12 +192,16 @@ func NewEncryptor(cfg Config) (*Encryptor, error) {
 	case cfg.Padding < 0 || cfg.Padding > maxPadding:
 		return nil, fmt.Errorf("fhir: Config.Padding %d is outside 1..%d", cfg.Padding, maxPadding)
 	}
+	if cfg.UnknownTypes > PassUnknown {
+		return nil, fmt.Errorf("fhir: Config.UnknownTypes %v is not a policy", cfg.UnknownTypes)
+	}
 	e := &Encryptor{
 		cipher:         cfg.Cipher,
 		scope:          cfg.Scope,
 		profile:        prof,
 		padding:        cfg.Padding,
 		allowPlaintext: cfg.AllowPlaintext,
+		unknown:        cfg.UnknownTypes,
 		codec:          cfg.Codec,
 		indexScope:     cfg.IndexScope,
 	}
@@ -247,6 +302,8 @@ type resource struct {
 	info    Resource
 	scope   string
 	known   bool // info and scope computed
+	unknown bool // of a type the profile does not know
+	touched bool // a value of it was encrypted or decrypted (for Report)
 }
 
 type editKind uint8
@@ -269,6 +326,7 @@ func (w *work) prepare(doc []byte, encrypting bool) error {
 	w.encrypting = encrypting
 	w.ev.t = &w.t
 	w.res, w.roots, w.sel, w.edits, w.ext = w.res[:0], w.roots[:0], w.sel[:0], w.edits[:0], w.ext[:0]
+	w.ev.odd = 0
 	if err := w.t.parse(doc); err != nil {
 		return err
 	}
@@ -290,16 +348,46 @@ func (w *work) findResources(n int32, contained bool) error {
 		return &ElementError{Path: w.docPath(n), Err: ErrNotResource}
 	}
 	r := resource{node: n, typ: string(t.text(nil, rt))}
+	if !isResourceType(r.typ) {
+		return &ElementError{Path: w.docPath(rt), Err: ErrInvalidResourceType}
+	}
 	if id := t.member(n, "id"); id != none && t.nodes[id].kind == kindString {
 		r.id, r.hasID = string(t.text(nil, id)), true
 	}
+	if w.e != nil && !w.e.profile.knows(r.typ) { // ReadIndexes has no profile
+		if w.e.unknown == RefuseUnknown {
+			path := r.typ // the document itself
+			if n != 0 {
+				path = w.docPath(n)
+			}
+			return &ElementError{Path: path, Err: ErrUnknownResourceType}
+		}
+		r.unknown = true
+	}
 	w.res = append(w.res, r)
+	// The members that hold resources must have their FHIR JSON types:
+	// a resource hidden in an odd shape would escape its profile.
+	c, entries := t.member(n, "contained"), int32(none)
+	if r.typ == "Bundle" {
+		entries = t.member(n, "entry")
+	}
 	if contained {
+		for _, m := range [...]int32{c, entries} {
+			if m != none && t.nodes[m].kind != kindNull {
+				return &ElementError{Path: w.docPath(m), Err: errNested}
+			}
+		}
 		return nil
 	}
 	w.roots = append(w.roots, int32(len(w.res)-1))
-	if c := t.member(n, "contained"); c != none && t.nodes[c].kind == kindArray {
+	if err := w.checkArray(c); err != nil {
+		return err
+	}
+	if c != none && t.nodes[c].kind == kindArray {
 		for e := t.nodes[c].first; e != none; e = t.nodes[e].next {
+			if err := w.checkKind(e, kindObject); err != nil {
+				return err
+			}
 			if t.nodes[e].kind == kindObject {
 				if err := w.findResources(e, true); err != nil {
 					return err
@@ -307,18 +395,66 @@ func (w *work) findResources(n int32, contained bool) error {
 			}
 		}
 	}
-	if r.typ == "Bundle" {
-		if entries := t.member(n, "entry"); entries != none && t.nodes[entries].kind == kindArray {
-			for e := t.nodes[entries].first; e != none; e = t.nodes[e].next {
-				if rn := t.member(e, "resource"); rn != none && t.nodes[rn].kind == kindObject {
-					if err := w.findResources(rn, false); err != nil {
-						return err
-					}
+	if err := w.checkArray(entries); err != nil {
+		return err
+	}
+	if entries != none && t.nodes[entries].kind == kindArray {
+		for e := t.nodes[entries].first; e != none; e = t.nodes[e].next {
+			if err := w.checkKind(e, kindObject); err != nil {
+				return err
+			}
+			rn := t.member(e, "resource")
+			if err := w.checkKind(rn, kindObject); err != nil {
+				return err
+			}
+			if rn != none && t.nodes[rn].kind == kindObject {
+				if err := w.findResources(rn, false); err != nil {
+					return err
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// errNested is the shape error of a contained resource that holds
+// resources itself (FHIR's dom-2): they would escape the profile.
+var errNested = fmt.Errorf("%w: a contained resource cannot hold resources", ErrUnexpectedShape)
+
+// checkArray checks that member m, if present and not null, is an array.
+func (w *work) checkArray(m int32) error { return w.checkKind(m, kindArray) }
+
+// checkKind checks that node n, if present and not null, has kind want.
+// A ciphertext is accepted too: the element was encrypted whole (Encrypt
+// refuses ciphertexts before it checks shapes).
+func (w *work) checkKind(n int32, want kind) error {
+	if n == none || w.t.nodes[n].kind == want || w.t.nodes[n].kind == kindNull || w.t.hasPrefix(n, envelope.ArmorPrefix) {
+		return nil
+	}
+	return w.shapeError(n, want)
+}
+
+// shapeError is the error of node n, found where a value of kind want
+// belongs. It names the path and the JSON types, never the value.
+func (w *work) shapeError(n int32, want kind) error {
+	return &ElementError{Path: w.docPath(n), Err: fmt.Errorf("%w: %s where %s is expected", ErrUnexpectedShape, kindName(w.t.nodes[n].kind), kindName(want))}
+}
+
+// kindName names a JSON type with its article, for errors.
+func kindName(k kind) string {
+	switch k {
+	case kindNull:
+		return "null"
+	case kindFalse, kindTrue:
+		return "a boolean"
+	case kindNumber:
+		return "a number"
+	case kindString:
+		return "a string"
+	case kindArray:
+		return "an array"
+	}
+	return "an object"
 }
 
 // rootOf returns the index in res of the binding root of node n: the
@@ -349,22 +485,51 @@ func (w *work) rootOf(n int32) int {
 
 // selectProfile puts in w.sel the nodes the profile selects, with their
 // primitive extensions (_name members), sorted by position, without nulls,
-// duplicates or nodes inside other selected nodes.
-func (w *work) selectProfile() {
+// duplicates or nodes inside other selected nodes. For a resource of an
+// unknown type, it follows the UnknownPolicy. An element the profile
+// names that has an odd JSON type fails with ErrUnexpectedShape.
+func (w *work) selectProfile() error {
 	t := &w.t
 	for i := range w.res {
 		r := &w.res[i]
+		if r.unknown && w.e.unknown == EncryptUnknown {
+			w.selectStrings(r.node)
+			continue
+		}
 		own, any := w.e.profile.paths(r.typ)
+		w.ev.check = !r.unknown
 		for _, p := range own {
 			w.sel = w.ev.selectPath(w.sel, r.node, p.steps)
 		}
 		for _, p := range any {
 			w.sel = w.ev.selectPath(w.sel, r.node, p.steps)
 		}
+		w.ev.check = false
+		if odd := w.ev.oddNode(); odd != none {
+			return w.shapeError(odd, kindObject)
+		}
 	}
 	for _, n := range w.sel {
-		if c := t.companion(n); c != none {
+		c := t.companion(n)
+		if c == none {
+			continue
+		}
+		if k := t.nodes[c].kind; k != kindArray && k != kindNull && t.nodes[t.nodes[n].parent].kind == kindArray {
+			// _given must be an array beside the array given: an object
+			// would hold the extensions of no value.
+			return w.shapeError(c, kindArray)
+		}
+		if t.nodes[c].kind == kindArray {
+			for e := t.nodes[c].first; e != none; e = t.nodes[e].next {
+				if err := w.checkKind(e, kindObject); err != nil {
+					return err // an item of _given is an Element: an object, or null
+				}
+			}
+		}
+		if t.nodes[c].kind != kindArray || t.nodes[t.nodes[n].parent].kind != kindArray {
 			w.sel = append(w.sel, c)
+		} else if e := t.companionItem(c, n); e != none {
+			w.sel = append(w.sel, e)
 		}
 	}
 	slices.SortFunc(w.sel, func(a, b int32) int { return int(t.nodes[a].start) - int(t.nodes[b].start) })
@@ -379,18 +544,20 @@ func (w *work) selectProfile() {
 		end = nd.end
 	}
 	w.sel = out
+	return nil
 }
 
 // companion returns the member that holds the extensions of primitive n
-// (FHIR JSON's _name, or _name[i] for the element of an array), or none.
+// (FHIR JSON's _name, an array of them when n is an element of an array),
+// or none.
 func (t *tree) companion(n int32) int32 {
 	nd := &t.nodes[n]
 	if nd.kind == kindObject || nd.kind == kindArray || nd.parent == none {
 		return none
 	}
-	member, pos := n, int32(-1)
+	member := n
 	if t.nodes[nd.parent].kind == kindArray {
-		member, pos = nd.parent, nd.pos
+		member = nd.parent
 	}
 	obj := t.nodes[member].parent
 	if obj == none || t.nodes[obj].kind != kindObject {
@@ -398,19 +565,40 @@ func (t *tree) companion(n int32) int32 {
 	}
 	var buf [64]byte
 	name := "_" + string(t.key(buf[:0], member))
-	c := t.member(obj, name)
-	if c == none || pos < 0 {
-		return c
-	}
-	if t.nodes[c].kind != kindArray {
-		return none
-	}
+	return t.member(obj, name)
+}
+
+// companionItem returns the item of companion array c that holds the
+// extensions of array element n, or none.
+func (t *tree) companionItem(c, n int32) int32 {
+	pos := t.nodes[n].pos
 	for e := t.nodes[c].first; e != none; e = t.nodes[e].next {
 		if t.nodes[e].pos == pos {
 			return e
 		}
 	}
 	return none
+}
+
+// selectStrings appends to w.sel every string value of resource node r but
+// its resourceType and id, and not inside its contained resources.
+func (w *work) selectStrings(r int32) {
+	t := &w.t
+	end := t.nodes[r].end
+	for n := r + 1; int(n) < len(t.nodes) && t.nodes[n].start < end; n++ {
+		nd := &t.nodes[n]
+		if nd.parent == r && (t.keyIs(n, "resourceType") || t.keyIs(n, "id") || t.keyIs(n, "contained")) {
+			if t.keyIs(n, "contained") {
+				for n+1 < int32(len(t.nodes)) && t.nodes[n+1].start < nd.end {
+					n++ // skip the contained resources: they follow their own type
+				}
+			}
+			continue
+		}
+		if nd.kind == kindString {
+			w.sel = append(w.sel, n)
+		}
+	}
 }
 
 // covered reports whether node n is selected or inside a selected node
@@ -512,7 +700,9 @@ func (w *work) encrypt(ctx context.Context, dst, doc []byte) ([]byte, error) {
 			return dst, &ElementError{Path: w.docPath(int32(i)), Err: ErrEncryptedInput}
 		}
 	}
-	w.selectProfile()
+	if err := w.selectProfile(); err != nil {
+		return dst, err
+	}
 	for _, n := range w.sel {
 		w.edits = append(w.edits, edit{start: t.nodes[n].start, end: t.nodes[n].end, kind: editValue, node: n})
 	}
@@ -571,7 +761,9 @@ func (w *work) decrypt(ctx context.Context, dst, doc []byte) ([]byte, error) {
 	}
 	t := &w.t
 	if !w.e.allowPlaintext {
-		w.selectProfile()
+		if err := w.selectProfile(); err != nil {
+			return dst, err
+		}
 		for _, n := range w.sel {
 			if !t.hasPrefix(n, envelope.ArmorPrefix) {
 				return dst, &ElementError{Path: w.docPath(n), Err: ErrNotEncrypted}

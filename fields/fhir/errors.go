@@ -35,6 +35,22 @@ var (
 	// value this package writes. Only a writer holding the keys can cause
 	// it.
 	ErrMalformedValue = errors.New("fhir: decrypted value is not a JSON element value")
+	// ErrUnexpectedShape means an element that the profile names, or that
+	// holds resources (contained, Bundle.entry), has a JSON type it cannot
+	// have in FHIR JSON: a string where an object is expected
+	// ("name": "..." for an array of HumanName), an array inside an
+	// array, a contained resource that contains resources. The document
+	// is refused rather than let the value through unencrypted. The error
+	// names the element's path and the JSON type found, never the value.
+	ErrUnexpectedShape = errors.New("fhir: unexpected JSON type")
+	// ErrInvalidResourceType means a resourceType is not a FHIR resource
+	// type name (an upper-case letter, then letters: "Patient", not
+	// "patient"). No profile could apply to it.
+	ErrInvalidResourceType = errors.New("fhir: invalid resourceType")
+	// ErrUnknownResourceType means a resource's type is not one the
+	// profile knows (see Profile.Resources) and Config.UnknownTypes is
+	// RefuseUnknown, the default.
+	ErrUnknownResourceType = errors.New("fhir: resource type unknown to the profile")
 )
 
 // ElementError is a failure at one element of a document (or at a resource

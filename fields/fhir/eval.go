@@ -1,13 +1,42 @@
 package fhir
 
-import "strconv"
+import (
+	"strconv"
+
+	"github.com/phicrypt/phicrypt/envelope"
+)
 
 // evaluator evaluates paths over a tree. It keeps its collections between
 // calls, so that evaluating a profile allocates nothing once warm.
+//
+// With check set, it records the first node met where a path needs an
+// object (to select a member of it) and finds another JSON type: FHIR
+// JSON has no such element, and a path that skipped it would let its
+// value through unencrypted. null (no value) and a phicrypt ciphertext
+// (an element encrypted whole, on decryption) are not odd.
 type evaluator struct {
-	t    *tree
-	free [][]int32 // spare collections
+	t     *tree
+	free  [][]int32 // spare collections
+	check bool
+	odd   int32 // 1 + the first odd node, 0 if none
 }
+
+// unexpected records node n as odd, if it is the first.
+func (ev *evaluator) unexpected(n int32) {
+	if !ev.check || ev.odd != 0 {
+		return
+	}
+	switch nd := &ev.t.nodes[n]; {
+	case nd.kind == kindNull, nd.kind == kindObject:
+		return
+	case nd.kind == kindString && ev.t.hasPrefix(n, envelope.ArmorPrefix):
+		return
+	}
+	ev.odd = n + 1
+}
+
+// oddNode returns the first odd node met since the last reset, or none.
+func (ev *evaluator) oddNode() int32 { return ev.odd - 1 }
 
 func (ev *evaluator) get() []int32 {
 	if n := len(ev.free); n > 0 {
@@ -60,12 +89,13 @@ func (ev *evaluator) apply(cur []int32, steps []step) []int32 {
 		next := ev.get()
 		for _, n := range cur {
 			if t.nodes[n].kind != kindObject {
+				ev.unexpected(n)
 				continue
 			}
 			for c := t.nodes[n].first; c != none; c = t.nodes[c].next {
 				switch s.kind {
 				case stepChild:
-					if !t.keyIs(c, s.name) {
+					if !t.keyIs(c, s.name) && (s.ext == "" || !t.keyIs(c, s.ext)) {
 						continue
 					}
 				case stepChoice:
@@ -83,6 +113,10 @@ func (ev *evaluator) apply(cur []int32, steps []step) []int32 {
 		if s.kind == stepExtension {
 			out := next[:0]
 			for _, n := range next {
+				if t.nodes[n].kind != kindObject {
+					ev.unexpected(n) // an extension is an object
+					continue
+				}
 				if t.textIs(t.member(n, "url"), s.name) {
 					out = append(out, n)
 				}

@@ -54,9 +54,50 @@ func FuzzDecrypt(f *testing.F) {
 		case errors.Is(err, fhir.ErrSyntax), errors.Is(err, fhir.ErrNotResource), errors.Is(err, fhir.ErrMissingID),
 			errors.Is(err, envelope.ErrDecrypt), errors.As(err, &fe), errors.Is(err, envelope.ErrNotEncrypted),
 			errors.Is(err, envelope.ErrKeyNotFound), errors.Is(err, envelope.ErrInvalidBinding),
-			errors.Is(err, fhir.ErrMalformedValue), errors.Is(err, envelope.ErrTooLarge):
+			errors.Is(err, fhir.ErrMalformedValue), errors.Is(err, envelope.ErrTooLarge),
+			errors.Is(err, fhir.ErrUnexpectedShape), errors.Is(err, fhir.ErrInvalidResourceType),
+			errors.Is(err, fhir.ErrUnknownResourceType):
 		default:
 			t.Fatalf("untyped error: %v", err)
+		}
+	})
+}
+
+// FuzzEncrypt feeds arbitrary documents to Encrypt: it never panics, fails
+// only with typed errors, and what it writes decrypts back to the input
+// byte for byte, whatever the document's shape.
+func FuzzEncrypt(f *testing.F) {
+	ctx := context.Background()
+	v := newEnv(f, func(c *fhir.Config) { c.UnknownTypes = fhir.EncryptUnknown })
+	for _, s := range []string{
+		`{"resourceType":"Patient","id":"p","name":"Mallory"}`,
+		`{"resourceType":"Patient","id":"p","name":[{"given":["A"],"_given":[{"id":"x"},"y"]}]}`,
+		`{"resourceType":"Bundle","entry":[{"resource":{"resourceType":"Basic","id":"b","code":{"text":"t"}}}]}`,
+		`{"resourceType":"Observation","id":"o","contained":[{"resourceType":"Patient","name":[[{"family":"F"}]]}]}`,
+		`{"resourceType":"patient","id":"p"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Add(lines(f, bulkPatients)[0])
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		enc, err := v.compact.Encrypt(ctx, doc)
+		if err != nil {
+			switch {
+			case errors.Is(err, fhir.ErrSyntax), errors.Is(err, fhir.ErrNotResource), errors.Is(err, fhir.ErrMissingID),
+				errors.Is(err, fhir.ErrEncryptedInput), errors.Is(err, fhir.ErrUnexpectedShape),
+				errors.Is(err, fhir.ErrInvalidResourceType), errors.Is(err, envelope.ErrInvalidBinding),
+				errors.Is(err, envelope.ErrTooLarge):
+			default:
+				t.Fatalf("untyped error: %v", err)
+			}
+			return
+		}
+		dec, err := v.compact.Decrypt(ctx, enc)
+		if err != nil {
+			t.Fatalf("Encrypt's output does not decrypt: %v", err)
+		}
+		if !bytes.Equal(dec, doc) {
+			t.Fatalf("the round trip changed the document")
 		}
 	})
 }

@@ -59,13 +59,26 @@ func TestLeakCanary(t *testing.T) {
 	add(err)
 	_, err = e.EncryptNDJSON(ctx, &bytes.Buffer{}, strings.NewReader(string(doc)), fhir.NDJSONOptions{MaxLineSize: 10})
 	add(err)
+	_, err = e.Encrypt(ctx, []byte(`{"resourceType":"Patient","id":"p1","name":"`+family+`"}`)) // odd shape
+	add(err)
+	_, err = e.Encrypt(ctx, []byte(`{"resourceType":"`+strings.ToLower(family)+`","id":"p1"}`)) // invalid resourceType
+	add(err)
+	_, err = e.Encrypt(ctx, []byte(`{"resourceType":"Basic","id":"p1","code":{"text":"`+family+`"}}`)) // unknown type
+	add(err)
+	var rejected []error
+	var rep fhir.Report
+	_, err = e.DecryptNDJSON(ctx, &bytes.Buffer{}, strings.NewReader(string(enc)+"\n"+string(doc)+"\n"), fhir.NDJSONOptions{
+		Report: &rep, Reject: func(le *fhir.LineError, _ []byte) error { rejected = append(rejected, le); return nil }})
+	add(err)
+	require.Len(t, rejected, 1)
+	errs = append(errs, rejected...)
 	_, err = fhir.ParsePath("identifier.where(value = '" + ssn) // a path is configuration: it may quote itself, not data
 	require.Error(t, err)
 
 	// The year alone would match hex pointers in %v output; year and month
 	// cannot.
 	secrets := []string{ssn, family, birth, birth[:7], ct[len(envelope.ArmorPrefix):], extValue}
-	objects := []any{e, fhir.Progress{Lines: 1}, idx[0], idx, fhir.Resource{Type: "Patient", ID: "p1"}}
+	objects := []any{e, fhir.Progress{Lines: 1}, idx[0], idx, fhir.Resource{Type: "Patient", ID: "p1"}, rep}
 	for _, err := range errs {
 		objects = append(objects, err)
 	}

@@ -56,14 +56,57 @@ type NDJSONOptions struct {
 	// ProgressInterval is the shortest time between two Progress calls
 	// (DefaultProgressInterval when zero).
 	ProgressInterval time.Duration
+	// Report, if set, receives what was encrypted (or decrypted) in the
+	// lines written to the output (see AppendEncryptReport). It is
+	// updated from the goroutine that called EncryptNDJSON or
+	// DecryptNDJSON.
+	Report *Report
+	// Reject, if set, is called with each line that fails, instead of
+	// stopping the stream: with its *LineError and the line's input
+	// (valid only during the call; empty for a line longer than
+	// MaxLineSize, which is skipped unread). The line is left out of the
+	// output. If Reject returns nil, the stream goes on with the next
+	// line, and the call returns the lines rejected in Progress.Rejected
+	// with ErrRejected; if it returns an error, the stream stops with
+	// that error. Reject is called in line order, from the goroutine that
+	// called EncryptNDJSON or DecryptNDJSON. Read and write failures and
+	// the context's end still stop the stream.
+	Reject func(err *LineError, line []byte) error
 }
 
-// Progress is the work an NDJSON stream has done: lines and input bytes
-// written to the output, and the time since it started.
+// ErrRejected means that lines failed and NDJSONOptions.Reject let the
+// stream go on without them: the output is complete but for those lines.
+// The error is a *RejectedError.
+var ErrRejected = errors.New("fhir: NDJSON lines rejected")
+
+// RejectedError is the outcome of a stream with rejected lines.
+type RejectedError struct {
+	// Rejected is the number of lines left out of the output.
+	Rejected int64
+}
+
+func (e *RejectedError) Error() string {
+	return fmt.Sprintf("fhir: %d NDJSON %s rejected", e.Rejected, plural(e.Rejected, "line", "lines"))
+}
+
+// Unwrap returns ErrRejected.
+func (e *RejectedError) Unwrap() error { return ErrRejected }
+
+func plural(n int64, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// Progress is the work an NDJSON stream has done: lines written to the
+// output, lines rejected (NDJSONOptions.Reject), the input bytes of both,
+// and the time since it started.
 type Progress struct {
-	Lines   int64
-	Bytes   int64
-	Elapsed time.Duration
+	Lines    int64
+	Bytes    int64
+	Elapsed  time.Duration
+	Rejected int64
 }
 
 // Rate returns the throughput in input bytes per second.
@@ -86,13 +129,13 @@ func (p Progress) Rate() float64 {
 // Memory stays bounded whatever the input's size: at most 2×Workers+2
 // lines are held at once, each at most MaxLineSize, with its output.
 func (e *Encryptor) EncryptNDJSON(ctx context.Context, dst io.Writer, src io.Reader, opt NDJSONOptions) (Progress, error) {
-	return e.ndjson(ctx, dst, src, opt, e.AppendEncrypt)
+	return e.ndjson(ctx, dst, src, opt, e.AppendEncryptReport)
 }
 
 // DecryptNDJSON is EncryptNDJSON's inverse: it decrypts each line with
 // Decrypt.
 func (e *Encryptor) DecryptNDJSON(ctx context.Context, dst io.Writer, src io.Reader, opt NDJSONOptions) (Progress, error) {
-	return e.ndjson(ctx, dst, src, opt, e.AppendDecrypt)
+	return e.ndjson(ctx, dst, src, opt, e.AppendDecryptReport)
 }
 
 // job is one line on its way through the pipeline.
@@ -100,11 +143,13 @@ type job struct {
 	line    int64
 	in, out []byte
 	newline bool // the input line ended with '\n'
+	skipped int  // bytes of an overlong line skipped unread
 	err     error
 	done    chan struct{}
+	rep     *Report // what this line did, when reporting
 }
 
-type lineFunc func(ctx context.Context, dst, doc []byte) ([]byte, error)
+type lineFunc func(ctx context.Context, dst, doc []byte, r *Report) ([]byte, error)
 
 // ndjson runs the pipeline: a reader goroutine splits lines and hands each
 // job to the workers and, in order, to this goroutine, which writes the
@@ -132,7 +177,11 @@ func (e *Encryptor) ndjson(parent context.Context, dst io.Writer, src io.Reader,
 	inFlight := 2*workers + 2
 	free := make(chan *job, inFlight)
 	for range inFlight {
-		free <- &job{done: make(chan struct{}, 1)}
+		j := &job{done: make(chan struct{}, 1)}
+		if opt.Report != nil {
+			j.rep = &Report{}
+		}
+		free <- j
 	}
 	ordered := make(chan *job, inFlight)
 	work := make(chan *job, inFlight)
@@ -145,7 +194,7 @@ func (e *Encryptor) ndjson(parent context.Context, dst io.Writer, src io.Reader,
 					j.err = err
 				} else if isBlank(j.in) {
 					j.out = append(j.out[:0], j.in...)
-				} else if j.out, j.err = fn(ctx, j.out[:0], j.in); j.err != nil {
+				} else if j.out, j.err = fn(ctx, j.out[:0], j.in, j.rep); j.err != nil {
 					j.err = &LineError{Line: j.line, Err: j.err}
 				}
 				j.done <- struct{}{}
@@ -156,7 +205,7 @@ func (e *Encryptor) ndjson(parent context.Context, dst io.Writer, src io.Reader,
 	wg.Go(func() {
 		defer close(work)
 		defer close(ordered)
-		stopped = readLines(ctx, src, maxLine, free, ordered, work)
+		stopped = readLines(ctx, src, maxLine, opt.Reject != nil, free, ordered, work)
 	})
 
 	start := time.Now()
@@ -175,6 +224,7 @@ func (e *Encryptor) ndjson(parent context.Context, dst io.Writer, src io.Reader,
 		}
 		prog.Lines++
 		prog.Bytes += int64(len(j.in))
+		opt.Report.Add(j.rep)
 		if now := time.Now(); opt.Progress != nil && now.Sub(lastReport) >= interval {
 			prog.Elapsed = now.Sub(start)
 			opt.Progress(prog)
@@ -182,12 +232,33 @@ func (e *Encryptor) ndjson(parent context.Context, dst io.Writer, src io.Reader,
 		}
 		return nil
 	}
+	// reject hands a failed line to opt.Reject, and counts it if the
+	// stream goes on.
+	reject := func(j *job, err error) error {
+		var le *LineError
+		if !errors.As(err, &le) || isStop(err) {
+			return err
+		}
+		if err := opt.Reject(le, j.in); err != nil {
+			return err
+		}
+		prog.Rejected++
+		prog.Bytes += int64(len(j.in)) + int64(j.skipped)
+		if j.newline {
+			prog.Bytes++
+		}
+		return nil
+	}
 	var firstErr error
 	for j := range ordered {
 		<-j.done
 		err := j.err
-		if err == nil && firstErr == nil {
+		switch {
+		case firstErr != nil: // draining
+		case err == nil:
 			err = write(j)
+		case opt.Reject != nil:
+			err = reject(j, err)
 		}
 		if err != nil && firstErr == nil {
 			firstErr = err
@@ -196,7 +267,10 @@ func (e *Encryptor) ndjson(parent context.Context, dst io.Writer, src io.Reader,
 		// Both buffers may hold plaintext: clear them before reuse.
 		clear(j.in)
 		clear(j.out)
-		j.in, j.out, j.err, j.newline = j.in[:0], j.out[:0], nil, false
+		j.in, j.out, j.err, j.newline, j.skipped = j.in[:0], j.out[:0], nil, false, 0
+		if j.rep != nil {
+			j.rep.reset()
+		}
 		free <- j
 	}
 	wg.Wait()
@@ -217,15 +291,30 @@ func (e *Encryptor) ndjson(parent context.Context, dst io.Writer, src io.Reader,
 	if opt.Progress != nil {
 		opt.Progress(prog)
 	}
+	if prog.Rejected > 0 {
+		return prog, &RejectedError{Rejected: prog.Rejected}
+	}
 	return prog, nil
 }
+
+// isStop reports whether a line's error stops the stream whatever
+// NDJSONOptions.Reject says: the context's end, or a read failure.
+func isStop(err error) bool {
+	return errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errRead)
+}
+
+// errRead marks a failure to read the input.
+var errRead = errors.New("fhir: read")
 
 // readLines splits src into jobs. Each job goes to ordered (the writer's
 // queue, in input order) and then to work. A read failure or an
 // overlong line is handed over as a job that carries the error, so the
 // writer reports it after the lines before it. It returns the context's
 // error if it stopped because ctx is done.
-func readLines(ctx context.Context, src io.Reader, maxLine int, free chan *job, ordered, work chan<- *job) error {
+//
+// With skipLong, an overlong line is handed over with its error and
+// skipped to its end, and reading goes on.
+func readLines(ctx context.Context, src io.Reader, maxLine int, skipLong bool, free chan *job, ordered, work chan<- *job) error {
 	br := bufio.NewReaderSize(src, readBufferSize)
 	for line := int64(1); ; line++ {
 		if err := ctx.Err(); err != nil {
@@ -244,20 +333,51 @@ func readLines(ctx context.Context, src io.Reader, maxLine int, free chan *job, 
 			return nil
 		}
 		if err != nil && err != io.EOF {
-			if !errors.Is(err, ErrLineTooLong) {
-				err = fmt.Errorf("fhir: read: %w", err)
+			long := errors.Is(err, ErrLineTooLong)
+			if !long {
+				err = fmt.Errorf("%w: %w", errRead, err)
 			}
 			j.err = &LineError{Line: line, Err: err}
+			j.skipped += len(j.in)
 			clear(j.in)
 			j.in = j.in[:0]
+			var rest int
+			var end error
+			if long && skipLong && !j.newline {
+				rest, end = skipLine(br, j)
+				j.skipped += rest
+			}
 			j.done <- struct{}{}
 			ordered <- j
-			return nil
+			if !long || !skipLong || end != nil {
+				if end != nil && end != io.EOF {
+					return fmt.Errorf("%w: %w", errRead, end)
+				}
+				return nil
+			}
+			continue
 		}
 		ordered <- j // never blocks: there are as many slots as jobs
 		work <- j
 		if err == io.EOF {
 			return nil
+		}
+	}
+}
+
+// skipLine discards the rest of a line, and returns how many bytes it
+// skipped and io.EOF (or a read error) if the input ended.
+func skipLine(br *bufio.Reader, j *job) (int, error) {
+	n := 0
+	for {
+		chunk, err := br.ReadSlice('\n')
+		n += len(chunk)
+		if len(chunk) > 0 && chunk[len(chunk)-1] == '\n' {
+			j.newline = true
+			return n - 1, nil
+		}
+		if err != bufio.ErrBufferFull {
+			return n, err
 		}
 	}
 }
@@ -271,6 +391,7 @@ func readLine(br *bufio.Reader, j *job, maxLine int) error {
 			j.newline = true
 		}
 		if len(j.in)+len(chunk) > maxLine {
+			j.skipped = len(chunk) // read, not kept
 			return fmt.Errorf("%w: more than %d bytes", ErrLineTooLong, maxLine)
 		}
 		j.in = append(j.in, chunk...)

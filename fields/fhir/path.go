@@ -64,6 +64,7 @@ const (
 type step struct {
 	kind  stepKind
 	name  string // element name, choice base, or extension url
+	ext   string // for the last step of a profile path, "_"+name: its extensions match too
 	index int
 	where [][]comparison // a disjunction of conjunctions
 }

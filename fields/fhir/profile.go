@@ -29,6 +29,12 @@ type Profile struct {
 	// Resources maps a resource type ("Patient") to the paths of its
 	// elements to encrypt. AnyResource ("*") applies to every type.
 	// A path may start with its resource type ("Patient.birthDate").
+	//
+	// The types listed are the types the profile knows: a type listed
+	// with no paths ("Organization": []) says that it was reviewed and
+	// needs nothing beyond the "*" paths. Resources of other types
+	// follow Config.UnknownTypes; Bundle, a container whose entries are
+	// resources of their own, is always known.
 	Resources map[string][]string `json:"resources"`
 }
 
@@ -57,11 +63,15 @@ func (p *Profile) Validate() error {
 }
 
 // Merge returns a profile named name with the paths of every profile given,
-// per resource type, without duplicates.
+// per resource type, without duplicates. It knows every type that one of
+// them knows.
 func Merge(name string, profiles ...*Profile) *Profile {
 	out := &Profile{Name: name, Resources: map[string][]string{}}
 	for _, p := range profiles {
 		for typ, paths := range p.Resources {
+			if _, ok := out.Resources[typ]; !ok {
+				out.Resources[typ] = []string{}
+			}
 			for _, path := range paths {
 				if !slices.Contains(out.Resources[typ], path) {
 					out.Resources[typ] = append(out.Resources[typ], path)
@@ -76,6 +86,7 @@ func Merge(name string, profiles ...*Profile) *Profile {
 type compiled struct {
 	byType map[string][]*Path
 	any    []*Path
+	known  map[string]bool
 }
 
 // paths returns the paths that apply to resource type typ.
@@ -83,16 +94,22 @@ func (c *compiled) paths(typ string) (own, any []*Path) {
 	return c.byType[typ], c.any
 }
 
+// knows reports whether the profile knows resource type typ.
+func (c *compiled) knows(typ string) bool { return typ == "Bundle" || c.known[typ] }
+
 func (p *Profile) compile() (*compiled, error) {
 	if p == nil {
 		return nil, fmt.Errorf("fhir: nil profile")
 	}
-	c := &compiled{byType: map[string][]*Path{}}
+	c := &compiled{byType: map[string][]*Path{}, known: map[string]bool{}}
 	types := slices.Collect(maps.Keys(p.Resources))
 	sort.Strings(types) // report errors deterministically
 	for _, typ := range types {
 		if typ != AnyResource && !isResourceType(typ) {
 			return nil, &PathError{Resource: typ, Reason: "not a resource type (letters, starting with an upper-case one) or \"*\""}
+		}
+		if typ != AnyResource {
+			c.known[typ] = true
 		}
 		for _, s := range p.Resources[typ] {
 			path, err := ParsePath(s)
@@ -103,6 +120,7 @@ func (p *Profile) compile() (*compiled, error) {
 			if err := checkProfilePath(typ, s, path); err != nil {
 				return nil, err
 			}
+			path = withExtensions(path)
 			if typ == AnyResource {
 				c.any = append(c.any, path)
 			} else {
@@ -111,6 +129,22 @@ func (p *Profile) compile() (*compiled, error) {
 		}
 	}
 	return c, nil
+}
+
+// withExtensions returns p, made to select also the primitive extensions
+// _name of the element name it ends at. The extensions of a selected
+// value travel with it anyway (see companion); selecting _name too covers
+// extensions without a value (FHIR allows "_birthDate" without
+// "birthDate") and more extension items than values, which would
+// otherwise stay in clear.
+func withExtensions(p *Path) *Path {
+	last := p.steps[len(p.steps)-1]
+	if last.kind != stepChild {
+		return p
+	}
+	steps := slices.Clone(p.steps)
+	steps[len(steps)-1].ext = "_" + last.name
+	return &Path{typ: p.typ, steps: steps}
 }
 
 // checkProfilePath refuses paths a profile cannot use: one for another

@@ -107,7 +107,7 @@ func PatientReferences() *Profile {
 	} {
 		display = append(display, ref+".display")
 	}
-	return &Profile{Name: "patient-references", Resources: map[string][]string{
+	p := &Profile{Name: "patient-references", Resources: map[string][]string{
 		AnyResource:         display,
 		"DocumentReference": {"content.attachment.data"},
 		"DiagnosticReport":  {"presentedForm.data"},
@@ -121,10 +121,32 @@ func PatientReferences() *Profile {
 		"Coverage":   {"identifier.value", "subscriberId"},
 		"Provenance": {"target.display"},
 	}}
+	for _, typ := range reviewedTypes {
+		p.Resources[typ] = []string{}
+	}
+	return p
+}
+
+// reviewedTypes are the resource types of a Synthea bulk export (and the
+// ServiceRequest its claims contain) for which PatientReferences' "*"
+// paths (narrative, reference displays) are all the patient's PHI they
+// hold. PatientReferences lists them as known, with no paths of their
+// own.
+var reviewedTypes = []string{
+	"AllergyIntolerance", "CarePlan", "CareTeam", "Claim", "Condition", "Device",
+	"ExplanationOfBenefit", "Goal", "ImagingStudy", "Immunization", "Location",
+	"Medication", "MedicationAdministration", "MedicationRequest", "Organization",
+	"Practitioner", "PractitionerRole", "Procedure", "ServiceRequest", "SupplyDelivery",
 }
 
 // USCore returns the default profile: USCorePatient and PatientReferences
-// merged.
+// merged. It knows the resource types they name and those of a Synthea
+// bulk export (AllergyIntolerance, CarePlan, CareTeam, Claim, Condition,
+// Device, ExplanationOfBenefit, Goal, ImagingStudy, Immunization,
+// Location, Medication, MedicationAdministration, MedicationRequest,
+// Organization, Practitioner, PractitionerRole, Procedure,
+// ServiceRequest, SupplyDelivery), whose PHI is in the "*" paths; other
+// types follow Config.UnknownTypes.
 func USCore() *Profile {
 	return Merge("us-core", USCorePatient(), PatientReferences())
 }
