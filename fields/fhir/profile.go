@@ -30,6 +30,10 @@ type Profile struct {
 	// elements to encrypt. AnyResource ("*") applies to every type.
 	// A path may start with its resource type ("Patient.birthDate").
 	Resources map[string][]string `json:"resources"`
+	// SafeHarbor, when set, adds the HIPAA Safe Harbor rules, which
+	// select identifiers by the shape of the data in every resource type
+	// (see SafeHarbor and SafeHarborRules), to the paths of Resources.
+	SafeHarbor *SafeHarborRules `json:"safeHarbor,omitempty"`
 }
 
 // ParseProfile reads a profile from JSON and checks its paths. Unknown
@@ -57,10 +61,15 @@ func (p *Profile) Validate() error {
 }
 
 // Merge returns a profile named name with the paths of every profile given,
-// per resource type, without duplicates.
+// per resource type, without duplicates, and the Safe Harbor rules of the
+// first profile that has them.
 func Merge(name string, profiles ...*Profile) *Profile {
 	out := &Profile{Name: name, Resources: map[string][]string{}}
 	for _, p := range profiles {
+		if out.SafeHarbor == nil && p.SafeHarbor != nil {
+			r := *p.SafeHarbor
+			out.SafeHarbor = &r
+		}
 		for typ, paths := range p.Resources {
 			for _, path := range paths {
 				if !slices.Contains(out.Resources[typ], path) {
@@ -76,6 +85,7 @@ func Merge(name string, profiles ...*Profile) *Profile {
 type compiled struct {
 	byType map[string][]*Path
 	any    []*Path
+	harbor *harbor // nil without Safe Harbor rules
 }
 
 // paths returns the paths that apply to resource type typ.
@@ -88,6 +98,13 @@ func (p *Profile) compile() (*compiled, error) {
 		return nil, fmt.Errorf("fhir: nil profile")
 	}
 	c := &compiled{byType: map[string][]*Path{}}
+	if p.SafeHarbor != nil {
+		h, err := p.SafeHarbor.compile()
+		if err != nil {
+			return nil, err
+		}
+		c.harbor = h
+	}
 	types := slices.Collect(maps.Keys(p.Resources))
 	sort.Strings(types) // report errors deterministically
 	for _, typ := range types {
