@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"sort"
@@ -437,4 +438,47 @@ func ExampleSafeHarbor() {
 	// birthDate encrypted: true
 	// _birthDate: {"extension":[{"url":"https://github.com/phicrypt/phicrypt/fhir/StructureDefinition/year","valueInteger":1968}]}
 	// {"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1968-07-21"}
+}
+
+// FuzzSafeHarbor feeds arbitrary documents to Encrypt and Decrypt with the
+// Safe Harbor profile (seeded with the fixture, a Patient with a year
+// extension, and their encryptions): neither panics, errors are typed,
+// and what Encrypt writes decrypts to its input.
+func FuzzSafeHarbor(f *testing.F) {
+	ctx := context.Background()
+	e := harborEnv(f, harborProfile()).compact
+	for _, doc := range [][]byte{
+		readFile(f, harborFixture),
+		[]byte(`{"resourceType":"Patient","id":"p1","birthDate":"1968-07-21","deceasedBoolean":false}`),
+		[]byte(`{"resourceType":"Patient","id":"p1","_birthDate":{"extension":[{"url":"` + fhir.YearExtensionURL + `","valueInteger":1}]},"birthDate":"1968"}`),
+	} {
+		f.Add(doc)
+		if enc, err := e.Encrypt(ctx, doc); err == nil {
+			f.Add(enc)
+		}
+	}
+	typed := func(t *testing.T, err error) {
+		var fe *envelope.FormatError
+		switch {
+		case errors.Is(err, fhir.ErrSyntax), errors.Is(err, fhir.ErrNotResource), errors.Is(err, fhir.ErrMissingID),
+			errors.Is(err, fhir.ErrEncryptedInput), errors.Is(err, envelope.ErrDecrypt), errors.As(err, &fe),
+			errors.Is(err, envelope.ErrNotEncrypted), errors.Is(err, envelope.ErrKeyNotFound),
+			errors.Is(err, envelope.ErrInvalidBinding), errors.Is(err, fhir.ErrMalformedValue), errors.Is(err, envelope.ErrTooLarge):
+		default:
+			t.Fatalf("untyped error: %v", err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		if _, err := e.Decrypt(ctx, doc); err != nil {
+			typed(t, err)
+		}
+		enc, err := e.Encrypt(ctx, doc)
+		if err != nil {
+			typed(t, err)
+			return
+		}
+		back, err := e.Decrypt(ctx, enc)
+		require.NoError(t, err)
+		require.Equal(t, string(doc), string(back))
+	})
 }
