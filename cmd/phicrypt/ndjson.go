@@ -37,7 +37,8 @@ fields/fhir) are encrypted in place; everything else is kept byte for byte.
 patient-references) or a JSON profile file; decrypt with the same one.
 safe-harbor encrypts the 18 HIPAA Safe Harbor identifiers in every resource
 and keeps the year of dates readable for patients under 90 whose Patient is
-on the same line (a Bundle per patient), counting ages at --as-of.
+on the same line (a Bundle per patient) or in the --patients file (the
+Patient NDJSON of the same bulk export), counting ages at --as-of.
 On failure the error names the line; an --out file is not created, while
 standard output has received every line before the failed one.
 `
@@ -60,6 +61,10 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	perPatient := fs.Bool("per-patient", false, `give each patient a scope of their own, SCOPE/patient/ID, so that "keys shred" crypto-shreds one patient (compact form)`)
 	profilePath := fs.String("profile", "", "the elements to encrypt: a built-in profile ("+strings.Join(fhir.BuiltinProfileNames(), ", ")+") or a JSON profile file (default: us-core)")
 	asOf := fs.String("as-of", "", "with a Safe Harbor profile, the date (YYYY-MM-DD) at which patients' ages are counted (default: today, UTC)")
+	patients := ""
+	if encrypt {
+		fs.StringVar(&patients, "patients", "", "with a Safe Harbor profile, the Patient NDJSON file of the bulk export, whose birth and death dates let the other files keep the years of patients under 90")
+	}
 	var indexes listFlag
 	allowPlaintext := new(bool)
 	if encrypt {
@@ -95,7 +100,7 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	if *perPatient {
 		cfg.Scope = fhir.PatientScope(*scope)
 	}
-	if cfg.Profile, err = loadProfile(*profilePath, *asOf); err != nil {
+	if cfg.Profile, err = loadProfile(ctx, *profilePath, *asOf, patients); err != nil {
 		return err
 	}
 
@@ -296,10 +301,10 @@ func byteSize(n int64) string {
 }
 
 // loadProfile returns the profile that --profile names, a built-in one or
-// a JSON file (nil: the default), with --as-of applied. A built-in name
-// wins over a file of that name in the working directory; write
-// ./safe-harbor for the file.
-func loadProfile(name, asOf string) (*fhir.Profile, error) {
+// a JSON file (nil: the default), with --as-of and --patients applied. A
+// built-in name wins over a file of that name in the working directory;
+// write ./safe-harbor for the file.
+func loadProfile(ctx context.Context, name, asOf, patients string) (*fhir.Profile, error) {
 	var p *fhir.Profile
 	switch {
 	case name == "":
@@ -317,15 +322,27 @@ func loadProfile(name, asOf string) (*fhir.Profile, error) {
 			return nil, fmt.Errorf("%w: --profile %s: %v", errUsage, name, err)
 		}
 	}
-	if asOf == "" {
+	if asOf == "" && patients == "" {
 		return p, nil
 	}
 	if p == nil || p.SafeHarbor == nil {
-		return nil, usagef("--as-of needs a profile with Safe Harbor rules (--profile safe-harbor)")
+		return nil, usagef("--as-of and --patients need a profile with Safe Harbor rules (--profile safe-harbor)")
 	}
-	p.SafeHarbor.AsOf = asOf
-	if err := p.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: --as-of: %v", errUsage, err)
+	if asOf != "" {
+		p.SafeHarbor.AsOf = asOf
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: --as-of: %v", errUsage, err)
+		}
+	}
+	if patients != "" {
+		f, err := os.Open(patients)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if p.SafeHarbor.Patients, err = fhir.ReadPatientDates(ctx, f); err != nil {
+			return nil, fmt.Errorf("--patients %s: %w", patients, err)
+		}
 	}
 	return p, nil
 }

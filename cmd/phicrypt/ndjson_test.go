@@ -173,6 +173,7 @@ func TestNDJSONUsage(t *testing.T) {
 		"no index flag":             {"decrypt", "--scope", "s", "--index", "ssn:16"},
 		"as-of without safe harbor": {"encrypt", "--scope", "s", "--as-of", "2026-06-01"},
 		"as-of not a date":          {"encrypt", "--scope", "s", "--profile", "safe-harbor", "--as-of", "06/01/2026"},
+		"patients without harbor":   {"encrypt", "--scope", "s", "--patients", patientsNDJSON},
 	} {
 		r := phicrypt(t, env, args...)
 		assert.Equal(t, exitUsage, r.code, "%s: %s", name, r.stderr)
@@ -255,4 +256,30 @@ func TestEncryptSafeHarborProfile(t *testing.T) {
 	r = phicryptIn(t, env, []byte(r.stdout), "decrypt", "--profile", "safe-harbor", "--form", "self-contained", "--scope", "study:42")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.True(t, bytes.Equal(plain.Bytes(), []byte(r.stdout)), "decrypt gives back the input byte for byte")
+}
+
+// TestEncryptSafeHarborPatientsFile encrypts a bulk export's Condition file
+// with the Safe Harbor profile: with --patients, the lines of patients
+// under 90 keep their years; without, none does.
+func TestEncryptSafeHarborPatientsFile(t *testing.T) {
+	const bulk = "../../testdata/fhir-synthea/bulk-10/"
+	plain, err := os.ReadFile(bulk + "Condition.000.ndjson")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	kek := "local://" + filepath.Join(dir, "kek.json")
+	r := phicrypt(t, nil, "keys", "init", "--create", "--kek", kek, "--keys-dsn", "sqlite:"+filepath.Join(dir, "keys.db"))
+	require.Equal(t, exitOK, r.code, r.stderr)
+	env := []string{"PHICRYPT_KEK=" + kek, "PHICRYPT_KEYS_DSN="}
+	args := []string{"encrypt", "--profile", "safe-harbor", "--as-of", "2026-06-01", "--form", "self-contained", "--scope", "study:42"}
+
+	r = phicryptIn(t, env, plain, args...)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.NotContains(t, r.stdout, fhir.YearExtensionURL, "no Patient, no age, no year")
+
+	r = phicryptIn(t, env, plain, append(args, "--patients", bulk+"Patient.000.ndjson")...)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, fhir.YearExtensionURL)
+	r = phicryptIn(t, env, []byte(r.stdout), "decrypt", "--profile", "safe-harbor", "--form", "self-contained", "--scope", "study:42")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.True(t, bytes.Equal(plain, []byte(r.stdout)), "decrypt gives back the input byte for byte")
 }

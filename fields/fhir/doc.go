@@ -146,8 +146,10 @@
 // names); when the document does not hold it (the Condition lines of a
 // bulk export), or it has no birthDate, the age is unknown and the years
 // are withheld too. Withheld means: no year extension, and dates that are
-// only a year are encrypted as well. To keep years in a bulk export,
-// export one Bundle per patient (as Synthea does).
+// only a year are encrypted as well. To keep years in a bulk export, give
+// the export's Patient file to ReadPatientDates and its result to
+// SafeHarborRules.Patients (the CLI's --patients), or export one Bundle
+// per patient (as Synthea does).
 //
 // What stays readable is a residual that the operator must handle before
 // calling the output de-identified:

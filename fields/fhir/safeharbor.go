@@ -1,8 +1,12 @@
 package fhir
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,8 +51,50 @@ type SafeHarborRules struct {
 	// whole years from the earliest day their birthDate allows to AsOf,
 	// or to their date of death when it is later.
 	AsOf string `json:"asOf,omitempty"`
+	// Patients gives the dates of patients whose Patient resource is not
+	// in the document being encrypted, by Patient id: the Patient file of
+	// a bulk export, read by ReadPatientDates, for the export's other
+	// files. A Patient in the document wins. NewEncryptor copies it.
+	Patients map[string]PatientDates `json:"-"`
 
 	off []string // rules turned off, for tests that prove each one matters
+}
+
+// PatientDates are the elements of a Patient that its age is counted
+// from, as FHIR writes them.
+type PatientDates struct {
+	BirthDate        string // Patient.birthDate
+	DeceasedDateTime string // Patient.deceasedDateTime, "" if none
+}
+
+// ReadPatientDates reads the birth and death dates of the Patients of an
+// NDJSON file (other resource types are skipped), by id, for
+// SafeHarborRules.Patients. A line that is not JSON, or whose id, birthDate
+// or deceasedDateTime is not a string, fails with a *SyntaxError that
+// gives its offset.
+func ReadPatientDates(ctx context.Context, r io.Reader) (map[string]PatientDates, error) {
+	out := map[string]PatientDates{}
+	dec := json.NewDecoder(r)
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		var p struct {
+			ResourceType, ID, BirthDate, DeceasedDateTime string
+		}
+		at := dec.InputOffset()
+		switch err := dec.Decode(&p); {
+		case err == io.EOF:
+			return out, nil
+		case err != nil:
+			return nil, &SyntaxError{Offset: at, Reason: "not a JSON resource with string id, birthDate and deceasedDateTime"}
+		}
+		if p.ResourceType == "Patient" && p.ID != "" {
+			out[p.ID] = PatientDates{BirthDate: p.BirthDate, DeceasedDateTime: p.DeceasedDateTime}
+		}
+	}
 }
 
 // Names of the Safe Harbor rules, in the order SafeHarbor documents them.
@@ -162,13 +208,14 @@ func BuiltinProfileNames() []string {
 
 // harbor is SafeHarborRules compiled.
 type harbor struct {
-	years bool
-	asOf  civilDate // zero: the day of each call
-	off   []string
+	years    bool
+	asOf     civilDate // zero: the day of each call
+	patients map[string]PatientDates
+	off      []string
 }
 
 func (r *SafeHarborRules) compile() (*harbor, error) {
-	h := &harbor{years: r.Years, off: slices.Clone(r.off)}
+	h := &harbor{years: r.Years, patients: maps.Clone(r.Patients), off: slices.Clone(r.off)}
 	if r.AsOf != "" {
 		d, ok := parseCivil(r.AsOf)
 		if !ok || len(r.AsOf) != len("2006-01-02") {
@@ -514,46 +561,64 @@ func (w *work) harborYears(h *harbor) []bool {
 		asOf = civilDate{now.Year(), int(now.Month()), now.Day()}
 	}
 	t := &w.t
-	under := map[string]bool{} // patient id → under SafeHarborAge
+	inDoc := map[string]PatientDates{}
 	for _, r := range w.res {
 		if r.typ != "Patient" || !r.hasID {
 			continue
 		}
-		birth := t.member(r.node, "birthDate")
-		if birth == none || t.nodes[birth].kind != kindString {
-			continue
+		var d PatientDates
+		if b := t.member(r.node, "birthDate"); b != none && t.nodes[b].kind == kindString {
+			d.BirthDate = string(t.text(nil, b))
 		}
-		b, ok := parseCivil(string(t.text(nil, birth)))
+		if dd := t.member(r.node, "deceasedDateTime"); dd != none && t.nodes[dd].kind == kindString {
+			d.DeceasedDateTime = string(t.text(nil, dd))
+		}
+		inDoc[r.id] = d
+	}
+	under := func(id string) bool {
+		d, ok := inDoc[id]
 		if !ok {
-			continue
-		}
-		end := asOf
-		if d := t.member(r.node, "deceasedDateTime"); d != none && t.nodes[d].kind == kindString {
-			dd, ok := parseCivil(string(t.text(nil, d)))
-			if !ok {
-				continue
-			}
-			if dd.after(end) {
-				end = dd
+			if d, ok = h.patients[id]; !ok {
+				return false
 			}
 		}
-		under[r.id] = b.yearsTo(end) < SafeHarborAge
+		return d.under(asOf)
 	}
 	for i := range w.res {
 		r := &w.res[i]
 		if r.typ == "Patient" {
-			years[i] = r.hasID && under[r.id]
+			years[i] = r.hasID && under(r.id)
 			continue
 		}
 		for _, k := range [...]string{"subject", "patient", "beneficiary", "for"} {
 			ref := t.member(t.member(r.node, k), "reference")
 			if ref != none && t.nodes[ref].kind == kindString {
-				years[i] = under[patientID(string(t.text(nil, ref)))]
+				years[i] = under(patientID(string(t.text(nil, ref))))
 				break
 			}
 		}
 	}
 	return years
+}
+
+// under reports whether the patient is known to be under SafeHarborAge on
+// asOf: a birth date, and a date of death if any, that parse.
+func (d PatientDates) under(asOf civilDate) bool {
+	b, ok := parseCivil(d.BirthDate)
+	if !ok {
+		return false
+	}
+	end := asOf
+	if d.DeceasedDateTime != "" {
+		dd, ok := parseCivil(d.DeceasedDateTime)
+		if !ok {
+			return false
+		}
+		if dd.after(end) {
+			end = dd
+		}
+	}
+	return b.yearsTo(end) < SafeHarborAge
 }
 
 // addYears checks that doc holds no year extension (ErrEncryptedInput)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -481,4 +482,96 @@ func FuzzSafeHarbor(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, string(doc), string(back))
 	})
+}
+
+// TestSafeHarborBulkExportYears encrypts the 10-patient bulk export's
+// Condition and Encounter lines, whose Patients are in another file: with
+// SafeHarborRules.Patients read from it, the lines of patients under 90
+// keep their years and those of older patients keep none; without it, no
+// line keeps a year.
+func TestSafeHarborBulkExportYears(t *testing.T) {
+	ctx := context.Background()
+	f, err := os.Open(testdata + "fhir-synthea/bulk-10/Patient.000.ndjson")
+	require.NoError(t, err)
+	defer f.Close()
+	patients, err := fhir.ReadPatientDates(ctx, f)
+	require.NoError(t, err)
+	require.Len(t, patients, 13)
+
+	// The patients' ages, as agedOrUnknown computes them for a Patient.
+	aged := map[string]bool{}
+	for _, l := range lines(t, testdata+"fhir-synthea/bulk-10/Patient.000.ndjson") {
+		p := parse(t, l)
+		aged[p.(obj)["id"].(string)] = agedOrUnknown(p)
+	}
+	files := []string{"Condition", "Encounter"}
+	if testing.Short() {
+		files = files[:1]
+	}
+	var docs [][]byte
+	for _, name := range files {
+		docs = append(docs, lines(t, testdata+"fhir-synthea/bulk-10/"+name+".000.ndjson")...)
+	}
+	with := harborProfile()
+	with.SafeHarbor.Patients = patients
+	for _, c := range []struct {
+		name    string
+		profile *fhir.Profile
+	}{{"with the Patient file", with}, {"without", harborProfile()}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := harborEnv(t, c.profile).compact
+			var kept, withheld int
+			for i, doc := range docs {
+				out, err := e.Encrypt(ctx, doc)
+				require.NoError(t, err)
+				enc := parse(t, out)
+				ref := parse(t, doc).(obj)["subject"].(obj)["reference"].(string)
+				old, known := aged[strings.TrimPrefix(ref, "Patient/")]
+				require.True(t, known, "line %d: patient of %s", i+1, ref)
+				noYears := old || c.profile.SafeHarbor.Patients == nil
+				for _, l := range harborLeaks(enc, noYears) {
+					t.Errorf("line %d: %s: %s left in plaintext", i+1, l.path, l.kind)
+				}
+				if y := harborYears(enc); noYears {
+					assert.Empty(t, y, "line %d", i+1)
+					withheld++
+				} else {
+					assert.NotEmpty(t, y, "line %d", i+1)
+					kept++
+				}
+				back, err := e.Decrypt(ctx, out)
+				require.NoError(t, err)
+				require.True(t, bytes.Equal(doc, back), "line %d", i+1)
+			}
+			t.Logf("%d lines keep their years, %d withhold them", kept, withheld)
+			if c.profile.SafeHarbor.Patients != nil {
+				assert.Positive(t, kept)
+				assert.Positive(t, withheld, "some patients are 90 or more")
+			}
+		})
+	}
+}
+
+func TestReadPatientDates(t *testing.T) {
+	ctx := context.Background()
+	got, err := fhir.ReadPatientDates(ctx, strings.NewReader(`{"resourceType":"Patient","id":"a","birthDate":"1950-01-02"}
+{"resourceType":"Condition","id":"c"}
+
+{"resourceType":"Patient","id":"b","birthDate":"1930","deceasedDateTime":"2001-02-03T04:05:06Z"}
+`))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]fhir.PatientDates{
+		"a": {BirthDate: "1950-01-02"},
+		"b": {BirthDate: "1930", DeceasedDateTime: "2001-02-03T04:05:06Z"},
+	}, got)
+	for _, bad := range []string{`{"resourceType":"Patient","id":"a","birthDate":19500102}`, `{"resourceType":"Patient"`, `[`} {
+		_, err := fhir.ReadPatientDates(ctx, strings.NewReader(bad))
+		var se *fhir.SyntaxError
+		require.ErrorAs(t, err, &se, bad)
+		require.ErrorIs(t, err, fhir.ErrSyntax)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = fhir.ReadPatientDates(cancelled, strings.NewReader(`{}`))
+	require.ErrorIs(t, err, context.Canceled)
 }
