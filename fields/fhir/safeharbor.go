@@ -325,6 +325,7 @@ const (
 	hintAttachment
 	hintGeolocation
 	hintGeoPart
+	hintIdentifierType // the type of an Identifier, whose text names the kind of number
 )
 
 // selectHarbor appends to w.sel the nodes the Safe Harbor rules select in
@@ -403,7 +404,7 @@ func (hw *harborWalk) entries(m int32) {
 func (hw *harborWalk) member(obj, m int32, k string, h hint) {
 	t := &hw.w.t
 	if t.nodes[m].kind == kindArray {
-		if hw.whole(obj, k, h) {
+		if hw.whole(k, h) {
 			for e := t.nodes[m].first; e != none; e = t.nodes[e].next {
 				hw.add(e)
 			}
@@ -414,16 +415,16 @@ func (hw *harborWalk) member(obj, m int32, k string, h hint) {
 		}
 		return
 	}
-	if hw.whole(obj, k, h) {
+	if hw.whole(k, h) {
 		hw.add(m)
 		return
 	}
 	hw.value(obj, m, k, h)
 }
 
-// whole reports whether member k of obj is encrypted whole, whatever it
-// holds.
-func (hw *harborWalk) whole(obj int32, k string, h hint) bool {
+// whole reports whether member k of an object of hint h is encrypted
+// whole, whatever it holds.
+func (hw *harborWalk) whole(k string, h hint) bool {
 	on := hw.h.on
 	switch {
 	case on(ruleFreeText) && k == "note":
@@ -443,18 +444,21 @@ func (hw *harborWalk) whole(obj int32, k string, h hint) bool {
 }
 
 // value applies the rules to value n, of member k of object obj (of hint
-// h), and walks into it.
+// h), and walks into it. A primitive is selected by its name and place
+// whatever its JSON type, so that a number where FHIR has a string (a
+// postalCode written 1970) is not left out.
 func (hw *harborWalk) value(obj, n int32, k string, h hint) {
 	t := &hw.w.t
 	on := hw.h.on
 	switch t.nodes[n].kind {
+	case kindNull:
 	case kindObject:
 		hw.object(n, hw.hintOf(n, k, h), false)
 	case kindArray:
 		for e := t.nodes[n].first; e != none; e = t.nodes[e].next {
 			hw.value(obj, e, k, h)
 		}
-	case kindString:
+	default:
 		switch {
 		case h == hintHumanName && on(ruleNames) && (k == "text" || k == "family" || k == "given" || k == "prefix" || k == "suffix"),
 			h == hintAddress && on(ruleAddresses) && (k == "text" || k == "line" || k == "city" || k == "district" || k == "postalCode"),
@@ -472,22 +476,14 @@ func (hw *harborWalk) value(obj, n int32, k string, h hint) {
 			hw.add(n)
 			return
 		}
-		if on(ruleDates) {
+		if on(ruleDates) && t.nodes[n].kind == kindString {
 			hw.buf = t.text(hw.buf[:0], n)
 			if _, prec, ok := fhirDate(string(hw.buf)); ok && (prec > precYear || hw.withhold) {
 				hw.add(n)
 			}
 		}
-	case kindNumber:
-		if h == hintGeoPart && on(ruleAddresses) {
-			hw.add(n)
-		}
 	}
 }
-
-// hintIdentifierType is the type of an Identifier, whose text names the
-// kind of number.
-const hintIdentifierType = hintGeoPart + 1
 
 // hintOf returns the hint of object n, member k of an object of hint
 // parent.
