@@ -575,3 +575,52 @@ func TestReadPatientDates(t *testing.T) {
 	_, err = fhir.ReadPatientDates(cancelled, strings.NewReader(`{}`))
 	require.ErrorIs(t, err, context.Canceled)
 }
+
+// TestSafeHarborOddShapes: the rules reach primitives of the wrong JSON
+// type, resources inside Parameters and Bundle entries' own members, and
+// a contained resource's contained resources (which FHIR forbids).
+func TestSafeHarborOddShapes(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	doc := []byte(`{"resourceType":"Bundle","id":"b","type":"collection","entry":[
+	{"response":{"status":"200","lastModified":"2026-01-02T03:04:05Z"},"resource":{"resourceType":"Parameters","id":"par",
+		"parameter":[{"name":"p","resource":{"resourceType":"Patient","name":[{"family":"Quist"}],"birthDate":"1950-01-01"}}]}},
+	{"resource":{"resourceType":"Observation","id":"o","contained":[{"resourceType":"Observation","id":"c1",
+		"contained":[{"resourceType":"Patient","id":"c2","address":[{"postalCode":1970,"line":["12 Harbor Lane"]}]}]}]}}]}`)
+	out, err := e.Encrypt(ctx, doc)
+	require.NoError(t, err)
+	enc := parse(t, out)
+	for _, l := range harborLeaks(enc, true) {
+		t.Errorf("%s: %s left in plaintext", l.path, l.kind)
+	}
+	for _, s := range []string{`"Quist"`, `"1950-01-01"`, `1970`, `"12 Harbor Lane"`, `"2026-01-02T03:04:05Z"`} {
+		assert.NotContains(t, string(out), s)
+	}
+	back, err := e.Decrypt(ctx, out)
+	require.NoError(t, err)
+	require.Equal(t, string(doc), string(back))
+}
+
+// TestSafeHarborDecryptRefusesPlaintext: Decrypt refuses a document in
+// which a date or an identifier that the rules select holds plaintext, as
+// after a ciphertext was swapped for a value of the attacker's choosing.
+func TestSafeHarborDecryptRefusesPlaintext(t *testing.T) {
+	ctx := context.Background()
+	v := harborEnv(t, harborProfile())
+	doc := []byte(`{"resourceType":"Encounter","id":"e1","subject":{"reference":"Patient/p1","display":"Ada Quist"},"period":{"start":"2026-01-04T08:15:00-05:00"}}`)
+	out, err := v.compact.Encrypt(ctx, doc)
+	require.NoError(t, err)
+	for name, swap := range map[string]func(o obj){
+		"date":    func(o obj) { o["period"].(obj)["start"] = "2026-01-05T08:15:00-05:00" },
+		"display": func(o obj) { o["subject"].(obj)["display"] = "Someone Else" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cp := parse(t, out).(obj)
+			swap(cp)
+			b, err := json.Marshal(cp)
+			require.NoError(t, err)
+			_, err = v.compact.Decrypt(ctx, b)
+			require.ErrorIs(t, err, fhir.ErrNotEncrypted)
+		})
+	}
+}
