@@ -129,7 +129,8 @@
 // one (ErrEncryptedInput), and Decrypt, by default, refuses one that is
 // not exactly this shape next to an encrypted date (ErrNotEncrypted). A
 // primitive that has extensions of its own (a _birthDate with a birth
-// time) is encrypted with them and gets no year. The year is outside the
+// time) is encrypted with them and gets no year, nor does a date inside
+// an array (Timing.event). The year is outside the
 // ciphertext: like every readable element, it is not authenticated, and
 // Decrypt does not compare it with the date.
 //
