@@ -29,6 +29,8 @@ const ndjsonExamples = `  phicrypt encrypt --kek local:///etc/phicrypt/kek.json 
       --scope tenant:st-mary --per-patient --in Patient.enc.ndjson --out Patient.ndjson
   phicrypt encrypt --form self-contained --kek aws-kms:alias/exports --scope tenant:st-mary \
       < Observation.ndjson > Observation.enc.ndjson
+  phicrypt encrypt --profile safe-harbor --form self-contained --kek aws-kms:alias/exports \
+      --scope study:42 --in bundles.ndjson --out bundles.enc.ndjson
 
   phicrypt decrypt --kek local:///etc/phicrypt/kek.json --keys-dsn sqlite:/var/lib/ehr/keys.db \
       --scope tenant:st-mary --per-patient --in Patient.enc.ndjson --out Patient.ndjson \
@@ -39,10 +41,17 @@ export). The elements of the profile (default: US Core, see package
 fields/fhir) are encrypted in place; everything else is kept byte for byte.
 An element of the profile with an odd JSON type ("name": "..."), an invalid
 resourceType and, unless --unknown-types says otherwise, a resource type
-the profile does not know fail their line. On failure the error names the
-line; an --out file is not created, while standard output has received
-every line before the failed one. With decrypt --rejects, the lines that
-fail are left out and listed, and the others are written.
+the profile does not know fail their line. With decrypt --rejects, the
+lines that fail are left out and listed, and the others are written.
+--profile names a built-in profile (us-core, safe-harbor, us-core-patient,
+patient-references) or a JSON profile file; decrypt with the same one.
+safe-harbor encrypts the 18 HIPAA Safe Harbor identifiers in every resource
+(it knows every resource type) and keeps the year of dates readable for
+patients under 90 whose Patient is on the same line (a Bundle per patient)
+or in the --patients file (the Patient NDJSON of the same bulk export),
+counting ages at --as-of.
+On failure the error names the line; an --out file is not created, while
+standard output has received every line before the failed one.
 `
 
 func runEncrypt(ctx context.Context, e *env, args []string) error {
@@ -61,7 +70,12 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	form := fs.String("form", "compact", "the ciphertext form: compact (data keys from the key store, --keys-dsn) or self-contained (each value carries its data key wrapped by the KEK: for exports)")
 	scope := fs.String("scope", "", "the scope (tenant) of the resources; with --per-patient, the prefix of each patient's scope")
 	perPatient := fs.Bool("per-patient", false, `give each patient a scope of their own, SCOPE/patient/ID, so that "keys shred" crypto-shreds one patient (compact form)`)
-	profilePath := fs.String("profile", "", "a JSON profile listing the elements to encrypt (default: the built-in US Core profile)")
+	profilePath := fs.String("profile", "", "the elements to encrypt: a built-in profile ("+strings.Join(fhir.BuiltinProfileNames(), ", ")+") or a JSON profile file (default: us-core)")
+	asOf := fs.String("as-of", "", "with a Safe Harbor profile, the date (YYYY-MM-DD) at which patients' ages are counted (default: today, UTC)")
+	patients := ""
+	if encrypt {
+		fs.StringVar(&patients, "patients", "", "with a Safe Harbor profile, the Patient NDJSON file of the bulk export, whose birth and death dates let the other files keep the years of patients under 90")
+	}
 	var indexes listFlag
 	allowPlaintext := new(bool)
 	if encrypt {
@@ -109,14 +123,8 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	if *perPatient {
 		cfg.Scope = fhir.PatientScope(*scope)
 	}
-	if *profilePath != "" {
-		data, err := os.ReadFile(*profilePath)
-		if err != nil {
-			return err
-		}
-		if cfg.Profile, err = fhir.ParseProfile(data); err != nil {
-			return fmt.Errorf("%w: --profile %s: %v", errUsage, *profilePath, err)
-		}
+	if cfg.Profile, err = loadProfile(ctx, *profilePath, *asOf, patients); err != nil {
+		return err
 	}
 
 	// Files first: a wrong path fails before any key is touched.
@@ -535,4 +543,51 @@ func byteSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// loadProfile returns the profile that --profile names, a built-in one or
+// a JSON file (nil: the default), with --as-of and --patients applied. A
+// built-in name wins over a file of that name in the working directory;
+// write ./safe-harbor for the file.
+func loadProfile(ctx context.Context, name, asOf, patients string) (*fhir.Profile, error) {
+	var p *fhir.Profile
+	switch {
+	case name == "":
+	case slices.Contains(fhir.BuiltinProfileNames(), name):
+		var err error
+		if p, err = fhir.ProfileByName(name); err != nil {
+			return nil, err
+		}
+	default:
+		data, err := os.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		if p, err = fhir.ParseProfile(data); err != nil {
+			return nil, fmt.Errorf("%w: --profile %s: %v", errUsage, name, err)
+		}
+	}
+	if asOf == "" && patients == "" {
+		return p, nil
+	}
+	if p == nil || p.SafeHarbor == nil {
+		return nil, usagef("--as-of and --patients need a profile with Safe Harbor rules (--profile safe-harbor)")
+	}
+	if asOf != "" {
+		p.SafeHarbor.AsOf = asOf
+		if err := p.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: --as-of: %v", errUsage, err)
+		}
+	}
+	if patients != "" {
+		f, err := os.Open(patients)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if p.SafeHarbor.Patients, err = fhir.ReadPatientDates(ctx, f); err != nil {
+			return nil, fmt.Errorf("--patients %s: %w", patients, err)
+		}
+	}
+	return p, nil
 }

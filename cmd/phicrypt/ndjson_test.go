@@ -161,16 +161,19 @@ func TestNDJSONUsage(t *testing.T) {
 	require.NoError(t, os.WriteFile(exists, []byte("{}\n"), 0o600))
 	env := []string{"PHICRYPT_KEK=local://" + filepath.Join(dir, "kek.json"), "PHICRYPT_KEYS_DSN=sqlite:" + filepath.Join(dir, "keys.db")}
 	for name, args := range map[string][]string{
-		"no scope":      {"encrypt", "--in", patientsNDJSON},
-		"bad form":      {"encrypt", "--scope", "s", "--form", "tink"},
-		"bad index":     {"encrypt", "--scope", "s", "--index", "dob:16"},
-		"index bits":    {"encrypt", "--scope", "s", "--index", "ssn:99"},
-		"index twice":   {"encrypt", "--scope", "s", "--index", "ssn:16", "--index", "ssn:8"},
-		"output exists": {"encrypt", "--scope", "s", "--in", patientsNDJSON, "--out", exists},
-		"in is out":     {"decrypt", "--scope", "s", "--in", exists, "--out", exists, "--force"},
-		"bad profile":   {"encrypt", "--scope", "s", "--profile", writeFile(t, dir, `{"name":"x","resources":{"Patient":["name.family()"]}}`)},
-		"workers":       {"encrypt", "--scope", "s", "--workers", "-1"},
-		"no index flag": {"decrypt", "--scope", "s", "--index", "ssn:16"},
+		"no scope":                  {"encrypt", "--in", patientsNDJSON},
+		"bad form":                  {"encrypt", "--scope", "s", "--form", "tink"},
+		"bad index":                 {"encrypt", "--scope", "s", "--index", "dob:16"},
+		"index bits":                {"encrypt", "--scope", "s", "--index", "ssn:99"},
+		"index twice":               {"encrypt", "--scope", "s", "--index", "ssn:16", "--index", "ssn:8"},
+		"output exists":             {"encrypt", "--scope", "s", "--in", patientsNDJSON, "--out", exists},
+		"in is out":                 {"decrypt", "--scope", "s", "--in", exists, "--out", exists, "--force"},
+		"bad profile":               {"encrypt", "--scope", "s", "--profile", writeFile(t, dir, `{"name":"x","resources":{"Patient":["name.family()"]}}`)},
+		"workers":                   {"encrypt", "--scope", "s", "--workers", "-1"},
+		"no index flag":             {"decrypt", "--scope", "s", "--index", "ssn:16"},
+		"as-of without safe harbor": {"encrypt", "--scope", "s", "--as-of", "2026-06-01"},
+		"as-of not a date":          {"encrypt", "--scope", "s", "--profile", "safe-harbor", "--as-of", "06/01/2026"},
+		"patients without harbor":   {"encrypt", "--scope", "s", "--patients", patientsNDJSON},
 	} {
 		r := phicrypt(t, env, args...)
 		assert.Equal(t, exitUsage, r.code, "%s: %s", name, r.stderr)
@@ -206,4 +209,77 @@ func assertNoPHI(t *testing.T, s string, phi []string) {
 			assert.NotContains(t, s, v)
 		}
 	}
+}
+
+// TestEncryptSafeHarborProfile encrypts the Synthea Bundles, one per line,
+// with the built-in Safe Harbor profile chosen by name: no birth date or
+// time of death is left readable, the years of the patients under 90 are,
+// and decryption gives back the input byte for byte.
+func TestEncryptSafeHarborProfile(t *testing.T) {
+	names, err := filepath.Glob("../../testdata/fhir-synthea/bundles/*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, names)
+	var plain bytes.Buffer
+	var dates []string
+	for _, n := range names {
+		b, err := os.ReadFile(n)
+		require.NoError(t, err)
+		require.NoError(t, json.Compact(&plain, b))
+		plain.WriteByte('\n')
+		var bundle struct {
+			Entry []struct {
+				Resource struct{ BirthDate, DeceasedDateTime string }
+			}
+		}
+		require.NoError(t, json.Unmarshal(b, &bundle))
+		p := bundle.Entry[0].Resource
+		dates = append(dates, p.BirthDate)
+		if p.DeceasedDateTime != "" {
+			dates = append(dates, p.DeceasedDateTime)
+		}
+	}
+	dir := t.TempDir()
+	kek := "local://" + filepath.Join(dir, "kek.json")
+	r := phicrypt(t, nil, "keys", "init", "--create", "--kek", kek, "--keys-dsn", "sqlite:"+filepath.Join(dir, "keys.db"))
+	require.Equal(t, exitOK, r.code, r.stderr)
+	env := []string{"PHICRYPT_KEK=" + kek, "PHICRYPT_KEYS_DSN="}
+
+	r = phicryptIn(t, env, plain.Bytes(), "encrypt", "--profile", "safe-harbor", "--as-of", "2026-06-01",
+		"--form", "self-contained", "--scope", "study:42")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	for _, d := range dates {
+		assert.NotContains(t, r.stdout, `"`+d+`"`, "a birth date or time of death is readable")
+	}
+	assert.Equal(t, len(names), strings.Count(r.stdout, `"_birthDate":{"extension":[{"url":"`+fhir.YearExtensionURL+`"`),
+		"each patient, all under 90, keeps the year of birth")
+
+	r = phicryptIn(t, env, []byte(r.stdout), "decrypt", "--profile", "safe-harbor", "--form", "self-contained", "--scope", "study:42")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.True(t, bytes.Equal(plain.Bytes(), []byte(r.stdout)), "decrypt gives back the input byte for byte")
+}
+
+// TestEncryptSafeHarborPatientsFile encrypts a bulk export's Condition file
+// with the Safe Harbor profile: with --patients, the lines of patients
+// under 90 keep their years; without, none does.
+func TestEncryptSafeHarborPatientsFile(t *testing.T) {
+	const bulk = "../../testdata/fhir-synthea/bulk-10/"
+	plain, err := os.ReadFile(bulk + "Condition.000.ndjson")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	kek := "local://" + filepath.Join(dir, "kek.json")
+	r := phicrypt(t, nil, "keys", "init", "--create", "--kek", kek, "--keys-dsn", "sqlite:"+filepath.Join(dir, "keys.db"))
+	require.Equal(t, exitOK, r.code, r.stderr)
+	env := []string{"PHICRYPT_KEK=" + kek, "PHICRYPT_KEYS_DSN="}
+	args := []string{"encrypt", "--profile", "safe-harbor", "--as-of", "2026-06-01", "--form", "self-contained", "--scope", "study:42"}
+
+	r = phicryptIn(t, env, plain, args...)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.NotContains(t, r.stdout, fhir.YearExtensionURL, "no Patient, no age, no year")
+
+	r = phicryptIn(t, env, plain, append(args, "--patients", bulk+"Patient.000.ndjson")...)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, fhir.YearExtensionURL)
+	r = phicryptIn(t, env, []byte(r.stdout), "decrypt", "--profile", "safe-harbor", "--form", "self-contained", "--scope", "study:42")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.True(t, bytes.Equal(plain, []byte(r.stdout)), "decrypt gives back the input byte for byte")
 }

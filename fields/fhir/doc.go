@@ -29,8 +29,10 @@
 // Patient and RelatedPerson) and PatientReferences (the patient's name in
 // other resources' reference displays, clinical notes, the address answers
 // of social-history surveys, visit and policy numbers); their
-// documentation lists every element and why. Profiles are plain data and
-// load from JSON (ParseProfile).
+// documentation lists every element and why. SafeHarbor encrypts, for a
+// data set released under HIPAA's Safe Harbor method, every identifier and
+// every date finer than a year in every resource (see Safe Harbor below).
+// Profiles are plain data and load from JSON (ParseProfile).
 //
 // A path that ends at a primitive encrypts the value; one that ends at an
 // object encrypts the object as a whole. The built-in profile encrypts the
@@ -91,6 +93,137 @@
 // the number of values encrypted per element path without array indexes
 // ("name.family": 1144). It holds no values and no ids: a compliance
 // review reads it to check a profile against an export.
+//
+// ProfileByName returns a built-in profile by name ("us-core",
+// "us-core-patient", "patient-references", "safe-harbor"), as the CLI's
+// --profile flag does.
+//
+// # What US Core leaves readable, and why
+//
+// USCore is built for an operational store: a leaked table or export must
+// not say who each patient is, while care and analytics still read the
+// clinical timeline. It encrypts the patient's direct identifiers and the
+// patient's name where other resources repeat it; it is not
+// de-identification, and what it writes is still PHI. Run over the test
+// data (TestUSCoreLeavesTimeOfDeath and the Safe Harbor walker), it leaves
+// readable:
+//
+//   - every clinical date and time: Encounter.period and
+//     participant.period, Condition.onsetDateTime, abatementDateTime and
+//     recordedDate, Observation and DiagnosticReport effective[x] and
+//     issued, Claim and ExplanationOfBenefit billablePeriod, created and
+//     item.servicedPeriod, DocumentReference.date and context.period,
+//     Procedure.performedPeriod, Immunization.occurrenceDateTime,
+//     MedicationRequest.authoredOn, CarePlan and CareTeam periods,
+//     Provenance.recorded, meta.lastUpdated, and the Patient's own
+//     identifier.period and contact.period. deceasedDateTime is encrypted,
+//     yet the time of death is readable elsewhere: in the 10-patient bulk
+//     export, each deceased patient's deceasedDateTime is, to the second,
+//     the period.end (and participant.period.end) of their last Encounter;
+//   - the displays of references to organizations and places:
+//     managingOrganization, contact.organization (an employer),
+//     generalPractitioner, identifier.assigner, serviceProvider,
+//     location.location, Claim and ExplanationOfBenefit provider,
+//     facility, insurer and insurance.coverage, custodian, payor. A
+//     provider's name says where the patient lives;
+//   - identifier.type.text (which names the kind of number), and the
+//     identifier values of resources other than Patient, RelatedPerson,
+//     Encounter and Coverage (Condition, Observation, DocumentReference,
+//     ExplanationOfBenefit, ImagingStudy and its series and instance
+//     uids, Specimen.accessionIdentifier), Claim preAuthRef and
+//     businessArrangement, Coverage.class.value and dependent;
+//   - device identifiers: Device.udiCarrier, distinctIdentifier,
+//     serialNumber, lotNumber, url;
+//   - free text outside the narrative: note (Annotation), comment,
+//     description, abatementString, Communication payload strings,
+//     Dosage.text and patientInstruction, CodeableConcept.text typed in
+//     without a code; attachments' url, title and hash (their data is
+//     encrypted); ages (onsetAge); AuditEvent.agent.network (IP
+//     addresses); Location.address and position;
+//   - by design, the quasi-identifiers analyses need: gender, birth sex,
+//     race and ethnicity, marital status, language, multipleBirth[x], and
+//     the structure (which elements exist, how many, a choice element's
+//     type);
+//   - resource ids, references and fullUrls, as every profile does (see
+//     Safe Harbor below).
+//
+// # Safe Harbor
+//
+// SafeHarbor ("safe-harbor") encrypts the 18 identifiers of HIPAA's Safe
+// Harbor de-identification method (45 CFR 164.514(b)(2)) wherever they
+// appear. Paths cannot list every element of every resource type of the
+// Patient compartment, so a Profile's SafeHarborRules select by the shape
+// of the data, at any depth of every resource: any string that is a FHIR
+// date, dateTime or instant finer than a year; the leaves of every
+// HumanName, Address (below the state), ContactPoint, Identifier and
+// Attachment; every reference display (Coding.display stays); narrative,
+// notes and other free text; ages; network addresses. SafeHarbor lists
+// every rule; a rule can be added to any profile (Profile.SafeHarbor, or
+// "safeHarbor" in JSON).
+//
+// Safe Harbor lets the year of a date stay. With SafeHarborRules.Years,
+// Encrypt writes it in an extension on the encrypted primitive, in FHIR
+// JSON's own place for a primitive's extensions:
+//
+//	"birthDate": "phicrypt:...",
+//	"_birthDate": {"extension": [{"url": "https://github.com/phicrypt/phicrypt/fhir/StructureDefinition/year", "valueInteger": 1968}]}
+//
+// (YearExtensionURL). Decrypt removes exactly these bytes, so the round
+// trip stays byte for byte; Encrypt refuses a document that already holds
+// one (ErrEncryptedInput), and Decrypt, by default, refuses one that is
+// not exactly this shape next to an encrypted date (ErrNotEncrypted). A
+// primitive that has extensions of its own (a _birthDate with a birth
+// time) is encrypted with them and gets no year, nor does a date inside
+// an array (Timing.event). The year is outside the
+// ciphertext: like every readable element, it is not authenticated, and
+// Decrypt does not compare it with the date.
+//
+// Ages over 89 are aggregated: the years of a patient of SafeHarborAge
+// (90) or more are withheld, in every resource about them. A patient's
+// age is the whole years from the earliest day their birthDate allows
+// ("1936" counts as 1936-01-01) to SafeHarborRules.AsOf (the day of
+// encryption, UTC, when empty), or to their deceasedDateTime when that is
+// later. The deceased are aged like the living: a patient born in 1930
+// who died at 60 would be 96 today, and a birth year of 1930 is the
+// element of a date "indicative of such age" that the rule names. A
+// resource's patient is the Patient of the same document (the Patient
+// itself, or the one its subject, patient, beneficiary or for reference
+// names); when the document does not hold it (the Condition lines of a
+// bulk export), or it has no birthDate, the age is unknown and the years
+// are withheld too. Withheld means: no year extension, and dates that are
+// only a year are encrypted as well. To keep years in a bulk export, give
+// the export's Patient file to ReadPatientDates and its result to
+// SafeHarborRules.Patients (the CLI's --patients), or export one Bundle
+// per patient (as Synthea does).
+//
+// What stays readable is a residual that the operator must handle before
+// calling the output de-identified:
+//
+//   - Resource ids, references (subject.reference) and Bundle fullUrls
+//     are identifiers under Safe Harbor ("any other unique identifying
+//     number"), but every ciphertext is bound to its resource's id and
+//     scopes come from references, so they cannot be encrypted. Safe
+//     Harbor allows a re-identification code (164.514(c)) that is not
+//     derived from information about the individual and whose mechanism
+//     is not disclosed: assign resource ids as random UUIDs (never an MRN,
+//     SSN, account number or a hash of one), use the same ids in
+//     urn:uuid: fullUrls and relative references (a server's base URL
+//     names the source), keep any map from these ids to the source
+//     system's ids out of the released data, and do not release the ids
+//     of a source system (Synthea's and bulk exports' are random UUIDs,
+//     but a production FHIR server's may not be). Conditional references
+//     ("Organization?identifier=...|NPI") name providers, not the patient.
+//   - The codes and quasi-identifiers analyses need: gender, race and
+//     ethnicity codes, marital status, language, the state and country of
+//     addresses, the years of patients under 90, diagnoses, values and
+//     units, the structure of the document.
+//   - Safe Harbor also requires that the covered entity have no actual
+//     knowledge that what remains could identify the individual
+//     (164.514(b)(2)(ii)): a rare diagnosis in a small state is the
+//     operator's judgement, not this package's.
+//
+// Encryption is not disposal: whoever holds the keys reads everything,
+// so the output is de-identified only for recipients who hold none.
 //
 // # Paths
 //

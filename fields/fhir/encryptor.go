@@ -290,7 +290,8 @@ type work struct {
 	edits      []edit
 	buf        []byte // plaintext scratch
 	path       []byte
-	ext        []byte // inserted index extensions
+	ext        []byte // inserted index and year extensions
+	years      []bool // Safe Harbor: whether each resource's years stay readable (safeharbor.go)
 	encrypting bool
 }
 
@@ -509,9 +510,12 @@ func (w *work) selectProfile() error {
 			return w.shapeError(odd, kindObject)
 		}
 	}
+	if w.e.profile.harbor != nil {
+		w.selectHarbor(w.e.profile.harbor)
+	}
 	for _, n := range w.sel {
 		c := t.companion(n)
-		if c == none {
+		if c == none || t.isYearExtension(c) {
 			continue
 		}
 		if k := t.nodes[c].kind; k != kindArray && k != kindNull && t.nodes[t.nodes[n].parent].kind == kindArray {
@@ -706,6 +710,9 @@ func (w *work) encrypt(ctx context.Context, dst, doc []byte) ([]byte, error) {
 	for _, n := range w.sel {
 		w.edits = append(w.edits, edit{start: t.nodes[n].start, end: t.nodes[n].end, kind: editValue, node: n})
 	}
+	if err := w.addYears(); err != nil {
+		return dst, err
+	}
 	if err := w.addIndexes(ctx); err != nil {
 		return dst, err
 	}
@@ -778,6 +785,7 @@ func (w *work) decrypt(ctx context.Context, dst, doc []byte) ([]byte, error) {
 	for _, ri := range w.roots {
 		w.removeIndexes(w.res[ri].node)
 	}
+	w.removeYears()
 	slices.SortStableFunc(w.edits, func(a, b edit) int { return int(a.start) - int(b.start) })
 
 	out, prev := dst, int32(0)

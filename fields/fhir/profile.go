@@ -36,6 +36,10 @@ type Profile struct {
 	// follow Config.UnknownTypes; Bundle, a container whose entries are
 	// resources of their own, is always known.
 	Resources map[string][]string `json:"resources"`
+	// SafeHarbor, when set, adds the HIPAA Safe Harbor rules, which
+	// select identifiers by the shape of the data in every resource type
+	// (see SafeHarbor and SafeHarborRules), to the paths of Resources.
+	SafeHarbor *SafeHarborRules `json:"safeHarbor,omitempty"`
 }
 
 // ParseProfile reads a profile from JSON and checks its paths. Unknown
@@ -63,11 +67,15 @@ func (p *Profile) Validate() error {
 }
 
 // Merge returns a profile named name with the paths of every profile given,
-// per resource type, without duplicates. It knows every type that one of
-// them knows.
+// per resource type, without duplicates, and the Safe Harbor rules of the
+// first profile that has them. It knows every type that one of them knows.
 func Merge(name string, profiles ...*Profile) *Profile {
 	out := &Profile{Name: name, Resources: map[string][]string{}}
 	for _, p := range profiles {
+		if out.SafeHarbor == nil && p.SafeHarbor != nil {
+			r := *p.SafeHarbor
+			out.SafeHarbor = &r
+		}
 		for typ, paths := range p.Resources {
 			if _, ok := out.Resources[typ]; !ok {
 				out.Resources[typ] = []string{}
@@ -87,6 +95,7 @@ type compiled struct {
 	byType map[string][]*Path
 	any    []*Path
 	known  map[string]bool
+	harbor *harbor // nil without Safe Harbor rules
 }
 
 // paths returns the paths that apply to resource type typ.
@@ -95,13 +104,23 @@ func (c *compiled) paths(typ string) (own, any []*Path) {
 }
 
 // knows reports whether the profile knows resource type typ.
-func (c *compiled) knows(typ string) bool { return typ == "Bundle" || c.known[typ] }
+func (c *compiled) knows(typ string) bool {
+	// The Safe Harbor rules select by shape in every resource type.
+	return typ == "Bundle" || c.known[typ] || c.harbor != nil
+}
 
 func (p *Profile) compile() (*compiled, error) {
 	if p == nil {
 		return nil, fmt.Errorf("fhir: nil profile")
 	}
 	c := &compiled{byType: map[string][]*Path{}, known: map[string]bool{}}
+	if p.SafeHarbor != nil {
+		h, err := p.SafeHarbor.compile()
+		if err != nil {
+			return nil, err
+		}
+		c.harbor = h
+	}
 	types := slices.Collect(maps.Keys(p.Resources))
 	sort.Strings(types) // report errors deterministically
 	for _, typ := range types {

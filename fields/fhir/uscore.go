@@ -95,7 +95,8 @@ func USCorePatient() *Profile {
 // References themselves (subject.reference) stay readable: they link
 // resources and choose per-patient scopes. Clinical dates stay readable
 // too; this is encryption of identifiers, not HIPAA Safe Harbor
-// de-identification.
+// de-identification (SafeHarbor is; the package documentation lists what
+// US Core leaves readable).
 func PatientReferences() *Profile {
 	display := []string{"text.div"}
 	for _, ref := range []string{

@@ -1,0 +1,711 @@
+package fhir
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// YearExtensionURL is the extension that the Safe Harbor profile adds to
+// an encrypted date to keep its year readable (see SafeHarborRules.Years):
+//
+//	"birthDate": "phicrypt:...",
+//	"_birthDate": {"extension": [{"url": "https://github.com/phicrypt/phicrypt/fhir/StructureDefinition/year", "valueInteger": 1968}]}
+//
+// Decrypt removes it, so the round trip gives back the original bytes.
+const YearExtensionURL = "https://github.com/phicrypt/phicrypt/fhir/StructureDefinition/year"
+
+// SafeHarborAge is the age from which Safe Harbor aggregates patients into
+// one category, "90 or older": no year of theirs stays readable.
+const SafeHarborAge = 90
+
+// ErrUnknownProfile means ProfileByName was given a name that no built-in
+// profile has.
+var ErrUnknownProfile = errors.New("fhir: unknown built-in profile")
+
+// ErrInvalidProfile means a profile's Safe Harbor rules are invalid (an
+// AsOf that is not a date).
+var ErrInvalidProfile = errors.New("fhir: invalid profile")
+
+// SafeHarborRules turns on, in a Profile, the rules that select the 18
+// identifiers of HIPAA's Safe Harbor method (45 CFR 164.514(b)(2)) by the
+// shape of the data rather than by path, in every element of every
+// resource type. SafeHarbor documents each rule.
+type SafeHarborRules struct {
+	// Years keeps the year of each encrypted date readable, in a
+	// YearExtensionURL extension on the primitive (FHIR JSON's _name
+	// member), for resources whose patient is known to be under
+	// SafeHarborAge. Without it, or when the age is 90 or more or cannot
+	// be told, no year is written and dates that are only a year are
+	// encrypted too.
+	Years bool `json:"years,omitempty"`
+	// AsOf is the date (YYYY-MM-DD) at which ages are counted; when
+	// empty, the day of each Encrypt call (UTC). A patient's age is the
+	// whole years from the earliest day their birthDate allows to AsOf,
+	// or to their date of death when it is later.
+	AsOf string `json:"asOf,omitempty"`
+	// Patients gives the dates of patients whose Patient resource is not
+	// in the document being encrypted, by Patient id: the Patient file of
+	// a bulk export, read by ReadPatientDates, for the export's other
+	// files. A Patient in the document wins. NewEncryptor copies it.
+	Patients map[string]PatientDates `json:"-"`
+
+	off []string // rules turned off, for tests that prove each one matters
+}
+
+// PatientDates are the elements of a Patient that its age is counted
+// from, as FHIR writes them.
+type PatientDates struct {
+	BirthDate        string // Patient.birthDate
+	DeceasedDateTime string // Patient.deceasedDateTime, "" if none
+}
+
+// ReadPatientDates reads the birth and death dates of the Patients of an
+// NDJSON file (other resource types are skipped), by id, for
+// SafeHarborRules.Patients. A line that is not JSON, or whose id, birthDate
+// or deceasedDateTime is not a string, fails with a *SyntaxError that
+// gives its offset.
+func ReadPatientDates(ctx context.Context, r io.Reader) (map[string]PatientDates, error) {
+	out := map[string]PatientDates{}
+	dec := json.NewDecoder(r)
+	for n := 0; ; n++ {
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		var p struct {
+			ResourceType, ID, BirthDate, DeceasedDateTime string
+		}
+		at := dec.InputOffset()
+		switch err := dec.Decode(&p); {
+		case err == io.EOF:
+			return out, nil
+		case err != nil:
+			return nil, &SyntaxError{Offset: at, Reason: "not a JSON resource with string id, birthDate and deceasedDateTime"}
+		}
+		if p.ResourceType == "Patient" && p.ID != "" {
+			out[p.ID] = PatientDates{BirthDate: p.BirthDate, DeceasedDateTime: p.DeceasedDateTime}
+		}
+	}
+}
+
+// Names of the Safe Harbor rules, in the order SafeHarbor documents them.
+const (
+	ruleDates       = "dates"
+	ruleNames       = "names"
+	ruleAddresses   = "addresses"
+	ruleTelecom     = "telecom"
+	ruleIdentifiers = "identifiers"
+	ruleReferences  = "reference-displays"
+	ruleAttachments = "attachments"
+	ruleNarrative   = "narrative"
+	ruleFreeText    = "free-text"
+	ruleAges        = "ages"
+	ruleNetwork     = "network"
+)
+
+// SafeHarborRuleNames lists the rules of SafeHarborRules.
+func SafeHarborRuleNames() []string {
+	return []string{ruleDates, ruleNames, ruleAddresses, ruleTelecom, ruleIdentifiers, ruleReferences,
+		ruleAttachments, ruleNarrative, ruleFreeText, ruleAges, ruleNetwork}
+}
+
+// SafeHarbor returns the built-in profile "safe-harbor": it encrypts the 18
+// identifiers of HIPAA's Safe Harbor de-identification method (45 CFR
+// 164.514(b)(2)) wherever they appear, in every resource type (those of
+// the Patient compartment, and any other in the document), keeping the
+// year of dates readable for patients under 90. Its rules select by the
+// shape of the data, at any depth, contained resources and extensions
+// included:
+//
+//   - dates: every string that is a FHIR date, dateTime or instant finer
+//     than a year (birthDate, deceasedDateTime, Encounter.period,
+//     Condition.onsetDateTime and recordedDate, Claim and
+//     ExplanationOfBenefit billablePeriod, created and servicedPeriod,
+//     identifier and name periods, meta.lastUpdated, ...); their year
+//     goes into a YearExtensionURL extension when the patient is under 90
+//     (see SafeHarborRules). For patients of 90 or more, or whose age the
+//     document does not tell, dates that are only a year are encrypted
+//     too and no year is written;
+//   - names: text, family, given, prefix and suffix of every HumanName
+//     (an object-valued name, contact.name, value[x] of type HumanName);
+//   - addresses: text, line, city, district and postalCode of every
+//     Address (address, birthplace and other valueAddress), the latitude
+//     and longitude of the geolocation extension, Location.position, and
+//     string-valued address elements (an electronic address). State,
+//     country, use and type stay readable: Safe Harbor allows the state;
+//   - telecom: the value of every ContactPoint (phone, fax, email, URL);
+//   - identifiers: the value and type.text of every Identifier
+//     (identifier, and members whose name ends in Identifier), and the
+//     identifying strings subscriberId, serialNumber, lotNumber, uid,
+//     preAuthRef, businessArrangement, and udiCarrier whole;
+//   - reference-displays: the display of every reference (an object with a
+//     display but neither a code nor a system, which keeps
+//     Coding.display readable): the patient's, a relative's or an
+//     employer's name (contact.organization), the managing organization
+//     and the provider, whose name tells where the patient lives;
+//   - attachments: every data string (Attachment.data, Binary.data: photos,
+//     scanned documents, clinical notes in base64), and the url, title and
+//     hash of attachments (photo, content.attachment, presentedForm,
+//     Media.content, valueAttachment);
+//   - narrative: every div (text.div repeats names, addresses, MRNs);
+//   - free-text: notes and comments (note, the Annotation, whole;
+//     comment, description, patientInstruction), every string-typed choice
+//     element (valueString, abatementString, contentString, valueMarkdown:
+//     the mother's maiden name, survey answers such as an address), and
+//     the text of every object that has no coding (Dosage.text,
+//     CodeableConcept.text typed in by hand);
+//   - ages: every value[x] of type Age (onsetAge, abatementAge, ageAge),
+//     whole;
+//   - network: AuditEvent.agent.network (IP addresses and host names),
+//     whole.
+//
+// On top of the rules, its paths encrypt Device.url, Coverage.class.value
+// and .name, and Coverage.dependent.
+//
+// What it leaves readable, by design: codes and their displays, values
+// and units, statuses, gender, race and ethnicity codes, marital status,
+// the state and country of addresses, the use and system of telecom and
+// identifiers, the years of dates (patients under 90), and, as the
+// residual that binding needs, resource ids, references and Bundle
+// fullUrls (see the package documentation, "Safe Harbor").
+func SafeHarbor() *Profile {
+	return &Profile{
+		Name: "safe-harbor",
+		Resources: map[string][]string{
+			"Device":   {"url"},
+			"Coverage": {"class.value", "class.name", "dependent"},
+		},
+		SafeHarbor: &SafeHarborRules{Years: true},
+	}
+}
+
+// ProfileByName returns the built-in profile called name: "us-core"
+// (USCore, the default), "us-core-patient" (USCorePatient),
+// "patient-references" (PatientReferences) or "safe-harbor" (SafeHarbor).
+// An unknown name fails with ErrUnknownProfile.
+func ProfileByName(name string) (*Profile, error) {
+	for _, f := range []func() *Profile{USCore, USCorePatient, PatientReferences, SafeHarbor} {
+		if p := f(); p.Name == name {
+			return p, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: %q (built-in: %s)", ErrUnknownProfile, name, strings.Join(BuiltinProfileNames(), ", "))
+}
+
+// BuiltinProfileNames returns the names ProfileByName knows.
+func BuiltinProfileNames() []string {
+	return []string{"us-core", "us-core-patient", "patient-references", "safe-harbor"}
+}
+
+// harbor is SafeHarborRules compiled.
+type harbor struct {
+	years    bool
+	asOf     civilDate // zero: the day of each call
+	patients map[string]PatientDates
+	off      []string
+}
+
+func (r *SafeHarborRules) compile() (*harbor, error) {
+	h := &harbor{years: r.Years, patients: maps.Clone(r.Patients), off: slices.Clone(r.off)}
+	if r.AsOf != "" {
+		d, ok := parseCivil(r.AsOf)
+		if !ok || len(r.AsOf) != len("2006-01-02") {
+			return nil, fmt.Errorf("%w: safeHarbor.asOf is not a date (YYYY-MM-DD)", ErrInvalidProfile)
+		}
+		h.asOf = d
+	}
+	return h, nil
+}
+
+func (h *harbor) on(rule string) bool { return !slices.Contains(h.off, rule) }
+
+// civilDate is a day of the Gregorian calendar.
+type civilDate struct{ y, m, d int }
+
+func (c civilDate) isZero() bool { return c.y == 0 }
+
+// yearsTo returns the whole years from c to end.
+func (c civilDate) yearsTo(end civilDate) int {
+	n := end.y - c.y
+	if end.m < c.m || end.m == c.m && end.d < c.d {
+		n--
+	}
+	return n
+}
+
+func (c civilDate) after(o civilDate) bool {
+	return c.y > o.y || c.y == o.y && (c.m > o.m || c.m == o.m && c.d > o.d)
+}
+
+// parseCivil reads the date part of a FHIR date, dateTime or instant,
+// filling a missing month or day with the earliest one (1): the oldest
+// the patient can be.
+func parseCivil(s string) (civilDate, bool) {
+	y, prec, ok := fhirDate(s)
+	if !ok {
+		return civilDate{}, false
+	}
+	c := civilDate{y: y, m: 1, d: 1}
+	if prec >= precMonth {
+		c.m, _ = strconv.Atoi(s[5:7])
+	}
+	if prec >= precDay {
+		c.d, _ = strconv.Atoi(s[8:10])
+	}
+	return c, true
+}
+
+// Precisions of FHIR dates.
+const (
+	precYear = iota + 1
+	precMonth
+	precDay // a day, with or without a time
+)
+
+// fhirDate reports whether s is a FHIR date, dateTime or instant
+// (YYYY, YYYY-MM, YYYY-MM-DD, or YYYY-MM-DDThh:mm... with anything after
+// the T), with its year and precision. It errs on the side of seeing a
+// date: what it accepts gets encrypted.
+func fhirDate(s string) (year, prec int, ok bool) {
+	digits := func(s string) bool {
+		for i := 0; i < len(s); i++ {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		}
+		return true
+	}
+	if len(s) < 4 || !digits(s[:4]) {
+		return 0, 0, false
+	}
+	year, _ = strconv.Atoi(s[:4])
+	switch {
+	case len(s) == 4:
+		return year, precYear, true
+	case len(s) < 7 || s[4] != '-' || !digits(s[5:7]) || s[5:7] < "01" || s[5:7] > "12":
+		return 0, 0, false
+	case len(s) == 7:
+		return year, precMonth, true
+	case len(s) < 10 || s[7] != '-' || !digits(s[8:10]) || s[8:10] < "01" || s[8:10] > "31":
+		return 0, 0, false
+	case len(s) == 10 || s[10] == 'T':
+		return year, precDay, true
+	}
+	return 0, 0, false
+}
+
+// harborWalk is the state of one Safe Harbor selection.
+type harborWalk struct {
+	w        *work
+	h        *harbor
+	withhold bool  // the resource's years are withheld: select year-only dates too
+	top      int32 // the resource walked
+	buf      []byte
+}
+
+// Object hints: what kind of FHIR data type an object is, from its name
+// and shape.
+type hint uint8
+
+const (
+	hintNone hint = iota
+	hintHumanName
+	hintAddress
+	hintContactPoint
+	hintIdentifier
+	hintAttachment
+	hintGeolocation
+	hintGeoPart
+	hintIdentifierType // the type of an Identifier, whose text names the kind of number
+)
+
+// selectHarbor appends to w.sel the nodes the Safe Harbor rules select in
+// every resource of the document.
+func (w *work) selectHarbor(h *harbor) {
+	hw := &harborWalk{w: w, h: h}
+	w.years = w.harborYears(h)
+	for i := range w.res {
+		root := w.rootOf(w.res[i].node)
+		hw.withhold = w.encrypting && !w.years[root]
+		// A contained resource's own contained member (FHIR forbids it)
+		// gets no profile of its own: it is walked as part of it.
+		hw.top = w.res[i].node
+		hw.object(hw.top, hintNone, root == i)
+	}
+}
+
+func (hw *harborWalk) add(n int32) {
+	if hw.w.t.nodes[n].kind != kindNull {
+		hw.w.sel = append(hw.w.sel, n)
+	}
+}
+
+// object applies the rules to the members of object n, of hint h;
+// resource tells that n is a resource, whose contained resources and
+// Bundle entries are resources of their own.
+func (hw *harborWalk) object(n int32, h hint, resource bool) {
+	t := &hw.w.t
+	top := n == hw.top
+	for m := t.nodes[n].first; m != none; m = t.nodes[m].next {
+		hw.buf = t.key(hw.buf[:0], m)
+		k := string(hw.buf)
+		if top && (k == "resourceType" || k == "id") {
+			continue
+		}
+		if resource {
+			switch k {
+			case "contained":
+				continue
+			case "entry":
+				if hw.w.isBundle(n) {
+					hw.entries(m)
+					continue
+				}
+			}
+		}
+		hw.member(n, m, k, h)
+	}
+}
+
+func (w *work) isBundle(n int32) bool { return w.t.textIs(w.t.member(n, "resourceType"), "Bundle") }
+
+// entries walks a Bundle's entries but for their resources.
+func (hw *harborWalk) entries(m int32) {
+	t := &hw.w.t
+	if t.nodes[m].kind != kindArray {
+		return
+	}
+	for e := t.nodes[m].first; e != none; e = t.nodes[e].next {
+		if t.nodes[e].kind != kindObject {
+			continue
+		}
+		for c := t.nodes[e].first; c != none; c = t.nodes[c].next {
+			if t.keyIs(c, "resource") && t.nodes[c].kind == kindObject {
+				continue
+			}
+			hw.buf = t.key(hw.buf[:0], c)
+			hw.member(e, c, string(hw.buf), hintNone)
+		}
+	}
+}
+
+// member applies the rules to member m, named k, of object obj of hint h.
+// An array member is the same member repeated: each element is seen with
+// its name.
+func (hw *harborWalk) member(obj, m int32, k string, h hint) {
+	t := &hw.w.t
+	if t.nodes[m].kind == kindArray {
+		if hw.whole(k, h) {
+			for e := t.nodes[m].first; e != none; e = t.nodes[e].next {
+				hw.add(e)
+			}
+			return
+		}
+		for e := t.nodes[m].first; e != none; e = t.nodes[e].next {
+			hw.value(obj, e, k, h)
+		}
+		return
+	}
+	if hw.whole(k, h) {
+		hw.add(m)
+		return
+	}
+	hw.value(obj, m, k, h)
+}
+
+// whole reports whether member k of an object of hint h is encrypted
+// whole, whatever it holds.
+func (hw *harborWalk) whole(k string, h hint) bool {
+	on := hw.h.on
+	switch {
+	case on(ruleFreeText) && k == "note":
+		return true
+	case on(ruleAges) && isChoiceOf(k, "Age"):
+		return true
+	case on(ruleNetwork) && k == "network":
+		return true
+	case on(ruleIdentifiers) && k == "udiCarrier":
+		return true
+	case on(ruleAddresses) && k == "position":
+		return true
+	case h == hintGeoPart && on(ruleAddresses) && strings.HasPrefix(k, "value"):
+		return true
+	}
+	return false
+}
+
+// value applies the rules to value n, of member k of object obj (of hint
+// h), and walks into it. A primitive is selected by its name and place
+// whatever its JSON type, so that a number where FHIR has a string (a
+// postalCode written 1970) is not left out.
+func (hw *harborWalk) value(obj, n int32, k string, h hint) {
+	t := &hw.w.t
+	on := hw.h.on
+	switch t.nodes[n].kind {
+	case kindNull:
+	case kindObject:
+		hw.object(n, hw.hintOf(n, k, h), false)
+	case kindArray:
+		for e := t.nodes[n].first; e != none; e = t.nodes[e].next {
+			hw.value(obj, e, k, h)
+		}
+	default:
+		switch {
+		case h == hintHumanName && on(ruleNames) && (k == "text" || k == "family" || k == "given" || k == "prefix" || k == "suffix"),
+			h == hintAddress && on(ruleAddresses) && (k == "text" || k == "line" || k == "city" || k == "district" || k == "postalCode"),
+			h == hintContactPoint && on(ruleTelecom) && k == "value",
+			h == hintIdentifier && on(ruleIdentifiers) && k == "value",
+			h == hintAttachment && on(ruleAttachments) && (k == "url" || k == "title" || k == "hash"),
+			on(ruleAttachments) && k == "data",
+			on(ruleNarrative) && k == "div",
+			on(ruleAddresses) && isAddressKey(k), // an electronic address
+			on(ruleIdentifiers) && isIdentifierString(k),
+			on(ruleReferences) && k == "display" && t.member(obj, "code") == none && t.member(obj, "system") == none,
+			on(ruleFreeText) && isFreeText(k),
+			on(ruleFreeText) && k == "text" && t.member(obj, "coding") == none && h != hintIdentifierType,
+			on(ruleIdentifiers) && h == hintIdentifierType && k == "text":
+			hw.add(n)
+			return
+		}
+		if on(ruleDates) && t.nodes[n].kind == kindString {
+			hw.buf = t.text(hw.buf[:0], n)
+			if _, prec, ok := fhirDate(string(hw.buf)); ok && (prec > precYear || hw.withhold) {
+				hw.add(n)
+			}
+		}
+	}
+}
+
+// hintOf returns the hint of object n, member k of an object of hint
+// parent.
+func (hw *harborWalk) hintOf(n int32, k string, parent hint) hint {
+	t := &hw.w.t
+	switch {
+	case parent == hintIdentifier && k == "type":
+		return hintIdentifierType
+	case parent == hintGeolocation && k == "extension":
+		return hintGeoPart
+	case k == "extension" && t.textIs(t.member(n, "url"), urlGeolocation):
+		return hintGeolocation
+	case k == "name" || strings.HasSuffix(k, "HumanName"):
+		return hintHumanName
+	case isAddressKey(k):
+		return hintAddress
+	case k == "telecom" || strings.HasSuffix(k, "ContactPoint"):
+		return hintContactPoint
+	case k == "identifier" || strings.HasSuffix(k, "Identifier"):
+		return hintIdentifier
+	case k == "photo" || k == "attachment" || k == "presentedForm" || strings.HasSuffix(k, "Attachment"):
+		return hintAttachment
+	}
+	for _, a := range [...]string{"contentType", "data", "hash", "size", "creation"} {
+		if k != "extension" && t.member(n, a) != none {
+			return hintAttachment
+		}
+	}
+	return hintNone
+}
+
+func isAddressKey(k string) bool { return k == "address" || strings.HasSuffix(k, "Address") }
+
+// isIdentifierString reports whether member k holds an identifying
+// number as a string.
+func isIdentifierString(k string) bool {
+	switch k {
+	case "subscriberId", "serialNumber", "lotNumber", "uid", "preAuthRef", "businessArrangement":
+		return true
+	}
+	return strings.HasSuffix(k, "Identifier")
+}
+
+// isFreeText reports whether member k holds free text.
+func isFreeText(k string) bool {
+	switch k {
+	case "comment", "description", "patientInstruction":
+		return true
+	}
+	return isChoiceOf(k, "String") || isChoiceOf(k, "Markdown")
+}
+
+// isChoiceOf reports whether k is a choice element of type typ: a
+// lower-case name followed by typ (valueString, onsetAge).
+func isChoiceOf(k, typ string) bool {
+	return len(k) > len(typ) && strings.HasSuffix(k, typ) && k[0] >= 'a' && k[0] <= 'z'
+}
+
+// harborYears tells, for each resource of the document (by index in
+// w.res), whether the years of its dates may stay readable: the rules
+// keep years, and the resource's patient is in the document and under
+// SafeHarborAge.
+func (w *work) harborYears(h *harbor) []bool {
+	years := make([]bool, len(w.res))
+	if !h.years || !w.encrypting {
+		return years
+	}
+	asOf := h.asOf
+	if asOf.isZero() {
+		now := time.Now().UTC()
+		asOf = civilDate{now.Year(), int(now.Month()), now.Day()}
+	}
+	t := &w.t
+	inDoc := map[string]PatientDates{}
+	for _, r := range w.res {
+		if r.typ != "Patient" || !r.hasID {
+			continue
+		}
+		var d PatientDates
+		if b := t.member(r.node, "birthDate"); b != none && t.nodes[b].kind == kindString {
+			d.BirthDate = string(t.text(nil, b))
+		}
+		if dd := t.member(r.node, "deceasedDateTime"); dd != none && t.nodes[dd].kind == kindString {
+			d.DeceasedDateTime = string(t.text(nil, dd))
+		}
+		inDoc[r.id] = d
+	}
+	under := func(id string) bool {
+		d, ok := inDoc[id]
+		if !ok {
+			if d, ok = h.patients[id]; !ok {
+				return false
+			}
+		}
+		return d.under(asOf)
+	}
+	for i := range w.res {
+		r := &w.res[i]
+		if r.typ == "Patient" {
+			years[i] = r.hasID && under(r.id)
+			continue
+		}
+		for _, k := range [...]string{"subject", "patient", "beneficiary", "for"} {
+			ref := t.member(t.member(r.node, k), "reference")
+			if ref != none && t.nodes[ref].kind == kindString {
+				years[i] = under(patientID(string(t.text(nil, ref))))
+				break
+			}
+		}
+	}
+	return years
+}
+
+// under reports whether the patient is known to be under SafeHarborAge on
+// asOf: a birth date, and a date of death if any, that parse.
+func (d PatientDates) under(asOf civilDate) bool {
+	b, ok := parseCivil(d.BirthDate)
+	if !ok {
+		return false
+	}
+	end := asOf
+	if d.DeceasedDateTime != "" {
+		dd, ok := parseCivil(d.DeceasedDateTime)
+		if !ok {
+			return false
+		}
+		if dd.after(end) {
+			end = dd
+		}
+	}
+	return b.yearsTo(end) < SafeHarborAge
+}
+
+// addYears checks that doc holds no year extension (ErrEncryptedInput)
+// and, with Safe Harbor years on, adds the edits that insert one after
+// each selected date that is finer than a year, a member of an object
+// (not an array element) without extensions of its own, in a resource
+// whose years may stay readable.
+func (w *work) addYears() error {
+	t := &w.t
+	for i := range t.nodes {
+		if t.isYearURL(int32(i)) {
+			return &ElementError{Path: w.docPath(int32(i)), Err: ErrEncryptedInput}
+		}
+	}
+	h := w.e.profile.harbor
+	if h == nil || !h.years {
+		return nil
+	}
+	years := w.years // computed by selectHarbor, once per document
+	var buf []byte
+	for _, n := range w.sel {
+		nd := &t.nodes[n]
+		if nd.kind != kindString || nd.parent == none || t.nodes[nd.parent].kind != kindObject || t.companion(n) != none {
+			continue
+		}
+		buf = t.text(buf[:0], n)
+		y, prec, ok := fhirDate(string(buf))
+		if !ok || prec == precYear || !years[w.rootOf(n)] {
+			continue
+		}
+		from := int32(len(w.ext))
+		w.ext = append(w.ext, `,"_`...)
+		w.ext = append(w.ext, t.src[nd.keyStart:nd.keyEnd]...)
+		w.ext = append(w.ext, `":{"extension":[{"url":"`+YearExtensionURL+`","valueInteger":`...)
+		w.ext = strconv.AppendInt(w.ext, int64(y), 10)
+		w.ext = append(w.ext, "}]}"...)
+		w.edits = append(w.edits, edit{start: nd.end, end: nd.end, kind: editInsert, from: from, to: int32(len(w.ext))})
+	}
+	return nil
+}
+
+// isYearURL reports whether node n is the url member of a year extension.
+func (t *tree) isYearURL(n int32) bool {
+	nd := &t.nodes[n]
+	return nd.kind == kindString && nd.parent != none && t.nodes[nd.parent].kind == kindObject &&
+		t.keyIs(n, "url") && t.textIs(n, YearExtensionURL)
+}
+
+// isYearExtension reports whether member c is a year extension as
+// addYears writes it: {"extension":[{"url":YearExtensionURL,"valueInteger":N}]}.
+func (t *tree) isYearExtension(c int32) bool {
+	nd := &t.nodes[c]
+	if nd.kind != kindObject || nd.parent == none || t.nodes[nd.parent].kind != kindObject || t.src[nd.keyStart] != '_' {
+		return false
+	}
+	ext := nd.first
+	if ext == none || t.nodes[ext].next != none || !t.keyIs(ext, "extension") || t.nodes[ext].kind != kindArray {
+		return false
+	}
+	e := t.nodes[ext].first
+	if e == none || t.nodes[e].next != none || t.nodes[e].kind != kindObject {
+		return false
+	}
+	url := t.nodes[e].first
+	if url == none || !t.keyIs(url, "url") || !t.textIs(url, YearExtensionURL) {
+		return false
+	}
+	v := t.nodes[url].next
+	return v != none && t.nodes[v].next == none && t.keyIs(v, "valueInteger") && t.nodes[v].kind == kindNumber
+}
+
+// removeYears adds the edits that delete every year extension member, with
+// the separator Encrypt inserted before it.
+func (w *work) removeYears() {
+	t := &w.t
+	for i := range t.nodes {
+		c := int32(i)
+		if !t.isYearExtension(c) {
+			continue
+		}
+		var prev int32 = none
+		for m := t.nodes[t.nodes[c].parent].first; m != c; m = t.nodes[m].next {
+			prev = m
+		}
+		switch {
+		case prev != none:
+			w.edits = append(w.edits, edit{start: t.nodes[prev].end, end: t.nodes[c].end, kind: editDelete})
+		case t.nodes[c].next != none:
+			w.edits = append(w.edits, edit{start: t.nodes[c].keyStart - 1, end: t.nodes[t.nodes[c].next].keyStart - 1, kind: editDelete})
+		default:
+			w.edits = append(w.edits, edit{start: t.nodes[c].keyStart - 1, end: t.nodes[c].end, kind: editDelete})
+		}
+	}
+}

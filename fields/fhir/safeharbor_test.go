@@ -1,0 +1,630 @@
+package fhir_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/envelope"
+	"github.com/phicrypt/phicrypt/fields/fhir"
+)
+
+// harborFixture is a hand-written Bundle with an instance of every kind of
+// identifier the Safe Harbor rules select, for a patient of 89 on
+// harborAsOf.
+const harborFixture = "testdata/safeharbor/every-identifier.json"
+
+// harborAsOf is the reference date of the tests' ages.
+const harborAsOf = "2026-06-01"
+
+func harborProfile() *fhir.Profile {
+	p := fhir.SafeHarbor()
+	p.SafeHarbor.AsOf = harborAsOf
+	return p
+}
+
+func harborEnv(t testing.TB, p *fhir.Profile) *env {
+	return newEnv(t, func(c *fhir.Config) { c.Profile = p })
+}
+
+// harborCorpus is the fixture, the Synthea Bundles and the HL7 examples,
+// and with all, the bulk NDJSON exports line by line.
+func harborCorpus(t testing.TB, all bool) map[string][]byte {
+	docs := map[string][]byte{harborFixture: readFile(t, harborFixture)}
+	if all {
+		for name, doc := range corpus(t) {
+			docs[name] = doc
+		}
+		return docs
+	}
+	for _, glob := range []string{"fhir-synthea/bundles/*.json", "fhir-hl7-examples/*-*.json"} {
+		names, err := filepath.Glob(testdata + glob)
+		require.NoError(t, err)
+		for _, n := range names {
+			docs[strings.TrimPrefix(n, testdata)] = readFile(t, n)
+		}
+	}
+	return docs
+}
+
+// agedOrUnknown reports whether a plaintext document's dates must keep no
+// year: its patient is 90 or more on harborAsOf (counting to the date of
+// death when later), or it holds no Patient with a birth date. It is
+// computed here with time-free string arithmetic, apart from the package.
+func agedOrUnknown(doc any) bool {
+	p := findPatient(doc)
+	if p == nil {
+		return true
+	}
+	birth, ok := p["birthDate"].(string)
+	if !ok {
+		return true
+	}
+	end := harborAsOf
+	if d, ok := p["deceasedDateTime"].(string); ok && d[:10] > end {
+		end = d[:10]
+	}
+	for len(birth) < 10 {
+		birth += map[int]string{4: "-01", 7: "-01"}[len(birth)]
+	}
+	by, _ := strconv.Atoi(birth[:4])
+	ey, _ := strconv.Atoi(end[:4])
+	age := ey - by
+	if end[5:10] < birth[5:10] {
+		age--
+	}
+	return age >= 90
+}
+
+func findPatient(doc any) obj {
+	r, _ := doc.(obj)
+	if r["resourceType"] == "Patient" {
+		return r
+	}
+	entries, _ := r["entry"].([]any)
+	for _, e := range entries {
+		if res, ok := e.(obj)["resource"].(obj); ok && res["resourceType"] == "Patient" {
+			return res
+		}
+	}
+	return nil
+}
+
+// TestSafeHarborLeavesNoIdentifier encrypts every test document with the
+// Safe Harbor profile and walks every element of every resource of the
+// output (harborLeaks): no date finer than a year and no value of the 18
+// identifier kinds is left in plaintext; for patients of 90 or more and
+// documents without their patient, no year either, in plaintext or in a
+// year extension. Decryption gives back the input byte for byte, with
+// each envelope form. The plaintext documents are checked to have leaks,
+// so that the walker is not blind.
+func TestSafeHarborLeavesNoIdentifier(t *testing.T) {
+	ctx := context.Background()
+	v := harborEnv(t, harborProfile())
+	docs := harborCorpus(t, !testing.Short())
+	names := slicesSorted(docs)
+	v.forms(t, func(t *testing.T, e *fhir.Encryptor) {
+		types := map[string]bool{}
+		var elements, leaksBefore, withheld, kept int
+		for _, name := range names {
+			doc := docs[name]
+			in := parse(t, doc)
+			leaksBefore += len(harborLeaks(in, false))
+			out, err := e.Encrypt(ctx, doc)
+			require.NoError(t, err, name)
+			enc := parse(t, out)
+			aged := agedOrUnknown(in)
+			for _, l := range harborLeaks(enc, aged) {
+				t.Errorf("%s: %s: %s left in plaintext", name, l.path, l.kind)
+			}
+			if aged {
+				withheld++
+				assert.Empty(t, harborYears(enc), "%s: a year extension for a patient of 90 or more or of unknown age", name)
+			} else if len(harborYears(enc)) > 0 {
+				kept++
+			}
+			countElements(enc, types, &elements)
+			back, err := e.Decrypt(ctx, out)
+			require.NoError(t, err, name)
+			if !bytes.Equal(doc, back) {
+				t.Fatalf("%s: decryption does not give back the input", name)
+			}
+		}
+		t.Logf("%d documents, %d resource types, %d elements walked; %d leaks in the plaintext, none after; years kept in %d documents, withheld in %d",
+			len(names), len(types), elements, leaksBefore, kept, withheld)
+		assert.Greater(t, leaksBefore, 1000, "the walker finds identifiers in plaintext")
+		assert.GreaterOrEqual(t, len(types), 25, "resource types walked")
+		assert.Positive(t, kept, "some documents keep their years")
+		assert.Positive(t, withheld, "some documents withhold their years")
+	})
+}
+
+// countElements counts the elements of doc and its resource types.
+func countElements(v any, types map[string]bool, n *int) {
+	switch v := v.(type) {
+	case obj:
+		if rt, ok := v["resourceType"].(string); ok {
+			types[rt] = true
+		}
+		for _, x := range v {
+			*n++
+			countElements(x, types, n)
+		}
+	case []any:
+		for _, x := range v {
+			countElements(x, types, n)
+		}
+	}
+}
+
+// TestSafeHarborEveryRuleMatters turns off each rule of the profile, and
+// drops each of its paths, in turn: the walker then finds identifiers in
+// plaintext in the fixture or a Synthea Bundle.
+func TestSafeHarborEveryRuleMatters(t *testing.T) {
+	ctx := context.Background()
+	docs := [][]byte{
+		readFile(t, harborFixture),
+		readFile(t, testdata+"fhir-synthea/bundles/packt1k_Lemuel304_MacGyver246_e3a0ccfb.json"),
+	}
+	leaks := func(t *testing.T, p *fhir.Profile) int {
+		e := harborEnv(t, p).compact
+		n := 0
+		for _, doc := range docs {
+			out, err := e.Encrypt(ctx, doc)
+			require.NoError(t, err)
+			n += len(harborLeaks(parse(t, out), false))
+		}
+		return n
+	}
+	require.Zero(t, leaks(t, harborProfile()), "the whole profile leaves nothing")
+	for _, rule := range fhir.SafeHarborRuleNames() {
+		t.Run("rule="+rule, func(t *testing.T) {
+			assert.Positive(t, leaks(t, fhir.WithoutSafeHarborRule(harborProfile(), rule)), "without rule %s", rule)
+		})
+	}
+	for typ, paths := range harborProfile().Resources {
+		for i, path := range paths {
+			t.Run("path="+typ+"."+path, func(t *testing.T) {
+				p := harborProfile()
+				p.Resources[typ] = append(append([]string(nil), paths[:i]...), paths[i+1:]...)
+				assert.Positive(t, leaks(t, p), "without path %s.%s", typ, path)
+			})
+		}
+	}
+}
+
+// harborDoc encrypts the fixture with its patient's birth date (and date
+// of death) replaced, and returns the input and output.
+func harborDoc(t *testing.T, e *fhir.Encryptor, birth, death string) (doc, out []byte) {
+	t.Helper()
+	doc = readFile(t, harborFixture)
+	doc = bytes.Replace(doc, []byte(`"birthDate": "1937-03-04"`), []byte(`"birthDate": "`+birth+`"`), 1)
+	if death != "" {
+		doc = bytes.Replace(doc, []byte(`"gender": "female",`), []byte(`"gender": "female", "deceasedDateTime": "`+death+`",`), 1)
+	}
+	out, err := e.Encrypt(context.Background(), doc)
+	require.NoError(t, err)
+	back, err := e.Decrypt(context.Background(), out)
+	require.NoError(t, err)
+	require.Equal(t, string(doc), string(back))
+	return doc, out
+}
+
+// TestSafeHarborAges checks the aggregation of ages over 89: the years of
+// a patient's dates stay readable up to the day before their 90th
+// birthday on AsOf, and no year is left from that day on, nor for the
+// deceased who would be 90 or more, nor when the document does not tell
+// the patient's age.
+func TestSafeHarborAges(t *testing.T) {
+	e := harborEnv(t, harborProfile()).compact
+	const birthYear = "entry[0].resource._birthDate.extension[0]"
+	for _, c := range []struct {
+		name, birth, death string
+		years              bool
+	}{
+		{"89 years old", "1937-03-04", "", true},
+		{"89, the day before 90", "1936-06-02", "", true},
+		{"90 on the day", "1936-06-01", "", false},
+		{"91 years old", "1935-03-04", "", false},
+		{"born in a year, 89 at most", "1937", "", true},
+		{"born in 1936, maybe 90", "1936", "", false},
+		{"died at 60, would be 96", "1930-01-01", "1990-05-05T10:00:00Z", false},
+		{"died at 50, would be 70", "1956-01-01", "2006-05-05T10:00:00Z", true},
+		{"89 today, 90 at a death dated later", "1936-06-15", "2026-07-01T10:00:00Z", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, out := harborDoc(t, e, c.birth, c.death)
+			enc := parse(t, out)
+			years := harborYears(enc)
+			for _, l := range harborLeaks(enc, !c.years) {
+				t.Errorf("%s: %s left in plaintext", l.path, l.kind)
+			}
+			if !c.years {
+				assert.Empty(t, years)
+				return
+			}
+			if len(c.birth) > 4 {
+				assert.Equal(t, c.birth[:4], years[birthYear])
+			}
+			assert.Equal(t, "2026", years["entry[1].resource.period._start.extension[0]"], "Encounter.period.start")
+			assert.Equal(t, "1998", years["entry[2].resource._recordedDate.extension[0]"], "Condition.recordedDate")
+			assert.Equal(t, "2026", years["entry[6].resource.billablePeriod._start.extension[0]"], "Claim.billablePeriod.start")
+			assert.Equal(t, "contact[0].period.start", strings.TrimPrefix(findString(enc, "1961"), "entry[0].resource."), "a year-only date stays readable")
+		})
+	}
+}
+
+// findString returns the location of the first string equal to s.
+func findString(doc any, s string) string {
+	var found string
+	var walk func(v any, path string)
+	walk = func(v any, path string) {
+		switch v := v.(type) {
+		case obj:
+			keys := make([]string, 0, len(v))
+			for k := range v {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				walk(v[k], join(path, k))
+			}
+		case []any:
+			for i, x := range v {
+				walk(x, idx(path, i))
+			}
+		case string:
+			if v == s && found == "" {
+				found = path
+			}
+		}
+	}
+	walk(doc, "")
+	return found
+}
+
+// TestSafeHarborUnknownAge: a resource whose patient is not in the
+// document (a bulk export's Condition line) keeps no year.
+func TestSafeHarborUnknownAge(t *testing.T) {
+	e := harborEnv(t, harborProfile()).compact
+	doc := []byte(`{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},"onsetDateTime":"2001-02-03T04:05:06Z","abatementDateTime":"2002","recordedDate":"2001-02-04"}`)
+	out, err := e.Encrypt(context.Background(), doc)
+	require.NoError(t, err)
+	enc := parse(t, out)
+	assert.Empty(t, harborYears(enc))
+	assert.Empty(t, harborLeaks(enc, true))
+	assert.True(t, strings.HasPrefix(enc.(obj)["abatementDateTime"].(string), envelope.ArmorPrefix), "a year-only date is encrypted")
+}
+
+// TestSafeHarborYearExtension checks the bytes of the year extension, that
+// Decrypt removes it and tells a forged one, and that Encrypt refuses a
+// document that already holds one.
+func TestSafeHarborYearExtension(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	doc := []byte(`{"resourceType":"Patient","id":"p1","birthDate":"1968-07-21","deceasedBoolean":false}`)
+	out, err := e.Encrypt(ctx, doc)
+	require.NoError(t, err)
+	const ext = `,"_birthDate":{"extension":[{"url":"` + fhir.YearExtensionURL + `","valueInteger":1968}]}`
+	require.Contains(t, string(out), `"`+ext+`,"deceasedBoolean":false}`, "the extension follows the ciphertext")
+	back, err := e.Decrypt(ctx, out)
+	require.NoError(t, err)
+	require.Equal(t, string(doc), string(back))
+
+	t.Run("a primitive with extensions of its own gets none", func(t *testing.T) {
+		doc := []byte(`{"resourceType":"Patient","id":"p1","birthDate":"1968-07-21","_birthDate":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-birthTime","valueDateTime":"1968-07-21T04:05:06Z"}]}}`)
+		out, err := e.Encrypt(ctx, doc)
+		require.NoError(t, err)
+		assert.Empty(t, harborYears(parse(t, out)))
+		assert.Empty(t, harborLeaks(parse(t, out), false))
+		back, err := e.Decrypt(ctx, out)
+		require.NoError(t, err)
+		require.Equal(t, string(doc), string(back))
+	})
+	t.Run("a forged year extension", func(t *testing.T) {
+		forged := bytes.Replace(out, []byte(`"valueInteger":1968}`), []byte(`"valueInteger":1968,"valueString":"x"}`), 1)
+		_, err := e.Decrypt(ctx, forged)
+		require.ErrorIs(t, err, fhir.ErrNotEncrypted)
+	})
+	t.Run("input with a year extension", func(t *testing.T) {
+		in := []byte(`{"resourceType":"Patient","id":"p1","gender":"male","_gender":{"extension":[{"url":"` + fhir.YearExtensionURL + `","valueInteger":1968}]}}`)
+		_, err := e.Encrypt(ctx, in)
+		require.ErrorIs(t, err, fhir.ErrEncryptedInput)
+	})
+	t.Run("without years", func(t *testing.T) {
+		p := harborProfile()
+		p.SafeHarbor.Years = false
+		out, err := harborEnv(t, p).compact.Encrypt(ctx, doc)
+		require.NoError(t, err)
+		assert.NotContains(t, string(out), fhir.YearExtensionURL)
+	})
+}
+
+// TestUSCoreLeavesTimeOfDeath shows the gap that the Safe Harbor profile
+// closes: in the bulk export, US Core encrypts each deceased patient's
+// deceasedDateTime but leaves the same instant readable at the end of
+// their last Encounter; Safe Harbor leaves it nowhere.
+func TestUSCoreLeavesTimeOfDeath(t *testing.T) {
+	ctx := context.Background()
+	var deaths []string
+	for _, l := range lines(t, testdata+"fhir-synthea/bulk-10/Patient.000.ndjson") {
+		if d, ok := parse(t, l).(obj)["deceasedDateTime"].(string); ok {
+			deaths = append(deaths, d)
+		}
+	}
+	require.NotEmpty(t, deaths)
+	encounters := lines(t, testdata+"fhir-synthea/bulk-10/Encounter.000.ndjson")
+	for _, c := range []struct {
+		profile  *fhir.Profile
+		readable bool
+	}{{fhir.USCore(), true}, {harborProfile(), false}} {
+		e := harborEnv(t, c.profile).compact
+		var all []byte
+		for _, l := range encounters {
+			out, err := e.Encrypt(ctx, l)
+			require.NoError(t, err)
+			all = append(all, out...)
+		}
+		for _, d := range deaths {
+			assert.Equal(t, c.readable, bytes.Contains(all, []byte(`"`+d+`"`)), "%s: time of death readable", c.profile.Name)
+		}
+	}
+}
+
+func TestProfileByName(t *testing.T) {
+	for _, name := range fhir.BuiltinProfileNames() {
+		p, err := fhir.ProfileByName(name)
+		require.NoError(t, err)
+		assert.Equal(t, name, p.Name)
+		require.NoError(t, p.Validate())
+	}
+	_, err := fhir.ProfileByName("safe_harbor")
+	require.ErrorIs(t, err, fhir.ErrUnknownProfile)
+}
+
+func TestSafeHarborParseProfile(t *testing.T) {
+	p, err := fhir.ParseProfile([]byte(`{"name":"study","resources":{"Patient":["gender"]},"safeHarbor":{"years":true,"asOf":"2026-06-01"}}`))
+	require.NoError(t, err)
+	require.NotNil(t, p.SafeHarbor)
+	assert.True(t, p.SafeHarbor.Years)
+	for _, bad := range []string{`"2026-13-01"`, `"2026-06"`, `"June"`, `"2026-06-01T00:00:00Z"`} {
+		_, err := fhir.ParseProfile([]byte(`{"name":"study","resources":{},"safeHarbor":{"asOf":` + bad + `}}`))
+		require.ErrorIs(t, err, fhir.ErrInvalidProfile, bad)
+	}
+	_, err = fhir.ParseProfile([]byte(`{"name":"study","resources":{},"safeHarbor":{"yeras":true}}`))
+	require.Error(t, err, "unknown fields are refused")
+	assert.NotErrorIs(t, err, fhir.ErrInvalidProfile)
+	m := fhir.Merge("both", fhir.USCore(), fhir.SafeHarbor())
+	require.NotNil(t, m.SafeHarbor, "Merge keeps the Safe Harbor rules")
+}
+
+func ExampleSafeHarbor() {
+	ctx := context.Background()
+	c, _ := exampleSetup()
+	p := fhir.SafeHarbor()
+	p.SafeHarbor.AsOf = "2026-06-01" // ages are counted at this date
+	e, err := fhir.NewEncryptor(fhir.Config{Cipher: c, Scope: fhir.FixedScope("study:42"), Profile: p})
+	if err != nil {
+		panic(err)
+	}
+	doc := []byte(`{"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1968-07-21"}`)
+	enc, err := e.Encrypt(ctx, doc)
+	if err != nil {
+		panic(err)
+	}
+	var r map[string]any
+	if err := json.Unmarshal(enc, &r); err != nil {
+		panic(err)
+	}
+	fmt.Println("birthDate encrypted:", strings.HasPrefix(r["birthDate"].(string), envelope.ArmorPrefix))
+	year, _ := json.Marshal(r["_birthDate"])
+	fmt.Println("_birthDate:", string(year))
+	back, err := e.Decrypt(ctx, enc)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(string(back))
+	// Output:
+	// birthDate encrypted: true
+	// _birthDate: {"extension":[{"url":"https://github.com/phicrypt/phicrypt/fhir/StructureDefinition/year","valueInteger":1968}]}
+	// {"resourceType":"Patient","id":"p1","gender":"female","birthDate":"1968-07-21"}
+}
+
+// FuzzSafeHarbor feeds arbitrary documents to Encrypt and Decrypt with the
+// Safe Harbor profile (seeded with the fixture, a Patient with a year
+// extension, and their encryptions): neither panics, errors are typed,
+// and what Encrypt writes decrypts to its input.
+func FuzzSafeHarbor(f *testing.F) {
+	ctx := context.Background()
+	e := harborEnv(f, harborProfile()).compact
+	for _, doc := range [][]byte{
+		readFile(f, harborFixture),
+		[]byte(`{"resourceType":"Patient","id":"p1","birthDate":"1968-07-21","deceasedBoolean":false}`),
+		[]byte(`{"resourceType":"Patient","id":"p1","_birthDate":{"extension":[{"url":"` + fhir.YearExtensionURL + `","valueInteger":1}]},"birthDate":"1968"}`),
+	} {
+		f.Add(doc)
+		if enc, err := e.Encrypt(ctx, doc); err == nil {
+			f.Add(enc)
+		}
+	}
+	typed := func(t *testing.T, err error) {
+		var fe *envelope.FormatError
+		switch {
+		case errors.Is(err, fhir.ErrSyntax), errors.Is(err, fhir.ErrNotResource), errors.Is(err, fhir.ErrMissingID),
+			errors.Is(err, fhir.ErrEncryptedInput), errors.Is(err, envelope.ErrDecrypt), errors.As(err, &fe),
+			errors.Is(err, envelope.ErrNotEncrypted), errors.Is(err, envelope.ErrKeyNotFound),
+			errors.Is(err, envelope.ErrInvalidBinding), errors.Is(err, fhir.ErrMalformedValue), errors.Is(err, envelope.ErrTooLarge):
+		default:
+			t.Fatalf("untyped error: %v", err)
+		}
+	}
+	f.Fuzz(func(t *testing.T, doc []byte) {
+		if _, err := e.Decrypt(ctx, doc); err != nil {
+			typed(t, err)
+		}
+		enc, err := e.Encrypt(ctx, doc)
+		if err != nil {
+			typed(t, err)
+			return
+		}
+		back, err := e.Decrypt(ctx, enc)
+		require.NoError(t, err)
+		require.Equal(t, string(doc), string(back))
+	})
+}
+
+// TestSafeHarborBulkExportYears encrypts the 10-patient bulk export's
+// Condition and Encounter lines, whose Patients are in another file: with
+// SafeHarborRules.Patients read from it, the lines of patients under 90
+// keep their years and those of older patients keep none; without it, no
+// line keeps a year.
+func TestSafeHarborBulkExportYears(t *testing.T) {
+	ctx := context.Background()
+	f, err := os.Open(testdata + "fhir-synthea/bulk-10/Patient.000.ndjson")
+	require.NoError(t, err)
+	defer f.Close()
+	patients, err := fhir.ReadPatientDates(ctx, f)
+	require.NoError(t, err)
+	require.Len(t, patients, 13)
+
+	// The patients' ages, as agedOrUnknown computes them for a Patient.
+	aged := map[string]bool{}
+	for _, l := range lines(t, testdata+"fhir-synthea/bulk-10/Patient.000.ndjson") {
+		p := parse(t, l)
+		aged[p.(obj)["id"].(string)] = agedOrUnknown(p)
+	}
+	files := []string{"Condition", "Encounter"}
+	if testing.Short() {
+		files = files[:1]
+	}
+	var docs [][]byte
+	for _, name := range files {
+		docs = append(docs, lines(t, testdata+"fhir-synthea/bulk-10/"+name+".000.ndjson")...)
+	}
+	with := harborProfile()
+	with.SafeHarbor.Patients = patients
+	for _, c := range []struct {
+		name    string
+		profile *fhir.Profile
+	}{{"with the Patient file", with}, {"without", harborProfile()}} {
+		t.Run(c.name, func(t *testing.T) {
+			e := harborEnv(t, c.profile).compact
+			var kept, withheld int
+			for i, doc := range docs {
+				out, err := e.Encrypt(ctx, doc)
+				require.NoError(t, err)
+				enc := parse(t, out)
+				ref := parse(t, doc).(obj)["subject"].(obj)["reference"].(string)
+				old, known := aged[strings.TrimPrefix(ref, "Patient/")]
+				require.True(t, known, "line %d: patient of %s", i+1, ref)
+				noYears := old || c.profile.SafeHarbor.Patients == nil
+				for _, l := range harborLeaks(enc, noYears) {
+					t.Errorf("line %d: %s: %s left in plaintext", i+1, l.path, l.kind)
+				}
+				if y := harborYears(enc); noYears {
+					assert.Empty(t, y, "line %d", i+1)
+					withheld++
+				} else {
+					assert.NotEmpty(t, y, "line %d", i+1)
+					kept++
+				}
+				back, err := e.Decrypt(ctx, out)
+				require.NoError(t, err)
+				require.True(t, bytes.Equal(doc, back), "line %d", i+1)
+			}
+			t.Logf("%d lines keep their years, %d withhold them", kept, withheld)
+			if c.profile.SafeHarbor.Patients != nil {
+				assert.Positive(t, kept)
+				assert.Positive(t, withheld, "some patients are 90 or more")
+			}
+		})
+	}
+}
+
+func TestReadPatientDates(t *testing.T) {
+	ctx := context.Background()
+	got, err := fhir.ReadPatientDates(ctx, strings.NewReader(`{"resourceType":"Patient","id":"a","birthDate":"1950-01-02"}
+{"resourceType":"Condition","id":"c"}
+
+{"resourceType":"Patient","id":"b","birthDate":"1930","deceasedDateTime":"2001-02-03T04:05:06Z"}
+`))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]fhir.PatientDates{
+		"a": {BirthDate: "1950-01-02"},
+		"b": {BirthDate: "1930", DeceasedDateTime: "2001-02-03T04:05:06Z"},
+	}, got)
+	for _, bad := range []string{`{"resourceType":"Patient","id":"a","birthDate":19500102}`, `{"resourceType":"Patient"`, `[`} {
+		_, err := fhir.ReadPatientDates(ctx, strings.NewReader(bad))
+		var se *fhir.SyntaxError
+		require.ErrorAs(t, err, &se, bad)
+		require.ErrorIs(t, err, fhir.ErrSyntax)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err = fhir.ReadPatientDates(cancelled, strings.NewReader(`{}`))
+	require.ErrorIs(t, err, context.Canceled)
+}
+
+// TestSafeHarborOddShapes: the rules reach primitives of the wrong JSON
+// type, resources inside Parameters and Bundle entries' own members; a
+// contained resource's contained resources (which FHIR forbids) fail the
+// document.
+func TestSafeHarborOddShapes(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	doc := []byte(`{"resourceType":"Bundle","id":"b","type":"collection","entry":[
+	{"response":{"status":"200","lastModified":"2026-01-02T03:04:05Z"},"resource":{"resourceType":"Parameters","id":"par",
+		"parameter":[{"name":"p","resource":{"resourceType":"Patient","name":[{"family":"Quist"}],"birthDate":"1950-01-01"}}]}},
+	{"resource":{"resourceType":"Observation","id":"o","contained":[{"resourceType":"Patient","id":"c2","address":[{"postalCode":1970,"line":["12 Harbor Lane"]}]}]}}]}`)
+	nested := []byte(`{"resourceType":"Observation","id":"o","contained":[{"resourceType":"Observation","id":"c1",
+		"contained":[{"resourceType":"Patient","id":"c2","address":[{"line":["12 Harbor Lane"]}]}]}]}`)
+	_, err := e.Encrypt(ctx, nested)
+	require.ErrorIs(t, err, fhir.ErrUnexpectedShape)
+	out, err := e.Encrypt(ctx, doc)
+	require.NoError(t, err)
+	enc := parse(t, out)
+	for _, l := range harborLeaks(enc, true) {
+		t.Errorf("%s: %s left in plaintext", l.path, l.kind)
+	}
+	for _, s := range []string{`"Quist"`, `"1950-01-01"`, `1970`, `"12 Harbor Lane"`, `"2026-01-02T03:04:05Z"`} {
+		assert.NotContains(t, string(out), s)
+	}
+	back, err := e.Decrypt(ctx, out)
+	require.NoError(t, err)
+	require.Equal(t, string(doc), string(back))
+}
+
+// TestSafeHarborDecryptRefusesPlaintext: Decrypt refuses a document in
+// which a date or an identifier that the rules select holds plaintext, as
+// after a ciphertext was swapped for a value of the attacker's choosing.
+func TestSafeHarborDecryptRefusesPlaintext(t *testing.T) {
+	ctx := context.Background()
+	v := harborEnv(t, harborProfile())
+	doc := []byte(`{"resourceType":"Encounter","id":"e1","subject":{"reference":"Patient/p1","display":"Ada Quist"},"period":{"start":"2026-01-04T08:15:00-05:00"}}`)
+	out, err := v.compact.Encrypt(ctx, doc)
+	require.NoError(t, err)
+	for name, swap := range map[string]func(o obj){
+		"date":    func(o obj) { o["period"].(obj)["start"] = "2026-01-05T08:15:00-05:00" },
+		"display": func(o obj) { o["subject"].(obj)["display"] = "Someone Else" },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cp := parse(t, out).(obj)
+			swap(cp)
+			b, err := json.Marshal(cp)
+			require.NoError(t, err)
+			_, err = v.compact.Decrypt(ctx, b)
+			require.ErrorIs(t, err, fhir.ErrNotEncrypted)
+		})
+	}
+}
