@@ -101,6 +101,10 @@ type Keyring struct {
 	kekID string
 	now   func() time.Time
 
+	// sealer is cfg.Store, which New wraps: it authenticates key set
+	// metadata (metadata.go).
+	sealer *sealer
+
 	// keys caches unwrapped versions by (scope, name, version), active
 	// the current encryption key of each (scope, name).
 	keys   *keycache.Cache[*versionKey]
@@ -160,6 +164,8 @@ func New(cfg Config) (*Keyring, error) {
 		cfg.Clock = systemClock{}
 	}
 	k := &Keyring{cfg: cfg, now: cfg.Clock.Now}
+	k.sealer = newSealer(cfg.Store, cfg.KEK, k.auditTampered)
+	k.cfg.Store = k.sealer
 	if id, ok := cfg.KEK.(kms.Identifier); ok {
 		k.kekID = id.KeyID()
 	}

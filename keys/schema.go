@@ -9,7 +9,7 @@ import (
 )
 
 // SchemaVersion is the version of the tables this package creates.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // migrations[i] upgrades the schema from version i to i+1. Statements use
 // {bytes} for the binary column type. Never edit a released migration: add
@@ -49,6 +49,18 @@ var migrations = [][]string{
 		`CREATE TABLE phicrypt_audit_head (
 			id INTEGER PRIMARY KEY CHECK (id = 1),
 			seq BIGINT NOT NULL,
+			mac {bytes} NOT NULL
+		)`,
+	},
+	{
+		// Metadata authentication (metadata.go): each key set's counter
+		// and MAC, and the store's head over every key set's MAC.
+		`ALTER TABLE phicrypt_key_sets ADD COLUMN meta_counter BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE phicrypt_key_sets ADD COLUMN meta_mac {bytes}`,
+		`CREATE TABLE phicrypt_key_meta_head (
+			id INTEGER PRIMARY KEY CHECK (id = 1),
+			counter BIGINT NOT NULL,
+			acc {bytes} NOT NULL,
 			mac {bytes} NOT NULL
 		)`,
 	},

@@ -128,6 +128,14 @@ type KeySet struct {
 	MinDecryptVersion uint32
 	// Versions, in ascending version order.
 	Versions []Record
+
+	// MetaCounter and MetaMAC authenticate the key set's metadata (see
+	// "Metadata authentication" in the package documentation): the
+	// keyring sets them on every write and checks them on every read. A
+	// Store persists them as they are; MetaMAC is nil for a set that was
+	// never sealed and for phicrypt's reserved scopes.
+	MetaCounter uint64
+	MetaMAC     []byte
 }
 
 // Active returns the active version, if any.
@@ -161,6 +169,7 @@ func (ks *KeySet) Latest() uint32 {
 func (ks *KeySet) clone() *KeySet {
 	c := *ks
 	c.Versions = slices.Clone(ks.Versions)
+	c.MetaMAC = slices.Clone(ks.MetaMAC)
 	for i := range c.Versions {
 		c.Versions[i].Wrapped.Ciphertext = slices.Clone(c.Versions[i].Wrapped.Ciphertext)
 	}
@@ -217,6 +226,7 @@ type Store interface {
 type MemoryStore struct {
 	mu   sync.Mutex
 	sets map[ID]*KeySet
+	head metaHead // the metadata head (metadata.go, memmeta.go)
 }
 
 var _ Store = (*MemoryStore)(nil)
