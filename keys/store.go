@@ -102,6 +102,16 @@ func (id ID) kind() string {
 // keys with a message budget, used through envelope.DEK.
 func (id ID) isDataKey() bool { return id.Name == DataKeyName || id.Name == DeterministicKeyName }
 
+// hasBudget reports whether id's keys have a message budget and rotate by
+// themselves (Config.MaxKeyAge, Config.MaxMessages): only randomized data
+// keys do. A new version of a deterministic (AES-SIV) key would encrypt a
+// value to a new ciphertext, so equality lookups would miss the rows
+// written before and unique constraints would stop holding; like blind
+// index keys, deterministic keys rotate only when Rotate is called, and
+// their old rows are then re-encrypted by the migration engine. AES-SIV
+// uses no nonce, so the 2^32 random-nonce limit does not apply to it.
+func (id ID) hasBudget() bool { return id.Name == DataKeyName }
+
 // Record is one version of a key, as stored. Only its wrapped form is ever
 // stored; a destroyed version has none.
 type Record struct {
