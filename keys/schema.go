@@ -70,8 +70,13 @@ var migrations = [][]string{
 // SchemaVersion. It is safe to run from several processes at once (an
 // advisory lock on PostgreSQL, an immediate transaction on SQLite) and does
 // nothing when the schema is current. NewSQLStore and NewAuditLog call it.
-// A database whose schema is newer than this package fails with an error:
-// upgrade phicrypt.
+// A database whose schema is newer than this package fails with a
+// *SchemaError (ErrSchemaVersion): upgrade phicrypt.
+//
+// Migrate runs DDL, which needs a role that may create tables. For a role
+// that may only read and write rows, install the tables with a schema
+// tool from SchemaMigrations (or a privileged Migrate) and open the store
+// with OpenSQLStore, which only checks the version.
 func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 	bytesType := "BYTEA"
 	if d == SQLite {
@@ -98,7 +103,7 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 			return fmt.Errorf("keys: migrate: %w", err)
 		}
 		if version > SchemaVersion {
-			return fmt.Errorf("keys: database schema version %d is newer than this phicrypt's %d: upgrade phicrypt", version, SchemaVersion)
+			return &SchemaError{Tables: "keys", Have: version, Want: SchemaVersion}
 		}
 		for v := version; v < SchemaVersion; v++ {
 			for _, stmt := range migrations[v] {

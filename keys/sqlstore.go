@@ -59,7 +59,8 @@ type SQLStore struct {
 var _ Store = (*SQLStore)(nil)
 
 // NewSQLStore returns a store in db, creating or upgrading its tables (see
-// Migrate).
+// Migrate), which takes a role allowed to run DDL. OpenSQLStore only
+// checks the schema version.
 func NewSQLStore(ctx context.Context, db *sql.DB, dialect Dialect) (*SQLStore, error) {
 	if db == nil {
 		return nil, errors.New("keys: nil database")
