@@ -28,11 +28,11 @@ type SchemaError struct {
 func (e *SchemaError) Error() string {
 	switch {
 	case e.Have == 0:
-		return fmt.Sprintf("phicrypt %s tables: not installed (want schema version %d)", e.Tables, e.Want)
+		return fmt.Sprintf("keys: %s tables not installed (want schema version %d)", e.Tables, e.Want)
 	case e.Have < e.Want:
-		return fmt.Sprintf("phicrypt %s tables: schema version %d is older than %d: run the migrations", e.Tables, e.Have, e.Want)
+		return fmt.Sprintf("keys: %s tables at schema version %d, older than %d: run the migrations", e.Tables, e.Have, e.Want)
 	}
-	return fmt.Sprintf("phicrypt %s tables: schema version %d is newer than this phicrypt's %d: upgrade phicrypt", e.Tables, e.Have, e.Want)
+	return fmt.Sprintf("keys: %s tables at schema version %d, newer than this phicrypt's %d: upgrade phicrypt", e.Tables, e.Have, e.Want)
 }
 
 // Unwrap returns ErrSchemaVersion.
