@@ -214,8 +214,11 @@ func (ks *KeySet) check() error {
 // A Store keeps key sets. Implementations must make Update atomic per key
 // set across every process sharing the store: that is what keeps two
 // replicas creating the first data key of a scope at the same moment from
-// ending with two active versions. This package provides a memory store
-// and SQL stores for PostgreSQL and SQLite.
+// ending with two active versions. They must store a key set's
+// MetaCounter and MetaMAC as they are given: a Keyring refuses a key set
+// whose metadata MAC is missing (see "Metadata authentication" in the
+// package documentation). This package provides a memory store and SQL
+// stores for PostgreSQL and SQLite.
 type Store interface {
 	// Get returns the key set id, or an error matching ErrKeyNotFound.
 	Get(ctx context.Context, id ID) (*KeySet, error)
