@@ -90,15 +90,9 @@ func (s *SQLStore) loadHead(ctx context.Context, q querier, lock bool) (*metaHea
 // (REPEATABLE READ on PostgreSQL; on SQLite, WAL readers see one snapshot
 // per transaction). It makes one query per key set.
 func (s *SQLStore) scanMeta(ctx context.Context, head func(*metaHead) error, each func(*KeySet) error) error {
-	opts := &sql.TxOptions{ReadOnly: true}
-	if s.dialect == Postgres {
-		opts.Isolation = sql.LevelRepeatableRead
-	} else {
-		opts = nil
-	}
-	tx, err := s.db.BeginTx(ctx, opts)
+	tx, err := s.readTx(ctx)
 	if err != nil {
-		return fmt.Errorf("keys: verify metadata: %w", err)
+		return err
 	}
 	defer tx.Rollback()
 	h, err := s.loadHead(ctx, tx, false)
@@ -139,4 +133,20 @@ func (s *SQLStore) scanMeta(ctx context.Context, head func(*metaHead) error, eac
 		}
 	}
 	return nil
+}
+
+// readTx begins a transaction whose reads all see one snapshot: REPEATABLE
+// READ, read-only, on PostgreSQL; on SQLite a deferred transaction, whose
+// snapshot (in WAL mode) is taken by its first read. The caller rolls it
+// back.
+func (s *SQLStore) readTx(ctx context.Context) (*sql.Tx, error) {
+	var opts *sql.TxOptions
+	if s.dialect == Postgres {
+		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	}
+	tx, err := s.db.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("keys: begin read: %w", err)
+	}
+	return tx, nil
 }

@@ -115,9 +115,16 @@ func writeTx(ctx context.Context, db *sql.DB, d Dialect, fn func(q querier) erro
 
 const keyColumns = "version, state, suite, kek_id, wrapped, created_at, changed_at, wrapped_at, reserved"
 
-// Get implements Store.
+// Get implements Store. It reads the key set's row and its versions' rows
+// from one snapshot (readTx): a concurrent writer must not make them
+// disagree, since the metadata MAC covers both.
 func (s *SQLStore) Get(ctx context.Context, id ID) (*KeySet, error) {
-	return s.load(ctx, s.db, id, false)
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	return s.load(ctx, tx, id, false)
 }
 
 // load reads key set id; lock takes its row lock on PostgreSQL.
