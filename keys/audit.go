@@ -40,6 +40,9 @@ const (
 	// rotates KEKs, not a Keyring: tools that rotate one, such as the
 	// phicrypt command for local key files, record it.
 	OpKEKRotate Op = "kek-rotate"
+	// OpSealMetadata: a key set without a metadata MAC got one, through
+	// the one-time migration Keyring.SealMetadata.
+	OpSealMetadata Op = "seal-metadata"
 )
 
 // Outcome is whether an audited operation succeeded.
@@ -116,8 +119,8 @@ func Purpose(ctx context.Context) string {
 // ErrorClass names the class of err for audit records and metrics:
 // "unavailable", "permission-denied", "key-not-found", "unwrap-failed",
 // "destroyed", "unusable", "invalid-transition", "conflict", "canceled",
-// "deadline", "audit", "reserved-scope", "invalid-id" or "other"; "" for
-// nil.
+// "deadline", "audit", "metadata-tampered", "reserved-scope", "invalid-id"
+// or "other"; "" for nil.
 func ErrorClass(err error) string {
 	switch {
 	case err == nil:
@@ -144,6 +147,8 @@ func ErrorClass(err error) string {
 		return "conflict"
 	case errors.Is(err, ErrAudit):
 		return "audit"
+	case errors.Is(err, ErrMetadataTampered):
+		return "metadata-tampered"
 	case errors.Is(err, ErrReservedScope):
 		return "reserved-scope"
 	case errors.Is(err, ErrInvalidID):

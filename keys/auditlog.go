@@ -69,6 +69,12 @@ func openAuditLog(ctx context.Context, db *sql.DB, dialect Dialect, kek kms.KEK,
 	if err != nil {
 		return nil, err
 	}
+	return auditLogIn(ctx, store, kek, create)
+}
+
+// auditLogIn returns the audit log of store's database, without DDL.
+func auditLogIn(ctx context.Context, store *SQLStore, kek kms.KEK, create bool) (*AuditLog, error) {
+	db, dialect := store.db, store.dialect
 	raw, err := auditKey(ctx, store, kek, create)
 	if err != nil {
 		return nil, err

@@ -71,6 +71,76 @@
 // retires them or they are destroyed; the migration engine re-encrypts
 // their data first.
 //
+// Deterministic (AES-SIV) keys and blind index keys never rotate by
+// themselves: a new version would turn an equal value into a new
+// ciphertext or index value, so equality lookups would miss the rows
+// written before and unique constraints would stop holding. AES-SIV uses
+// no nonce, so the random-nonce budget does not apply and is not counted.
+// Rotate them on demand, then re-encrypt (or reindex) their rows with the
+// migration engine; blind index searches try every live version meanwhile
+// (IndexKeys), deterministic lookups do not.
+//
+// # Metadata authentication
+//
+// A key's usability rests on its metadata: the versions' states, the
+// minimum decryption version, the message budget counters. The wrapped
+// keys are authenticated by the KEK, but the metadata lives in plain rows.
+// So that someone who can write the key store's tables but cannot use the
+// KEK (a database administrator, a compromised replica, an SQL injection)
+// cannot quietly un-compromise a key, lower the minimum decryption version
+// or reset a budget (which could repeat GCM nonces), every key set carries
+// a counter and an HMAC-SHA-256 over all of its metadata (MetaCounter,
+// MetaMAC). The MAC key is 256 random bits, wrapped by the KEK and stored
+// in the reserved key set "phicrypt:metadata"/"mac" (created with the
+// first key, rewrapped by Rewrap); a keyring unwraps it once and keeps the
+// derived key for its lifetime: one more KMS wrap per store, one more
+// unwrap per keyring.
+//
+// The keyring seals every key set it writes (the counter goes up by one)
+// and checks every key set it reads from the store; a missing or wrong
+// MAC, or a counter below one this keyring has already seen, fails with
+// ErrMetadataTampered, is audited as a denied use (error class
+// "metadata-tampered"), and the key set is not used or written over.
+// MemoryStore and SQLStore also keep a head, updated in the same
+// transaction as each key set: a counter of sealed writes and the XOR of
+// every key set's MAC, under the same MAC key, in the manner of the audit
+// log's head. VerifyMetadata reads the whole store from one snapshot and
+// checks each MAC and the head together.
+//
+// After this, a writer of the database without the KEK:
+//
+//   - cannot change any state, minimum, budget, date or wrapped key of a
+//     key set, nor move one key set's row or MAC to another, nor delete a
+//     MAC, without the key set being refused;
+//   - can replay an older authentic copy of one key set (its rows and MAC
+//     together, e.g. from before a compromise was recorded). A keyring that
+//     has seen a newer counter for it refuses the copy at once; a keyring
+//     that has not (a fresh process) cannot tell from that key set alone,
+//     and VerifyMetadata finds it in the head ("head"). Run VerifyMetadata
+//     on a schedule, and after any restore;
+//   - can roll the whole store back to an earlier consistent copy (which
+//     is also what restoring a backup does). Keyrings that have seen a
+//     newer head refuse to write; otherwise only an anchor shows it: keep
+//     VerifyMetadata's Head outside the database (a log shipper, a WORM
+//     bucket, a ticket) and pass it back as MetadataVerifyOptions.Anchor;
+//   - can still delete rows or make keys unusable (denial of service),
+//     and a key set deleted whole comes back empty to a fresh keyring
+//     until VerifyMetadata reports the head;
+//   - learns nothing new: the MAC key never leaves the KEK unwrapped.
+//
+// Someone who can use the KEK can forge anything; the KEK's access policy
+// is the boundary. Key sets of reserved scopes (the audit chain key, the
+// MAC key) carry no MAC: their keys are bound to their identity by the
+// wrapping AAD, so changing their rows can only make them unusable. A
+// Store implemented outside this package must persist MetaCounter and
+// MetaMAC; it keeps no head, so only the per-key-set checks apply.
+//
+// Key sets written by a release without metadata authentication have no
+// MAC and are refused until SealMetadata, a one-time migration run by the
+// operator after upgrading (and after reviewing Status), seals them as
+// they stand. It refuses a store whose head shows a stripped MAC, so that
+// after it a missing MAC stays refused.
+//
 // # States
 //
 // Versions follow NIST SP 800-57 Part 1: PreActive, Active, DecryptOnly
@@ -128,4 +198,12 @@
 // SQLStore keeps them in PostgreSQL (pgx's database/sql driver) or SQLite
 // (modernc.org/sqlite, the embedded default); NewSQLStore creates its
 // tables, versioned by Migrate.
+//
+// NewSQLStore and NewAuditLog run DDL, which needs a role that may create
+// tables. An application whose role may only read and write rows installs
+// the tables with its schema tool (goose, Atlas, Flyway) from the scripts
+// SchemaMigrations returns, one per schema version, and opens the store
+// with OpenSQLStore and the audit log with NewAuditLogIn: they run no DDL
+// and fail with a *SchemaError (ErrSchemaVersion) when the schema is not
+// the version this package needs (CheckSchema).
 package keys

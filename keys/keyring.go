@@ -36,11 +36,14 @@ type Config struct {
 	Suite envelope.Suite
 
 	// MaxKeyAge rotates a scope's data key once it is older (zero: no
-	// automatic rotation by age). The check runs when the active key is
+	// automatic rotation by age). Deterministic (AES-SIV) and blind index
+	// keys are exempt: they rotate only through Rotate. The check runs when the active key is
 	// loaded, so a key may serve up to CacheMaxAge longer.
 	MaxKeyAge time.Duration
 	// MaxMessages rotates a data key once it has encrypted this many
 	// values, across every replica (default and maximum: MaxMessages).
+	// Deterministic (AES-SIV) keys have no nonce to wear out and are not
+	// counted.
 	MaxMessages uint64
 	// ReserveBlock is how many messages a keyring reserves in the store at
 	// a time (DefaultReserveBlock when zero): one store write per block.
@@ -101,6 +104,10 @@ type Keyring struct {
 	kekID string
 	now   func() time.Time
 
+	// sealer is cfg.Store, which New wraps: it authenticates key set
+	// metadata (metadata.go).
+	sealer *sealer
+
 	// keys caches unwrapped versions by (scope, name, version), active
 	// the current encryption key of each (scope, name).
 	keys   *keycache.Cache[*versionKey]
@@ -160,6 +167,8 @@ func New(cfg Config) (*Keyring, error) {
 		cfg.Clock = systemClock{}
 	}
 	k := &Keyring{cfg: cfg, now: cfg.Clock.Now}
+	k.sealer = newSealer(cfg.Store, cfg.KEK, k.auditTampered)
+	k.cfg.Store = k.sealer
 	if id, ok := cfg.KEK.(kms.Identifier); ok {
 		k.kekID = id.KeyID()
 	}
@@ -277,7 +286,7 @@ func (k *Keyring) activeKey(ctx context.Context, id ID) (*activeKey, error) {
 				return nil, err
 			}
 		}
-		if id.isDataKey() && a.used.Add(1) > a.limit {
+		if id.hasBudget() && a.used.Add(1) > a.limit {
 			// This keyring's share of the budget is spent: reserve more,
 			// or rotate when the version's budget is.
 			k.active.Forget(string(ck), a)
@@ -342,7 +351,7 @@ func (k *Keyring) tryLoadActive(ctx context.Context, id ID) (*activeKey, error) 
 			reserved, inserted = rec.Reserved, true
 			return nil
 		}
-		if cur := ks.Active(); id.isDataKey() {
+		if cur := ks.Active(); id.hasBudget() {
 			reserved = min(k.cfg.ReserveBlock, k.cfg.MaxMessages-cur.Reserved)
 			cur.Reserved += reserved
 		}
@@ -373,7 +382,7 @@ var errRetryRotation = errors.New("keys: rotation raced")
 
 // reserveBlock is the share of a new version's budget a keyring takes.
 func (k *Keyring) reserveBlock(id ID) uint64 {
-	if !id.isDataKey() {
+	if !id.hasBudget() {
 		return 0
 	}
 	return k.cfg.ReserveBlock
@@ -397,7 +406,9 @@ func (k *Keyring) needsRotation(ks *KeySet) (bool, error) {
 		}
 		return true, nil
 	}
-	if !ks.ID.isDataKey() {
+	if !ks.ID.hasBudget() {
+		// Deterministic and index keys never rotate by themselves: see
+		// hasBudget.
 		return false, nil
 	}
 	if k.cfg.MaxKeyAge > 0 && k.now().Sub(cur.Created) >= k.cfg.MaxKeyAge {

@@ -9,7 +9,7 @@ import (
 )
 
 // SchemaVersion is the version of the tables this package creates.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // migrations[i] upgrades the schema from version i to i+1. Statements use
 // {bytes} for the binary column type. Never edit a released migration: add
@@ -52,14 +52,31 @@ var migrations = [][]string{
 			mac {bytes} NOT NULL
 		)`,
 	},
+	{
+		// Metadata authentication (metadata.go): each key set's counter
+		// and MAC, and the store's head over every key set's MAC.
+		`ALTER TABLE phicrypt_key_sets ADD COLUMN meta_counter BIGINT NOT NULL DEFAULT 0`,
+		`ALTER TABLE phicrypt_key_sets ADD COLUMN meta_mac {bytes}`,
+		`CREATE TABLE phicrypt_key_meta_head (
+			id INTEGER PRIMARY KEY CHECK (id = 1),
+			counter BIGINT NOT NULL,
+			acc {bytes} NOT NULL,
+			mac {bytes} NOT NULL
+		)`,
+	},
 }
 
 // Migrate creates the tables of this package in db, or upgrades them to
 // SchemaVersion. It is safe to run from several processes at once (an
 // advisory lock on PostgreSQL, an immediate transaction on SQLite) and does
 // nothing when the schema is current. NewSQLStore and NewAuditLog call it.
-// A database whose schema is newer than this package fails with an error:
-// upgrade phicrypt.
+// A database whose schema is newer than this package fails with a
+// *SchemaError (ErrSchemaVersion): upgrade phicrypt.
+//
+// Migrate runs DDL, which needs a role that may create tables. For a role
+// that may only read and write rows, install the tables with a schema
+// tool from SchemaMigrations (or a privileged Migrate) and open the store
+// with OpenSQLStore, which only checks the version.
 func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 	bytesType := "BYTEA"
 	if d == SQLite {
@@ -86,7 +103,7 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 			return fmt.Errorf("keys: migrate: %w", err)
 		}
 		if version > SchemaVersion {
-			return fmt.Errorf("keys: database schema version %d is newer than this phicrypt's %d: upgrade phicrypt", version, SchemaVersion)
+			return &SchemaError{Tables: "keys", Have: version, Want: SchemaVersion}
 		}
 		for v := version; v < SchemaVersion; v++ {
 			for _, stmt := range migrations[v] {

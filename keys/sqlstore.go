@@ -59,7 +59,8 @@ type SQLStore struct {
 var _ Store = (*SQLStore)(nil)
 
 // NewSQLStore returns a store in db, creating or upgrading its tables (see
-// Migrate).
+// Migrate), which takes a role allowed to run DDL. OpenSQLStore only
+// checks the schema version.
 func NewSQLStore(ctx context.Context, db *sql.DB, dialect Dialect) (*SQLStore, error) {
 	if db == nil {
 		return nil, errors.New("keys: nil database")
@@ -114,27 +115,37 @@ func writeTx(ctx context.Context, db *sql.DB, d Dialect, fn func(q querier) erro
 
 const keyColumns = "version, state, suite, kek_id, wrapped, created_at, changed_at, wrapped_at, reserved"
 
-// Get implements Store.
+// Get implements Store. It reads the key set's row and its versions' rows
+// from one snapshot (readTx): a concurrent writer must not make them
+// disagree, since the metadata MAC covers both.
 func (s *SQLStore) Get(ctx context.Context, id ID) (*KeySet, error) {
-	return s.load(ctx, s.db, id, false)
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	return s.load(ctx, tx, id, false)
 }
 
 // load reads key set id; lock takes its row lock on PostgreSQL.
 func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeySet, error) {
-	query := "SELECT min_decrypt_version FROM phicrypt_key_sets WHERE scope = ? AND name = ?"
+	query := "SELECT min_decrypt_version, meta_counter, meta_mac FROM phicrypt_key_sets WHERE scope = ? AND name = ?"
 	if lock && s.dialect == Postgres {
 		query += " FOR UPDATE"
 	}
 	ks := &KeySet{ID: id}
-	var minVersion int64
-	err := q.QueryRowContext(ctx, s.dialect.Rebind(query), id.Scope, id.Name).Scan(&minVersion)
+	var minVersion, metaCounter int64
+	err := q.QueryRowContext(ctx, s.dialect.Rebind(query), id.Scope, id.Name).Scan(&minVersion, &metaCounter, &ks.MetaMAC)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, id.kind())
 	}
 	if err != nil {
 		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
 	}
-	ks.MinDecryptVersion = uint32(minVersion)
+	ks.MinDecryptVersion, ks.MetaCounter = uint32(minVersion), uint64(metaCounter)
+	if len(ks.MetaMAC) == 0 {
+		ks.MetaMAC = nil
+	}
 	rows, err := q.QueryContext(ctx, s.dialect.Rebind("SELECT "+keyColumns+" FROM phicrypt_keys WHERE scope = ? AND name = ? ORDER BY version"), id.Scope, id.Name)
 	if err != nil {
 		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
@@ -213,9 +224,9 @@ func (s *SQLStore) Update(ctx context.Context, id ID, fn func(ks *KeySet) error)
 // leaves Active are written before any that becomes Active, so the unique
 // index on the active version holds at every statement.
 func (s *SQLStore) write(ctx context.Context, q querier, old, ks *KeySet) error {
-	if ks.MinDecryptVersion != old.MinDecryptVersion {
-		if _, err := q.ExecContext(ctx, s.dialect.Rebind("UPDATE phicrypt_key_sets SET min_decrypt_version = ? WHERE scope = ? AND name = ?"),
-			int64(ks.MinDecryptVersion), ks.ID.Scope, ks.ID.Name); err != nil {
+	if ks.MinDecryptVersion != old.MinDecryptVersion || ks.MetaCounter != old.MetaCounter || string(ks.MetaMAC) != string(old.MetaMAC) {
+		if _, err := q.ExecContext(ctx, s.dialect.Rebind("UPDATE phicrypt_key_sets SET min_decrypt_version = ?, meta_counter = ?, meta_mac = ? WHERE scope = ? AND name = ?"),
+			int64(ks.MinDecryptVersion), int64(ks.MetaCounter), nullBytes(ks.MetaMAC), ks.ID.Scope, ks.ID.Name); err != nil {
 			return fmt.Errorf("keys: update %s: %w", ks.ID.kind(), err)
 		}
 	}

@@ -102,6 +102,16 @@ func (id ID) kind() string {
 // keys with a message budget, used through envelope.DEK.
 func (id ID) isDataKey() bool { return id.Name == DataKeyName || id.Name == DeterministicKeyName }
 
+// hasBudget reports whether id's keys have a message budget and rotate by
+// themselves (Config.MaxKeyAge, Config.MaxMessages): only randomized data
+// keys do. A new version of a deterministic (AES-SIV) key would encrypt a
+// value to a new ciphertext, so equality lookups would miss the rows
+// written before and unique constraints would stop holding; like blind
+// index keys, deterministic keys rotate only when Rotate is called, and
+// their old rows are then re-encrypted by the migration engine. AES-SIV
+// uses no nonce, so the 2^32 random-nonce limit does not apply to it.
+func (id ID) hasBudget() bool { return id.Name == DataKeyName }
+
 // Record is one version of a key, as stored. Only its wrapped form is ever
 // stored; a destroyed version has none.
 type Record struct {
@@ -128,6 +138,14 @@ type KeySet struct {
 	MinDecryptVersion uint32
 	// Versions, in ascending version order.
 	Versions []Record
+
+	// MetaCounter and MetaMAC authenticate the key set's metadata (see
+	// "Metadata authentication" in the package documentation): the
+	// keyring sets them on every write and checks them on every read. A
+	// Store persists them as they are; MetaMAC is nil for a set that was
+	// never sealed and for phicrypt's reserved scopes.
+	MetaCounter uint64
+	MetaMAC     []byte
 }
 
 // Active returns the active version, if any.
@@ -161,6 +179,7 @@ func (ks *KeySet) Latest() uint32 {
 func (ks *KeySet) clone() *KeySet {
 	c := *ks
 	c.Versions = slices.Clone(ks.Versions)
+	c.MetaMAC = slices.Clone(ks.MetaMAC)
 	for i := range c.Versions {
 		c.Versions[i].Wrapped.Ciphertext = slices.Clone(c.Versions[i].Wrapped.Ciphertext)
 	}
@@ -195,8 +214,11 @@ func (ks *KeySet) check() error {
 // A Store keeps key sets. Implementations must make Update atomic per key
 // set across every process sharing the store: that is what keeps two
 // replicas creating the first data key of a scope at the same moment from
-// ending with two active versions. This package provides a memory store
-// and SQL stores for PostgreSQL and SQLite.
+// ending with two active versions. They must store a key set's
+// MetaCounter and MetaMAC as they are given: a Keyring refuses a key set
+// whose metadata MAC is missing (see "Metadata authentication" in the
+// package documentation). This package provides a memory store and SQL
+// stores for PostgreSQL and SQLite.
 type Store interface {
 	// Get returns the key set id, or an error matching ErrKeyNotFound.
 	Get(ctx context.Context, id ID) (*KeySet, error)
@@ -217,6 +239,7 @@ type Store interface {
 type MemoryStore struct {
 	mu   sync.Mutex
 	sets map[ID]*KeySet
+	head metaHead // the metadata head (metadata.go, memmeta.go)
 }
 
 var _ Store = (*MemoryStore)(nil)

@@ -23,8 +23,12 @@
 //
 // A job is split, when it is created, into partitions of PartitionRows
 // rows by primary key; the jobs and partitions live in two tables of the
-// same database (phicrypt_migration_jobs, phicrypt_migration_parts), the
-// job's checkpoints. A worker claims a partition (SELECT … FOR UPDATE SKIP
+// same database (phicrypt_migration_jobs, phicrypt_migration_parts,
+// versioned in phicrypt_migration_schema), the job's checkpoints. Run
+// creates them (Migrate), which takes a role allowed to run DDL; for a
+// role that may only read and write rows, install them from
+// SchemaMigrations with your schema tool and set Config.CheckSchemaOnly.
+// A worker claims a partition (SELECT … FOR UPDATE SKIP
 // LOCKED on PostgreSQL), reads its rows in batches, seals and opens them
 // through the fields package with a record type built from the Spec — so
 // the engine writes exactly what the application reads — and writes each

@@ -76,6 +76,19 @@ type Config struct {
 	// DryRun reads the whole table and reports, in Written, how many rows
 	// the job would change, without writing anything or creating the job.
 	DryRun bool
+	// CheckSchemaOnly makes Run check that the job bookkeeping tables are
+	// at SchemaVersion (CheckSchema) instead of creating or upgrading
+	// them (Migrate): for a database role that may read and write rows
+	// but run no DDL. Install the tables from SchemaMigrations first.
+	CheckSchemaOnly bool
+}
+
+// schema creates the bookkeeping tables, or only checks them.
+func (cfg *Config) schema(ctx context.Context) error {
+	if cfg.CheckSchemaOnly {
+		return CheckSchema(ctx, cfg.DB, cfg.Dialect)
+	}
+	return Migrate(ctx, cfg.DB, cfg.Dialect)
 }
 
 // Progress reports a running job.
@@ -172,7 +185,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.DryRun {
 		return dryRun(ctx, &cfg)
 	}
-	if err := Migrate(ctx, cfg.DB, cfg.Dialect); err != nil {
+	if err := cfg.schema(ctx); err != nil {
 		return r, err
 	}
 	total, err := createJob(ctx, &cfg)

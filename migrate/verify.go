@@ -221,9 +221,14 @@ type JobStatus struct {
 // ErrNoJob means no job has the name.
 var ErrNoJob = errors.New("migrate: no such job")
 
-// Status returns the state of job.
+// Status returns the state of job. It only reads: a database without the
+// bookkeeping tables has no job (ErrNoJob); tables at another schema
+// version fail with a *keys.SchemaError.
 func Status(ctx context.Context, db *sql.DB, d keys.Dialect, job string) (*JobStatus, error) {
-	if err := Migrate(ctx, db, d); err != nil {
+	if err := CheckSchema(ctx, db, d); err != nil {
+		if se := (*keys.SchemaError)(nil); errors.As(err, &se) && se.Have == 0 {
+			return nil, ErrNoJob
+		}
 		return nil, err
 	}
 	st := &JobStatus{Job: job}

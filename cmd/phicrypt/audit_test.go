@@ -49,7 +49,7 @@ func TestKeyOperationsAreInTheAuditLog(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	r = runIn(t, vars, "keys", "rewrap")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "rewrapped 2", "the data key and the audit log's key")
+	assert.Contains(t, r.stdout, "rewrapped 3", "the data key, the metadata key and the audit log's key")
 	r = runIn(t, vars, "keys", "shred", "--scope", "tenant:a", "--yes")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.NotContains(t, r.stderr, `"op"`, "the events are in the log, not on stderr")
@@ -87,6 +87,7 @@ func TestKeyOperationsAreInTheAuditLog(t *testing.T) {
 		{Op: "destroy", Scope: "phicrypt:audit", Purpose: "phicrypt keys shred", Outcome: "failure", ErrorClass: "reserved-scope"},
 		{Op: "kek-rotate", Purpose: "phicrypt keys rotate-kek", Outcome: "success"},
 		{Op: "rewrap", Scope: "phicrypt:audit", Purpose: "phicrypt keys rewrap", Outcome: "success"},
+		{Op: "rewrap", Scope: "phicrypt:metadata", Purpose: "phicrypt keys rewrap", Outcome: "success"},
 		{Op: "rewrap", Scope: "tenant:a", Purpose: "phicrypt keys rewrap", Outcome: "success"},
 		{Op: "state-change", Scope: "tenant:a", Purpose: "phicrypt keys shred", Outcome: "success"},
 		{Op: "destroy", Scope: "tenant:a", Purpose: "phicrypt keys shred", Outcome: "success"},

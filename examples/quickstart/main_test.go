@@ -23,7 +23,7 @@ func TestQuickstart(t *testing.T) {
 	require.NoError(t, run(ctx, &first, dir))
 	out := first.String()
 	assert.Contains(t, out, "created local KEK local:quickstart")
-	assert.Contains(t, out, "stored 20 patients, KMS calls so far: 6", "a data key and two index keys per tenant")
+	assert.Contains(t, out, "stored 20 patients, KMS calls so far: 7", "a data key and two index keys per tenant, and the metadata key")
 	assert.Contains(t, out, "1 match")
 	assert.Contains(t, out, "Ignacio928 Gottlieb798, born 1993-05-10, 182 Stanton Neck Unit 15, Boston")
 	assert.Contains(t, out, "moved to another patient's row: fields: main.Patient.SSN (column ssn): envelope: message authentication failed")
@@ -44,13 +44,13 @@ func TestQuickstart(t *testing.T) {
 	var second bytes.Buffer
 	require.NoError(t, run(ctx, &second, dir))
 	assert.Contains(t, second.String(), "using local KEK local:quickstart")
-	assert.True(t, strings.Contains(second.String(), "KMS calls so far: 6"), "the keys are unwrapped from the store, not recreated")
+	assert.True(t, strings.Contains(second.String(), "KMS calls so far: 7"), "the keys (and the metadata key) are unwrapped from the store, not recreated")
 	conn, err := sql.Open("sqlite", filepath.Join(dir, "quickstart.db"))
 	require.NoError(t, err)
 	defer conn.Close()
 	var n int
 	require.NoError(t, conn.QueryRow(`SELECT count(*) FROM phicrypt_keys`).Scan(&n))
-	assert.Equal(t, 6, n, "one data key and two index keys for each of two tenants")
+	assert.Equal(t, 7, n, "one data key and two index keys for each of two tenants, and the metadata key")
 }
 
 func TestQuickstartRefusesOpenKeyFile(t *testing.T) {

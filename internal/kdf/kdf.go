@@ -28,6 +28,10 @@ const (
 	LabelBlindIndex = "phicrypt/v1/blind-index-key"
 	// LabelAuditChain derives the HMAC key of the audit log's chain.
 	LabelAuditChain = "phicrypt/v1/audit-chain-key"
+	// LabelKeyMetadata derives the HMAC key that authenticates the key
+	// store's metadata (key states, minimum decryption versions, message
+	// budgets).
+	LabelKeyMetadata = "phicrypt/v1/key-metadata-key"
 )
 
 // Key derives n bytes from secret and info with HKDF-SHA-256 and no salt

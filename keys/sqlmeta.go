@@ -1,0 +1,152 @@
+package keys
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+)
+
+var _ metaStore = (*SQLStore)(nil)
+
+// updateMeta implements metaStore: Update, with the head row locked after
+// the key set's row (every sealed write takes them in that order) and
+// written in the same transaction.
+func (s *SQLStore) updateMeta(ctx context.Context, id ID, fn func(ks *KeySet, head *metaHead) error) (*KeySet, error) {
+	var out *KeySet
+	err := s.tx(ctx, func(q querier) error {
+		insert := "INSERT OR IGNORE INTO phicrypt_key_sets (scope, name) VALUES (?, ?)"
+		placeholder := "INSERT OR IGNORE INTO phicrypt_key_meta_head (id, counter, acc, mac) VALUES (1, 0, ?, ?)"
+		if s.dialect == Postgres {
+			insert = "INSERT INTO phicrypt_key_sets (scope, name) VALUES (?, ?) ON CONFLICT DO NOTHING"
+			placeholder = "INSERT INTO phicrypt_key_meta_head (id, counter, acc, mac) VALUES (1, 0, ?, ?) ON CONFLICT DO NOTHING"
+		}
+		if _, err := q.ExecContext(ctx, s.dialect.Rebind(insert), id.Scope, id.Name); err != nil {
+			return fmt.Errorf("keys: update %s: %w", id.kind(), err)
+		}
+		old, err := s.load(ctx, q, id, true)
+		if err != nil {
+			return err
+		}
+		// An empty head row stands for "no head yet"; inserting it first
+		// lets PostgreSQL lock it even on the very first write.
+		if _, err := q.ExecContext(ctx, s.dialect.Rebind(placeholder), []byte{}, []byte{}); err != nil {
+			return fmt.Errorf("keys: update metadata head: %w", err)
+		}
+		head, err := s.loadHead(ctx, q, true)
+		if err != nil {
+			return err
+		}
+		if head == nil {
+			head = &metaHead{}
+		}
+		ks := old.clone()
+		if err := fn(ks, head); err != nil {
+			return err
+		}
+		if err := checkUpdate(old, ks); err != nil {
+			return err
+		}
+		if err := s.write(ctx, q, old, ks); err != nil {
+			return err
+		}
+		if _, err := q.ExecContext(ctx, s.dialect.Rebind("UPDATE phicrypt_key_meta_head SET counter = ?, acc = ?, mac = ? WHERE id = 1"),
+			int64(head.Counter), head.Acc, head.MAC); err != nil {
+			return fmt.Errorf("keys: update metadata head: %w", err)
+		}
+		out = ks
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// loadHead reads the metadata head, nil when there is none (or only the
+// empty placeholder); lock takes its row lock on PostgreSQL.
+func (s *SQLStore) loadHead(ctx context.Context, q querier, lock bool) (*metaHead, error) {
+	query := "SELECT counter, acc, mac FROM phicrypt_key_meta_head WHERE id = 1"
+	if lock && s.dialect == Postgres {
+		query += " FOR UPDATE"
+	}
+	var h metaHead
+	var counter int64
+	err := q.QueryRowContext(ctx, query).Scan(&counter, &h.Acc, &h.MAC)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("keys: read metadata head: %w", err)
+	}
+	h.Counter = uint64(counter)
+	if h.Counter == 0 && len(h.Acc) == 0 && len(h.MAC) == 0 {
+		return nil, nil
+	}
+	return &h, nil
+}
+
+// scanMeta implements metaStore, in one read transaction: a snapshot
+// (REPEATABLE READ on PostgreSQL; on SQLite, WAL readers see one snapshot
+// per transaction). It makes one query per key set.
+func (s *SQLStore) scanMeta(ctx context.Context, head func(*metaHead) error, each func(*KeySet) error) error {
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	h, err := s.loadHead(ctx, tx, false)
+	if err != nil {
+		return err
+	}
+	if err := head(h); err != nil {
+		return err
+	}
+	collate := ""
+	if s.dialect == Postgres {
+		collate = ` COLLATE "C"`
+	}
+	rows, err := tx.QueryContext(ctx, "SELECT scope, name FROM phicrypt_key_sets ORDER BY scope"+collate+", name"+collate)
+	if err != nil {
+		return fmt.Errorf("keys: verify metadata: %w", err)
+	}
+	var ids []ID
+	for rows.Next() {
+		var id ID
+		if err := rows.Scan(&id.Scope, &id.Name); err != nil {
+			rows.Close()
+			return fmt.Errorf("keys: verify metadata: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("keys: verify metadata: %w", err)
+	}
+	for _, id := range ids {
+		ks, err := s.load(ctx, tx, id, false)
+		if err != nil {
+			return err
+		}
+		if err := each(ks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readTx begins a transaction whose reads all see one snapshot: REPEATABLE
+// READ, read-only, on PostgreSQL; on SQLite a deferred transaction, whose
+// snapshot (in WAL mode) is taken by its first read. The caller rolls it
+// back.
+func (s *SQLStore) readTx(ctx context.Context) (*sql.Tx, error) {
+	var opts *sql.TxOptions
+	if s.dialect == Postgres {
+		opts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	}
+	tx, err := s.db.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("keys: begin read: %w", err)
+	}
+	return tx, nil
+}
