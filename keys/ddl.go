@@ -35,8 +35,14 @@ func (e *SchemaError) Error() string {
 	return fmt.Sprintf("keys: %s tables at schema version %d, newer than this phicrypt's %d: upgrade phicrypt", e.Tables, e.Have, e.Want)
 }
 
-// Unwrap returns ErrSchemaVersion.
-func (e *SchemaError) Unwrap() error { return ErrSchemaVersion }
+// Unwrap returns ErrSchemaVersion, and also ErrNoStore when the key
+// store's tables are not installed at all.
+func (e *SchemaError) Unwrap() []error {
+	if e.Have == 0 && e.Tables == "keys" {
+		return []error{ErrSchemaVersion, ErrNoStore}
+	}
+	return []error{ErrSchemaVersion}
+}
 
 // SchemaMigrations returns the SQL scripts that create and upgrade this
 // package's tables (key store, metadata head, audit log) in dialect d, for
@@ -126,8 +132,11 @@ func SchemaVersionOf(ctx context.Context, db *sql.DB, d Dialect, table string) (
 	return version, nil
 }
 
-// OpenSQLStore returns a store in db like NewSQLStore, but runs no DDL: it
-// only checks the schema version (CheckSchema). Use it when the
+// OpenSQLStore returns a store in db like NewSQLStore, but never creates
+// or changes a table: it only checks the schema version (CheckSchema), and
+// fails with an error matching ErrNoStore when there is no key store in db
+// (so a mistyped database is never turned into an empty store) and
+// ErrSchemaVersion when its tables need the migrations. Use it when the
 // application's database role may read and write rows but not create or
 // alter tables, and the tables are installed by a schema tool from
 // SchemaMigrations, or by a privileged run of Migrate.

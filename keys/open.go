@@ -2,42 +2,15 @@ package keys
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 )
 
 // ErrNoStore means OpenSQLStore found no key store in the database: its
-// tables were never created (NewSQLStore creates them). Tools that must
+// tables were never created (NewSQLStore and Migrate create them). Tools that must
 // not create a key store by mistake, such as the phicrypt command given a
 // mistyped database, use OpenSQLStore and report it.
 var ErrNoStore = errors.New("keys: no key store in this database")
-
-// OpenSQLStore returns the store in db if its tables exist, upgrading
-// them if their schema is older (see Migrate), and fails with ErrNoStore
-// if they do not: unlike NewSQLStore, it never creates a key store.
-func OpenSQLStore(ctx context.Context, db *sql.DB, dialect Dialect) (*SQLStore, error) {
-	if db == nil {
-		return nil, errors.New("keys: nil database")
-	}
-	query := "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'phicrypt_key_sets'"
-	switch dialect {
-	case Postgres:
-		// to_regclass follows the search path, as the store's queries do.
-		query = "SELECT CASE WHEN to_regclass('phicrypt_key_sets') IS NULL THEN 0 ELSE 1 END"
-	case SQLite:
-	default:
-		return nil, fmt.Errorf("keys: unknown dialect %d", dialect)
-	}
-	var n int
-	if err := db.QueryRowContext(ctx, query).Scan(&n); err != nil {
-		return nil, fmt.Errorf("keys: open key store: %w", err)
-	}
-	if n == 0 {
-		return nil, ErrNoStore
-	}
-	return NewSQLStore(ctx, db, dialect)
-}
 
 // Under returns the IDs of the key sets of scope and of the scopes under
 // it, in (Scope, Name) order. A scope is under scope if it begins with
