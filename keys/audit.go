@@ -144,6 +144,10 @@ func ErrorClass(err error) string {
 		return "conflict"
 	case errors.Is(err, ErrAudit):
 		return "audit"
+	case errors.Is(err, ErrStillInUse):
+		return "in-use"
+	case errors.Is(err, ErrPurgeIncomplete):
+		return "purge-incomplete"
 	case errors.Is(err, ErrReservedScope):
 		return "reserved-scope"
 	case errors.Is(err, ErrInvalidID):

@@ -108,9 +108,12 @@ func (k *Keyring) guard(ctx context.Context, id ID, check UsageChecker, retiring
 			continue
 		}
 		destroyed[r.Version] = r.State == Destroyed
-		if r.State == Active || (r.State == DecryptOnly && r.Changed.After(cutoff)) {
-			return fmt.Errorf("%w: %s version %d is %v or was until less than %v ago, and replicas may still encrypt under it",
-				ErrStillInUse, id.kind(), r.Version, r.State, k.cfg.CacheMaxAge.Round(time.Second))
+		switch {
+		case r.State == Active:
+			return fmt.Errorf("%w: %s version %d is active: rotate first", ErrStillInUse, id.kind(), r.Version)
+		case r.State == DecryptOnly && r.Changed.After(cutoff):
+			return fmt.Errorf("%w: %s version %d was active less than CacheMaxAge (%v) ago, and replicas may still encrypt under it: retire it after %s",
+				ErrStillInUse, id.kind(), r.Version, k.cfg.CacheMaxAge, r.Changed.Add(k.cfg.CacheMaxAge).UTC().Format(time.RFC3339))
 		}
 	}
 	usage, err := check.KeyUsage(ctx, id)

@@ -47,12 +47,16 @@ func (e *env) keyOpContext(ctx context.Context, op string) context.Context {
 // fail-closed, and an operation that cannot be recorded exits with an
 // error matching keys.ErrAudit (the change itself may have been made
 // before its event failed; the stderr trail still shows it).
-func (e *env) openKeyOp(ctx context.Context, c *common) (*session, error) {
+// Each of tune, if any, adjusts the keyring's configuration first.
+func (e *env) openKeyOp(ctx context.Context, c *common, tune ...func(*keys.Config)) (*session, error) {
 	s, err := e.openStore(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	cfg := keys.Config{Auditor: e.auditor()}
+	for _, f := range tune {
+		f(&cfg)
+	}
 	log, err := keys.OpenAuditLog(ctx, s.db, s.dialect, s.kek)
 	switch {
 	case err == nil:
