@@ -153,6 +153,7 @@ func TestPurgeWaitsForReaders(t *testing.T) {
 	start := time.Now()
 	report, err := kr.Destroy(ctx, victim)
 	assert.ErrorIs(t, err, keys.ErrPurgeIncomplete)
+	assert.Equal(t, "purge-incomplete", keys.ErrorClass(err))
 	assert.Equal(t, keys.DestroyReport{KeySets: 1, Versions: 1}, report, "the keys are destroyed all the same")
 	assert.Less(t, time.Since(start), 30*time.Second, "the retries are bounded")
 	_, err = kr.DecryptionKey(ctx, victim, 1)
@@ -255,6 +256,7 @@ func TestRetireRefusesVersionsInUse(t *testing.T) {
 	var inUse *keys.InUseError
 	require.ErrorAs(t, err, &inUse)
 	assert.ErrorIs(t, err, keys.ErrStillInUse)
+	assert.Equal(t, "in-use", keys.ErrorClass(err))
 	assert.Equal(t, keys.InUseError{ID: id, Version: 1, Rows: 4}, *inUse, "the oldest version in use")
 	assert.NotContains(t, err.Error(), "tenant:a", "errors never name the scope")
 	_, err = kr.DecryptionKey(ctx, id.Scope, 1)
