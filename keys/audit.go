@@ -149,6 +149,10 @@ func ErrorClass(err error) string {
 		return "audit"
 	case errors.Is(err, ErrMetadataTampered):
 		return "metadata-tampered"
+	case errors.Is(err, ErrStillInUse):
+		return "in-use"
+	case errors.Is(err, ErrPurgeIncomplete):
+		return "purge-incomplete"
 	case errors.Is(err, ErrReservedScope):
 		return "reserved-scope"
 	case errors.Is(err, ErrInvalidID):

@@ -163,6 +163,41 @@
 // your erasure policy can tolerate). Other scopes are unaffected, and no
 // new key is ever created for a destroyed scope.
 //
+// Shred(scope, ShredOptions{Erasers: ...}) makes shredding complete where
+// blind indexes are concerned. A search across a tenant needs the tenant's
+// index key, which survives the patient's keys, so the patient's index
+// values would still confirm a guessed SSN: Shred erases them (sets them
+// to NULL) through each IndexEraser (migrate.Eraser for a table spec,
+// gormphi.Eraser for GORM models, IndexEraserFunc for anything else)
+// before Destroy, and once more after it. Erasing first means that a
+// failure leaves the keys Active, visibly not shredded, rather than
+// destroyed with index values nobody will erase; every step is idempotent
+// and a failed Shred is run again. Index keys in the patient's own scope
+// (searches always within one patient) are destroyed with it.
+// Self-contained and stream ciphertexts carry their own KEK-wrapped data
+// key and are not affected by Destroy.
+//
+// Destroy erases the wrapped keys from the store's files as well as its
+// rows where the store can: SQLStore writes with SQLite's secure_delete on
+// (old bytes are zeroed, not left in free space) and Destroy ends with
+// Purge, a TRUNCATE checkpoint that empties the write-ahead log. A reader
+// holding an old snapshot blocks that checkpoint: Destroy retries for
+// about four seconds, then fails with ErrPurgeIncomplete after destroying
+// the keys, and Purge finishes later. On PostgreSQL the old row versions
+// remain as dead tuples until VACUUM (FULL) of phicrypt_keys, and in WAL
+// segments, archives, base backups and replicas, which the operator
+// expires; docs/SHREDDING.md lists them.
+//
+// # Retiring versions
+//
+// SetMinDecryptVersion and SetState(Destroyed) act on a version whatever
+// still uses it. Retire and DestroyVersion are their guarded forms, for
+// operators: they refuse with an *InUseError (ErrStillInUse) naming the
+// oldest version in use and its row count until a UsageChecker
+// (migrate.Usage, over the tables' specs) proves that no row of the scope
+// uses the versions, and they refuse a version that was active less than
+// CacheMaxAge ago, under which replicas may still encrypt.
+//
 // Destruction is only as final as the copies of the store. Database backups,
 // replicas, point-in-time recovery and WAL archives taken before Destroy
 // still hold the wrapped keys; whoever can restore one and use the KEK can

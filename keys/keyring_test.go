@@ -747,10 +747,11 @@ func TestLongestIDsFitTheKMS(t *testing.T) {
 	}
 }
 
-// TestWrappedKeyCopiedToAnotherScope checks that a wrapped key is bound to
-// its scope, name and version: a database writer who copies one tenant's
-// wrapped data key into another tenant's row, or into another version,
-// gets a key that fails to unwrap, never the first tenant's key.
+// TestWrappedKeyCopiedToAnotherScope checks that a database writer who
+// copies one tenant's wrapped data key into another tenant's row, or into
+// another version, gets a refusal, never the first tenant's key: the
+// metadata MAC refuses the changed row, and behind it the wrapped key's
+// AAD (TestWrapAADBindsIdentity) would refuse the unwrap.
 func TestWrappedKeyCopiedToAnotherScope(t *testing.T) {
 	ctx := context.Background()
 	store := keys.NewMemoryStore()
@@ -772,7 +773,7 @@ func TestWrappedKeyCopiedToAnotherScope(t *testing.T) {
 	})
 	require.NoError(t, err)
 	_, err = kr.DecryptionKey(ctx, b.Scope, 1)
-	assert.ErrorIs(t, err, kms.ErrUnwrapFailed)
+	assert.ErrorIs(t, err, keys.ErrMetadataTampered)
 
 	// Into another version of the same scope.
 	_, err = store.Update(ctx, a, func(ks *keys.KeySet) error {
@@ -781,5 +782,5 @@ func TestWrappedKeyCopiedToAnotherScope(t *testing.T) {
 	})
 	require.NoError(t, err)
 	_, err = kr.DecryptionKey(ctx, a.Scope, 2)
-	assert.ErrorIs(t, err, kms.ErrUnwrapFailed)
+	assert.ErrorIs(t, err, keys.ErrMetadataTampered)
 }

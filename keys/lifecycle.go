@@ -187,8 +187,16 @@ type DestroyReport struct {
 // each step is audited. Other scopes are unaffected. New keys are never
 // created for a destroyed scope (ErrKeyDestroyed).
 //
+// When the store is a Purger (SQLStore), Destroy then purges it, so that
+// no copy of the erased keys remains in its files (SQLite: the
+// write-ahead log); if that cannot complete yet, Destroy fails with an
+// error matching ErrPurgeIncomplete after the keys were destroyed, and
+// calling it again (or Purge) finishes the job. Destroy leaves blind index
+// values computed under keys of other scopes (a tenant-wide index key) in
+// place: Shred erases them too.
+//
 // Destruction is only as final as the store's copies: see "Crypto-shredding"
-// in the package documentation for backups.
+// in the package documentation for backups and PostgreSQL.
 //
 // An empty scope fails with ErrInvalidID. A reserved scope fails with
 // ErrReservedScope: the audit log's chain key cannot be shredded.
@@ -213,7 +221,7 @@ func (k *Keyring) Destroy(ctx context.Context, scope string) (DestroyReport, err
 			after = ks.ID
 		}
 		if len(sets) < 100 {
-			return report, nil
+			return report, k.purge(ctx)
 		}
 	}
 }

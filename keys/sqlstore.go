@@ -101,9 +101,17 @@ func (d Dialect) Rebind(query string) string {
 	return b.String()
 }
 
-// tx runs fn in a write transaction (see sqltx.Write).
+// tx runs fn in a write transaction (see sqltx.Write). On SQLite the
+// connection has secure_delete on, so that the old bytes of a rewritten or
+// erased wrapped key are zeroed rather than left in the page's free space
+// (see Purge).
 func (s *SQLStore) tx(ctx context.Context, fn func(q querier) error) error {
-	return writeTx(ctx, s.db, s.dialect, fn)
+	return writeTx(ctx, s.db, s.dialect, func(q querier) error {
+		if err := sqltx.SecureDelete(ctx, q, s.dialect == Postgres); err != nil {
+			return fmt.Errorf("keys: %w", err)
+		}
+		return fn(q)
+	})
 }
 
 // querier is what a transaction offers.

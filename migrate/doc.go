@@ -57,6 +57,15 @@
 //
 // Verify counts, per column, the values per data key version and the
 // plaintext left, and per blind index the values per index key version.
-// A key version that no table references any more may be retired with
-// keys.SetMinDecryptVersion and later destroyed.
+// A key version that no table references any more may be retired:
+// Usage proves it for keys.Keyring.Retire and DestroyVersion, which
+// refuse (keys.ErrStillInUse) while a row of the scope still uses it.
+//
+// # Shredding
+//
+// Eraser sets a shredded scope's blind index values to NULL in a Spec's
+// table, for keys.Keyring.Shred: with a tenant-wide index key they would
+// otherwise still match a guessed value. On SQLite the engine and the
+// Eraser write with secure_delete on, so replaced plaintext, ciphertexts
+// and index values are zeroed rather than left in free space.
 package migrate

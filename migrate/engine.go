@@ -354,6 +354,9 @@ type worker struct {
 	// casts are the PostgreSQL types of the columns written, for the
 	// VALUES list of batched updates.
 	casts map[string]string
+	// scope, when set, limits reads to the rows of that scope (Verify's
+	// VerifyConfig.Scope).
+	scope string
 }
 
 // prepare reads the column types a batched update must cast to.
@@ -525,6 +528,10 @@ func (w *worker) readBatch(ctx context.Context, q sqltx.Querier, last sql.NullSt
 		where = append(where, s.ID+" < ?")
 		args = append(args, hi.String)
 	}
+	if w.scope != "" && s.ScopeColumn != "" {
+		where = append(where, s.ScopeColumn+" = ?")
+		args = append(args, w.scope)
+	}
 	query := "SELECT " + strings.Join(s.columns(), ", ") + " FROM " + s.Table
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
@@ -679,6 +686,11 @@ func (w *worker) writeChanges(ctx context.Context, q sqltx.Querier, changes []*c
 	}
 	var done map[string]bool
 	err := sqltx.Write(ctx, w.cfg.DB, false, "migrate", func(tq sqltx.Querier) error {
+		// The plaintext (or old ciphertext and index values) replaced
+		// must not stay behind in the pages' free space.
+		if err := sqltx.SecureDelete(ctx, tq, false); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
 		var err error
 		done, err = w.write(ctx, tq, changes)
 		return err

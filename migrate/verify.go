@@ -25,6 +25,9 @@ type VerifyConfig struct {
 	Codec *fields.Codec
 	// BatchRows is the number of rows read per query (1000 by default).
 	BatchRows int
+	// Scope, if set, limits the report to the rows of that scope: none
+	// when the Spec's fixed Scope is another one.
+	Scope string
 }
 
 // ColumnReport describes one encrypted column of a table.
@@ -69,7 +72,8 @@ func (r *VerifyReport) Complete() bool {
 
 // Referenced returns, for each column, the data key versions its values
 // still use, ascending: versions below the smallest may be retired
-// (keys.SetMinDecryptVersion) once no other table uses them.
+// (keys.SetMinDecryptVersion) once no other table uses them. Usage makes
+// that check for keys.Keyring.Retire and DestroyVersion.
 func (r *VerifyReport) Referenced() map[string][]uint32 {
 	out := map[string][]uint32{}
 	for _, c := range r.Columns {
@@ -140,7 +144,10 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 	for _, ix := range s.Indexes {
 		r.Indexes = append(r.Indexes, IndexReport{Column: ix.Column, Versions: map[uint32]int64{}})
 	}
-	w := &worker{cfg: &Config{DB: cfg.DB, Dialect: cfg.Dialect, Spec: cfg.Spec, BatchRows: cfg.BatchRows}, typ: cfg.Spec.rowType()}
+	w := &worker{cfg: &Config{DB: cfg.DB, Dialect: cfg.Dialect, Spec: cfg.Spec, BatchRows: cfg.BatchRows}, typ: cfg.Spec.rowType(), scope: cfg.Scope}
+	if cfg.Scope != "" && s.ScopeColumn == "" && cfg.Scope != s.Scope {
+		return r, nil
+	}
 	last := sql.NullString{}
 	for {
 		batch, err := w.readBatch(ctx, cfg.DB, last, false, sql.NullString{})

@@ -144,9 +144,10 @@ func (e *env) keyOpContext(ctx context.Context, op string) context.Context {
 // application's keys.NewAuditLog), or an --audit-file is given, the
 // keyring is fail-closed, and an operation that cannot be recorded exits
 // with an error matching keys.ErrAudit (the change itself may have been
-// made before its event failed).
-func (e *env) openKeyOp(ctx context.Context, c *common) (*session, error) {
-	return e.open(ctx, c, openOptions{audit: true})
+// made before its event failed). Each of tune, if any, adjusts the
+// keyring's configuration first.
+func (e *env) openKeyOp(ctx context.Context, c *common, tune ...func(*keys.Config)) (*session, error) {
+	return e.open(ctx, c, openOptions{audit: true, tune: tune})
 }
 
 // recordKEKRotation audits the rotation of kek (err is its failure, if

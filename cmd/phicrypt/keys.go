@@ -24,6 +24,7 @@ func runKeys(ctx context.Context, e *env, args []string) error {
 		"rotate":     keysRotate,
 		"rotate-kek": keysRotateKEK,
 		"rewrap":     keysRewrap,
+		"retire":     keysRetire,
 		"shred":      keysShred,
 		"status":     keysStatus,
 	}
@@ -35,7 +36,8 @@ Subcommands:
   rotate      make a new data key (or index key) version of a scope active
   rotate-kek  add a version to a local KEK file (other KMSs rotate on their side)
   rewrap      rewrap every stored key under the KEK's current version
-  shred       destroy every key of a scope: its data becomes unreadable (crypto-shredding)
+  retire      retire old key versions of a scope once no row uses them (--destroy: destroy them)
+  shred       destroy every key of a scope and erase its blind index values (crypto-shredding)
   status      list key sets, versions and states
 `)
 		return subcommandError(args)
@@ -328,40 +330,6 @@ func keysRewrap(ctx context.Context, e *env, args []string) error {
 	if report.Failed > 0 {
 		return fmt.Errorf("%d key versions failed to unwrap (see the audit events)", report.Failed)
 	}
-	return nil
-}
-
-func keysShred(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("keys shred", "--scope SCOPE --yes", `  phicrypt keys shred --scope patient:7c747494 --yes
-Every key of the scope is destroyed and its wrapped copies erased from the store:
-its data becomes unreadable. Backups of the key store still hold the keys (see package keys).
-`)
-	c := e.commonFlags(fs)
-	scope := fs.String("scope", "", "the scope to destroy")
-	yes := fs.Bool("yes", false, "confirm: this cannot be undone")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *scope == "" {
-		return usagef("--scope is required")
-	}
-	if !*yes {
-		return usagef("shredding cannot be undone: add --yes")
-	}
-	ctx = e.keyOpContext(ctx, "shred")
-	s, err := e.openKeyOp(ctx, c)
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-	report, err := s.keyring.Destroy(ctx, *scope)
-	if err != nil {
-		return err
-	}
-	if report.KeySets == 0 {
-		return fmt.Errorf("scope %s has no keys: %w", *scope, keys.ErrKeyNotFound)
-	}
-	fmt.Fprintf(e.stdout, "destroyed %d key versions in %d key sets of %s\n", report.Versions, report.KeySets, *scope)
 	return nil
 }
 

@@ -69,13 +69,14 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	c := e.commonFlags(fs)
 	form := fs.String("form", "compact", "the ciphertext form: compact (data keys from the key store, --keys-dsn) or self-contained (each value carries its data key wrapped by the KEK: for exports)")
 	scope := fs.String("scope", "", "the scope (tenant) of the resources; with --per-patient, the prefix of each patient's scope")
-	perPatient := fs.Bool("per-patient", false, `give each patient a scope of their own, SCOPE/patient/ID, so that "keys shred" crypto-shreds one patient (compact form)`)
+	perPatient := fs.Bool("per-patient", false, `give each patient a scope of their own, SCOPE/patient/ID, so that "keys shred" crypto-shreds one patient (compact form only)`)
 	profilePath := fs.String("profile", "", "the elements to encrypt: a built-in profile ("+strings.Join(fhir.BuiltinProfileNames(), ", ")+") or a JSON profile file (default: us-core)")
 	asOf := fs.String("as-of", "", "with a Safe Harbor profile, the date (YYYY-MM-DD) at which patients' ages are counted (default: today, UTC)")
 	patients := ""
 	if encrypt {
 		fs.StringVar(&patients, "patients", "", "with a Safe Harbor profile, the Patient NDJSON file of the bulk export, whose birth and death dates let the other files keep the years of patients under 90")
 	}
+	patientIndex := fs.Bool("patient-index", false, "with --per-patient, compute blind indexes under each patient's own index key: shredding the patient then makes them unmatchable, but every search must name the patient (default: the tenant's index key, searchable across the tenant)")
 	var indexes listFlag
 	allowPlaintext := new(bool)
 	if encrypt {
@@ -110,6 +111,15 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	}
 	if *form != "compact" && *form != "self-contained" {
 		return usagef("--form must be compact or self-contained")
+	}
+	if *perPatient && *form == "self-contained" {
+		// Self-contained values carry their data key wrapped by the KEK:
+		// keys shred cannot reach them, and --per-patient would promise
+		// a shredding that does not happen.
+		return usagef("--per-patient needs --form compact: self-contained values carry their own wrapped data key, which keys shred cannot destroy")
+	}
+	if *patientIndex && !*perPatient {
+		return usagef("--patient-index needs --per-patient")
 	}
 	ixs, err := parseFHIRIndexes(indexes)
 	if err != nil {
@@ -191,6 +201,9 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 			return err
 		}
 		cfg.Indexes, cfg.IndexScope = ixs, fhir.FixedScope(*scope)
+		if *patientIndex {
+			cfg.IndexScope = fhir.PatientScope(*scope)
+		}
 	}
 	enc, err := fhir.NewEncryptor(cfg)
 	if err != nil {

@@ -148,7 +148,6 @@ func TestDecryptPerPatientHint(t *testing.T) {
 	}{
 		{[]string{"--per-patient"}, nil, "line 1: this file was encrypted with --per-patient"},
 		{nil, []string{"--per-patient"}, "line 1: this file was encrypted without --per-patient"},
-		{[]string{"--per-patient", "--form", "self-contained"}, []string{"--form", "self-contained"}, "line 1: this file was encrypted with --per-patient"},
 	} {
 		r := phicryptIn(t, env, plain, append([]string{"encrypt", "--scope", "tenant:t"}, tc.encFlags...)...)
 		require.Equal(t, exitOK, r.code, r.stderr)

@@ -175,6 +175,8 @@ type openOptions struct {
 	// audit sends the keyring's events to the audit sinks (see
 	// env.sinks); without it, the keyring audits nothing (keys status).
 	audit bool
+	// tune adjusts the keyring's configuration.
+	tune []func(*keys.Config)
 }
 
 // open opens the KEK and the key store of c, and a keyring over them. The
@@ -195,6 +197,9 @@ func (e *env) open(ctx context.Context, c *common, o openOptions) (*session, err
 			return nil, err
 		}
 		cfg.Auditor, cfg.AuditFailClosed = s.audit, s.audit.durable()
+	}
+	for _, f := range o.tune {
+		f(&cfg)
 	}
 	if s.keyring, err = keys.New(cfg); err != nil {
 		s.Close()
@@ -259,6 +264,11 @@ type noCreateStore struct{ keys.Store }
 
 // Update implements keys.Store.
 func (s noCreateStore) Update(ctx context.Context, id keys.ID, fn func(ks *keys.KeySet) error) (*keys.KeySet, error) {
+	if strings.HasPrefix(id.Scope, keys.ReservedScopePrefix) {
+		// phicrypt's own key sets (the metadata MAC key) are not the
+		// caller's to mistype.
+		return s.Store.Update(ctx, id, fn)
+	}
 	return s.Store.Update(ctx, id, func(ks *keys.KeySet) error {
 		if len(ks.Versions) == 0 {
 			// The scope may be a patient's: the message names the key only.

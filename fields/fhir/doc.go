@@ -329,7 +329,12 @@
 // in one scope (a tenant); PatientScope gives each patient a scope, derived
 // from the Patient's id or from the subject, patient, beneficiary or for
 // reference of other resources, so that destroying it (keys.Keyring.Destroy)
-// crypto-shreds the patient everywhere. The ScopeFunc sees only what is not
+// crypto-shreds the patient everywhere the compact form was used.
+// Self-contained and stream ciphertexts carry their own KEK-wrapped data
+// key and are not shredded by Destroy (the phicrypt command refuses
+// --per-patient with --form self-contained), and blind indexes under the
+// tenant's index key still match the patient's values until erased (see
+// "Blind indexes" below and keys.Keyring.Shred). The ScopeFunc sees only what is not
 // encrypted: a reference the profile encrypts counts as absent, on both
 // sides. With per-patient scopes and the compact form, a value moved to a
 // patient who has no key fails with envelope.ErrKeyNotFound rather than
@@ -352,6 +357,16 @@
 // them for a store that keeps a search table; Terms gives the values to
 // look for. Plan the length with fields.SuggestIndexBits: a blind index
 // reveals which resources share a value's bucket, by design.
+//
+// Shredding and indexes: a search across a tenant needs the tenant's index
+// key (IndexScope a FixedScope), which shredding one patient leaves alive,
+// so the patient's index values would still confirm a guessed SSN.
+// Shredding is complete only once those values are erased: a search table
+// fed by ReadIndexes is erased through a keys.IndexEraser passed to
+// keys.Keyring.Shred; NDJSON files already written keep their index
+// extension and must be deleted or re-exported (phicrypt keys shred says
+// so). Where every search is within one patient, set IndexScope to the
+// same PatientScope: the index keys are then destroyed with the patient.
 //
 // # Bulk NDJSON
 //

@@ -56,8 +56,17 @@ func FixedScope(scope string) ScopeFunc {
 
 // PatientScope returns a ScopeFunc that gives each patient a scope of its
 // own, prefix + "/patient/" + the patient's id, so that destroying it
-// crypto-shreds the patient's values in every resource about them.
-// Resources about no patient (Organization, Practitioner) get prefix.
+// (keys.Keyring.Destroy or Shred) crypto-shreds the patient's values in
+// every resource about them that was encrypted with the compact form
+// (envelope.NewCompact over the keyring). It does not shred
+// self-contained or stream ciphertexts: those carry their data key
+// wrapped by the KEK, which Destroy cannot reach; delete such documents,
+// or give them a KEK of their own and destroy it in the KMS. Blind
+// indexes computed under the tenant's index key (Config.IndexScope a
+// FixedScope) survive the patient's keys: erase them where they are
+// stored (see keys.Keyring.Shred), or use PatientScope as IndexScope too
+// when every search is within one patient. Resources about no patient
+// (Organization, Practitioner) get prefix.
 func PatientScope(prefix string) ScopeFunc {
 	return func(r Resource) (string, error) {
 		if r.Patient == "" {

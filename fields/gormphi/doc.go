@@ -113,6 +113,15 @@
 // option; index them together with the tenant column, as in the example
 // above.
 //
+// # Shredding
+//
+// Eraser(db, models...) is a keys.IndexEraser for keys.Keyring.Shred: it
+// sets the blind index columns of a shredded scope's rows to NULL in the
+// models' tables. With a per-patient scope field and a tenant-wide index
+// (scope=TenantID on the index tag) this is what keeps a shredded
+// patient's index values from still confirming a guessed SSN; the
+// ciphertexts stay, unreadable once the patient's keys are destroyed.
+//
 // # Transactions and errors
 //
 // A failure to seal (the KMS is down and the data key is not cached, say:
