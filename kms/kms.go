@@ -224,7 +224,9 @@ func (e *Error) Unwrap() []error {
 
 // NewError returns an *Error for op on keyID. When ctx has ended, the
 // context's error replaces kind, so that errors.Is(err, context.Canceled)
-// holds whatever the transport reported; pass a nil ctx to skip that check.
+// holds whatever the transport reported. Where no call is under way (a
+// constructor's argument checks), pass context.Background(); a nil ctx is
+// accepted and skips the check too, but static analysis flags it.
 func NewError(ctx context.Context, op, keyID string, kind, cause error) *Error {
 	if ctx != nil && ctx.Err() != nil {
 		kind = ctx.Err()

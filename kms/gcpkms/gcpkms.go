@@ -270,7 +270,7 @@ func kindOf(err error) error {
 func (k *KEK) Close() error {
 	k.closeOnce.Do(func() {
 		if err := k.client.Close(); err != nil {
-			k.closeErr = kms.NewError(nil, "close", k.id, kms.ErrUnavailable, fmt.Errorf("gcpkms: %w", err))
+			k.closeErr = kms.NewError(context.Background(), "close", k.id, kms.ErrUnavailable, fmt.Errorf("gcpkms: %w", err))
 		}
 	})
 	return k.closeErr

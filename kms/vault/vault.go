@@ -492,12 +492,12 @@ func (k *KEK) chooseBinding(info KeyInfo) error {
 	k.keyType = info.Type
 	switch {
 	case !supportedTypes[info.Type]:
-		return kms.NewError(nil, "open", k.id, kms.ErrInvalidInput,
+		return kms.NewError(context.Background(), "open", k.id, kms.ErrInvalidInput,
 			fmt.Errorf("vault: transit key type %q cannot bind associated data; use aes256-gcm96, aes128-gcm96 or chacha20-poly1305", info.Type))
 	case !info.SupportsEncryption || !info.SupportsDecryption:
-		return kms.NewError(nil, "open", k.id, kms.ErrInvalidInput, errors.New("vault: transit key does not support encryption"))
+		return kms.NewError(context.Background(), "open", k.id, kms.ErrInvalidInput, errors.New("vault: transit key does not support encryption"))
 	case info.Convergent:
-		return kms.NewError(nil, "open", k.id, kms.ErrInvalidInput,
+		return kms.NewError(context.Background(), "open", k.id, kms.ErrInvalidInput,
 			errors.New("vault: transit key uses convergent (deterministic) encryption, which wrapping must not"))
 	case info.Derived:
 		k.binding = BindContext
@@ -643,7 +643,7 @@ func (k *KEK) Close() error {
 		k.closed.Store(true)
 		if k.auth != nil {
 			if err := k.auth.close(); err != nil {
-				k.closeErr = k.error(nil, "close", err)
+				k.closeErr = k.error(context.Background(), "close", err)
 			}
 		}
 		k.transport.CloseIdleConnections()
