@@ -145,6 +145,10 @@ func (e *env) openStore(ctx context.Context, c *common) (*session, error) {
 	}
 	s := &session{}
 	var err error
+	// kmsopen.Open puts the backend behind kms.Resilient (retries with
+	// backoff, a circuit breaker, a timeout per attempt): backends make
+	// one attempt per call, and a KMS that throttles a migration or a
+	// bulk rewrap must slow it down, not stop it.
 	if s.kek, err = kmsopen.Open(ctx, c.kek); err != nil {
 		return nil, fmt.Errorf("open KEK: %w", err)
 	}

@@ -52,9 +52,11 @@
 //     missing, invalid or expired credentials.
 //   - kms.ErrUnwrapFailed: InvalidCiphertextException,
 //     IncorrectKeyException, a wrong encryption context.
-//   - kms.ErrUnavailable: ThrottlingException, KMSInternalException,
-//     DependencyTimeoutException, KeyUnavailableException, any 5xx or 429,
-//     network errors and timeouts.
+//   - kms.ErrThrottled (which matches kms.ErrUnavailable):
+//     ThrottlingException, RequestLimitExceeded, LimitExceededException,
+//     any other 429.
+//   - kms.ErrUnavailable: KMSInternalException, DependencyTimeoutException,
+//     KeyUnavailableException, any 5xx, network errors and timeouts.
 //   - kms.ErrInvalidInput: arguments out of bounds, a key that cannot
 //     encrypt, or a request KMS refused as invalid.
 //   - context.Canceled or context.DeadlineExceeded when the caller's

@@ -44,7 +44,9 @@
 //   - kms.ErrPermissionDenied: PERMISSION_DENIED, UNAUTHENTICATED.
 //   - kms.ErrUnwrapFailed: INVALID_ARGUMENT from Decrypt (a ciphertext
 //     that does not decrypt with this key and AAD).
-//   - kms.ErrUnavailable: UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED,
+//   - kms.ErrThrottled (which matches kms.ErrUnavailable):
+//     RESOURCE_EXHAUSTED (a quota or rate limit).
+//   - kms.ErrUnavailable: UNAVAILABLE, ABORTED,
 //     INTERNAL, UNKNOWN, DEADLINE_EXCEEDED of Config.Timeout, transport
 //     errors, and checksum mismatches.
 //   - kms.ErrInvalidInput: arguments out of bounds, INVALID_ARGUMENT from

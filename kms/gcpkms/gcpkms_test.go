@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -125,7 +126,7 @@ func TestErrorMapping(t *testing.T) {
 		wrap, unwr error
 	}{
 		{codes.Unavailable, kms.ErrUnavailable, kms.ErrUnavailable},
-		{codes.ResourceExhausted, kms.ErrUnavailable, kms.ErrUnavailable},
+		{codes.ResourceExhausted, kms.ErrThrottled, kms.ErrThrottled},
 		{codes.Internal, kms.ErrUnavailable, kms.ErrUnavailable},
 		{codes.Aborted, kms.ErrUnavailable, kms.ErrUnavailable},
 		{codes.Unknown, kms.ErrUnavailable, kms.ErrUnavailable},
@@ -142,7 +143,7 @@ func TestErrorMapping(t *testing.T) {
 			defer f.fault.Store(nil)
 			_, err := k.Wrap(ctx, newDEK(t), []byte("aad"))
 			assert.ErrorIs(t, err, tc.wrap, "wrap")
-			assert.Equal(t, tc.wrap == kms.ErrUnavailable, kms.IsTransient(err))
+			assert.Equal(t, errors.Is(tc.wrap, kms.ErrUnavailable), kms.IsTransient(err))
 			got, err := k.Unwrap(ctx, wk, nil)
 			assert.Nil(t, got)
 			assert.ErrorIs(t, err, tc.unwr, "unwrap")

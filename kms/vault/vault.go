@@ -76,8 +76,10 @@
 //
 // Failures are [*kms.Error] values classified with the kms sentinels:
 //
+//   - kms.ErrThrottled (which matches kms.ErrUnavailable): 429, a rate
+//     limit quota.
 //   - kms.ErrUnavailable: network errors, timeouts, a sealed Vault (503),
-//     429, 412 and other 5xx responses, malformed responses.
+//     412 and other 5xx responses, malformed responses.
 //   - kms.ErrPermissionDenied: 401 and 403 (a missing, expired or revoked
 //     token, or a policy that forbids the path).
 //   - kms.ErrKeyNotFound: 404 (no such mount), a missing transit key, a
