@@ -172,10 +172,26 @@ type Config struct {
 	// Vault to another address keeps the ids of stored keys valid.
 	KeyID string
 
+	// Client, if set, is the application's Vault client: its address, TLS
+	// settings, HTTP client and namespace are used, and Address, TLS and
+	// Namespace must be empty. The KEK works on a clone (sharing its HTTP
+	// client, with the SDK's retries off: they belong to kms.Resilient),
+	// so logging in or renewing never changes the application's token.
+	// Without Token, AppRole or AuthMethod, the KEK uses the client's
+	// token. Close does not close the HTTP client's idle connections.
+	Client *api.Client
+
 	// Token authenticates with a Vault token.
 	Token string
 	// AppRole authenticates with the AppRole auth method.
 	AppRole *AppRole
+	// AuthMethod authenticates with any auth method of the Vault API: the
+	// packages under github.com/hashicorp/vault/api/auth (kubernetes, jwt,
+	// aws, gcp, azure, approle, ldap, userpass) provide them. The KEK logs
+	// in with it at New, renews the token with a LifetimeWatcher while it
+	// may be renewed, logs in again before it expires, and revokes it at
+	// Close.
+	AuthMethod api.AuthMethod
 
 	// Timeout bounds each HTTP request (the caller's context may end it
 	// sooner). DefaultTimeout when zero.
@@ -304,14 +320,18 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 	if err != nil {
 		return nil, kms.NewError(ctx, "open", cfg.KeyID, kms.ErrInvalidInput, err)
 	}
-	auth := &authenticator{client: k.client, approle: cfg.AppRole, token: cfg.Token, logger: cfg.Logger}
+	token := cfg.Token
+	if cfg.Client != nil && cfg.Token == "" && cfg.AppRole == nil && cfg.AuthMethod == nil {
+		token = cfg.Client.Token()
+	}
+	auth := &authenticator{client: k.client, approle: cfg.AppRole, method: cfg.AuthMethod, token: token, logger: cfg.Logger}
 	if auth.logger == nil {
 		auth.logger = slog.New(slog.DiscardHandler)
 	}
 	secret, err := auth.start(ctx)
 	if err != nil {
 		_ = auth.close()
-		k.transport.CloseIdleConnections()
+		k.closeIdleConnections()
 		return nil, k.error(ctx, "open", err)
 	}
 	k.auth = auth
@@ -327,7 +347,7 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 			err = kms.NewError(ctx, "open", k.id, kms.ErrInvalidInput, err)
 		}
 		_ = auth.close()
-		k.transport.CloseIdleConnections()
+		k.closeIdleConnections()
 		return nil, err
 	}
 	auth.run(secret)
@@ -336,7 +356,11 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 
 // newKEK checks cfg and builds the KEK's client, without calling Vault.
 func newKEK(cfg Config) (*KEK, error) {
-	if cfg.Address == "" {
+	switch {
+	case cfg.Client != nil && (cfg.Address != "" || cfg.Namespace != "" || cfg.TLS.CACert != "" || len(cfg.TLS.CACertPEM) > 0 ||
+		cfg.TLS.ClientCert != "" || cfg.TLS.ClientKey != "" || cfg.TLS.ServerName != "" || cfg.TLS.InsecureSkipVerify):
+		return nil, errors.New("vault: with Config.Client, leave Address, TLS and Namespace empty: the client's are used")
+	case cfg.Client == nil && cfg.Address == "":
 		return nil, errors.New("vault: Config.Address is required")
 	}
 	mount := strings.Trim(cfg.Mount, "/")
@@ -353,8 +377,17 @@ func newKEK(cfg Config) (*KEK, error) {
 	if ns != "" && (!mountRE.MatchString(ns) || strings.Contains("/"+ns+"/", "/../")) {
 		return nil, fmt.Errorf("vault: invalid namespace %q", cfg.Namespace)
 	}
-	if (cfg.Token == "") == (cfg.AppRole == nil) {
-		return nil, errors.New("vault: set exactly one of Config.Token and Config.AppRole")
+	auths := 0
+	for _, set := range []bool{cfg.Token != "", cfg.AppRole != nil, cfg.AuthMethod != nil} {
+		if set {
+			auths++
+		}
+	}
+	switch {
+	case auths > 1 || auths == 0 && cfg.Client == nil:
+		return nil, errors.New("vault: set exactly one of Config.Token, Config.AppRole and Config.AuthMethod")
+	case auths == 0 && cfg.Client.Token() == "":
+		return nil, errors.New("vault: Config.Client has no token: set it, or set Config.Token, Config.AppRole or Config.AuthMethod")
 	}
 	if ar := cfg.AppRole; ar != nil {
 		if (ar.RoleID == "") == (ar.RoleIDFile == "") {
@@ -367,7 +400,11 @@ func newKEK(cfg Config) (*KEK, error) {
 			return nil, fmt.Errorf("vault: invalid AppRole mount path %q", ar.Mount)
 		}
 	}
-	id := DefaultKeyID(cfg)
+	idCfg := cfg
+	if cfg.Client != nil {
+		idCfg.Namespace = cfg.Client.Namespace()
+	}
+	id := DefaultKeyID(idCfg)
 	if err := kms.ValidateKeyID(id); err != nil {
 		return nil, err
 	}
@@ -377,6 +414,21 @@ func newKEK(cfg Config) (*KEK, error) {
 		batch = DefaultRewrapBatchSize
 	case batch < 0 || batch > MaxRewrapBatchSize:
 		return nil, fmt.Errorf("vault: Config.RewrapBatchSize must be 1 to %d", MaxRewrapBatchSize)
+	}
+	if cfg.Client != nil {
+		client, err := cfg.Client.Clone()
+		if err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		// Retries belong to kms.Resilient; the token, namespace and
+		// request header are set on the clone whatever its Clone* settings.
+		client.SetMaxRetries(0)
+		client.SetToken(cfg.Client.Token())
+		client.AddHeader(api.RequestHeaderName, "true")
+		if ns := cfg.Client.Namespace(); ns != "" {
+			client.SetNamespace(ns)
+		}
+		return &KEK{id: id, address: client.Address(), mount: mount, key: cfg.Key, batchSize: batch, client: client}, nil
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
@@ -438,6 +490,14 @@ func newKEK(cfg Config) (*KEK, error) {
 		client:    client,
 		transport: transport,
 	}, nil
+}
+
+// closeIdleConnections closes the idle connections of the transport that
+// the KEK made, and leaves an application's client alone.
+func (k *KEK) closeIdleConnections() {
+	if k.transport != nil {
+		k.transport.CloseIdleConnections()
+	}
 }
 
 // DefaultKeyID returns the key id of the KEK that cfg describes:
@@ -648,7 +708,7 @@ func (k *KEK) Close() error {
 				k.closeErr = k.error(context.Background(), "close", err)
 			}
 		}
-		k.transport.CloseIdleConnections()
+		k.closeIdleConnections()
 	})
 	return k.closeErr
 }
