@@ -13,6 +13,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 	_ "modernc.org/sqlite"
 
 	"github.com/phicrypt/phicrypt/fields"
@@ -193,7 +194,9 @@ func (e *env) bar(total int64, what, unit string) *progressbar.ProgressBar {
 	return progressbar.NewOptions64(total, opts...)
 }
 
+// isTerminal reports whether f is a terminal. A character device is not
+// necessarily one (/dev/null is a character device), so ask the terminal
+// driver, as golang.org/x/term does on every platform.
 func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return term.IsTerminal(int(f.Fd()))
 }
