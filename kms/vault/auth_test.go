@@ -2,6 +2,7 @@ package vault_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -146,6 +147,9 @@ func TestAuthMethodWithApplicationClient(t *testing.T) {
 	require.NoError(t, err)
 	app.SetToken("")
 	method := &appRoleMethod{mount: mount, roleID: roleID, secretID: secretID}
+	printed := fmt.Sprintf("%v %+v %#v", vault.Config{Client: app, Key: key, AuthMethod: method}, vault.Config{Client: app, AuthMethod: method}, vault.Config{AuthMethod: method})
+	assert.Contains(t, printed, "*vault_test.appRoleMethod", "the method's type is printed")
+	assert.NotContains(t, printed, secretID, "an AuthMethod's fields are never printed")
 
 	k, err := vault.New(ctx, vault.Config{Client: app, Key: key, AuthMethod: method})
 	require.NoError(t, err)

@@ -56,8 +56,12 @@
 // until its maximum TTL. Config.AppRole logs in with AppRole (role id and
 // secret id, each given or read from a file at every login), renews the
 // token, and logs in again shortly before the token reaches its maximum
-// TTL. Close stops renewal and revokes a token that the KEK obtained by
-// logging in. New reads nothing from the environment (not even VAULT_ADDR,
+// TTL. Config.AuthMethod does the same with any api.AuthMethod, such as
+// those of github.com/hashicorp/vault/api/auth/kubernetes, jwt, aws or
+// approle. Config.Client passes the application's own *api.Client (its
+// address, TLS and namespace); the KEK works on a clone of it. Close stops
+// renewal and revokes a token that the KEK obtained by logging in. New
+// reads nothing from the environment (not even VAULT_ADDR,
 // VAULT_TOKEN or VAULT_SKIP_VERIFY); [Open] documents the variables it
 // reads.
 //
@@ -150,9 +154,10 @@ const (
 )
 
 // Config describes a transit key and how to reach and authenticate to
-// Vault. Address, Key and one of Token and AppRole are required. Its
-// String, GoString, Format and LogValue methods never print the token or
-// the AppRole credentials.
+// Vault. Key, Address or Client, and one of Token, AppRole and AuthMethod
+// (or a Client that has a token) are required. Its String, GoString,
+// Format and LogValue methods never print the token or the AppRole
+// credentials.
 type Config struct {
 	// Address is Vault's URL, e.g. "https://vault.example.org:8200".
 	Address string
@@ -744,17 +749,30 @@ func (k *KEK) MarshalJSON() ([]byte, error) {
 
 // String describes the configuration without credentials.
 func (c Config) String() string {
-	auth := "none"
+	var auths []string
+	if c.Token != "" {
+		auths = append(auths, "token")
+	}
+	if c.AppRole != nil {
+		auths = append(auths, "approle")
+	}
+	if c.AuthMethod != nil {
+		// The type only: an AuthMethod's fields may hold credentials.
+		auths = append(auths, fmt.Sprintf("%T", c.AuthMethod))
+	}
+	auth := strings.Join(auths, " and ")
 	switch {
-	case c.Token != "" && c.AppRole != nil:
-		auth = "token and approle"
-	case c.Token != "":
-		auth = "token"
-	case c.AppRole != nil:
-		auth = "approle"
+	case auth == "" && c.Client != nil:
+		auth = "client's token"
+	case auth == "":
+		auth = "none"
+	}
+	address := c.Address
+	if c.Client != nil {
+		address = c.Client.Address()
 	}
 	return fmt.Sprintf("vault.Config{Address: %q, Namespace: %q, Mount: %q, Key: %q, KeyID: %q, Auth: %s}",
-		c.Address, c.Namespace, c.Mount, c.Key, c.KeyID, auth)
+		address, c.Namespace, c.Mount, c.Key, c.KeyID, auth)
 }
 
 // GoString is String.
