@@ -63,7 +63,8 @@ type (
 		ID    string        `phi:"id,table=t"`
 		Scope string        `phi:"scope"`
 		X     fields.String `phi:"encrypt"`
-		y     fields.String `phi:"encrypt"`
+		//lint:ignore U1000 the field is never used: the plan must refuse its tag.
+		y fields.String `phi:"encrypt"`
 	}
 	noID struct {
 		Scope string        `phi:"scope"`
@@ -139,6 +140,7 @@ type (
 		ID    string        `phi:"id,table=t"`
 		Scope string        `phi:"scope"`
 		X     fields.String `phi:"encrypt"`
+		//lint:ignore U1000 the field is never used: the plan must refuse the tags inside it.
 		inner struct {
 			Y fields.String `phi:"encrypt"`
 		}

@@ -12,6 +12,14 @@ import (
 // calling the KMS. It matches ErrUnavailable too.
 var ErrCircuitOpen = fmt.Errorf("%w: circuit breaker open", ErrUnavailable)
 
+// ErrThrottled is the kind of a call that the KMS refused for its rate
+// limit or quota (AWS ThrottlingException, gRPC RESOURCE_EXHAUSTED, HTTP
+// 429). It matches ErrUnavailable too, so WithRetry retries it; a Breaker
+// counts it as an answer, not a failure, because a throttling KMS is up,
+// and opening the breaker during a burst would fail every caller for a
+// whole cool-down instead of slowing them down.
+var ErrThrottled = fmt.Errorf("%w: throttled", ErrUnavailable)
+
 // Breaker defaults.
 const (
 	DefaultBreakerFailures = 5
@@ -69,7 +77,7 @@ type BreakerConfig struct {
 // half-open: exactly one call, the probe, goes through, and the others
 // fail fast. The probe's success closes it; a transient failure opens it
 // for another cool-down. Errors that show the KMS answering (ErrUnwrapFailed,
-// ErrInvalidInput, ErrKeyNotFound, ErrPermissionDenied) count as successes
+// ErrInvalidInput, ErrKeyNotFound, ErrPermissionDenied, ErrThrottled) count as successes
 // for the breaker: a tampered wrapped key or a bad argument says nothing
 // about the KMS's health. A call ended by its own context counts as
 // neither.
@@ -162,7 +170,7 @@ func (b *Breaker) record(probe bool, err error) {
 	switch {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		// The caller gave up: neither a success nor a failure.
-	case IsTransient(err):
+	case IsTransient(err) && !errors.Is(err, ErrThrottled):
 		b.failures++
 		if probe || b.failures >= b.cfg.Failures {
 			b.openedAt = b.cfg.Clock.Now()
@@ -192,6 +200,9 @@ type guarded struct {
 }
 
 func (g *guarded) KeyID() string { return keyIDOf(g.inner) }
+
+// Close closes the inner KEK.
+func (g *guarded) Close() error { return closeOf(g.inner) }
 
 func (g *guarded) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error) {
 	probe, err := g.b.allow()

@@ -3,6 +3,7 @@ package kms
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 )
 
@@ -43,46 +44,76 @@ func clockOr(c Clock) Clock {
 }
 
 // decorator is what every decorator implements internally: the KEK methods
-// and both optional ones, which forward to the inner KEK. expose hides the
+// and the optional ones, which forward to the inner KEK. expose hides the
 // optional methods that the inner KEK lacks.
 type decorator interface {
 	KEK
 	Identifier
 	Rewrapper
+	io.Closer
 }
 
-// The four shapes a decorated KEK can take.
-type (
-	plainKEK      struct{ KEK }
-	identifiedKEK struct {
-		KEK
-		Identifier
-	}
-	rewrappingKEK struct {
-		KEK
-		Rewrapper
-	}
-	fullKEK struct {
-		KEK
-		Identifier
-		Rewrapper
-	}
-)
-
-// expose returns d with exactly the optional interfaces of inner.
+// expose returns d with exactly the optional interfaces of inner:
+// Identifier, Rewrapper and io.Closer (a backend that holds a token or a
+// connection pool), so that a type assertion answers the same before and
+// after decoration.
 func expose(inner KEK, d decorator) KEK {
 	_, isID := inner.(Identifier)
 	_, isRW := inner.(Rewrapper)
+	_, isCl := inner.(io.Closer)
 	switch {
+	case isID && isRW && isCl:
+		return struct {
+			KEK
+			Identifier
+			Rewrapper
+			io.Closer
+		}{d, d, d, d}
 	case isID && isRW:
-		return fullKEK{d, d, d}
+		return struct {
+			KEK
+			Identifier
+			Rewrapper
+		}{d, d, d}
+	case isID && isCl:
+		return struct {
+			KEK
+			Identifier
+			io.Closer
+		}{d, d, d}
+	case isRW && isCl:
+		return struct {
+			KEK
+			Rewrapper
+			io.Closer
+		}{d, d, d}
 	case isID:
-		return identifiedKEK{d, d}
+		return struct {
+			KEK
+			Identifier
+		}{d, d}
 	case isRW:
-		return rewrappingKEK{d, d}
+		return struct {
+			KEK
+			Rewrapper
+		}{d, d}
+	case isCl:
+		return struct {
+			KEK
+			io.Closer
+		}{d, d}
 	default:
-		return plainKEK{d}
+		return struct{ KEK }{d}
 	}
+}
+
+// closeOf closes inner. Decorators only call it when expose made them an
+// io.Closer, that is when inner is one.
+func closeOf(inner KEK) error {
+	if c, ok := inner.(io.Closer); ok {
+		return c.Close()
+	}
+	return nil
 }
 
 // keyIDOf returns kek's key id, or "" when it is not an Identifier.

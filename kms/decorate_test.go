@@ -2,7 +2,9 @@ package kms_test
 
 import (
 	"context"
+	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -154,11 +156,20 @@ func (r *rewrapping) Batches() [][]kms.WrappedKey {
 	return r.batches
 }
 
+// closing is an io.Closer that counts its calls.
+type closing struct{ n atomic.Int32 }
+
+func (c *closing) Close() error {
+	c.n.Add(1)
+	return nil
+}
+
 // shape is a KEK with some combination of the optional interfaces; rw is
-// its Rewrapper's implementation, if any.
+// its Rewrapper's implementation, cl its io.Closer's, if any.
 type shape struct {
 	kek kms.KEK
 	rw  *rewrapping
+	cl  *closing
 }
 
 // shapes returns a KEK of each combination of optional interfaces, all
@@ -166,6 +177,8 @@ type shape struct {
 func shapes(t *testing.T, prefix string) map[string]shape {
 	rw := &rewrapping{KEK: newLocal(t, prefix+"-rw")}
 	both := &rewrapping{KEK: newLocal(t, prefix+"-both")}
+	all := &rewrapping{KEK: newLocal(t, prefix+"-all")}
+	cl1, cl2, cl3 := &closing{}, &closing{}, &closing{}
 	return map[string]shape{
 		"plain":      {kek: struct{ kms.KEK }{newLocal(t, prefix+"-plain")}},
 		"identifier": {kek: newLocal(t, prefix+"-id")},
@@ -178,6 +191,20 @@ func shapes(t *testing.T, prefix string) map[string]shape {
 			kms.Identifier
 			kms.Rewrapper
 		}{both, both.KEK.(kms.Identifier), both}, rw: both},
+		"closer": {kek: struct {
+			kms.KEK
+			io.Closer
+		}{newLocal(t, prefix+"-cl"), cl1}, cl: cl1},
+		"identifier+closer": {kek: struct {
+			*local.KEK
+			io.Closer
+		}{newLocal(t, prefix+"-idcl"), cl2}, cl: cl2},
+		"all": {kek: struct {
+			kms.KEK
+			kms.Identifier
+			kms.Rewrapper
+			io.Closer
+		}{all, all.KEK.(kms.Identifier), all, cl3}, rw: all, cl: cl3},
 	}
 }
 
@@ -200,6 +227,9 @@ var decorators = map[string]func(kms.KEK) kms.KEK{
 		obs := kms.WithObserver(k, kms.ObserverConfig{Observe: func(context.Context, kms.Event) {}})
 		return kms.WithRetry(b.Guard(kms.WithTimeout(obs, kms.TimeoutConfig{Call: time.Minute})), kms.RetryConfig{Clock: newFakeClock()})
 	},
+	"resilient": func(k kms.KEK) kms.KEK {
+		return kms.Resilient(k, kms.ResilientConfig{})
+	},
 }
 
 func TestDecoratorsPreserveOptionalInterfaces(t *testing.T) {
@@ -214,6 +244,12 @@ func TestDecoratorsPreserveOptionalInterfaces(t *testing.T) {
 				assert.Equal(t, isID, ok, "Identifier must be exposed exactly when the inner KEK has it")
 				rw, ok := d.(kms.Rewrapper)
 				assert.Equal(t, isRW, ok, "Rewrapper must be exposed exactly when the inner KEK has it")
+				cl, ok := d.(io.Closer)
+				assert.Equal(t, sh.cl != nil, ok, "io.Closer must be exposed exactly when the inner KEK has it")
+				if sh.cl != nil {
+					require.NoError(t, cl.Close())
+					assert.Equal(t, int32(1), sh.cl.n.Load(), "Close must close the inner KEK")
+				}
 				if isID {
 					assert.Equal(t, innerID.KeyID(), id.KeyID())
 				}

@@ -151,3 +151,28 @@ func ExampleWithObserver() {
 	// op=wrap key=local:hospital-main keys=1 error=<nil>
 	// op=unwrap key=local:hospital-main keys=1 error=kms: unwrap failed
 }
+
+// Most applications put their backend behind Resilient once, with the
+// production defaults (kmsopen.Open does it for them): five attempts with
+// backoff, a circuit breaker, a timeout per attempt. Here the KMS fails
+// twice, then recovers.
+func ExampleResilient() {
+	ctx := context.Background()
+	backend := kmstest.Instrument(exampleKEK("local:hospital-main"))
+	backend.SetDown(true)
+	kek := kms.Resilient(backend, kms.ResilientConfig{
+		Observer: kms.ObserverConfig{Observe: func(_ context.Context, e kms.Event) {
+			fmt.Printf("%s attempt %d: %v\n", e.Op, e.Attempt, e.Kind)
+			if e.Attempt == 2 {
+				backend.SetDown(false)
+			}
+		}},
+	})
+	wk, err := kek.Wrap(ctx, bytes.Repeat([]byte{7}, 32), []byte("scope=tenant:st-mary"))
+	fmt.Println(wk.KeyID, err)
+	// Output:
+	// wrap attempt 1: kms: unavailable
+	// wrap attempt 2: kms: unavailable
+	// wrap attempt 3: <nil>
+	// local:hospital-main <nil>
+}

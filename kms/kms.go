@@ -28,14 +28,22 @@
 //
 // # Decorators
 //
+// Backends make one attempt per call: their SDKs' own retries are off, so
+// that retries, timeouts and the circuit breaker are decided once, here,
+// whatever the backend. Most applications should therefore wrap their KEK
+// with [Resilient], which applies the production stack with production
+// defaults (kms/kmsopen.Open does it for them):
+//
+//	kek = kms.Resilient(backend, kms.ResilientConfig{})
+//
 // [WithRetry], [Breaker.Guard], [WithTimeout] and [WithObserver] wrap a KEK
 // in another that adds one concern; [NewMulti] combines KEKs so that a site
 // can move from one KMS to another. The decorators return the KEK interface
 // rather than a concrete type because the result has exactly the optional
-// interfaces of the KEK it wraps: it is an Identifier only when the inner
-// KEK is, and a Rewrapper only when the inner KEK is, so that a type
-// assertion answers the same before and after decoration. A typical stack,
-// outermost first:
+// interfaces of the KEK it wraps: it is an Identifier, a Rewrapper or an
+// io.Closer (whose Close closes the backend) only when the inner KEK is,
+// so that a type assertion answers the same before and after decoration.
+// Resilient is this stack, outermost first:
 //
 //	kek = kms.WithRetry(breaker.Guard(kms.WithTimeout(kms.WithObserver(backend, obs), timeouts)), retry)
 //
@@ -224,7 +232,9 @@ func (e *Error) Unwrap() []error {
 
 // NewError returns an *Error for op on keyID. When ctx has ended, the
 // context's error replaces kind, so that errors.Is(err, context.Canceled)
-// holds whatever the transport reported; pass a nil ctx to skip that check.
+// holds whatever the transport reported. Where no call is under way (a
+// constructor's argument checks), pass context.Background(); a nil ctx is
+// accepted and skips the check too, but static analysis flags it.
 func NewError(ctx context.Context, op, keyID string, kind, cause error) *Error {
 	if ctx != nil && ctx.Err() != nil {
 		kind = ctx.Err()

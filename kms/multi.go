@@ -35,18 +35,18 @@ func NewMulti(primary KEK, others ...KEK) (*Multi, error) {
 	m := &Multi{primary: primary, members: make(map[string]KEK, 1+len(others))}
 	for i, kek := range append([]KEK{primary}, others...) {
 		if kek == nil {
-			return nil, NewError(nil, "open", "", ErrInvalidInput, fmt.Errorf("multi: member %d is nil", i))
+			return nil, NewError(context.Background(), "open", "", ErrInvalidInput, fmt.Errorf("multi: member %d is nil", i))
 		}
 		id, ok := kek.(Identifier)
 		if !ok {
-			return nil, NewError(nil, "open", "", ErrInvalidInput, fmt.Errorf("multi: member %d (%T) is not a kms.Identifier", i, kek))
+			return nil, NewError(context.Background(), "open", "", ErrInvalidInput, fmt.Errorf("multi: member %d (%T) is not a kms.Identifier", i, kek))
 		}
 		keyID := id.KeyID()
 		if err := ValidateKeyID(keyID); err != nil {
-			return nil, NewError(nil, "open", keyID, ErrInvalidInput, fmt.Errorf("multi: member %d: %w", i, err))
+			return nil, NewError(context.Background(), "open", keyID, ErrInvalidInput, fmt.Errorf("multi: member %d: %w", i, err))
 		}
 		if _, dup := m.members[keyID]; dup {
-			return nil, NewError(nil, "open", keyID, ErrInvalidInput, errors.New("multi: two members have this key id"))
+			return nil, NewError(context.Background(), "open", keyID, ErrInvalidInput, errors.New("multi: two members have this key id"))
 		}
 		m.members[keyID] = kek
 		if i == 0 {

@@ -53,6 +53,9 @@ type observed struct {
 
 func (o *observed) KeyID() string { return keyIDOf(o.inner) }
 
+// Close closes the inner KEK.
+func (o *observed) Close() error { return closeOf(o.inner) }
+
 func (o *observed) report(ctx context.Context, op, keyID string, keys int, start time.Time, err error) {
 	if o.cfg.Observe == nil {
 		return

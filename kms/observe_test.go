@@ -86,8 +86,8 @@ func TestObserverKeyIDWithoutIdentifier(t *testing.T) {
 func TestKindOf(t *testing.T) {
 	assert.NoError(t, kms.KindOf(nil))
 	for _, kind := range []error{kms.ErrUnavailable, kms.ErrPermissionDenied, kms.ErrKeyNotFound, kms.ErrUnwrapFailed, kms.ErrInvalidInput, context.Canceled, context.DeadlineExceeded} {
-		assert.Equal(t, kind, kms.KindOf(kms.NewError(nil, "wrap", "local:x", kind, nil)))
+		assert.Equal(t, kind, kms.KindOf(kms.NewError(context.Background(), "wrap", "local:x", kind, nil)))
 	}
-	assert.Equal(t, kms.ErrUnavailable, kms.KindOf(kms.NewError(nil, "wrap", "local:x", kms.ErrCircuitOpen, nil)))
+	assert.Equal(t, kms.ErrUnavailable, kms.KindOf(kms.NewError(context.Background(), "wrap", "local:x", kms.ErrCircuitOpen, nil)))
 	assert.Equal(t, kms.ErrUnavailable, kms.KindOf(fmt.Errorf("unclassified")))
 }

@@ -96,6 +96,9 @@ type retrying struct {
 
 func (r *retrying) KeyID() string { return keyIDOf(r.inner) }
 
+// Close closes the inner KEK.
+func (r *retrying) Close() error { return closeOf(r.inner) }
+
 func (r *retrying) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error) {
 	var wk WrappedKey
 	err := r.do(ctx, "wrap", func(ctx context.Context) error {

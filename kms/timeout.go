@@ -39,6 +39,9 @@ type timeLimited struct {
 
 func (t *timeLimited) KeyID() string { return keyIDOf(t.inner) }
 
+// Close closes the inner KEK.
+func (t *timeLimited) Close() error { return closeOf(t.inner) }
+
 func (t *timeLimited) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error) {
 	cctx, cancel := withTimeout(ctx, t.cfg.Call)
 	defer cancel()

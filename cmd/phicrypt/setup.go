@@ -13,6 +13,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
 	_ "modernc.org/sqlite"
 
 	"github.com/phicrypt/phicrypt/fields"
@@ -219,6 +220,10 @@ func (e *env) openStore(ctx context.Context, c *common) (*session, error) {
 	if s.db, s.dialect, err = openKeysDB(c.keysDSN, c.create); err != nil {
 		return nil, err
 	}
+	// kmsopen.Open puts the backend behind kms.Resilient (retries with
+	// backoff, a circuit breaker, a timeout per attempt): backends make
+	// one attempt per call, and a KMS that throttles a migration or a
+	// bulk rewrap must slow it down, not stop it.
 	if s.kek, err = kmsopen.Open(ctx, c.kek); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("open KEK: %w", err)
@@ -326,7 +331,9 @@ func (e *env) bar(total int64, what, unit string) *progressbar.ProgressBar {
 	return bar
 }
 
+// isTerminal reports whether f is a terminal. A character device is not
+// necessarily one (/dev/null is a character device), so ask the terminal
+// driver, as golang.org/x/term does on every platform.
 func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	return term.IsTerminal(int(f.Fd()))
 }

@@ -52,9 +52,11 @@
 //     missing, invalid or expired credentials.
 //   - kms.ErrUnwrapFailed: InvalidCiphertextException,
 //     IncorrectKeyException, a wrong encryption context.
-//   - kms.ErrUnavailable: ThrottlingException, KMSInternalException,
-//     DependencyTimeoutException, KeyUnavailableException, any 5xx or 429,
-//     network errors and timeouts.
+//   - kms.ErrThrottled (which matches kms.ErrUnavailable):
+//     ThrottlingException, RequestLimitExceeded, LimitExceededException,
+//     any other 429.
+//   - kms.ErrUnavailable: KMSInternalException, DependencyTimeoutException,
+//     KeyUnavailableException, any 5xx, network errors and timeouts.
 //   - kms.ErrInvalidInput: arguments out of bounds, a key that cannot
 //     encrypt, or a request KMS refused as invalid.
 //   - context.Canceled or context.DeadlineExceeded when the caller's
@@ -112,6 +114,20 @@ type Config struct {
 	// KeyID overrides the key id that wrapped keys carry. By default it is
 	// "aws-kms:" followed by the key's ARN, as resolved by New.
 	KeyID string
+
+	// AWSConfig, if set, is the application's AWS configuration (its
+	// credential chain, such as an assume-role provider, its region, HTTP
+	// client and middleware), used instead of loading the default one.
+	// Region (or the region of a key ARN) and Credentials, when set,
+	// override it. New works on a copy whose retryer is aws.NopRetryer:
+	// retries belong to kms.Resilient.
+	AWSConfig *aws.Config
+	// Client, if set, is the KMS client to call, as it is: the
+	// application's own, sharing its configuration and connection pool.
+	// Region, Endpoint, FIPSEndpoint, Credentials and AWSConfig must then
+	// be empty. Its retryer is kept: build it with aws.NopRetryer (or
+	// RetryMaxAttempts 1) so that retries are kms.Resilient's alone.
+	Client *awskms.Client
 }
 
 // KEK is a symmetric encryption key in AWS KMS. It implements kms.KEK and
@@ -144,36 +160,11 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 			return nil, kms.NewError(ctx, "open", "", kms.ErrInvalidInput, err)
 		}
 	}
-	region := cfg.Region
-	if a, err := arn.Parse(cfg.Key); err == nil && region == "" {
-		region = a.Region
-	}
-	opts := []func(*config.LoadOptions) error{
-		// Retries belong to the kms retry decorator.
-		config.WithRetryer(func() aws.Retryer { return aws.NopRetryer{} }),
-	}
-	if region != "" {
-		opts = append(opts, config.WithRegion(region))
-	}
-	if cfg.Credentials != nil {
-		opts = append(opts, config.WithCredentialsProvider(cfg.Credentials))
-	}
-	awsCfg, err := config.LoadDefaultConfig(ctx, opts...)
+	client, region, err := newClient(ctx, cfg)
 	if err != nil {
-		return nil, kms.NewError(ctx, "open", cfg.KeyID, kms.ErrInvalidInput, fmt.Errorf("awskms: loading the AWS configuration: %w", err))
+		return nil, kms.NewError(ctx, "open", cfg.KeyID, kms.ErrInvalidInput, err)
 	}
-	if awsCfg.Region == "" {
-		return nil, kms.NewError(ctx, "open", cfg.KeyID, kms.ErrInvalidInput,
-			errors.New("awskms: no region: set Config.Region, use a key ARN, or set AWS_REGION"))
-	}
-	client := awskms.NewFromConfig(awsCfg, func(o *awskms.Options) {
-		if cfg.Endpoint != "" {
-			o.BaseEndpoint = aws.String(cfg.Endpoint)
-		} else if cfg.FIPSEndpoint {
-			o.EndpointOptions.UseFIPSEndpoint = aws.FIPSEndpointStateEnabled
-		}
-	})
-	k := &KEK{id: cfg.KeyID, region: awsCfg.Region, client: client}
+	k := &KEK{id: cfg.KeyID, region: region, client: client}
 
 	out, err := client.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(cfg.Key)})
 	if err != nil {
@@ -198,6 +189,62 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 		return nil, kms.NewError(ctx, "open", k.id, kms.ErrKeyNotFound, fmt.Errorf("awskms: key is %s", md.KeyState))
 	}
 	return k, nil
+}
+
+// newClient returns the KMS client of cfg and its region: cfg.Client, or
+// a new client over cfg.AWSConfig or the default configuration.
+func newClient(ctx context.Context, cfg Config) (*awskms.Client, string, error) {
+	if cfg.Client != nil {
+		if cfg.Region != "" || cfg.Endpoint != "" || cfg.FIPSEndpoint || cfg.Credentials != nil || cfg.AWSConfig != nil {
+			return nil, "", errors.New("awskms: with Config.Client, leave Region, Endpoint, FIPSEndpoint, Credentials and AWSConfig empty")
+		}
+		region := cfg.Client.Options().Region
+		if region == "" {
+			return nil, "", errors.New("awskms: Config.Client has no region")
+		}
+		return cfg.Client, region, nil
+	}
+	region := cfg.Region
+	if a, err := arn.Parse(cfg.Key); err == nil && region == "" {
+		region = a.Region
+	}
+	var awsCfg aws.Config
+	if cfg.AWSConfig != nil {
+		awsCfg = cfg.AWSConfig.Copy()
+		if region != "" {
+			awsCfg.Region = region
+		}
+		if cfg.Credentials != nil {
+			awsCfg.Credentials = cfg.Credentials
+		}
+	} else {
+		opts := []func(*config.LoadOptions) error{}
+		if region != "" {
+			opts = append(opts, config.WithRegion(region))
+		}
+		if cfg.Credentials != nil {
+			opts = append(opts, config.WithCredentialsProvider(cfg.Credentials))
+		}
+		var err error
+		if awsCfg, err = config.LoadDefaultConfig(ctx, opts...); err != nil {
+			return nil, "", fmt.Errorf("awskms: loading the AWS configuration: %w", err)
+		}
+	}
+	// Retries belong to kms.Resilient, which retries only transient
+	// errors and honours the caller's context.
+	awsCfg.Retryer = func() aws.Retryer { return aws.NopRetryer{} }
+	awsCfg.RetryMaxAttempts = 0
+	if awsCfg.Region == "" {
+		return nil, "", errors.New("awskms: no region: set Config.Region, use a key ARN, or set AWS_REGION")
+	}
+	client := awskms.NewFromConfig(awsCfg, func(o *awskms.Options) {
+		if cfg.Endpoint != "" {
+			o.BaseEndpoint = aws.String(cfg.Endpoint)
+		} else if cfg.FIPSEndpoint {
+			o.EndpointOptions.UseFIPSEndpoint = aws.FIPSEndpointStateEnabled
+		}
+	})
+	return client, awsCfg.Region, nil
 }
 
 // KeyID returns the key id that wrapped keys carry.

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -301,4 +302,73 @@ func TestNoSecretsInOutput(t *testing.T) {
 		assert.NotContains(t, out, creds.AccessKeyID)
 		assert.Contains(t, out, "alias/phi")
 	}
+}
+
+// countingCredentials is an application's credential chain (an
+// assume-role provider, say), which counts the times it is asked.
+type countingCredentials struct{ n atomic.Int32 }
+
+func (c *countingCredentials) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	c.n.Add(1)
+	return dummy.Retrieve(ctx)
+}
+
+// The application's aws.Config or *kms.Client is used, with its
+// credential chain, instead of the SDK's default configuration.
+func TestBringYourOwnConfigOrClient(t *testing.T) {
+	s := startServer(t)
+	ctx := context.Background()
+	key := s.symmetricKey(t)
+	// No default configuration to fall back on.
+	t.Setenv("AWS_REGION", "")
+	t.Setenv("AWS_DEFAULT_REGION", "")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	t.Setenv("AWS_ACCESS_KEY_ID", "")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "")
+
+	t.Run("aws.Config", func(t *testing.T) {
+		creds := &countingCredentials{}
+		appCfg := aws.Config{Region: s.Region, Credentials: aws.NewCredentialsCache(creds)}
+		k, err := awskms.New(ctx, awskms.Config{Key: "alias/none-yet", AWSConfig: &appCfg, Endpoint: s.Endpoint})
+		require.ErrorIs(t, err, kms.ErrKeyNotFound, "the alias does not exist: KMS was asked with the application's configuration")
+		assert.Nil(t, k)
+		assert.Positive(t, creds.n.Load(), "the application's credential chain signed the request")
+
+		k, err = awskms.New(ctx, awskms.Config{Key: key, AWSConfig: &appCfg, Endpoint: s.Endpoint})
+		require.NoError(t, err)
+		wk, err := k.Wrap(ctx, newDEK(t), []byte("aad"))
+		require.NoError(t, err)
+		_, err = k.Unwrap(ctx, wk, []byte("aad"))
+		assert.NoError(t, err)
+		assert.Nil(t, appCfg.Retryer, "New works on a copy of the application's configuration")
+	})
+
+	t.Run("kms.Client", func(t *testing.T) {
+		creds := &countingCredentials{}
+		client := sdk.New(sdk.Options{
+			Region:       s.Region,
+			BaseEndpoint: aws.String(s.Endpoint),
+			Credentials:  creds,
+			Retryer:      aws.NopRetryer{},
+		})
+		k, err := awskms.New(ctx, awskms.Config{Key: key, Client: client})
+		require.NoError(t, err)
+		before := creds.n.Load()
+		wk, err := k.Wrap(ctx, newDEK(t), nil)
+		require.NoError(t, err)
+		_, err = k.Unwrap(ctx, wk, nil)
+		assert.NoError(t, err)
+		assert.Greater(t, creds.n.Load(), before, "calls go through the given client")
+
+		for name, cfg := range map[string]awskms.Config{
+			"region":     {Key: key, Client: client, Region: "eu-west-1"},
+			"endpoint":   {Key: key, Client: client, Endpoint: s.Endpoint},
+			"aws.Config": {Key: key, Client: client, AWSConfig: &aws.Config{}},
+			"no region":  {Key: key, Client: sdk.New(sdk.Options{Credentials: creds})},
+		} {
+			_, err := awskms.New(ctx, cfg)
+			assert.ErrorIs(t, err, kms.ErrInvalidInput, name)
+		}
+	})
 }

@@ -76,9 +76,10 @@ var codeKinds = map[string]error{
 	"InvalidCiphertextException": kms.ErrUnwrapFailed,
 	"IncorrectKeyException":      kms.ErrUnwrapFailed,
 
-	"ThrottlingException":        kms.ErrUnavailable,
-	"Throttling":                 kms.ErrUnavailable,
-	"RequestLimitExceeded":       kms.ErrUnavailable,
+	"ThrottlingException":        kms.ErrThrottled,
+	"Throttling":                 kms.ErrThrottled,
+	"RequestLimitExceeded":       kms.ErrThrottled,
+	"LimitExceededException":     kms.ErrThrottled,
 	"KMSInternalException":       kms.ErrUnavailable,
 	"DependencyTimeoutException": kms.ErrUnavailable,
 	"KeyUnavailableException":    kms.ErrUnavailable,
@@ -124,7 +125,9 @@ func codeKind(op string, e *ServiceError) error {
 		return kms.ErrUnwrapFailed
 	case ok:
 		return kind
-	case e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests:
+	case e.StatusCode == http.StatusTooManyRequests:
+		return kms.ErrThrottled
+	case e.StatusCode >= 500:
 		return kms.ErrUnavailable
 	case e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden:
 		return kms.ErrPermissionDenied

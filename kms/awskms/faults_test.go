@@ -2,6 +2,7 @@ package awskms_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -99,12 +100,12 @@ func TestErrorMapping(t *testing.T) {
 		{fault{status: 400, code: "IncorrectKeyException"}, kms.ErrUnwrapFailed, kms.ErrUnwrapFailed},
 		{fault{status: 400, code: "InvalidKeyUsageException"}, kms.ErrInvalidInput, kms.ErrUnwrapFailed},
 		{fault{status: 400, code: "ValidationException"}, kms.ErrInvalidInput, kms.ErrUnwrapFailed},
-		{fault{status: 400, code: "ThrottlingException"}, kms.ErrUnavailable, kms.ErrUnavailable},
+		{fault{status: 400, code: "ThrottlingException"}, kms.ErrThrottled, kms.ErrThrottled},
 		{fault{status: 500, code: "KMSInternalException"}, kms.ErrUnavailable, kms.ErrUnavailable},
 		{fault{status: 500, code: "DependencyTimeoutException"}, kms.ErrUnavailable, kms.ErrUnavailable},
 		{fault{status: 500, code: "KeyUnavailableException"}, kms.ErrUnavailable, kms.ErrUnavailable},
 		{fault{status: 503, code: "SomethingNew"}, kms.ErrUnavailable, kms.ErrUnavailable},
-		{fault{status: 429, code: "SomethingNew"}, kms.ErrUnavailable, kms.ErrUnavailable},
+		{fault{status: 429, code: "SomethingNew"}, kms.ErrThrottled, kms.ErrThrottled},
 		{fault{status: 502, body: "<html>bad gateway</html>"}, kms.ErrUnavailable, kms.ErrUnavailable},
 		{fault{status: 200, body: "not json"}, kms.ErrUnavailable, kms.ErrUnavailable},
 	} {
@@ -117,7 +118,7 @@ func TestErrorMapping(t *testing.T) {
 			defer p.fault.Store(nil)
 			_, err := k.Wrap(ctx, newDEK(t), nil)
 			assert.ErrorIs(t, err, tc.wrap, "wrap")
-			assert.Equal(t, tc.wrap == kms.ErrUnavailable, kms.IsTransient(err))
+			assert.Equal(t, errors.Is(tc.wrap, kms.ErrUnavailable), kms.IsTransient(err))
 			got, err := k.Unwrap(ctx, wk, []byte("aad"))
 			assert.Nil(t, got)
 			assert.ErrorIs(t, err, tc.unwr, "unwrap")

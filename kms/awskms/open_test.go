@@ -53,8 +53,10 @@ func TestOpen(t *testing.T) {
 	// The key id is a valid URI that opens the key.
 	kek, err = kms.Open(ctx, "aws-kms:"+key+"?"+q, openers)
 	require.NoError(t, err)
-	kek, err = kms.Open(ctx, kek.(*awskms.KEK).KeyID()+"?"+q, openers)
+	keyID := kek.(*awskms.KEK).KeyID()
+	kek, err = kms.Open(ctx, keyID+"?"+q, openers)
 	require.NoError(t, err)
+	assert.Equal(t, keyID, kek.(kms.Identifier).KeyID())
 }
 
 func TestOpenInvalidURIs(t *testing.T) {

@@ -82,8 +82,11 @@ func codeKind(op string, c codes.Code) error {
 		return kms.ErrInvalidInput
 	case codes.OutOfRange, codes.Unimplemented, codes.AlreadyExists:
 		return kms.ErrInvalidInput
+	case codes.ResourceExhausted:
+		// A quota or rate limit: retried, not counted by a breaker.
+		return kms.ErrThrottled
 	default:
-		// Unavailable, ResourceExhausted, Aborted, Internal, Unknown,
+		// Unavailable, Aborted, Internal, Unknown,
 		// DataLoss, DeadlineExceeded and Canceled (when the caller's
 		// context is alive).
 		return kms.ErrUnavailable

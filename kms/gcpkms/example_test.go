@@ -36,7 +36,7 @@ func ExampleNew_credentials() {
 	kek, err := gcpkms.New(context.Background(), gcpkms.Config{
 		Key:           "projects/hospital/locations/europe-west1/keyRings/phi/cryptoKeys/kek",
 		Endpoint:      "europe-west1-cloudkms.googleapis.com:443",
-		ClientOptions: []option.ClientOption{option.WithCredentialsFile("/etc/phicrypt/kms-sa.json")},
+		ClientOptions: []option.ClientOption{option.WithAuthCredentialsFile(option.ServiceAccount, "/etc/phicrypt/kms-sa.json")},
 	})
 	if err != nil {
 		log.Fatal(err)

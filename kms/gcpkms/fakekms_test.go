@@ -46,6 +46,7 @@ type fakeKMS struct {
 
 	fault   atomic.Pointer[fault]
 	lastAAD atomic.Pointer[[]byte]
+	calls   atomic.Int64 // Encrypt and Decrypt calls received
 }
 
 type fakeKey struct {
@@ -134,6 +135,7 @@ func checkCRC(field string, data []byte, sum *wrapperspb.Int64Value) error {
 }
 
 func (f *fakeKMS) before(ctx context.Context) (*fault, error) {
+	f.calls.Add(1)
 	flt := f.fault.Load()
 	switch {
 	case flt == nil:

@@ -44,7 +44,9 @@
 //   - kms.ErrPermissionDenied: PERMISSION_DENIED, UNAUTHENTICATED.
 //   - kms.ErrUnwrapFailed: INVALID_ARGUMENT from Decrypt (a ciphertext
 //     that does not decrypt with this key and AAD).
-//   - kms.ErrUnavailable: UNAVAILABLE, RESOURCE_EXHAUSTED, ABORTED,
+//   - kms.ErrThrottled (which matches kms.ErrUnavailable):
+//     RESOURCE_EXHAUSTED (a quota or rate limit).
+//   - kms.ErrUnavailable: UNAVAILABLE, ABORTED,
 //     INTERNAL, UNKNOWN, DEADLINE_EXCEEDED of Config.Timeout, transport
 //     errors, and checksum mismatches.
 //   - kms.ErrInvalidInput: arguments out of bounds, INVALID_ARGUMENT from
@@ -113,14 +115,24 @@ type Config struct {
 	// KeyID overrides the key id that wrapped keys carry. By default it is
 	// "gcp-kms:" followed by Key.
 	KeyID string
+
+	// Client, if set, is the Cloud KMS client to call: the application's
+	// own, with its credentials and connection pool. Endpoint and
+	// ClientOptions must then be empty. The KEK does not change the
+	// client's settings: each call passes Timeout and no retries as call
+	// options (retries belong to kms.Resilient). Close does not close it:
+	// the application does.
+	Client *kmsapi.KeyManagementClient
 }
 
 // KEK is a symmetric Cloud KMS key. It implements kms.KEK and
 // kms.Identifier and is safe for concurrent use. Close it when done.
 type KEK struct {
-	id     string
-	key    string
-	client *kmsapi.KeyManagementClient
+	id       string
+	key      string
+	client   *kmsapi.KeyManagementClient
+	owned    bool             // the KEK made client, and closes it
+	callOpts []gax.CallOption // a timeout, no retries
 
 	closeOnce sync.Once
 	closeErr  error
@@ -153,6 +165,23 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 	if err := kms.ValidateKeyID(id); err != nil {
 		return nil, kms.NewError(ctx, "open", "", kms.ErrInvalidInput, err)
 	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	k := &KEK{id: id, key: cfg.Key, client: cfg.Client, callOpts: []gax.CallOption{
+		gax.WithTimeout(timeout),
+		// No retries, whatever the client's settings: they belong to
+		// kms.Resilient, which retries only transient errors.
+		gax.WithRetry(func() gax.Retryer { return nil }),
+	}}
+	if cfg.Client != nil {
+		if cfg.Endpoint != "" || len(cfg.ClientOptions) > 0 {
+			return nil, kms.NewError(ctx, "open", id, kms.ErrInvalidInput,
+				errors.New("gcpkms: with Config.Client, leave Endpoint and ClientOptions empty"))
+		}
+		return k, nil
+	}
 	var opts []option.ClientOption
 	if cfg.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
@@ -162,14 +191,8 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 	if err != nil {
 		return nil, kms.NewError(ctx, "open", id, kms.ErrInvalidInput, fmt.Errorf("gcpkms: %w", err))
 	}
-	timeout := cfg.Timeout
-	if timeout <= 0 {
-		timeout = DefaultTimeout
-	}
-	// No retries: they belong to the kms retry decorator.
-	client.CallOptions.Encrypt = []gax.CallOption{gax.WithTimeout(timeout)}
-	client.CallOptions.Decrypt = []gax.CallOption{gax.WithTimeout(timeout)}
-	return &KEK{id: id, key: cfg.Key, client: client}, nil
+	k.client, k.owned = client, true
+	return k, nil
 }
 
 // KeyID returns the key id that wrapped keys carry.
@@ -201,7 +224,7 @@ func (k *KEK) Wrap(ctx context.Context, dek, aad []byte) (kms.WrappedKey, error)
 		req.AdditionalAuthenticatedData = aad
 		req.AdditionalAuthenticatedDataCrc32C = wrapperspb.Int64(crc32c(aad))
 	}
-	resp, err := k.client.Encrypt(ctx, req)
+	resp, err := k.client.Encrypt(ctx, req, k.callOpts...)
 	if err != nil {
 		return kms.WrappedKey{}, k.error(ctx, "wrap", err)
 	}
@@ -239,7 +262,7 @@ func (k *KEK) Unwrap(ctx context.Context, wk kms.WrappedKey, aad []byte) ([]byte
 		req.AdditionalAuthenticatedData = aad
 		req.AdditionalAuthenticatedDataCrc32C = wrapperspb.Int64(crc32c(aad))
 	}
-	resp, err := k.client.Decrypt(ctx, req)
+	resp, err := k.client.Decrypt(ctx, req, k.callOpts...)
 	if err != nil {
 		return nil, k.error(ctx, "unwrap", err)
 	}
@@ -265,12 +288,16 @@ func kindOf(err error) error {
 	return kms.ErrUnwrapFailed
 }
 
-// Close closes the client's connections. It is safe to call more than
-// once; the KEK must not be used after.
+// Close closes the client's connections, unless the client was given in
+// Config.Client. It is safe to call more than once; the KEK must not be
+// used after.
 func (k *KEK) Close() error {
 	k.closeOnce.Do(func() {
+		if !k.owned {
+			return
+		}
 		if err := k.client.Close(); err != nil {
-			k.closeErr = kms.NewError(nil, "close", k.id, kms.ErrUnavailable, fmt.Errorf("gcpkms: %w", err))
+			k.closeErr = kms.NewError(context.Background(), "close", k.id, kms.ErrUnavailable, fmt.Errorf("gcpkms: %w", err))
 		}
 	})
 	return k.closeErr

@@ -5,13 +5,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"testing"
 	"time"
 
+	kmsapi "cloud.google.com/go/kms/apiv1"
 	"cloud.google.com/go/kms/apiv1/kmspb"
+	"github.com/googleapis/gax-go/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/api/option"
@@ -125,7 +128,7 @@ func TestErrorMapping(t *testing.T) {
 		wrap, unwr error
 	}{
 		{codes.Unavailable, kms.ErrUnavailable, kms.ErrUnavailable},
-		{codes.ResourceExhausted, kms.ErrUnavailable, kms.ErrUnavailable},
+		{codes.ResourceExhausted, kms.ErrThrottled, kms.ErrThrottled},
 		{codes.Internal, kms.ErrUnavailable, kms.ErrUnavailable},
 		{codes.Aborted, kms.ErrUnavailable, kms.ErrUnavailable},
 		{codes.Unknown, kms.ErrUnavailable, kms.ErrUnavailable},
@@ -142,7 +145,7 @@ func TestErrorMapping(t *testing.T) {
 			defer f.fault.Store(nil)
 			_, err := k.Wrap(ctx, newDEK(t), []byte("aad"))
 			assert.ErrorIs(t, err, tc.wrap, "wrap")
-			assert.Equal(t, tc.wrap == kms.ErrUnavailable, kms.IsTransient(err))
+			assert.Equal(t, errors.Is(tc.wrap, kms.ErrUnavailable), kms.IsTransient(err))
 			got, err := k.Unwrap(ctx, wk, nil)
 			assert.Nil(t, got)
 			assert.ErrorIs(t, err, tc.unwr, "unwrap")
@@ -265,4 +268,44 @@ func TestNoSecretsInOutput(t *testing.T) {
 		assert.NotContains(t, out, "SECRET-API-KEY-VALUE")
 		assert.Contains(t, out, "cryptoKeys/k")
 	}
+}
+
+// An injected client is used as it is, its own retry settings do not
+// apply (retries belong to kms.Resilient), and Close leaves it open.
+func TestInjectedClient(t *testing.T) {
+	f, opts := startFake(t)
+	ctx := context.Background()
+	key := f.createKey(t)
+	client, err := kmsapi.NewKeyManagementClient(ctx, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { client.Close() })
+	// The application's client retries UNAVAILABLE on its own.
+	client.CallOptions.Encrypt = []gax.CallOption{gax.WithRetry(func() gax.Retryer {
+		return gax.OnCodes([]codes.Code{codes.Unavailable}, gax.Backoff{Initial: time.Millisecond, Max: time.Millisecond})
+	})}
+
+	k, err := gcpkms.New(ctx, gcpkms.Config{Key: key, Client: client})
+	require.NoError(t, err)
+	wk, err := k.Wrap(ctx, newDEK(t), []byte("aad"))
+	require.NoError(t, err)
+	_, err = k.Unwrap(ctx, wk, []byte("aad"))
+	require.NoError(t, err)
+
+	f.fault.Store(&fault{code: codes.Unavailable, message: "injected"})
+	before := f.calls.Load()
+	_, err = k.Wrap(ctx, newDEK(t), nil)
+	f.fault.Store(nil)
+	assert.ErrorIs(t, err, kms.ErrUnavailable)
+	assert.Equal(t, before+1, f.calls.Load(), "one attempt per call: the client's retries are off")
+
+	require.NoError(t, k.Close())
+	k2, err := gcpkms.New(ctx, gcpkms.Config{Key: key, Client: client})
+	require.NoError(t, err)
+	_, err = k2.Unwrap(ctx, wk, []byte("aad"))
+	assert.NoError(t, err, "Close does not close an injected client")
+
+	_, err = gcpkms.New(ctx, gcpkms.Config{Key: key, Client: client, ClientOptions: opts})
+	assert.ErrorIs(t, err, kms.ErrInvalidInput)
+	_, err = gcpkms.New(ctx, gcpkms.Config{Key: key, Client: client, Endpoint: "x:443"})
+	assert.ErrorIs(t, err, kms.ErrInvalidInput)
 }

@@ -37,8 +37,29 @@ func Openers() map[string]kms.Opener {
 	return m
 }
 
-// Open opens the KEK that uri names. The KEK may hold resources (a Vault
-// token, a PKCS#11 session pool): close it with io.Closer when it has one.
+// Open opens the KEK that uri names, behind kms.Resilient with its
+// production defaults: transient failures and throttling are retried with
+// backoff (kms.DefaultResilientAttempts attempts), a circuit breaker fails
+// fast while the KMS is down, and each attempt is bounded by
+// kms.DefaultCallTimeout. Backends turn their SDKs' own retries off, so
+// this is where retries come from. The KEK keeps the optional interfaces
+// of the backend's (kms.Identifier, kms.Rewrapper) and may hold resources
+// (a Vault token, a PKCS#11 session pool): close it with io.Closer when it
+// has one.
+//
+// For other settings (an observer for metrics, a breaker shared by several
+// KEKs), call OpenResilient; for the backend alone, call kms.Open with
+// Openers().
 func Open(ctx context.Context, uri string) (kms.KEK, error) {
-	return kms.Open(ctx, uri, Openers())
+	return OpenResilient(ctx, uri, kms.ResilientConfig{})
+}
+
+// OpenResilient is Open with cfg for kms.Resilient; zero fields of cfg take
+// its defaults.
+func OpenResilient(ctx context.Context, uri string, cfg kms.ResilientConfig) (kms.KEK, error) {
+	kek, err := kms.Open(ctx, uri, Openers())
+	if err != nil {
+		return nil, err
+	}
+	return kms.Resilient(kek, cfg), nil
 }

@@ -21,6 +21,11 @@ func TestOpen(t *testing.T) {
 	kek, err := kmsopen.Open(ctx, "local://"+path)
 	require.NoError(t, err)
 	assert.Equal(t, "local:kmsopen", kek.(kms.Identifier).KeyID())
+	_, bare := kek.(*local.KEK)
+	assert.False(t, bare, "Open puts the backend behind kms.Resilient")
+	raw, err := kms.Open(ctx, "local://"+path, kmsopen.Openers())
+	require.NoError(t, err)
+	assert.IsType(t, &local.KEK{}, raw, "kms.Open with Openers returns the backend alone")
 
 	for _, scheme := range []string{"local", "vault", "aws-kms", "gcp-kms"} {
 		assert.Contains(t, kmsopen.Openers(), scheme)

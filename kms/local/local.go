@@ -142,8 +142,46 @@ var (
 	_ kms.Identifier = (*KEK)(nil)
 )
 
-// New loads the KEK that cfg points to.
+// New loads the KEK that cfg points to. Its errors are *kms.Error values
+// (see kms.ErrKeyNotFound for a missing key file); the errors of this
+// package (ErrInvalidKeyFile, ErrInsecurePermissions, …) match them too.
 func New(cfg Config) (*KEK, error) {
+	k, err := open(cfg)
+	return k, fileError("open", err)
+}
+
+// fileError returns err, a failure to read, write or unseal a key file, as
+// a *kms.Error of op whose kind callers can branch on whatever the
+// backend: kms.ErrKeyNotFound for a missing file or an unset environment
+// variable, kms.ErrPermissionDenied for a file that may not be read or
+// whose permissions are too open and for a missing or wrong passphrase,
+// kms.ErrInvalidInput for a malformed file or a sealed one in FIPS mode,
+// and kms.ErrUnavailable for other I/O failures. The specific errors of
+// this package still match with errors.Is.
+func fileError(op string, err error) error {
+	var kerr *kms.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &kerr):
+		return err
+	case errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNoEnv):
+		return kms.NewError(context.Background(), op, "", kms.ErrKeyNotFound, err)
+	case errors.Is(err, fs.ErrPermission) || errors.Is(err, ErrInsecurePermissions) ||
+		errors.Is(err, ErrPassphraseRequired) || errors.Is(err, ErrWrongPassphrase):
+		return kms.NewError(context.Background(), op, "", kms.ErrPermissionDenied, err)
+	case errors.Is(err, ErrInvalidKeyFile) || errors.Is(err, ErrNotApproved) || errors.Is(err, kms.ErrInvalidInput) ||
+		errors.Is(err, fs.ErrExist):
+		return kms.NewError(context.Background(), op, "", kms.ErrInvalidInput, err)
+	default:
+		return kms.NewError(context.Background(), op, "", kms.ErrUnavailable, err)
+	}
+}
+
+// errNoEnv is the cause of an unset or empty key file variable.
+var errNoEnv = errors.New("environment variable not set")
+
+func open(cfg Config) (*KEK, error) {
 	set := 0
 	for _, ok := range []bool{cfg.Path != "", cfg.Env != "", cfg.Data != nil} {
 		if ok {
@@ -164,7 +202,7 @@ func New(cfg Config) (*KEK, error) {
 	case cfg.Env != "":
 		v, ok := os.LookupEnv(cfg.Env)
 		if !ok || v == "" {
-			return nil, fmt.Errorf("%w: environment variable %s is not set", ErrInvalidKeyFile, cfg.Env)
+			return nil, fmt.Errorf("%w: %w: %s", ErrInvalidKeyFile, errNoEnv, cfg.Env)
 		}
 		v = strings.TrimSpace(v)
 		if strings.HasPrefix(v, "{") {
@@ -193,6 +231,9 @@ func New(cfg Config) (*KEK, error) {
 
 func readKeyFile(path string) ([]byte, error) {
 	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("local: %w (create one with local.Create or phicrypt keys init --create)", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
@@ -532,6 +573,11 @@ func newVersion(v uint32, created time.Time) keyVersion {
 
 // Generate returns the contents of a new key file with one key version.
 func Generate(opts Options) ([]byte, error) {
+	v, err := generate(opts)
+	return v, fileError("generate", err)
+}
+
+func generate(opts Options) ([]byte, error) {
 	id := opts.KeyID
 	if id == "" {
 		r := make([]byte, 8)
@@ -560,6 +606,11 @@ func encode(f *file, keys []keyVersion, opts Options) ([]byte, error) {
 // Create writes a new key file at path with mode 0600 and returns its KEK.
 // It fails if path exists.
 func Create(path string, opts Options) (*KEK, error) {
+	v, err := create(path, opts)
+	return v, fileError("create", err)
+}
+
+func create(path string, opts Options) (*KEK, error) {
 	data, err := Generate(opts)
 	if err != nil {
 		return nil, err
@@ -568,7 +619,7 @@ func Create(path string, opts Options) (*KEK, error) {
 	if err := writeFile(path, data, false); err != nil {
 		return nil, err
 	}
-	return New(Config{Data: data, Passphrase: opts.Passphrase})
+	return open(Config{Data: data, Passphrase: opts.Passphrase})
 }
 
 // Rotate adds a new key version to the key file at path, which becomes the
@@ -577,6 +628,11 @@ func Create(path string, opts Options) (*KEK, error) {
 // if it has one (the file is resealed under a new salt); opts.KeyID must be
 // empty or the file's key id.
 func Rotate(path string, opts Options) (*KEK, error) {
+	v, err := rotate(path, opts)
+	return v, fileError("rotate", err)
+}
+
+func rotate(path string, opts Options) (*KEK, error) {
 	data, err := readKeyFile(path)
 	if err != nil {
 		return nil, err
@@ -614,7 +670,7 @@ func Rotate(path string, opts Options) (*KEK, error) {
 	if err := writeFile(path, out, true); err != nil {
 		return nil, err
 	}
-	return New(Config{Data: out, Passphrase: opts.Passphrase})
+	return open(Config{Data: out, Passphrase: opts.Passphrase})
 }
 
 // writeFile writes data to path with mode 0600 through a temporary file in

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"testing"
@@ -290,4 +291,50 @@ func TestOpenURI(t *testing.T) {
 		_, err = kms.Open(ctx, bad, openers)
 		assert.ErrorIs(t, err, kms.ErrInvalidInput, bad)
 	}
+}
+
+// Key file failures are *kms.Error values with the kms kinds, so callers
+// branch on them as on any backend's; the local sentinels still match.
+func TestFileErrorsAreKMSErrors(t *testing.T) {
+	dir := t.TempDir()
+	missing := filepath.Join(dir, "missing.json")
+	_, err := local.New(local.Config{Path: missing})
+	var kerr *kms.Error
+	require.ErrorAs(t, err, &kerr)
+	assert.Equal(t, "open", kerr.Op)
+	assert.ErrorIs(t, err, kms.ErrKeyNotFound)
+	assert.ErrorIs(t, err, fs.ErrNotExist)
+	assert.Contains(t, err.Error(), "local.Create", "the error says how to create a key file")
+
+	u, err := url.Parse("local://" + missing)
+	require.NoError(t, err)
+	_, err = local.Open(context.Background(), u)
+	assert.ErrorIs(t, err, kms.ErrKeyNotFound)
+
+	t.Setenv("PHICRYPT_TEST_KEK", "")
+	_, err = local.New(local.Config{Env: "PHICRYPT_TEST_KEK"})
+	assert.ErrorIs(t, err, kms.ErrKeyNotFound)
+
+	path := filepath.Join(dir, "kek.json")
+	_, err = local.Create(path, local.Options{})
+	require.NoError(t, err)
+	_, err = local.Create(path, local.Options{})
+	require.ErrorAs(t, err, &kerr)
+	assert.Equal(t, "create", kerr.Op)
+	assert.ErrorIs(t, err, kms.ErrInvalidInput)
+	assert.ErrorIs(t, err, fs.ErrExist)
+
+	require.NoError(t, os.Chmod(path, 0o644))
+	_, err = local.New(local.Config{Path: path})
+	assert.ErrorIs(t, err, kms.ErrPermissionDenied)
+	assert.ErrorIs(t, err, local.ErrInsecurePermissions)
+
+	_, err = local.New(local.Config{Data: []byte("{}")})
+	assert.ErrorIs(t, err, kms.ErrInvalidInput)
+	assert.ErrorIs(t, err, local.ErrInvalidKeyFile)
+
+	_, err = local.Rotate(missing, local.Options{})
+	require.ErrorAs(t, err, &kerr)
+	assert.Equal(t, "rotate", kerr.Op)
+	assert.ErrorIs(t, err, kms.ErrKeyNotFound)
 }

@@ -154,7 +154,7 @@ func TestHealthProbe(t *testing.T) {
 	require.NoError(t, k.mod.ctx.CloseSession(s))
 	assert.False(t, k.healthy(s, kv, MechanismGCM))
 	_, err = k.unwrap(s, kv, MechanismGCM, header(formatGCM, 1), make([]byte, 60), nil, true)
-	assert.ErrorIs(t, kms.NewError(nil, "unwrap", k.id, kindOf(err), err), kms.ErrUnavailable)
+	assert.ErrorIs(t, kms.NewError(context.Background(), "unwrap", k.id, kindOf(err), err), kms.ErrUnavailable)
 	k.pool.put(s, false)
 }
 

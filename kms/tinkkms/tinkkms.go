@@ -86,10 +86,10 @@ var (
 // use it.
 func New(aead tink.AEAD, keyID string) (*KEK, error) {
 	if aead == nil {
-		return nil, kms.NewError(nil, "open", keyID, kms.ErrInvalidInput, errors.New("tinkkms: AEAD is nil"))
+		return nil, kms.NewError(context.Background(), "open", keyID, kms.ErrInvalidInput, errors.New("tinkkms: AEAD is nil"))
 	}
 	if err := kms.ValidateKeyID(keyID); err != nil {
-		return nil, kms.NewError(nil, "open", "", kms.ErrInvalidInput, err)
+		return nil, kms.NewError(context.Background(), "open", "", kms.ErrInvalidInput, err)
 	}
 	k := &KEK{id: keyID, aead: aead}
 	k.ctxd, _ = aead.(tink.AEADWithContext)
@@ -99,10 +99,10 @@ func New(aead tink.AEAD, keyID string) (*KEK, error) {
 // NewWithContext is New for an AEAD with contexts only.
 func NewWithContext(aead tink.AEADWithContext, keyID string) (*KEK, error) {
 	if aead == nil {
-		return nil, kms.NewError(nil, "open", keyID, kms.ErrInvalidInput, errors.New("tinkkms: AEAD is nil"))
+		return nil, kms.NewError(context.Background(), "open", keyID, kms.ErrInvalidInput, errors.New("tinkkms: AEAD is nil"))
 	}
 	if err := kms.ValidateKeyID(keyID); err != nil {
-		return nil, kms.NewError(nil, "open", "", kms.ErrInvalidInput, err)
+		return nil, kms.NewError(context.Background(), "open", "", kms.ErrInvalidInput, err)
 	}
 	return &KEK{id: keyID, ctxd: aead}, nil
 }
@@ -113,20 +113,20 @@ func NewWithContext(aead tink.AEADWithContext, keyID string) (*KEK, error) {
 // support the URI or cannot make its AEAD.
 func FromClient(client registry.KMSClient, keyURI string) (*KEK, error) {
 	if client == nil {
-		return nil, kms.NewError(nil, "open", "", kms.ErrInvalidInput, errors.New("tinkkms: client is nil"))
+		return nil, kms.NewError(context.Background(), "open", "", kms.ErrInvalidInput, errors.New("tinkkms: client is nil"))
 	}
 	id, err := KeyID(keyURI)
 	if err != nil {
-		return nil, kms.NewError(nil, "open", "", kms.ErrInvalidInput, err)
+		return nil, kms.NewError(context.Background(), "open", "", kms.ErrInvalidInput, err)
 	}
 	if !client.Supported(keyURI) {
-		return nil, kms.NewError(nil, "open", id, kms.ErrInvalidInput, errors.New("tinkkms: the client does not support this key URI"))
+		return nil, kms.NewError(context.Background(), "open", id, kms.ErrInvalidInput, errors.New("tinkkms: the client does not support this key URI"))
 	}
 	aead, err := client.GetAEAD(keyURI)
 	if err != nil {
 		// Not wrapped: a client's message may quote the URI, which for
 		// some KMSs holds the key.
-		return nil, kms.NewError(nil, "open", id, kms.ErrInvalidInput, errors.New("tinkkms: the client could not make an AEAD for this key URI"))
+		return nil, kms.NewError(context.Background(), "open", id, kms.ErrInvalidInput, errors.New("tinkkms: the client could not make an AEAD for this key URI"))
 	}
 	return New(aead, id)
 }

@@ -27,7 +27,7 @@ const revokeTimeout = 5 * time.Second
 // not 403, to a wrong role id or secret id).
 type authError struct{ err error }
 
-func (e *authError) Error() string { return "vault: AppRole login: " + e.err.Error() }
+func (e *authError) Error() string { return "vault: login: " + e.err.Error() }
 func (e *authError) Unwrap() error { return e.err }
 
 // authenticator holds the KEK's token: it sets it, or logs in with
@@ -35,6 +35,7 @@ func (e *authError) Unwrap() error { return e.err }
 type authenticator struct {
 	client  *api.Client
 	approle *AppRole
+	method  api.AuthMethod
 	token   string
 	logger  *slog.Logger
 
@@ -49,7 +50,7 @@ type authenticator struct {
 // start authenticates the client and returns the token's lease to renew,
 // or nil when there is nothing to renew.
 func (a *authenticator) start(ctx context.Context) (*api.Secret, error) {
-	if a.approle != nil {
+	if a.logsIn() {
 		return a.login(ctx)
 	}
 	a.client.SetToken(a.token)
@@ -73,9 +74,32 @@ func (a *authenticator) start(ctx context.Context) (*api.Secret, error) {
 	return &api.Secret{Auth: &api.SecretAuth{ClientToken: a.token, Renewable: true, LeaseDuration: int(ttl / time.Second)}}, nil
 }
 
-// login logs in with AppRole, reading the credentials anew, and sets the
-// client's token.
+// logsIn reports whether the token comes from a login (AppRole or an
+// AuthMethod) rather than being given.
+func (a *authenticator) logsIn() bool { return a.approle != nil || a.method != nil }
+
+// login logs in with the AuthMethod, or with AppRole reading the
+// credentials anew, and sets the client's token.
 func (a *authenticator) login(ctx context.Context) (*api.Secret, error) {
+	if a.method != nil {
+		s, err := a.client.Auth().Login(ctx, a.method)
+		if err != nil {
+			var re *api.ResponseError
+			if errors.As(err, &re) && re.StatusCode == http.StatusBadRequest {
+				return nil, &authError{toServerError(err)}
+			}
+			return nil, err
+		}
+		if s == nil || s.Auth == nil || s.Auth.ClientToken == "" {
+			return nil, &ServerError{Path: "login", StatusCode: 200, Messages: []string{"login returned no token"}}
+		}
+		a.client.SetToken(s.Auth.ClientToken)
+		a.logins.Add(1)
+		a.logger.LogAttrs(ctx, slog.LevelInfo, "vault: logged in",
+			slog.String("method", fmt.Sprintf("%T", a.method)),
+			slog.Duration("ttl", time.Duration(s.Auth.LeaseDuration)*time.Second), slog.Bool("renewable", s.Auth.Renewable))
+		return s, nil
+	}
 	roleID, err := readCredential(a.approle.RoleID, a.approle.RoleIDFile)
 	if err != nil {
 		return nil, err
@@ -155,7 +179,7 @@ func (a *authenticator) loop(secret *api.Secret) {
 		if a.ctx.Err() != nil {
 			return
 		}
-		if a.approle == nil {
+		if !a.logsIn() {
 			a.logger.LogAttrs(a.ctx, slog.LevelWarn,
 				"vault: the token can no longer be renewed; calls will fail with permission denied once it expires")
 			return
@@ -212,7 +236,7 @@ func (a *authenticator) relogin() *api.Secret {
 		if a.ctx.Err() != nil {
 			return nil
 		}
-		a.logger.LogAttrs(a.ctx, slog.LevelWarn, "vault: AppRole login failed, will retry",
+		a.logger.LogAttrs(a.ctx, slog.LevelWarn, "vault: login failed, will retry",
 			slog.String("error", toServerError(err).Error()), slog.Duration("retry_in", delay))
 		t := time.NewTimer(delay/2 + rand.N(delay/2+1))
 		select {
@@ -231,7 +255,7 @@ func (a *authenticator) close() error {
 		a.cancel()
 		<-a.done
 	}
-	if a.approle == nil || a.client.Token() == "" {
+	if !a.logsIn() || a.client.Token() == "" {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), revokeTimeout)

@@ -2,8 +2,10 @@ package vault_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -114,4 +116,99 @@ func TestTokenRenewal(t *testing.T) {
 	time.Sleep(time.Until(start.Add(6 * time.Second)))
 	_, err := k.Wrap(context.Background(), newDEK(t), nil)
 	assert.ErrorIs(t, err, kms.ErrPermissionDenied)
+}
+
+// appRoleMethod is an api.AuthMethod for AppRole, as
+// github.com/hashicorp/vault/api/auth/approle provides one (and
+// kubernetes, jwt, aws… theirs): the KEK only sees the interface.
+type appRoleMethod struct {
+	mount, roleID, secretID string
+	logins                  atomic.Int32
+}
+
+func (m *appRoleMethod) Login(ctx context.Context, c *api.Client) (*api.Secret, error) {
+	m.logins.Add(1)
+	return c.Logical().WriteWithContext(ctx, "auth/"+m.mount+"/login", map[string]any{"role_id": m.roleID, "secret_id": m.secretID})
+}
+
+// The application's client and an api.AuthMethod: tokens live 2 s at
+// most 5 s, so over 8 s of use the KEK renews its token through the
+// lifetime watcher and logs in again with the method before it expires,
+// without touching the application's client; Close revokes its token.
+func TestAuthMethodWithApplicationClient(t *testing.T) {
+	t.Parallel()
+	s := sharedServer(t)
+	ctx := context.Background()
+	key := s.createKey(t, derived)
+	mount, roleID, secretID := s.appRole(t, key, map[string]any{"token_ttl": "2s", "token_max_ttl": "5s"})
+	appCfg := api.DefaultConfig()
+	appCfg.Address = s.Addr
+	app, err := api.NewClient(appCfg)
+	require.NoError(t, err)
+	app.SetToken("")
+	method := &appRoleMethod{mount: mount, roleID: roleID, secretID: secretID}
+	printed := fmt.Sprintf("%v %+v %#v", vault.Config{Client: app, Key: key, AuthMethod: method}, vault.Config{Client: app, AuthMethod: method}, vault.Config{AuthMethod: method})
+	assert.Contains(t, printed, "*vault_test.appRoleMethod", "the method's type is printed")
+	assert.NotContains(t, printed, secretID, "an AuthMethod's fields are never printed")
+
+	k, err := vault.New(ctx, vault.Config{Client: app, Key: key, AuthMethod: method})
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), k.Logins())
+	assert.Equal(t, int32(1), method.logins.Load())
+	first := k.Token()
+	assert.NotEmpty(t, first)
+
+	useFor(t, k, 8*time.Second)
+	assert.GreaterOrEqual(t, k.Renewals(), int64(1), "the token was never renewed")
+	assert.GreaterOrEqual(t, method.logins.Load(), int32(2), "the KEK never logged in again with the method")
+	assert.NotEqual(t, first, k.Token())
+	assert.Empty(t, app.Token(), "the application's client keeps its own token")
+
+	last := k.Token()
+	require.NoError(t, k.Close())
+	_, err = s.admin.Auth().Token().LookupWithContext(ctx, last)
+	assert.Error(t, err, "the KEK's token outlived Close")
+
+	// A refused login is a permission error, and names no secret.
+	_, err = vault.New(ctx, vault.Config{Client: app, Key: key, AuthMethod: &appRoleMethod{mount: mount, roleID: roleID, secretID: "wrong"}})
+	assert.ErrorIs(t, err, kms.ErrPermissionDenied)
+	assert.NotContains(t, err.Error(), secretID)
+}
+
+// The application's client with its own token, and the checks of Config.
+func TestApplicationClient(t *testing.T) {
+	t.Parallel()
+	s := sharedServer(t)
+	ctx := context.Background()
+	key := s.createKey(t, derived)
+	appCfg := api.DefaultConfig()
+	appCfg.Address = s.Addr
+	app, err := api.NewClient(appCfg)
+	require.NoError(t, err)
+	app.SetToken(s.Token)
+
+	k := s.openConfig(t, vault.Config{Client: app, Key: key})
+	wk, err := k.Wrap(ctx, newDEK(t), []byte("aad"))
+	require.NoError(t, err)
+	_, err = k.Unwrap(ctx, wk, []byte("aad"))
+	require.NoError(t, err)
+	require.NoError(t, k.Close())
+	assert.Equal(t, s.Token, app.Token())
+	_, err = app.Auth().Token().LookupSelfWithContext(ctx)
+	assert.NoError(t, err, "Close leaves a token it did not log in for")
+
+	bare, err := api.NewClient(appCfg)
+	require.NoError(t, err)
+	bare.SetToken("")
+	for name, cfg := range map[string]vault.Config{
+		"client and address":   {Client: app, Key: key, Address: s.Addr},
+		"client and namespace": {Client: app, Key: key, Namespace: "ns"},
+		"client and TLS":       {Client: app, Key: key, TLS: vault.TLSConfig{InsecureSkipVerify: true}},
+		"no token":             {Client: bare, Key: key},
+		"two auth methods":     {Client: app, Key: key, Token: s.Token, AuthMethod: &appRoleMethod{}},
+		"no client, no auth":   {Address: s.Addr, Key: key},
+	} {
+		_, err := vault.New(ctx, cfg)
+		assert.ErrorIs(t, err, kms.ErrInvalidInput, name)
+	}
 }

@@ -1,6 +1,6 @@
 package vault
 
-// Logins returns the number of AppRole logins so far.
+// Logins returns the number of logins (AppRole or AuthMethod) so far.
 func (k *KEK) Logins() int64 { return k.auth.logins.Load() }
 
 // Renewals returns the number of token renewals so far.

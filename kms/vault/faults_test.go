@@ -11,6 +11,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"io"
 	"log"
 	"math/big"
@@ -126,7 +127,7 @@ func TestErrorMapping(t *testing.T) {
 		{"500", fault{status: 500, body: `{"errors":["internal error"]}`}, kms.ErrUnavailable},
 		{"502 from a proxy", fault{status: 502, body: `bad gateway`}, kms.ErrUnavailable},
 		{"503 sealed", fault{status: 503, body: `{"errors":["Vault is sealed"]}`}, kms.ErrUnavailable},
-		{"429 rate limited", fault{status: 429, body: `{"errors":["request path \"transit/encrypt\": rate limit quota exceeded"]}`}, kms.ErrUnavailable},
+		{"429 rate limited", fault{status: 429, body: `{"errors":["request path \"transit/encrypt\": rate limit quota exceeded"]}`}, kms.ErrThrottled},
 		{"403", fault{status: 403, body: `{"errors":["permission denied"]}`}, kms.ErrPermissionDenied},
 		{"404", fault{status: 404, body: `{"errors":[]}`}, kms.ErrKeyNotFound},
 		{"not JSON", fault{garbage: true}, kms.ErrUnavailable},
@@ -141,7 +142,7 @@ func TestErrorMapping(t *testing.T) {
 			assert.ErrorIs(t, err, tc.want, "unwrap")
 			_, err = k.Rewrap(ctx, []kms.WrappedKey{wk}, [][]byte{nil})
 			assert.ErrorIs(t, err, tc.want, "rewrap")
-			assert.Equal(t, tc.want == kms.ErrUnavailable, kms.IsTransient(err))
+			assert.Equal(t, errors.Is(tc.want, kms.ErrUnavailable), kms.IsTransient(err))
 		})
 	}
 

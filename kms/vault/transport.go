@@ -158,8 +158,11 @@ func statusKind(op string, e *ServerError) error {
 		return kms.ErrKeyNotFound
 	case c == http.StatusBadRequest:
 		return messageKind(op, strings.Join(e.Messages, "; "))
+	case c == http.StatusTooManyRequests:
+		// A rate limit quota: retried, not counted by a breaker.
+		return kms.ErrThrottled
 	default:
-		// 5xx (503: sealed or standby), 429 (rate limit), 412 (a
+		// 5xx (503: sealed or standby), 412 (a
 		// performance standby not yet caught up), and anything unexpected.
 		return kms.ErrUnavailable
 	}

@@ -56,8 +56,12 @@
 // until its maximum TTL. Config.AppRole logs in with AppRole (role id and
 // secret id, each given or read from a file at every login), renews the
 // token, and logs in again shortly before the token reaches its maximum
-// TTL. Close stops renewal and revokes a token that the KEK obtained by
-// logging in. New reads nothing from the environment (not even VAULT_ADDR,
+// TTL. Config.AuthMethod does the same with any api.AuthMethod, such as
+// those of github.com/hashicorp/vault/api/auth/kubernetes, jwt, aws or
+// approle. Config.Client passes the application's own *api.Client (its
+// address, TLS and namespace); the KEK works on a clone of it. Close stops
+// renewal and revokes a token that the KEK obtained by logging in. New
+// reads nothing from the environment (not even VAULT_ADDR,
 // VAULT_TOKEN or VAULT_SKIP_VERIFY); [Open] documents the variables it
 // reads.
 //
@@ -76,8 +80,10 @@
 //
 // Failures are [*kms.Error] values classified with the kms sentinels:
 //
+//   - kms.ErrThrottled (which matches kms.ErrUnavailable): 429, a rate
+//     limit quota.
 //   - kms.ErrUnavailable: network errors, timeouts, a sealed Vault (503),
-//     429, 412 and other 5xx responses, malformed responses.
+//     412 and other 5xx responses, malformed responses.
 //   - kms.ErrPermissionDenied: 401 and 403 (a missing, expired or revoked
 //     token, or a policy that forbids the path).
 //   - kms.ErrKeyNotFound: 404 (no such mount), a missing transit key, a
@@ -148,9 +154,10 @@ const (
 )
 
 // Config describes a transit key and how to reach and authenticate to
-// Vault. Address, Key and one of Token and AppRole are required. Its
-// String, GoString, Format and LogValue methods never print the token or
-// the AppRole credentials.
+// Vault. Key, Address or Client, and one of Token, AppRole and AuthMethod
+// (or a Client that has a token) are required. Its String, GoString,
+// Format and LogValue methods never print the token or the AppRole
+// credentials.
 type Config struct {
 	// Address is Vault's URL, e.g. "https://vault.example.org:8200".
 	Address string
@@ -170,10 +177,26 @@ type Config struct {
 	// Vault to another address keeps the ids of stored keys valid.
 	KeyID string
 
+	// Client, if set, is the application's Vault client: its address, TLS
+	// settings, HTTP client and namespace are used, and Address, TLS and
+	// Namespace must be empty. The KEK works on a clone (sharing its HTTP
+	// client, with the SDK's retries off: they belong to kms.Resilient),
+	// so logging in or renewing never changes the application's token.
+	// Without Token, AppRole or AuthMethod, the KEK uses the client's
+	// token. Close does not close the HTTP client's idle connections.
+	Client *api.Client
+
 	// Token authenticates with a Vault token.
 	Token string
 	// AppRole authenticates with the AppRole auth method.
 	AppRole *AppRole
+	// AuthMethod authenticates with any auth method of the Vault API: the
+	// packages under github.com/hashicorp/vault/api/auth (kubernetes, jwt,
+	// aws, gcp, azure, approle, ldap, userpass) provide them. The KEK logs
+	// in with it at New, renews the token with a LifetimeWatcher while it
+	// may be renewed, logs in again before it expires, and revokes it at
+	// Close.
+	AuthMethod api.AuthMethod
 
 	// Timeout bounds each HTTP request (the caller's context may end it
 	// sooner). DefaultTimeout when zero.
@@ -302,14 +325,18 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 	if err != nil {
 		return nil, kms.NewError(ctx, "open", cfg.KeyID, kms.ErrInvalidInput, err)
 	}
-	auth := &authenticator{client: k.client, approle: cfg.AppRole, token: cfg.Token, logger: cfg.Logger}
+	token := cfg.Token
+	if cfg.Client != nil && cfg.Token == "" && cfg.AppRole == nil && cfg.AuthMethod == nil {
+		token = cfg.Client.Token()
+	}
+	auth := &authenticator{client: k.client, approle: cfg.AppRole, method: cfg.AuthMethod, token: token, logger: cfg.Logger}
 	if auth.logger == nil {
 		auth.logger = slog.New(slog.DiscardHandler)
 	}
 	secret, err := auth.start(ctx)
 	if err != nil {
 		_ = auth.close()
-		k.transport.CloseIdleConnections()
+		k.closeIdleConnections()
 		return nil, k.error(ctx, "open", err)
 	}
 	k.auth = auth
@@ -325,7 +352,7 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 			err = kms.NewError(ctx, "open", k.id, kms.ErrInvalidInput, err)
 		}
 		_ = auth.close()
-		k.transport.CloseIdleConnections()
+		k.closeIdleConnections()
 		return nil, err
 	}
 	auth.run(secret)
@@ -334,7 +361,11 @@ func New(ctx context.Context, cfg Config) (*KEK, error) {
 
 // newKEK checks cfg and builds the KEK's client, without calling Vault.
 func newKEK(cfg Config) (*KEK, error) {
-	if cfg.Address == "" {
+	switch {
+	case cfg.Client != nil && (cfg.Address != "" || cfg.Namespace != "" || cfg.TLS.CACert != "" || len(cfg.TLS.CACertPEM) > 0 ||
+		cfg.TLS.ClientCert != "" || cfg.TLS.ClientKey != "" || cfg.TLS.ServerName != "" || cfg.TLS.InsecureSkipVerify):
+		return nil, errors.New("vault: with Config.Client, leave Address, TLS and Namespace empty: the client's are used")
+	case cfg.Client == nil && cfg.Address == "":
 		return nil, errors.New("vault: Config.Address is required")
 	}
 	mount := strings.Trim(cfg.Mount, "/")
@@ -351,8 +382,17 @@ func newKEK(cfg Config) (*KEK, error) {
 	if ns != "" && (!mountRE.MatchString(ns) || strings.Contains("/"+ns+"/", "/../")) {
 		return nil, fmt.Errorf("vault: invalid namespace %q", cfg.Namespace)
 	}
-	if (cfg.Token == "") == (cfg.AppRole == nil) {
-		return nil, errors.New("vault: set exactly one of Config.Token and Config.AppRole")
+	auths := 0
+	for _, set := range []bool{cfg.Token != "", cfg.AppRole != nil, cfg.AuthMethod != nil} {
+		if set {
+			auths++
+		}
+	}
+	switch {
+	case auths > 1 || auths == 0 && cfg.Client == nil:
+		return nil, errors.New("vault: set exactly one of Config.Token, Config.AppRole and Config.AuthMethod")
+	case auths == 0 && cfg.Client.Token() == "":
+		return nil, errors.New("vault: Config.Client has no token: set it, or set Config.Token, Config.AppRole or Config.AuthMethod")
 	}
 	if ar := cfg.AppRole; ar != nil {
 		if (ar.RoleID == "") == (ar.RoleIDFile == "") {
@@ -365,7 +405,11 @@ func newKEK(cfg Config) (*KEK, error) {
 			return nil, fmt.Errorf("vault: invalid AppRole mount path %q", ar.Mount)
 		}
 	}
-	id := DefaultKeyID(cfg)
+	idCfg := cfg
+	if cfg.Client != nil {
+		idCfg.Namespace = cfg.Client.Namespace()
+	}
+	id := DefaultKeyID(idCfg)
 	if err := kms.ValidateKeyID(id); err != nil {
 		return nil, err
 	}
@@ -375,6 +419,21 @@ func newKEK(cfg Config) (*KEK, error) {
 		batch = DefaultRewrapBatchSize
 	case batch < 0 || batch > MaxRewrapBatchSize:
 		return nil, fmt.Errorf("vault: Config.RewrapBatchSize must be 1 to %d", MaxRewrapBatchSize)
+	}
+	if cfg.Client != nil {
+		client, err := cfg.Client.Clone()
+		if err != nil {
+			return nil, fmt.Errorf("vault: %w", err)
+		}
+		// Retries belong to kms.Resilient; the token, namespace and
+		// request header are set on the clone whatever its Clone* settings.
+		client.SetMaxRetries(0)
+		client.SetToken(cfg.Client.Token())
+		client.AddHeader(api.RequestHeaderName, "true")
+		if ns := cfg.Client.Namespace(); ns != "" {
+			client.SetNamespace(ns)
+		}
+		return &KEK{id: id, address: client.Address(), mount: mount, key: cfg.Key, batchSize: batch, client: client}, nil
 	}
 	timeout := cfg.Timeout
 	if timeout <= 0 {
@@ -438,6 +497,14 @@ func newKEK(cfg Config) (*KEK, error) {
 	}, nil
 }
 
+// closeIdleConnections closes the idle connections of the transport that
+// the KEK made, and leaves an application's client alone.
+func (k *KEK) closeIdleConnections() {
+	if k.transport != nil {
+		k.transport.CloseIdleConnections()
+	}
+}
+
 // DefaultKeyID returns the key id of the KEK that cfg describes:
 // cfg.KeyID if set, else "vault:" followed by the namespace (if any), the
 // mount and the key, as in "vault:transit/phi". It does not name the
@@ -492,12 +559,12 @@ func (k *KEK) chooseBinding(info KeyInfo) error {
 	k.keyType = info.Type
 	switch {
 	case !supportedTypes[info.Type]:
-		return kms.NewError(nil, "open", k.id, kms.ErrInvalidInput,
+		return kms.NewError(context.Background(), "open", k.id, kms.ErrInvalidInput,
 			fmt.Errorf("vault: transit key type %q cannot bind associated data; use aes256-gcm96, aes128-gcm96 or chacha20-poly1305", info.Type))
 	case !info.SupportsEncryption || !info.SupportsDecryption:
-		return kms.NewError(nil, "open", k.id, kms.ErrInvalidInput, errors.New("vault: transit key does not support encryption"))
+		return kms.NewError(context.Background(), "open", k.id, kms.ErrInvalidInput, errors.New("vault: transit key does not support encryption"))
 	case info.Convergent:
-		return kms.NewError(nil, "open", k.id, kms.ErrInvalidInput,
+		return kms.NewError(context.Background(), "open", k.id, kms.ErrInvalidInput,
 			errors.New("vault: transit key uses convergent (deterministic) encryption, which wrapping must not"))
 	case info.Derived:
 		k.binding = BindContext
@@ -643,10 +710,10 @@ func (k *KEK) Close() error {
 		k.closed.Store(true)
 		if k.auth != nil {
 			if err := k.auth.close(); err != nil {
-				k.closeErr = k.error(nil, "close", err)
+				k.closeErr = k.error(context.Background(), "close", err)
 			}
 		}
-		k.transport.CloseIdleConnections()
+		k.closeIdleConnections()
 	})
 	return k.closeErr
 }
@@ -682,17 +749,30 @@ func (k *KEK) MarshalJSON() ([]byte, error) {
 
 // String describes the configuration without credentials.
 func (c Config) String() string {
-	auth := "none"
+	var auths []string
+	if c.Token != "" {
+		auths = append(auths, "token")
+	}
+	if c.AppRole != nil {
+		auths = append(auths, "approle")
+	}
+	if c.AuthMethod != nil {
+		// The type only: an AuthMethod's fields may hold credentials.
+		auths = append(auths, fmt.Sprintf("%T", c.AuthMethod))
+	}
+	auth := strings.Join(auths, " and ")
 	switch {
-	case c.Token != "" && c.AppRole != nil:
-		auth = "token and approle"
-	case c.Token != "":
-		auth = "token"
-	case c.AppRole != nil:
-		auth = "approle"
+	case auth == "" && c.Client != nil:
+		auth = "client's token"
+	case auth == "":
+		auth = "none"
+	}
+	address := c.Address
+	if c.Client != nil {
+		address = c.Client.Address()
 	}
 	return fmt.Sprintf("vault.Config{Address: %q, Namespace: %q, Mount: %q, Key: %q, KeyID: %q, Auth: %s}",
-		c.Address, c.Namespace, c.Mount, c.Key, c.KeyID, auth)
+		address, c.Namespace, c.Mount, c.Key, c.KeyID, auth)
 }
 
 // GoString is String.
