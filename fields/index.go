@@ -479,15 +479,38 @@ func (c *Codec) IndexTerms(ctx context.Context, template any, index string) ([]B
 		}
 		return nil, err
 	}
-	ks, err := c.cfg.Keyring.IndexKeys(ctx, scope, p.table, ip.column)
+	var arr [4]*keys.IndexKey
+	ks, err := c.cfg.Keyring.AppendIndexKeys(ctx, arr[:0], scope, p.table, ip.column)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]BlindIndex, len(ks))
-	for i, k := range ks {
-		out[i] = newBlindIndex(indexValue(nil, sc.mac[:0], k, msg, ip.bits), ip.text)
+	return indexTerms(ks, sc.mac[:0], msg, ip.bits, ip.text), nil
+}
+
+// oneTerm is the result of a search with one live index key version (the
+// usual case) in a single allocation: the BlindIndex and the bytes it
+// points to.
+type oneTerm struct {
+	x [1]BlindIndex
+	b [binary.MaxVarintLen32 + MaxIndexBits/8]byte
+}
+
+// indexTerms computes the index value of msg under each key in ks, in two
+// allocations (one when ks holds one key): the values share one array.
+func indexTerms(ks []*keys.IndexKey, mac, msg []byte, bits int, text bool) []BlindIndex {
+	if len(ks) == 1 {
+		t := new(oneTerm)
+		t.x[0] = newBlindIndex(indexValue(t.b[:0], mac, ks[0], msg, bits), text)
+		return t.x[:]
 	}
-	return out, nil
+	out := make([]BlindIndex, len(ks))
+	buf := make([]byte, 0, len(ks)*(binary.MaxVarintLen32+(bits+7)/8))
+	for i, k := range ks {
+		at := len(buf)
+		buf = indexValue(buf, mac, k, msg, bits)
+		out[i] = newBlindIndex(buf[at:len(buf):len(buf)], text)
+	}
+	return out
 }
 
 // Match reports whether the opened record rec has, in the sources of blind
@@ -632,16 +655,13 @@ func (c *Codec) TermsFor(ctx context.Context, scope string, spec IndexSpec, part
 	if scope == "" {
 		return nil, fmt.Errorf("%w (TermsFor scope)", ErrMissingRecordID)
 	}
-	ks, err := c.cfg.Keyring.IndexKeys(ctx, scope, spec.Table, spec.Column)
+	var arr [4]*keys.IndexKey
+	ks, err := c.cfg.Keyring.AppendIndexKeys(ctx, arr[:0], scope, spec.Table, spec.Column)
 	if err != nil {
 		return nil, err
 	}
 	sc := c.getScratch()
 	defer c.putScratch(sc)
 	sc.buf[0] = specInput(sc.buf[0][:0], sc, norm, parts)
-	out := make([]BlindIndex, len(ks))
-	for i, k := range ks {
-		out[i] = newBlindIndex(indexValue(nil, sc.mac[:0], k, sc.buf[0], spec.Bits), spec.Text)
-	}
-	return out, nil
+	return indexTerms(ks, sc.mac[:0], sc.buf[0], spec.Bits, spec.Text), nil
 }
