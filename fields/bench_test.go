@@ -125,10 +125,10 @@ func BenchmarkRecord10(b *testing.B) {
 			}
 		})
 	}
-	b.Run("vs-raw/Seal", func(b *testing.B) { benchcmp.Pair(b, 16, 0, seal, rawSeal) })
-	b.Run("vs-raw/Open", func(b *testing.B) { benchcmp.Pair(b, 16, 0, open, rawOpen) })
-	b.Run("vs-go-kms-wrapping/Seal", func(b *testing.B) { benchcmp.Pair(b, 4, 0, seal, gkwSeal) })
-	b.Run("vs-go-kms-wrapping/Open", func(b *testing.B) { benchcmp.Pair(b, 4, 0, open, gkwOpen) })
+	b.Run("vs-raw/Seal", func(b *testing.B) { benchcmp.Pair(b, 0, seal, rawSeal) })
+	b.Run("vs-raw/Open", func(b *testing.B) { benchcmp.Pair(b, 0, open, rawOpen) })
+	b.Run("vs-go-kms-wrapping/Seal", func(b *testing.B) { benchcmp.Pair(b, 0, seal, gkwSeal) })
+	b.Run("vs-go-kms-wrapping/Open", func(b *testing.B) { benchcmp.Pair(b, 0, open, gkwOpen) })
 }
 
 var _ wrapping.Wrapper = (*gkwaead.Wrapper)(nil)
@@ -204,6 +204,6 @@ func BenchmarkIndexTerms(b *testing.B) {
 	})
 	key := make([]byte, 32)
 	b.Run("vs-naive-hmac", func(b *testing.B) {
-		benchcmp.Pair(b, 64, 0, terms, func() { naiveIndex(key, "999-12-3456") })
+		benchcmp.Pair(b, 0, terms, func() { naiveIndex(key, "999-12-3456") })
 	})
 }
