@@ -20,6 +20,16 @@ type Keyring interface {
 	DecryptionKey(ctx context.Context, scope string, version uint32) (*DEK, error)
 }
 
+// A BatchKeyring is a Keyring that also hands out its active data key for
+// several values at once, counting each against the key's budget, so that
+// Compact.Sealer looks the key up once for them. The keys package's
+// Keyring is one.
+type BatchKeyring interface {
+	Keyring
+	// EncryptionKeys is EncryptionKey for n values, n at least 1.
+	EncryptionKeys(ctx context.Context, scope string, n int) (*DEK, error)
+}
+
 // Encoding is how Encrypt encodes a ciphertext. Decrypt accepts both.
 type Encoding uint8
 
@@ -114,9 +124,14 @@ func (c *Compact) AppendEncrypt(ctx context.Context, dst, plaintext []byte, b Bi
 	if err != nil {
 		return dst, fmt.Errorf("envelope: encryption key: %w", err)
 	}
+	return c.seal(dst, dek, plaintext, &b, extra, bindingSize), nil
+}
+
+// seal appends the compact ciphertext of plaintext under dek, bound to b.
+func (c *Compact) seal(dst []byte, dek *DEK, plaintext []byte, b *Binding, extra []Attr, bindingSize int) []byte {
 	var hdr [format.CompactHeaderSize]byte
 	format.AppendCompactHeader(hdr[:0], format.Suite(dek.suite), dek.version)
-	return appendSeal(dst, dek.aead, c.encoding, hdr[:], plaintext, &b, extra, bindingSize), nil
+	return appendSeal(dst, dek.aead, c.encoding, hdr[:], plaintext, b, extra, bindingSize)
 }
 
 // Decrypt decrypts a compact ciphertext, binary or armored, bound to b.
@@ -154,4 +169,61 @@ func (c *Compact) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b B
 		return dst, err
 	}
 	return out, nil
+}
+
+// A Sealer encrypts several values of one scope, such as the fields of a
+// record, with one key lookup: Compact.Sealer takes the scope's active
+// data key for all of them at once when the keyring is a BatchKeyring.
+// Values of another scope, values beyond the number the Sealer was made
+// for, and every value when the keyring is not a BatchKeyring are
+// encrypted exactly as Compact.AppendEncrypt does, so a Sealer never
+// changes what is encrypted, only how often the keyring is asked. A Sealer
+// is meant for one goroutine and a short while (one record): a key it
+// holds does not see a rotation made after the Sealer was made.
+type Sealer struct {
+	c     *Compact
+	scope string
+	dek   *DEK // nil: look keys up per value
+	left  int
+}
+
+// Sealer returns a Sealer for n values of scope.
+func (c *Compact) Sealer(ctx context.Context, scope string, n int) (Sealer, error) {
+	s := Sealer{c: c, scope: scope}
+	bk, ok := c.keyring.(BatchKeyring)
+	if !ok || n < 1 {
+		return s, nil
+	}
+	if _, _, err := (&Binding{Scope: scope}).check(); err != nil {
+		return s, err
+	}
+	dek, err := bk.EncryptionKeys(ctx, scope, n)
+	if err != nil {
+		return s, fmt.Errorf("envelope: encryption key: %w", err)
+	}
+	s.dek, s.left = dek, n
+	return s, nil
+}
+
+// AppendEncrypt is Compact.AppendEncrypt with the Sealer's key when b is of
+// its scope and values remain.
+func (s *Sealer) AppendEncrypt(ctx context.Context, dst, plaintext []byte, b Binding) ([]byte, error) {
+	if s.left == 0 || b.Scope != s.scope {
+		return s.c.AppendEncrypt(ctx, dst, plaintext, b)
+	}
+	if len(plaintext) > s.c.max {
+		return dst, ErrTooLarge
+	}
+	extra, bindingSize, err := b.check()
+	if err != nil {
+		return dst, err
+	}
+	s.left--
+	return s.c.seal(dst, s.dek, plaintext, &b, extra, bindingSize), nil
+}
+
+// Encrypt is AppendEncrypt to a new slice.
+func (s *Sealer) Encrypt(ctx context.Context, plaintext []byte, b Binding) ([]byte, error) {
+	out, err := s.AppendEncrypt(ctx, nil, plaintext, b)
+	return out[:len(out):len(out)], err
 }

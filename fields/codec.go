@@ -261,9 +261,15 @@ func (c *Codec) Seal(ctx context.Context, v any) error {
 		if err != nil {
 			return err
 		}
+		base := recordBase(rv)
+		// One key lookup per record for each of the random and the
+		// deterministic keys, made at the first field that needs it,
+		// for the fields of its kind from there on.
+		var sealers [2]envelope.Sealer
+		var made [2]bool
 		for i := range p.fields {
 			f := &p.fields[i]
-			vf := rv.FieldByIndex(f.path).Addr().Interface().(valueField)
+			vf := f.field(base)
 			if s := vf.fieldState(); s != statePlain && s != stateSealed {
 				continue
 			}
@@ -272,7 +278,17 @@ func (c *Codec) Seal(ctx context.Context, v any) error {
 			if err != nil {
 				return p.fieldErr(f, err)
 			}
-			ct, err := c.aead(f).Encrypt(ctx, pt, p.binding(f, scope, id))
+			k := 0
+			if f.deterministic {
+				k = 1
+			}
+			if !made[k] {
+				if sealers[k], err = c.aead(f).Sealer(ctx, scope, p.countFrom(i, f.deterministic)); err != nil {
+					return p.fieldErr(f, err)
+				}
+				made[k] = true
+			}
+			ct, err := sealers[k].Encrypt(ctx, pt, p.binding(f, scope, id))
 			if err != nil {
 				return p.fieldErr(f, err)
 			}
@@ -285,6 +301,18 @@ func (c *Codec) Seal(ctx context.Context, v any) error {
 		}
 		return nil
 	})
+}
+
+// countFrom counts the fields from the i-th on that are deterministic or
+// not, as det says.
+func (p *plan) countFrom(i int, det bool) int {
+	n := 0
+	for _, f := range p.fields[i:] {
+		if f.deterministic == det {
+			n++
+		}
+	}
+	return n
 }
 
 func (p *plan) fieldErr(f *fieldPlan, err error) error {
@@ -314,9 +342,10 @@ func (c *Codec) Open(ctx context.Context, v any) error {
 		if err != nil {
 			return err
 		}
+		base := recordBase(rv)
 		for i := range p.fields {
 			f := &p.fields[i]
-			vf := rv.FieldByIndex(f.path).Addr().Interface().(valueField)
+			vf := f.field(base)
 			if vf.fieldState() != stateScanned {
 				continue
 			}

@@ -313,7 +313,7 @@ func (c *Codec) checkIndexes(p *plan) error {
 func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.Value) ([]byte, bool, error) {
 	for _, s := range ip.sources {
 		f := &p.fields[s]
-		vf := rv.FieldByIndex(f.path).Addr().Interface().(valueField)
+		vf := f.field(recordBase(rv))
 		switch vf.fieldState() {
 		case stateNull:
 			return dst, false, nil
@@ -397,7 +397,7 @@ func (p *plan) indexScope(ip *indexPlan, rv reflect.Value, recordScope string) (
 // NULL source makes the index NULL; sources read but not opened leave the
 // stored index as it is.
 func (c *Codec) computeIndex(ctx context.Context, p *plan, ip *indexPlan, rv reflect.Value, scope string, sc *scratch) error {
-	x := rv.FieldByIndex(ip.path).Addr().Interface().(*BlindIndex)
+	x := ip.index(recordBase(rv))
 	v, err := c.indexValue(ctx, p, ip, rv, scope, sc)
 	switch {
 	case errors.Is(err, ErrNotOpened) && !x.IsNull():

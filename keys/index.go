@@ -121,7 +121,7 @@ func (k *Keyring) indexActive(ctx context.Context, scope, table, column string) 
 	if err != nil {
 		return nil, err
 	}
-	return k.activeKey(ctx, id)
+	return k.activeKey(ctx, id, 1)
 }
 
 // IndexKeys returns the versions of the blind index key of (table, column)
