@@ -150,8 +150,15 @@ func (c *Compact) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b B
 	if err != nil {
 		return dst, err
 	}
-	o, err := newOpening(dst, ciphertext, bindingSize, c.max)
-	if err != nil {
+	var o opening
+	if suite, version, ok := format.ParseCompact(ciphertext); ok {
+		// The common case, binary and well formed, without newOpening.
+		nonce, tag, _ := suite.Params()
+		if len(ciphertext)-format.CompactHeaderSize-nonce-tag > c.max {
+			return dst, ErrTooLarge
+		}
+		o = opening{h: format.Header{Form: format.FormCompact, Suite: suite, KeyVersion: version, Size: format.CompactHeaderSize}, bin: ciphertext, dst: dst}
+	} else if o, err = newOpening(dst, ciphertext, bindingSize, c.max); err != nil {
 		return dst, err
 	}
 	if o.h.Form != format.FormCompact {
