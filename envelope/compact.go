@@ -146,6 +146,12 @@ func (c *Compact) Decrypt(ctx context.Context, ciphertext []byte, b Binding) ([]
 // dst makes no allocation; scratch space that would overlap ciphertext is
 // never used.
 func (c *Compact) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b Binding) ([]byte, error) {
+	return c.appendDecrypt(ctx, dst, ciphertext, b, nil)
+}
+
+// appendDecrypt is AppendDecrypt, taking the key from op when op holds the
+// version the ciphertext names, and leaving it there when op may reuse it.
+func (c *Compact) appendDecrypt(ctx context.Context, dst, ciphertext []byte, b Binding, op *Opener) ([]byte, error) {
 	extra, bindingSize, err := b.check()
 	if err != nil {
 		return dst, err
@@ -164,9 +170,16 @@ func (c *Compact) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b B
 	if o.h.Form != format.FormCompact {
 		return dst, errWrongForm()
 	}
-	dek, err := c.keyring.DecryptionKey(ctx, b.Scope, o.h.KeyVersion)
-	if err != nil {
-		return dst, fmt.Errorf("envelope: decryption key version %d: %w", o.h.KeyVersion, err)
+	var dek *DEK
+	if op != nil && op.dek != nil && op.dek.version == o.h.KeyVersion {
+		dek = op.dek
+	} else {
+		if dek, err = c.keyring.DecryptionKey(ctx, b.Scope, o.h.KeyVersion); err != nil {
+			return dst, fmt.Errorf("envelope: decryption key version %d: %w", o.h.KeyVersion, err)
+		}
+		if op != nil && op.reuse {
+			op.dek = dek
+		}
 	}
 	if dek.suite != Suite(o.h.Suite) {
 		return dst, ErrDecrypt
@@ -233,4 +246,41 @@ func (s *Sealer) AppendEncrypt(ctx context.Context, dst, plaintext []byte, b Bin
 func (s *Sealer) Encrypt(ctx context.Context, plaintext []byte, b Binding) ([]byte, error) {
 	out, err := s.AppendEncrypt(ctx, nil, plaintext, b)
 	return out[:len(out):len(out)], err
+}
+
+// A UseAuditor is a Keyring that records every use of a key. An Opener
+// asks such a keyring for the key of every value while AuditsUses reports
+// true, so that the audit trail does not depend on how values are grouped.
+// The keys package's Keyring is one.
+type UseAuditor interface {
+	AuditsUses() bool
+}
+
+// An Opener decrypts several compact values of one scope, such as the
+// fields of a record, asking the keyring once for each key version rather
+// than once per value. Values of another scope, and every value when the
+// keyring is a UseAuditor that audits uses, are decrypted exactly as
+// Compact.AppendDecrypt does. An Opener is meant for one goroutine and a
+// short while (one record): a key it holds does not see a destruction
+// made after it was looked up.
+type Opener struct {
+	c     *Compact
+	scope string
+	reuse bool
+	dek   *DEK // the last key looked up for scope, when reuse
+}
+
+// Opener returns an Opener for the values of scope.
+func (c *Compact) Opener(scope string) Opener {
+	ua, audits := c.keyring.(UseAuditor)
+	return Opener{c: c, scope: scope, reuse: !audits || !ua.AuditsUses()}
+}
+
+// AppendDecrypt is Compact.AppendDecrypt, reusing the key of the previous
+// value of the Opener's scope when it has the same version.
+func (o *Opener) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b Binding) ([]byte, error) {
+	if b.Scope != o.scope {
+		return o.c.AppendDecrypt(ctx, dst, ciphertext, b)
+	}
+	return o.c.appendDecrypt(ctx, dst, ciphertext, b, o)
 }

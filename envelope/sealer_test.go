@@ -85,3 +85,58 @@ func TestSealer(t *testing.T) {
 	}
 	assert.Equal(t, int64(3), plain.lookups.Load())
 }
+
+// auditingKeyring is a testKeyring that says it audits every use.
+type auditingKeyring struct{ *testKeyring }
+
+func (auditingKeyring) AuditsUses() bool { return true }
+
+// TestOpener: an Opener asks the keyring once per key version of its
+// scope; another version, another scope, or a keyring that audits every
+// use, make it ask again, as AppendDecrypt would. Failures are
+// AppendDecrypt's.
+func TestOpener(t *testing.T) {
+	ctx := context.Background()
+	kr := newTestKeyring("opener", envelope.AES256GCM)
+	c, err := envelope.NewCompact(envelope.CompactConfig{Keyring: kr})
+	require.NoError(t, err)
+	v1, err := c.Encrypt(ctx, field64, patientBinding)
+	require.NoError(t, err)
+	kr.active = 2
+	v2, err := c.Encrypt(ctx, field64, patientBinding)
+	require.NoError(t, err)
+	other := patientBinding
+	other.Scope = "tenant:other"
+	o3, err := c.Encrypt(ctx, field64, other)
+	require.NoError(t, err)
+
+	o := c.Opener(patientBinding.Scope)
+	before := kr.lookups.Load()
+	for _, ct := range [][]byte{v1, v1, v1} {
+		pt, err := o.AppendDecrypt(ctx, nil, ct, patientBinding)
+		require.NoError(t, err)
+		assert.Equal(t, field64, pt)
+	}
+	assert.Equal(t, before+1, kr.lookups.Load(), "one lookup for three values of one version")
+	_, err = o.AppendDecrypt(ctx, nil, v2, patientBinding)
+	require.NoError(t, err)
+	assert.Equal(t, before+2, kr.lookups.Load(), "another version is looked up")
+	pt, err := o.AppendDecrypt(ctx, nil, o3, other)
+	require.NoError(t, err)
+	assert.Equal(t, field64, pt)
+	assert.Equal(t, before+3, kr.lookups.Load(), "another scope is looked up")
+	_, err = o.AppendDecrypt(ctx, nil, v2, other)
+	assert.ErrorIs(t, err, envelope.ErrDecrypt, "the binding still counts")
+	_, err = o.AppendDecrypt(ctx, nil, o3, patientBinding)
+	assert.ErrorIs(t, err, envelope.ErrDecrypt, "a cached key opens nothing of another scope")
+
+	ac, err := envelope.NewCompact(envelope.CompactConfig{Keyring: auditingKeyring{kr}})
+	require.NoError(t, err)
+	ao := ac.Opener(patientBinding.Scope)
+	before = kr.lookups.Load()
+	for range 3 {
+		_, err := ao.AppendDecrypt(ctx, nil, v1, patientBinding)
+		require.NoError(t, err)
+	}
+	assert.Equal(t, before+3, kr.lookups.Load(), "a keyring that audits uses is asked for every value")
+}

@@ -2,6 +2,7 @@ package fields_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -57,4 +58,43 @@ func TestSealCountsEveryValue(t *testing.T) {
 		assert.Equal(t, []string{"a", "b", "c", "d"}, []string{back.A.Get(), back.B.Get(), back.C.Get(), back.D.Get()})
 	}
 	assert.Equal(t, [][3]uint32{{1, 1, 1}, {1, 1, 1}, {2, 2, 2}}, got)
+}
+
+// useCounter counts the key uses audited.
+type useCounter struct {
+	mu   sync.Mutex
+	uses map[string]int
+}
+
+func (u *useCounter) Audit(_ context.Context, e keys.Event) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if e.Op == keys.OpUse {
+		u.uses[e.Use]++
+	}
+	return nil
+}
+
+// TestAuditUsesPerValue: with keys.Config.AuditUses, Seal and Open audit
+// one use per value, though they look keys up once per record.
+func TestAuditUsesPerValue(t *testing.T) {
+	ctx := context.Background()
+	data, err := local.Generate(local.Options{KeyID: "local:uses"})
+	require.NoError(t, err)
+	kek, err := local.New(local.Config{Data: data})
+	require.NoError(t, err)
+	uses := &useCounter{uses: map[string]int{}}
+	kr, err := keys.New(keys.Config{KEK: kek, Store: keys.NewMemoryStore(), Auditor: uses, AuditUses: true})
+	require.NoError(t, err)
+	c := newCodec(t, fields.Config{Keyring: kr})
+	r := &mixed{ID: "1", Tenant: "tenant:u", A: fields.New("a"), B: fields.New("b"), C: fields.New("c"), D: fields.New("d")}
+	require.NoError(t, c.Seal(ctx, r))
+	assert.Equal(t, 4, uses.uses["encrypt"])
+	back := &mixed{ID: "1", Tenant: "tenant:u"}
+	for _, f := range []struct{ from, to *fields.String }{{&r.A, &back.A}, {&r.B, &back.B}, {&r.C, &back.C}, {&r.D, &back.D}} {
+		v, _ := f.from.Value()
+		require.NoError(t, f.to.Scan(v))
+	}
+	require.NoError(t, c.Open(ctx, back))
+	assert.Equal(t, 4, uses.uses["decrypt"])
 }

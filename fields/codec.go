@@ -343,6 +343,10 @@ func (c *Codec) Open(ctx context.Context, v any) error {
 			return err
 		}
 		base := recordBase(rv)
+		// Each key version is looked up once per record (unless uses
+		// are audited), for the random and the deterministic keys.
+		var openers [2]envelope.Opener
+		var made [2]bool
 		for i := range p.fields {
 			f := &p.fields[i]
 			vf := f.field(base)
@@ -359,7 +363,14 @@ func (c *Codec) Open(ctx context.Context, v any) error {
 				}
 				continue
 			}
-			pt, err := c.aead(f).AppendDecrypt(ctx, sc.buf[0][:0], ct, p.binding(f, scope, id))
+			k := 0
+			if f.deterministic {
+				k = 1
+			}
+			if !made[k] {
+				openers[k], made[k] = c.aead(f).Opener(scope), true
+			}
+			pt, err := openers[k].AppendDecrypt(ctx, sc.buf[0][:0], ct, p.binding(f, scope, id))
 			if err != nil {
 				return p.fieldErr(f, err)
 			}

@@ -110,6 +110,8 @@ type Keyring struct {
 var (
 	_ envelope.BatchKeyring = (*Keyring)(nil)
 	_ envelope.BatchKeyring = deterministic{}
+	_ envelope.UseAuditor   = (*Keyring)(nil)
+	_ envelope.UseAuditor   = deterministic{}
 )
 
 // versionKey is one unwrapped version: a data key or an index key.
@@ -272,6 +274,11 @@ func (k *Keyring) auditUse(ctx context.Context, id ID, v uint32, use string) err
 	return k.audit(ctx, Event{Op: OpUse, Scope: id.Scope, Key: id.Name, Version: v, Use: use, Outcome: Success})
 }
 
+// AuditsUses reports whether every key use is audited (Config.AuditUses).
+// It implements envelope.UseAuditor, so that an envelope.Opener asks for
+// the key of every value, and each is audited.
+func (k *Keyring) AuditsUses() bool { return k.cfg.AuditUses }
+
 // Deterministic returns the keyring's view for deterministic encryption:
 // an envelope.Keyring over each scope's DeterministicKeyName key set, whose
 // keys are AES-SIV (envelope.AESSIV). Equal plaintexts under one key and
@@ -290,6 +297,8 @@ func (d deterministic) EncryptionKey(ctx context.Context, scope string) (*envelo
 func (d deterministic) EncryptionKeys(ctx context.Context, scope string, n int) (*envelope.DEK, error) {
 	return d.k.encryptionKeys(ctx, ID{Scope: scope, Name: DeterministicKeyName}, n)
 }
+
+func (d deterministic) AuditsUses() bool { return d.k.cfg.AuditUses }
 
 func (d deterministic) DecryptionKey(ctx context.Context, scope string, version uint32) (*envelope.DEK, error) {
 	return d.k.decryptionKey(ctx, ID{Scope: scope, Name: DeterministicKeyName}, version)
