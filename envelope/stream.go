@@ -59,10 +59,11 @@ var ErrStreamClosed = errors.New("envelope: write to a closed stream")
 // The writer buffers at most one segment of plaintext and one of
 // ciphertext. Close, or a failure, clears the plaintext it buffered and
 // returns both buffers to a pool for the SelfContained's next stream; the
-// writer keeps no reference to them. It is not safe for concurrent use. A Write of more than a
-// segment seals from the caller's slice without copying, and the writer
-// implements io.ReaderFrom, so io.Copy from a source without WriteTo (a
-// file, a request body) reads straight into its buffer.
+// writer keeps no reference to them. It is not safe for concurrent use. A
+// Write of more than a segment seals from the caller's slice without
+// copying, and the writer implements io.ReaderFrom, so io.Copy from a
+// source without WriteTo (a file, a request body) reads straight into its
+// buffer.
 func (s *SelfContained) EncryptStream(ctx context.Context, dst io.Writer, b Binding) (io.WriteCloser, error) {
 	extra, bindingSize, err := b.check()
 	if err != nil {
