@@ -282,12 +282,14 @@ func TestIndexTermsPerVersion(t *testing.T) {
 	before, err := c.IndexValue(ctx, template, "SSNIndex")
 	require.NoError(t, err)
 	assert.True(t, terms[0].Equal(before))
-	allocs := testing.AllocsPerRun(100, func() {
-		if _, err := c.IndexTerms(ctx, template, "SSNIndex"); err != nil {
-			t.Fatal(err)
-		}
-	})
-	assert.LessOrEqual(t, allocs, 1.0, "one allocation for one term")
+	if !raceEnabled {
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := c.IndexTerms(ctx, template, "SSNIndex"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		assert.LessOrEqual(t, allocs, 1.0, "one allocation for one term")
+	}
 
 	id, err := keys.IndexKeyID("tenant:v", "tiny", "ssn_index")
 	require.NoError(t, err)
