@@ -1,6 +1,7 @@
 package fields
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -288,11 +289,14 @@ func (c *Codec) Seal(ctx context.Context, v any) error {
 				}
 				made[k] = true
 			}
-			ct, err := sealers[k].Encrypt(ctx, pt, p.binding(f, scope, id))
+			// Sealed in scratch space, which also holds the AAD, then
+			// copied out: the value keeps an allocation of its own size.
+			out, err := sealers[k].AppendEncrypt(ctx, sc.ct[:0], pt, p.binding(f, scope, id))
 			if err != nil {
 				return p.fieldErr(f, err)
 			}
-			vf.sealWith(ct)
+			sc.ct = out
+			vf.sealWith(bytes.Clone(out))
 		}
 		for i := range p.indexes {
 			if err := c.computeIndex(ctx, p, &p.indexes[i], rv, scope, sc); err != nil {

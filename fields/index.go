@@ -346,6 +346,9 @@ func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.V
 type scratch struct {
 	buf [3][]byte
 	mac [64]byte
+	// ct is where Seal builds a ciphertext and its AAD before copying
+	// the ciphertext out at its exact size.
+	ct []byte
 }
 
 func (c *Codec) getScratch() *scratch { return c.scratches.Get().(*scratch) }
@@ -356,6 +359,7 @@ func (c *Codec) putScratch(s *scratch) {
 		s.buf[i] = s.buf[i][:0]
 	}
 	clear(s.mac[:])
+	s.ct = s.ct[:0]
 	c.scratches.Put(s)
 }
 
