@@ -98,3 +98,29 @@ func TestAuditUsesPerValue(t *testing.T) {
 	require.NoError(t, c.Open(ctx, back))
 	assert.Equal(t, 4, uses.uses["decrypt"])
 }
+
+// badTags has an encrypted field without a phi tag.
+type badTags struct {
+	ID     string `phi:"id,table=bad"`
+	Tenant string `phi:"scope"`
+	SSN    fields.String
+}
+
+// TestCodecAlternatesTypes: a codec that remembers the last record type's
+// plan uses each type's own plan when types alternate, and a type with
+// bad tags fails whatever came before.
+func TestCodecAlternatesTypes(t *testing.T) {
+	ctx := context.Background()
+	c := newCodec(t, fields.Config{})
+	for range 2 {
+		m := &mixed{ID: "1", Tenant: "tenant:x", A: fields.New("a"), B: fields.New("b"), C: fields.New("c"), D: fields.New("d")}
+		require.NoError(t, c.Seal(ctx, m))
+		assert.True(t, m.A.Sealed())
+		ty := &tiny{ID: "2", TenantID: "tenant:x", SSN: fields.New("999-12-3456")}
+		require.NoError(t, c.Seal(ctx, ty))
+		assert.True(t, ty.SSN.Sealed())
+		assert.False(t, ty.SSNIndex.IsNull(), "tiny's plan, with its index")
+		err := c.Seal(ctx, &badTags{ID: "3", Tenant: "tenant:x", SSN: fields.New("x")})
+		assert.ErrorIs(t, err, fields.ErrInvalidTag)
+	}
+}

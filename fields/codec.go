@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/phicrypt/phicrypt/envelope"
@@ -124,6 +125,22 @@ type Codec struct {
 	random    *envelope.Compact
 	determ    *envelope.Compact
 	scratches sync.Pool // *scratch
+	// last is the plan of the record type last used, so that a codec
+	// used for one type at a time finds it without the global map.
+	last atomic.Pointer[plan]
+}
+
+// plan returns the plan of struct type t: the last one used, or the
+// cached one (planFor).
+func (c *Codec) plan(t reflect.Type) (*plan, error) {
+	if p := c.last.Load(); p != nil && p.typ == t {
+		return p, nil
+	}
+	p, err := planFor(t)
+	if err == nil {
+		c.last.Store(p)
+	}
+	return p, err
 }
 
 // NewCodec returns a Codec for cfg. Most applications make one at startup.
@@ -159,7 +176,7 @@ func (c *Codec) Plan(v any) error {
 	if t == nil || t.Kind() != reflect.Struct {
 		return ErrUnsupported
 	}
-	p, err := planFor(t)
+	p, err := c.plan(t)
 	if err != nil {
 		return err
 	}
@@ -169,14 +186,14 @@ func (c *Codec) Plan(v any) error {
 // records calls fn for each struct that v holds: v is a pointer to a
 // struct, a slice of structs or of pointers to structs, or a pointer to
 // such a slice.
-func records(v any, fn func(p *plan, rv reflect.Value) error) error {
+func (c *Codec) records(v any, fn func(p *plan, rv reflect.Value) error) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Kind() == reflect.Slice {
 		rv = rv.Elem()
 	}
 	switch {
 	case rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Kind() == reflect.Struct:
-		p, err := planFor(rv.Elem().Type())
+		p, err := c.plan(rv.Elem().Type())
 		if err != nil {
 			return err
 		}
@@ -190,7 +207,7 @@ func records(v any, fn func(p *plan, rv reflect.Value) error) error {
 		if et.Kind() != reflect.Struct {
 			return ErrUnsupported
 		}
-		p, err := planFor(et)
+		p, err := c.plan(et)
 		if err != nil {
 			return err
 		}
@@ -257,7 +274,7 @@ func (c *Codec) Seal(ctx context.Context, v any) error {
 	}
 	sc := c.getScratch()
 	defer c.putScratch(sc)
-	return records(v, func(p *plan, rv reflect.Value) error {
+	return c.records(v, func(p *plan, rv reflect.Value) error {
 		scope, id, err := p.ident(rv)
 		if err != nil {
 			return err
@@ -341,7 +358,7 @@ func (p *plan) fieldErr(f *fieldPlan, err error) error {
 func (c *Codec) Open(ctx context.Context, v any) error {
 	sc := c.getScratch()
 	defer c.putScratch(sc)
-	return records(v, func(p *plan, rv reflect.Value) error {
+	return c.records(v, func(p *plan, rv reflect.Value) error {
 		scope, id, err := p.ident(rv)
 		if err != nil {
 			return err

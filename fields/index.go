@@ -554,7 +554,7 @@ func (c *Codec) indexOf(v any, index string) (*plan, *indexPlan, reflect.Value, 
 		return nil, nil, rv, ErrUnsupported
 	}
 	rv = rv.Elem()
-	p, err := planFor(rv.Type())
+	p, err := c.plan(rv.Type())
 	if err != nil {
 		return nil, nil, rv, err
 	}
