@@ -20,6 +20,16 @@ type Keyring interface {
 	DecryptionKey(ctx context.Context, scope string, version uint32) (*DEK, error)
 }
 
+// A BatchKeyring is a Keyring that also hands out its active data key for
+// several values at once, counting each against the key's budget, so that
+// Compact.Sealer looks the key up once for them. The keys package's
+// Keyring is one.
+type BatchKeyring interface {
+	Keyring
+	// EncryptionKeys is EncryptionKey for n values, n at least 1.
+	EncryptionKeys(ctx context.Context, scope string, n int) (*DEK, error)
+}
+
 // Encoding is how Encrypt encodes a ciphertext. Decrypt accepts both.
 type Encoding uint8
 
@@ -114,9 +124,14 @@ func (c *Compact) AppendEncrypt(ctx context.Context, dst, plaintext []byte, b Bi
 	if err != nil {
 		return dst, fmt.Errorf("envelope: encryption key: %w", err)
 	}
+	return c.seal(dst, dek, plaintext, &b, extra, bindingSize), nil
+}
+
+// seal appends the compact ciphertext of plaintext under dek, bound to b.
+func (c *Compact) seal(dst []byte, dek *DEK, plaintext []byte, b *Binding, extra []Attr, bindingSize int) []byte {
 	var hdr [format.CompactHeaderSize]byte
 	format.AppendCompactHeader(hdr[:0], format.Suite(dek.suite), dek.version)
-	return appendSeal(dst, dek.aead, c.encoding, hdr[:], plaintext, &b, extra, bindingSize), nil
+	return appendSeal(dst, dek.aead, c.encoding, hdr[:], plaintext, b, extra, bindingSize)
 }
 
 // Decrypt decrypts a compact ciphertext, binary or armored, bound to b.
@@ -131,20 +146,40 @@ func (c *Compact) Decrypt(ctx context.Context, ciphertext []byte, b Binding) ([]
 // dst makes no allocation; scratch space that would overlap ciphertext is
 // never used.
 func (c *Compact) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b Binding) ([]byte, error) {
+	return c.appendDecrypt(ctx, dst, ciphertext, b, nil)
+}
+
+// appendDecrypt is AppendDecrypt, taking the key from op when op holds the
+// version the ciphertext names, and leaving it there when op may reuse it.
+func (c *Compact) appendDecrypt(ctx context.Context, dst, ciphertext []byte, b Binding, op *Opener) ([]byte, error) {
 	extra, bindingSize, err := b.check()
 	if err != nil {
 		return dst, err
 	}
-	o, err := newOpening(dst, ciphertext, bindingSize, c.max)
-	if err != nil {
+	var o opening
+	if suite, version, ok := format.ParseCompact(ciphertext); ok {
+		// The common case, binary and well formed, without newOpening.
+		nonce, tag, _ := suite.Params()
+		if len(ciphertext)-format.CompactHeaderSize-nonce-tag > c.max {
+			return dst, ErrTooLarge
+		}
+		o = opening{h: format.Header{Form: format.FormCompact, Suite: suite, KeyVersion: version, Size: format.CompactHeaderSize}, bin: ciphertext, dst: dst}
+	} else if o, err = newOpening(dst, ciphertext, bindingSize, c.max); err != nil {
 		return dst, err
 	}
 	if o.h.Form != format.FormCompact {
 		return dst, errWrongForm()
 	}
-	dek, err := c.keyring.DecryptionKey(ctx, b.Scope, o.h.KeyVersion)
-	if err != nil {
-		return dst, fmt.Errorf("envelope: decryption key version %d: %w", o.h.KeyVersion, err)
+	var dek *DEK
+	if op != nil && op.dek != nil && op.dek.version == o.h.KeyVersion {
+		dek = op.dek
+	} else {
+		if dek, err = c.keyring.DecryptionKey(ctx, b.Scope, o.h.KeyVersion); err != nil {
+			return dst, fmt.Errorf("envelope: decryption key version %d: %w", o.h.KeyVersion, err)
+		}
+		if op != nil && op.reuse {
+			op.dek = dek
+		}
 	}
 	if dek.suite != Suite(o.h.Suite) {
 		return dst, ErrDecrypt
@@ -154,4 +189,98 @@ func (c *Compact) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b B
 		return dst, err
 	}
 	return out, nil
+}
+
+// A Sealer encrypts several values of one scope, such as the fields of a
+// record, with one key lookup: Compact.Sealer takes the scope's active
+// data key for all of them at once when the keyring is a BatchKeyring.
+// Values of another scope, values beyond the number the Sealer was made
+// for, and every value when the keyring is not a BatchKeyring are
+// encrypted exactly as Compact.AppendEncrypt does, so a Sealer never
+// changes what is encrypted, only how often the keyring is asked. A Sealer
+// is meant for one goroutine and a short while (one record): a key it
+// holds does not see a rotation made after the Sealer was made.
+type Sealer struct {
+	c     *Compact
+	scope string
+	dek   *DEK // nil: look keys up per value
+	left  int
+}
+
+// Sealer returns a Sealer for n values of scope.
+func (c *Compact) Sealer(ctx context.Context, scope string, n int) (Sealer, error) {
+	s := Sealer{c: c, scope: scope}
+	bk, ok := c.keyring.(BatchKeyring)
+	if !ok || n < 1 {
+		return s, nil
+	}
+	if _, _, err := (&Binding{Scope: scope}).check(); err != nil {
+		return s, err
+	}
+	dek, err := bk.EncryptionKeys(ctx, scope, n)
+	if err != nil {
+		return s, fmt.Errorf("envelope: encryption key: %w", err)
+	}
+	s.dek, s.left = dek, n
+	return s, nil
+}
+
+// AppendEncrypt is Compact.AppendEncrypt with the Sealer's key when b is of
+// its scope and values remain.
+func (s *Sealer) AppendEncrypt(ctx context.Context, dst, plaintext []byte, b Binding) ([]byte, error) {
+	if s.left == 0 || b.Scope != s.scope {
+		return s.c.AppendEncrypt(ctx, dst, plaintext, b)
+	}
+	if len(plaintext) > s.c.max {
+		return dst, ErrTooLarge
+	}
+	extra, bindingSize, err := b.check()
+	if err != nil {
+		return dst, err
+	}
+	s.left--
+	return s.c.seal(dst, s.dek, plaintext, &b, extra, bindingSize), nil
+}
+
+// Encrypt is AppendEncrypt to a new slice.
+func (s *Sealer) Encrypt(ctx context.Context, plaintext []byte, b Binding) ([]byte, error) {
+	out, err := s.AppendEncrypt(ctx, nil, plaintext, b)
+	return out[:len(out):len(out)], err
+}
+
+// A UseAuditor is a Keyring that records every use of a key. An Opener
+// asks such a keyring for the key of every value while AuditsUses reports
+// true, so that the audit trail does not depend on how values are grouped.
+// The keys package's Keyring is one.
+type UseAuditor interface {
+	AuditsUses() bool
+}
+
+// An Opener decrypts several compact values of one scope, such as the
+// fields of a record, asking the keyring once for each key version rather
+// than once per value. Values of another scope, and every value when the
+// keyring is a UseAuditor that audits uses, are decrypted exactly as
+// Compact.AppendDecrypt does. An Opener is meant for one goroutine and a
+// short while (one record): a key it holds does not see a destruction
+// made after it was looked up.
+type Opener struct {
+	c     *Compact
+	scope string
+	reuse bool
+	dek   *DEK // the last key looked up for scope, when reuse
+}
+
+// Opener returns an Opener for the values of scope.
+func (c *Compact) Opener(scope string) Opener {
+	ua, audits := c.keyring.(UseAuditor)
+	return Opener{c: c, scope: scope, reuse: !audits || !ua.AuditsUses()}
+}
+
+// AppendDecrypt is Compact.AppendDecrypt, reusing the key of the previous
+// value of the Opener's scope when it has the same version.
+func (o *Opener) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b Binding) ([]byte, error) {
+	if b.Scope != o.scope {
+		return o.c.AppendDecrypt(ctx, dst, ciphertext, b)
+	}
+	return o.c.appendDecrypt(ctx, dst, ciphertext, b, o)
 }

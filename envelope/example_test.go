@@ -112,3 +112,55 @@ func ExampleInspect() {
 	// true
 	// compact AES-256-GCM 1 11
 }
+
+// oneKeyBatch is oneKey that also hands out its key for n values at once.
+// The keys package's Keyring does so, counting all n against the key's
+// budget.
+type oneKeyBatch struct{ oneKey }
+
+func (k oneKeyBatch) EncryptionKeys(context.Context, string, int) (*envelope.DEK, error) {
+	return k.dek, nil
+}
+
+// A Sealer and an Opener encrypt and decrypt the fields of one record with
+// one key lookup for all of them.
+func ExampleCompact_Sealer() {
+	ctx := context.Background()
+	raw := make([]byte, envelope.DEKSize)
+	rand.Read(raw)
+	dek, err := envelope.NewDEK(envelope.AES256GCM, 1, raw)
+	clear(raw)
+	if err != nil {
+		log.Fatal(err)
+	}
+	c, err := envelope.NewCompact(envelope.CompactConfig{Keyring: oneKeyBatch{oneKey{dek}}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	record := map[string]string{"ssn": "999-12-3456", "mrn": "MRN-00042", "last": "MacGyver246"}
+	columns := []string{"last", "mrn", "ssn"}
+	s, err := c.Sealer(ctx, "tenant:st-mary", len(columns))
+	if err != nil {
+		log.Fatal(err)
+	}
+	sealed := map[string][]byte{}
+	for _, col := range columns {
+		b := envelope.Binding{Scope: "tenant:st-mary", Table: "patients", Column: col, RecordID: "alice"}
+		if sealed[col], err = s.Encrypt(ctx, []byte(record[col]), b); err != nil {
+			log.Fatal(err)
+		}
+	}
+	o := c.Opener("tenant:st-mary")
+	for _, col := range columns {
+		b := envelope.Binding{Scope: "tenant:st-mary", Table: "patients", Column: col, RecordID: "alice"}
+		pt, err := o.AppendDecrypt(ctx, nil, sealed[col], b)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(col, string(pt))
+	}
+	// Output:
+	// last MacGyver246
+	// mrn MRN-00042
+	// ssn 999-12-3456
+}

@@ -151,6 +151,10 @@ type SelfContained struct {
 	// failed remembers failed unwraps by failedKey; nil when disabled.
 	failed  *keycache.Cache[struct{}]
 	observe func(context.Context, CacheEvent)
+	// writerBufs are the buffers of closed stream writers (*streamBuf),
+	// for the next stream: all of this SelfContained's streams have the
+	// same segment size.
+	writerBufs *sync.Pool
 }
 
 // rawKey holds a data key's bytes for deriving stream keys, until wipe
@@ -265,7 +269,8 @@ func NewSelfContained(cfg SelfContainedConfig) (*SelfContained, error) {
 			func(k *sealingKey) { k.dek.wipe() }),
 		opening: keycache.NewWithEvict(keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.CacheMaxAge},
 			func(k *openingKey) { k.dek.wipe() }),
-		observe: cfg.Observe,
+		observe:    cfg.Observe,
+		writerBufs: new(sync.Pool),
 	}
 	if cfg.FailedUnwrapMaxAge > 0 {
 		s.failed = keycache.New[struct{}](keycache.Config{MaxEntries: cfg.FailedUnwrapMaxEntries, MaxAge: cfg.FailedUnwrapMaxAge})

@@ -1,11 +1,13 @@
 package fields
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/phicrypt/phicrypt/envelope"
@@ -123,6 +125,22 @@ type Codec struct {
 	random    *envelope.Compact
 	determ    *envelope.Compact
 	scratches sync.Pool // *scratch
+	// last is the plan of the record type last used, so that a codec
+	// used for one type at a time finds it without the global map.
+	last atomic.Pointer[plan]
+}
+
+// plan returns the plan of struct type t: the last one used, or the
+// cached one (planFor).
+func (c *Codec) plan(t reflect.Type) (*plan, error) {
+	if p := c.last.Load(); p != nil && p.typ == t {
+		return p, nil
+	}
+	p, err := planFor(t)
+	if err == nil {
+		c.last.Store(p)
+	}
+	return p, err
 }
 
 // NewCodec returns a Codec for cfg. Most applications make one at startup.
@@ -158,7 +176,7 @@ func (c *Codec) Plan(v any) error {
 	if t == nil || t.Kind() != reflect.Struct {
 		return ErrUnsupported
 	}
-	p, err := planFor(t)
+	p, err := c.plan(t)
 	if err != nil {
 		return err
 	}
@@ -168,14 +186,14 @@ func (c *Codec) Plan(v any) error {
 // records calls fn for each struct that v holds: v is a pointer to a
 // struct, a slice of structs or of pointers to structs, or a pointer to
 // such a slice.
-func records(v any, fn func(p *plan, rv reflect.Value) error) error {
+func (c *Codec) records(v any, fn func(p *plan, rv reflect.Value) error) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Kind() == reflect.Slice {
 		rv = rv.Elem()
 	}
 	switch {
 	case rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Kind() == reflect.Struct:
-		p, err := planFor(rv.Elem().Type())
+		p, err := c.plan(rv.Elem().Type())
 		if err != nil {
 			return err
 		}
@@ -189,7 +207,7 @@ func records(v any, fn func(p *plan, rv reflect.Value) error) error {
 		if et.Kind() != reflect.Struct {
 			return ErrUnsupported
 		}
-		p, err := planFor(et)
+		p, err := c.plan(et)
 		if err != nil {
 			return err
 		}
@@ -256,14 +274,20 @@ func (c *Codec) Seal(ctx context.Context, v any) error {
 	}
 	sc := c.getScratch()
 	defer c.putScratch(sc)
-	return records(v, func(p *plan, rv reflect.Value) error {
+	return c.records(v, func(p *plan, rv reflect.Value) error {
 		scope, id, err := p.ident(rv)
 		if err != nil {
 			return err
 		}
+		base := recordBase(rv)
+		// One key lookup per record for each of the random and the
+		// deterministic keys, made at the first field that needs it,
+		// for the fields of its kind from there on.
+		var sealers [2]envelope.Sealer
+		var made [2]bool
 		for i := range p.fields {
 			f := &p.fields[i]
-			vf := rv.FieldByIndex(f.path).Addr().Interface().(valueField)
+			vf := f.field(base)
 			if s := vf.fieldState(); s != statePlain && s != stateSealed {
 				continue
 			}
@@ -272,11 +296,24 @@ func (c *Codec) Seal(ctx context.Context, v any) error {
 			if err != nil {
 				return p.fieldErr(f, err)
 			}
-			ct, err := c.aead(f).Encrypt(ctx, pt, p.binding(f, scope, id))
+			k := 0
+			if f.deterministic {
+				k = 1
+			}
+			if !made[k] {
+				if sealers[k], err = c.aead(f).Sealer(ctx, scope, p.countFrom(i, f.deterministic)); err != nil {
+					return p.fieldErr(f, err)
+				}
+				made[k] = true
+			}
+			// Sealed in scratch space, which also holds the AAD, then
+			// copied out: the value keeps an allocation of its own size.
+			out, err := sealers[k].AppendEncrypt(ctx, sc.ct[:0], pt, p.binding(f, scope, id))
 			if err != nil {
 				return p.fieldErr(f, err)
 			}
-			vf.sealWith(ct)
+			sc.ct = out
+			vf.sealWith(bytes.Clone(out))
 		}
 		for i := range p.indexes {
 			if err := c.computeIndex(ctx, p, &p.indexes[i], rv, scope, sc); err != nil {
@@ -285,6 +322,18 @@ func (c *Codec) Seal(ctx context.Context, v any) error {
 		}
 		return nil
 	})
+}
+
+// countFrom counts the fields from the i-th on that are deterministic or
+// not, as det says.
+func (p *plan) countFrom(i int, det bool) int {
+	n := 0
+	for _, f := range p.fields[i:] {
+		if f.deterministic == det {
+			n++
+		}
+	}
+	return n
 }
 
 func (p *plan) fieldErr(f *fieldPlan, err error) error {
@@ -309,14 +358,19 @@ func (p *plan) fieldErr(f *fieldPlan, err error) error {
 func (c *Codec) Open(ctx context.Context, v any) error {
 	sc := c.getScratch()
 	defer c.putScratch(sc)
-	return records(v, func(p *plan, rv reflect.Value) error {
+	return c.records(v, func(p *plan, rv reflect.Value) error {
 		scope, id, err := p.ident(rv)
 		if err != nil {
 			return err
 		}
+		base := recordBase(rv)
+		// Each key version is looked up once per record (unless uses
+		// are audited), for the random and the deterministic keys.
+		var openers [2]envelope.Opener
+		var made [2]bool
 		for i := range p.fields {
 			f := &p.fields[i]
-			vf := rv.FieldByIndex(f.path).Addr().Interface().(valueField)
+			vf := f.field(base)
 			if vf.fieldState() != stateScanned {
 				continue
 			}
@@ -330,7 +384,14 @@ func (c *Codec) Open(ctx context.Context, v any) error {
 				}
 				continue
 			}
-			pt, err := c.aead(f).AppendDecrypt(ctx, sc.buf[0][:0], ct, p.binding(f, scope, id))
+			k := 0
+			if f.deterministic {
+				k = 1
+			}
+			if !made[k] {
+				openers[k], made[k] = c.aead(f).Opener(scope), true
+			}
+			pt, err := openers[k].AppendDecrypt(ctx, sc.buf[0][:0], ct, p.binding(f, scope, id))
 			if err != nil {
 				return p.fieldErr(f, err)
 			}

@@ -310,6 +310,8 @@ type valueField interface {
 	// becomes unsealed.
 	openLegacy(raw []byte, v any) error
 	elemType() reflect.Type
+	// fieldAt returns the field of this type at p.
+	fieldAt(p unsafe.Pointer) valueField
 }
 
 func (e *Encrypted[T]) fieldState() state { return e.state }
@@ -354,6 +356,8 @@ func (e *Encrypted[T]) ciphertext() ([]byte, any) {
 }
 
 func (e *Encrypted[T]) elemType() reflect.Type { return reflect.TypeFor[T]() }
+
+func (*Encrypted[T]) fieldAt(p unsafe.Pointer) valueField { return (*Encrypted[T])(p) }
 
 // openWith decodes a typed plaintext encoding; it keeps the ciphertext.
 // On failure the value is left as it was.

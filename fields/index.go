@@ -313,7 +313,7 @@ func (c *Codec) checkIndexes(p *plan) error {
 func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.Value) ([]byte, bool, error) {
 	for _, s := range ip.sources {
 		f := &p.fields[s]
-		vf := rv.FieldByIndex(f.path).Addr().Interface().(valueField)
+		vf := f.field(recordBase(rv))
 		switch vf.fieldState() {
 		case stateNull:
 			return dst, false, nil
@@ -346,6 +346,9 @@ func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.V
 type scratch struct {
 	buf [3][]byte
 	mac [64]byte
+	// ct is where Seal builds a ciphertext and its AAD before copying
+	// the ciphertext out at its exact size.
+	ct []byte
 }
 
 func (c *Codec) getScratch() *scratch { return c.scratches.Get().(*scratch) }
@@ -356,6 +359,7 @@ func (c *Codec) putScratch(s *scratch) {
 		s.buf[i] = s.buf[i][:0]
 	}
 	clear(s.mac[:])
+	s.ct = s.ct[:0]
 	c.scratches.Put(s)
 }
 
@@ -397,7 +401,7 @@ func (p *plan) indexScope(ip *indexPlan, rv reflect.Value, recordScope string) (
 // NULL source makes the index NULL; sources read but not opened leave the
 // stored index as it is.
 func (c *Codec) computeIndex(ctx context.Context, p *plan, ip *indexPlan, rv reflect.Value, scope string, sc *scratch) error {
-	x := rv.FieldByIndex(ip.path).Addr().Interface().(*BlindIndex)
+	x := ip.index(recordBase(rv))
 	v, err := c.indexValue(ctx, p, ip, rv, scope, sc)
 	switch {
 	case errors.Is(err, ErrNotOpened) && !x.IsNull():
@@ -479,15 +483,38 @@ func (c *Codec) IndexTerms(ctx context.Context, template any, index string) ([]B
 		}
 		return nil, err
 	}
-	ks, err := c.cfg.Keyring.IndexKeys(ctx, scope, p.table, ip.column)
+	var arr [4]*keys.IndexKey
+	ks, err := c.cfg.Keyring.AppendIndexKeys(ctx, arr[:0], scope, p.table, ip.column)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]BlindIndex, len(ks))
-	for i, k := range ks {
-		out[i] = newBlindIndex(indexValue(nil, sc.mac[:0], k, msg, ip.bits), ip.text)
+	return indexTerms(ks, sc.mac[:0], msg, ip.bits, ip.text), nil
+}
+
+// oneTerm is the result of a search with one live index key version (the
+// usual case) in a single allocation: the BlindIndex and the bytes it
+// points to.
+type oneTerm struct {
+	x [1]BlindIndex
+	b [binary.MaxVarintLen32 + MaxIndexBits/8]byte
+}
+
+// indexTerms computes the index value of msg under each key in ks, in two
+// allocations (one when ks holds one key): the values share one array.
+func indexTerms(ks []*keys.IndexKey, mac, msg []byte, bits int, text bool) []BlindIndex {
+	if len(ks) == 1 {
+		t := new(oneTerm)
+		t.x[0] = newBlindIndex(indexValue(t.b[:0], mac, ks[0], msg, bits), text)
+		return t.x[:]
 	}
-	return out, nil
+	out := make([]BlindIndex, len(ks))
+	buf := make([]byte, 0, len(ks)*(binary.MaxVarintLen32+(bits+7)/8))
+	for i, k := range ks {
+		at := len(buf)
+		buf = indexValue(buf, mac, k, msg, bits)
+		out[i] = newBlindIndex(buf[at:len(buf):len(buf)], text)
+	}
+	return out
 }
 
 // Match reports whether the opened record rec has, in the sources of blind
@@ -527,7 +554,7 @@ func (c *Codec) indexOf(v any, index string) (*plan, *indexPlan, reflect.Value, 
 		return nil, nil, rv, ErrUnsupported
 	}
 	rv = rv.Elem()
-	p, err := planFor(rv.Type())
+	p, err := c.plan(rv.Type())
 	if err != nil {
 		return nil, nil, rv, err
 	}
@@ -632,16 +659,13 @@ func (c *Codec) TermsFor(ctx context.Context, scope string, spec IndexSpec, part
 	if scope == "" {
 		return nil, fmt.Errorf("%w (TermsFor scope)", ErrMissingRecordID)
 	}
-	ks, err := c.cfg.Keyring.IndexKeys(ctx, scope, spec.Table, spec.Column)
+	var arr [4]*keys.IndexKey
+	ks, err := c.cfg.Keyring.AppendIndexKeys(ctx, arr[:0], scope, spec.Table, spec.Column)
 	if err != nil {
 		return nil, err
 	}
 	sc := c.getScratch()
 	defer c.putScratch(sc)
 	sc.buf[0] = specInput(sc.buf[0][:0], sc, norm, parts)
-	out := make([]BlindIndex, len(ks))
-	for i, k := range ks {
-		out[i] = newBlindIndex(indexValue(nil, sc.mac[:0], k, sc.buf[0], spec.Bits), spec.Text)
-	}
-	return out, nil
+	return indexTerms(ks, sc.mac[:0], sc.buf[0], spec.Bits, spec.Text), nil
 }

@@ -267,3 +267,45 @@ func TestIndexSpecValidate(t *testing.T) {
 		assert.ErrorIs(t, bad.Validate(), fields.ErrInvalidIndexSpec, name)
 	}
 }
+
+// TestIndexTermsPerVersion: IndexTerms gives one value per live index key
+// version, each equal to what Seal stored under that version, in values
+// that do not share bytes; a warm search with one version allocates once.
+func TestIndexTermsPerVersion(t *testing.T) {
+	ctx := context.Background()
+	kr := newKeyring(t)
+	c := newCodec(t, fields.Config{Keyring: kr})
+	template := &tiny{TenantID: "tenant:v", SSN: fields.New("999-12-3456")}
+	terms, err := c.IndexTerms(ctx, template, "SSNIndex")
+	require.NoError(t, err)
+	require.Len(t, terms, 1)
+	before, err := c.IndexValue(ctx, template, "SSNIndex")
+	require.NoError(t, err)
+	assert.True(t, terms[0].Equal(before))
+	if !raceEnabled {
+		allocs := testing.AllocsPerRun(100, func() {
+			if _, err := c.IndexTerms(ctx, template, "SSNIndex"); err != nil {
+				t.Fatal(err)
+			}
+		})
+		assert.LessOrEqual(t, allocs, 1.0, "one allocation for one term")
+	}
+
+	id, err := keys.IndexKeyID("tenant:v", "tiny", "ssn_index")
+	require.NoError(t, err)
+	_, err = kr.Rotate(ctx, id)
+	require.NoError(t, err)
+	after, err := c.IndexValue(ctx, template, "SSNIndex")
+	require.NoError(t, err)
+	terms, err = c.IndexTerms(ctx, template, "SSNIndex")
+	require.NoError(t, err)
+	require.Len(t, terms, 2)
+	assert.Equal(t, []uint32{2, 1}, []uint32{terms[0].Version(), terms[1].Version()})
+	assert.True(t, terms[0].Equal(after))
+	assert.True(t, terms[1].Equal(before))
+	v0, _ := terms[0].Value()
+	v1, _ := terms[1].Value()
+	want, _ := after.Value()
+	assert.Equal(t, want, v0, "the active value, text form")
+	assert.NotEqual(t, v0, v1)
+}

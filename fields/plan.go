@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"unicode"
+	"unsafe"
 )
 
 // A plan is what the Codec knows about a struct type, built once from its
@@ -38,7 +39,13 @@ func newAccessor(sf reflect.StructField, path []int, name string) accessor {
 }
 
 type fieldPlan struct {
-	path          []int
+	path []int
+	// offset is the field's offset in the record: the walk descends only
+	// into struct values, never through pointers, so it is a sum of
+	// field offsets. at turns the field's address into its valueField
+	// without reflection (a method value of the field type's zero value).
+	offset        uintptr
+	at            func(unsafe.Pointer) valueField
 	name          string // Go path, e.g. "Contact.Phone"
 	column        string
 	deterministic bool
@@ -47,6 +54,7 @@ type fieldPlan struct {
 
 type indexPlan struct {
 	path        []int
+	offset      uintptr // as fieldPlan.offset
 	name        string
 	column      string
 	sources     []int // into plan.fields
@@ -202,7 +210,8 @@ func buildPlan(t reflect.Type) (*plan, error) {
 				if !isValue {
 					return tagErr(name, raw, fmt.Sprintf("encrypt needs a fields.Encrypted type, not %v", sf.Type))
 				}
-				elem := reflect.New(sf.Type).Interface().(valueField).elemType()
+				proto := reflect.New(sf.Type).Interface().(valueField)
+				elem := proto.elemType()
 				if err := checkType(elem); err != nil {
 					return tagErr(name, raw, err.Error())
 				}
@@ -212,7 +221,8 @@ func buildPlan(t reflect.Type) (*plan, error) {
 				}
 				_, det := tg.opts["deterministic"]
 				_, mig := tg.opts["migrate"]
-				p.fields = append(p.fields, fieldPlan{path: fpath, name: name, column: col, deterministic: det, migrate: mig})
+				p.fields = append(p.fields, fieldPlan{path: fpath, offset: offsetOf(t, fpath), at: proto.fieldAt,
+					name: name, column: col, deterministic: det, migrate: mig})
 			case "index":
 				if sf.Type != blindIndexType {
 					return tagErr(name, raw, fmt.Sprintf("index needs a fields.BlindIndex, not %v", sf.Type))
@@ -222,7 +232,7 @@ func buildPlan(t reflect.Type) (*plan, error) {
 					col = colPrefix + c
 				}
 				_, text := tg.opts["text"]
-				pi := pendingIndex{ip: indexPlan{path: fpath, name: name, column: col, text: text}, of: tg.opts["of"], norm: tg.opts["normalize"], scp: tg.opts["scope"], tag: raw}
+				pi := pendingIndex{ip: indexPlan{path: fpath, offset: offsetOf(t, fpath), name: name, column: col, text: text}, of: tg.opts["of"], norm: tg.opts["normalize"], scp: tg.opts["scope"], tag: raw}
 				if pi.of == "" {
 					return tagErr(name, raw, "index needs of=Field or of=Field1+Field2")
 				}
@@ -311,6 +321,30 @@ func buildPlan(t reflect.Type) (*plan, error) {
 		p.indexes = append(p.indexes, ip)
 	}
 	return p, nil
+}
+
+// offsetOf returns the offset in struct type t of the field at path, which
+// goes through struct values only.
+func offsetOf(t reflect.Type, path []int) uintptr {
+	var off uintptr
+	for _, i := range path {
+		sf := t.Field(i)
+		off += sf.Offset
+		t = sf.Type
+	}
+	return off
+}
+
+// recordBase returns the address of the record rv, a struct value that is
+// addressable (reached through a pointer or a slice).
+func recordBase(rv reflect.Value) unsafe.Pointer { return rv.Addr().UnsafePointer() }
+
+// field returns the field f of the record at base.
+func (f *fieldPlan) field(base unsafe.Pointer) valueField { return f.at(unsafe.Add(base, f.offset)) }
+
+// index returns the blind index ip of the record at base.
+func (ip *indexPlan) index(base unsafe.Pointer) *BlindIndex {
+	return (*BlindIndex)(unsafe.Add(base, ip.offset))
 }
 
 // hasPhiTags reports whether struct type t has phi-tagged fields, at any

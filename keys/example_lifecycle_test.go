@@ -126,6 +126,8 @@ func ExampleKeyring_Rewrap() {
 		log.Fatal(err)
 	}
 	keyring, _ := newExample(both, store)
+	// Two key sets: the tenant's data key and the store's metadata MAC
+	// key (scope "phicrypt:metadata").
 	report, err := keyring.Rewrap(ctx, keys.RewrapOptions{})
 	fmt.Printf("scanned %d, rewrapped %d, failed %d, %v\n", report.Scanned, report.Rewrapped, report.Failed, err)
 
@@ -133,6 +135,6 @@ func ExampleKeyring_Rewrap() {
 	pt, err := cipher.Decrypt(ctx, ct, ssn)
 	fmt.Printf("%s %v\n", pt, err)
 	// Output:
-	// scanned 1, rewrapped 1, failed 0, <nil>
+	// scanned 2, rewrapped 2, failed 0, <nil>
 	// 999-12-3456 <nil>
 }

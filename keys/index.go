@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash"
 	"log/slog"
-	"slices"
 	"sync"
 
 	"github.com/phicrypt/phicrypt/internal/kdf"
@@ -30,7 +29,13 @@ func newIndexKey(version uint32, raw []byte) (*IndexKey, error) {
 	}
 	// The pool's hashes hold the key (as HMAC pads); this slice is the
 	// only other copy, referenced by New until the key is dropped.
-	pool := &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }}
+	pool := &sync.Pool{New: func() any {
+		h := hmac.New(sha256.New, key)
+		// The first Reset saves the inner and outer SHA-256 states
+		// after the padded key; every later one restores them.
+		h.Reset()
+		return h
+	}}
 	return &IndexKey{version: version, macs: pool}, nil
 }
 
@@ -41,9 +46,13 @@ func (k IndexKey) Version() uint32 { return k.version }
 // extended slice. Callers truncate it to their index's length.
 func (k IndexKey) Sum(dst, msg []byte) []byte {
 	h := k.macs.Get().(hash.Hash)
-	h.Reset()
 	h.Write(msg)
 	dst = h.Sum(dst)
+	// Reset restores the precomputed inner state (crypto/hmac keeps the
+	// SHA-256 states after the padded key, so no key block is hashed
+	// again), which also overwrites the message bytes the inner hash
+	// buffered: a pooled hash holds no plaintext.
+	h.Reset()
 	k.macs.Put(h)
 	return dst
 }
@@ -112,7 +121,7 @@ func (k *Keyring) indexActive(ctx context.Context, scope, table, column string) 
 	if err != nil {
 		return nil, err
 	}
-	return k.activeKey(ctx, id)
+	return k.activeKey(ctx, id, 1)
 }
 
 // IndexKeys returns the versions of the blind index key of (table, column)
@@ -126,16 +135,25 @@ func (k *Keyring) indexActive(ctx context.Context, scope, table, column string) 
 // audited as a use ("index"), and a fail-closed Auditor's failure fails the
 // call with ErrAudit. Scopes are checked as in IndexKey.
 func (k *Keyring) IndexKeys(ctx context.Context, scope, table, column string) ([]*IndexKey, error) {
+	return k.AppendIndexKeys(ctx, nil, scope, table, column)
+}
+
+// AppendIndexKeys is IndexKeys that appends the versions to dst and
+// returns the extended slice, so that a search with a reused or
+// stack-allocated dst makes no allocation; on failure it returns dst
+// unchanged with the error. The keys are shared: callers must not keep dst
+// past the search if they want rotations to take effect.
+func (k *Keyring) AppendIndexKeys(ctx context.Context, dst []*IndexKey, scope, table, column string) ([]*IndexKey, error) {
 	a, err := k.indexActive(ctx, scope, table, column)
 	if err != nil {
-		return nil, err
+		return dst, err
 	}
 	terms := a.terms.Load()
 	if terms == nil {
 		id, _ := IndexKeyID(scope, table, column)
 		loaded, err := k.loadTerms(ctx, id, a)
 		if err != nil {
-			return nil, err
+			return dst, err
 		}
 		if !a.terms.CompareAndSwap(nil, &loaded) {
 			loaded = *a.terms.Load()
@@ -146,11 +164,11 @@ func (k *Keyring) IndexKeys(ctx context.Context, scope, table, column string) ([
 		id, _ := IndexKeyID(scope, table, column)
 		for _, t := range *terms {
 			if err := k.auditUse(ctx, id, t.version, "index"); err != nil {
-				return nil, err
+				return dst, err
 			}
 		}
 	}
-	return slices.Clone(*terms), nil
+	return append(dst, *terms...), nil
 }
 
 // loadTerms reads the versions of id that a search tries besides a, the

@@ -179,3 +179,54 @@ func TestIndexKeysWithoutCache(t *testing.T) {
 	require.NoError(t, err)
 	assert.Greater(t, store.calls(), before)
 }
+
+// TestAppendIndexKeys: AppendIndexKeys appends the versions IndexKeys
+// returns to dst, without allocating once warm, and leaves dst as it was
+// on failure.
+func TestAppendIndexKeys(t *testing.T) {
+	ctx := context.Background()
+	kr := newKeyring(t, keys.Config{})
+	id, err := keys.IndexKeyID("tenant:a", "patients", "ssn")
+	require.NoError(t, err)
+	_, err = kr.IndexKey(ctx, "tenant:a", "patients", "ssn")
+	require.NoError(t, err)
+	_, err = kr.Rotate(ctx, id)
+	require.NoError(t, err)
+	want, err := kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
+	require.NoError(t, err)
+	require.Equal(t, []uint32{2, 1}, versions(want))
+
+	first := want[1]
+	got, err := kr.AppendIndexKeys(ctx, []*keys.IndexKey{first}, "tenant:a", "patients", "ssn")
+	require.NoError(t, err)
+	assert.Equal(t, []uint32{1, 2, 1}, versions(got), "appended after dst's elements")
+
+	buf := make([]*keys.IndexKey, 0, 4)
+	allocs := testing.AllocsPerRun(100, func() {
+		buf, _ = kr.AppendIndexKeys(ctx, buf[:0], "tenant:a", "patients", "ssn")
+	})
+	assert.Zero(t, allocs, "a warm search with room in dst does not allocate")
+
+	dst := []*keys.IndexKey{first}
+	got, err = kr.AppendIndexKeys(ctx, dst, "", "patients", "ssn")
+	assert.ErrorIs(t, err, keys.ErrInvalidID)
+	assert.Equal(t, []uint32{1}, versions(got), "dst unchanged on failure")
+}
+
+// TestIndexKeySumIsStateless: each Sum is the MAC of its message alone,
+// whatever was summed before with the same pooled hash, and appends to
+// dst.
+func TestIndexKeySumIsStateless(t *testing.T) {
+	ctx := context.Background()
+	kr := newKeyring(t, keys.Config{})
+	k, err := kr.IndexKey(ctx, "tenant:a", "patients", "ssn")
+	require.NoError(t, err)
+	a := k.Sum(nil, []byte("999123456"))
+	long := make([]byte, 200) // more than a SHA-256 block
+	b := k.Sum(nil, long)
+	assert.Len(t, a, 32)
+	assert.NotEqual(t, a, b)
+	assert.Equal(t, a, k.Sum(nil, []byte("999123456")), "no state left by earlier messages")
+	assert.Equal(t, b, k.Sum(nil, long))
+	assert.Equal(t, append([]byte("x"), a...), k.Sum([]byte("x"), []byte("999123456")))
+}

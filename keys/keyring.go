@@ -114,7 +114,12 @@ type Keyring struct {
 	active *keycache.Cache[*activeKey]
 }
 
-var _ envelope.Keyring = (*Keyring)(nil)
+var (
+	_ envelope.BatchKeyring = (*Keyring)(nil)
+	_ envelope.BatchKeyring = deterministic{}
+	_ envelope.UseAuditor   = (*Keyring)(nil)
+	_ envelope.UseAuditor   = deterministic{}
+)
 
 // versionKey is one unwrapped version: a data key or an index key.
 type versionKey struct {
@@ -215,16 +220,42 @@ func (k *Keyring) DecryptionKey(ctx context.Context, scope string, version uint3
 	return k.decryptionKey(ctx, DataKey(scope), version)
 }
 
+// EncryptionKeys is EncryptionKey for n values (n at least 1), such as
+// the fields of one record: it takes n messages of the key's budget at
+// once and, with Config.AuditUses, audits n uses. It implements
+// envelope.BatchKeyring, so that envelope.Compact.Sealer looks the key up
+// once for n values.
+func (k *Keyring) EncryptionKeys(ctx context.Context, scope string, n int) (*envelope.DEK, error) {
+	return k.encryptionKeys(ctx, DataKey(scope), n)
+}
+
 func (k *Keyring) encryptionKey(ctx context.Context, id ID) (*envelope.DEK, error) {
+	return k.encryptionKeys(ctx, id, 1)
+}
+
+func (k *Keyring) encryptionKeys(ctx context.Context, id ID, n int) (*envelope.DEK, error) {
 	if err := checkScope(id.Scope); err != nil {
 		return nil, err
 	}
-	a, err := k.activeKey(ctx, id)
-	if err != nil {
-		return nil, err
+	if n < 1 {
+		return nil, fmt.Errorf("keys: EncryptionKeys for %d values: %w", n, errors.ErrUnsupported)
 	}
-	if err := k.auditUse(ctx, id, a.version, "encrypt"); err != nil {
-		return nil, err
+	// No reserved block holds more than ReserveBlock messages: take
+	// larger counts a block at a time. Should the key rotate in between,
+	// the budget taken from the old version is left unused.
+	var a *activeKey
+	for left := uint64(n); left > 0; {
+		take := min(left, k.cfg.ReserveBlock)
+		var err error
+		if a, err = k.activeKey(ctx, id, take); err != nil {
+			return nil, err
+		}
+		left -= take
+	}
+	for range n {
+		if err := k.auditUse(ctx, id, a.version, "encrypt"); err != nil {
+			return nil, err
+		}
 	}
 	return a.key.dek, nil
 }
@@ -252,6 +283,11 @@ func (k *Keyring) auditUse(ctx context.Context, id ID, v uint32, use string) err
 	return k.audit(ctx, Event{Op: OpUse, Scope: id.Scope, Key: id.Name, Version: v, Use: use, Outcome: Success})
 }
 
+// AuditsUses reports whether every key use is audited (Config.AuditUses).
+// It implements envelope.UseAuditor, so that an envelope.Opener asks for
+// the key of every value, and each is audited.
+func (k *Keyring) AuditsUses() bool { return k.cfg.AuditUses }
+
 // Deterministic returns the keyring's view for deterministic encryption:
 // an envelope.Keyring over each scope's DeterministicKeyName key set, whose
 // keys are AES-SIV (envelope.AESSIV). Equal plaintexts under one key and
@@ -267,13 +303,20 @@ func (d deterministic) EncryptionKey(ctx context.Context, scope string) (*envelo
 	return d.k.encryptionKey(ctx, ID{Scope: scope, Name: DeterministicKeyName})
 }
 
+func (d deterministic) EncryptionKeys(ctx context.Context, scope string, n int) (*envelope.DEK, error) {
+	return d.k.encryptionKeys(ctx, ID{Scope: scope, Name: DeterministicKeyName}, n)
+}
+
+func (d deterministic) AuditsUses() bool { return d.k.cfg.AuditUses }
+
 func (d deterministic) DecryptionKey(ctx context.Context, scope string, version uint32) (*envelope.DEK, error) {
 	return d.k.decryptionKey(ctx, ID{Scope: scope, Name: DeterministicKeyName}, version)
 }
 
-// activeKey returns the active version of id with one message of its
-// budget taken. Callers check the scope and audit the use.
-func (k *Keyring) activeKey(ctx context.Context, id ID) (*activeKey, error) {
+// activeKey returns the active version of id with n messages of its
+// budget taken, n at most ReserveBlock. Callers check the scope and audit
+// the use.
+func (k *Keyring) activeKey(ctx context.Context, id ID, n uint64) (*activeKey, error) {
 	var buf [128]byte
 	ck := cacheKey(buf[:0], id, 0)
 	for {
@@ -286,7 +329,7 @@ func (k *Keyring) activeKey(ctx context.Context, id ID) (*activeKey, error) {
 				return nil, err
 			}
 		}
-		if id.hasBudget() && a.used.Add(1) > a.limit {
+		if id.hasBudget() && a.used.Add(n) > a.limit {
 			// This keyring's share of the budget is spent: reserve more,
 			// or rotate when the version's budget is.
 			k.active.Forget(string(ck), a)

@@ -784,3 +784,27 @@ func TestWrappedKeyCopiedToAnotherScope(t *testing.T) {
 	_, err = kr.DecryptionKey(ctx, a.Scope, 2)
 	assert.ErrorIs(t, err, keys.ErrMetadataTampered)
 }
+
+// TestEncryptionKeys: EncryptionKeys takes n messages of the budget at
+// once, and audits n uses with AuditUses, as n EncryptionKey calls would.
+func TestEncryptionKeys(t *testing.T) {
+	ctx := context.Background()
+	store := keys.NewMemoryStore()
+	rec := &recorder{}
+	kr := newKeyring(t, keys.Config{Store: store, MaxMessages: 25, ReserveBlock: 4, Auditor: rec, AuditUses: true})
+	first, err := kr.EncryptionKeys(ctx, "tenant:a", 10)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(1), first.Version())
+	assert.Equal(t, 10, rec.count(keys.OpUse), "one use per value")
+	second, err := kr.EncryptionKeys(ctx, "tenant:a", 10)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(1), second.Version(), "20 of 25 messages taken")
+	third, err := kr.EncryptionKeys(ctx, "tenant:a", 10)
+	require.NoError(t, err)
+	assert.Equal(t, uint32(2), third.Version(), "the budget of version 1 is spent")
+
+	_, err = kr.EncryptionKeys(ctx, "tenant:a", 0)
+	assert.ErrorIs(t, err, errors.ErrUnsupported)
+	_, err = kr.EncryptionKeys(ctx, "", 1)
+	assert.ErrorIs(t, err, keys.ErrInvalidID)
+}

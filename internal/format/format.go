@@ -174,6 +174,22 @@ func Parse(b []byte) (Header, error) {
 	return h, nil
 }
 
+// ParseCompact is Parse for the common case, without building a Header:
+// it reports whether b is a binary compact ciphertext that Parse accepts,
+// and its suite and key version. For anything else it reports false, and
+// the caller calls Parse, whose error says what is wrong.
+func ParseCompact(b []byte) (suite Suite, version uint32, ok bool) {
+	if len(b) < CompactHeaderSize || b[0] != Magic || b[1] != Version1 || Form(b[2]) != FormCompact {
+		return 0, 0, false
+	}
+	suite, version = Suite(b[3]), binary.BigEndian.Uint32(b[4:8])
+	nonce, tag, known := suite.Params()
+	if !known || version == 0 || len(b)-CompactHeaderSize < nonce+tag {
+		return 0, 0, false
+	}
+	return suite, version, true
+}
+
 // ParseHeader parses the header at the start of b, which may hold more
 // bytes (the body) or none.
 func ParseHeader(b []byte) (Header, error) {

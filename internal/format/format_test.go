@@ -105,6 +105,7 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 		checkReadHeader(t, bin)
+		checkParseCompact(t, bin)
 		h, err := Parse(bin)
 		if err != nil {
 			var fe *Error
@@ -361,4 +362,49 @@ func TestReadHeader(t *testing.T) {
 	boom := errors.New("disk on fire")
 	_, _, err = ReadHeader(io.MultiReader(bytes.NewReader(st[:10]), iotest.ErrReader(boom)))
 	assert.ErrorIs(t, err, boom)
+}
+
+// checkParseCompact checks that ParseCompact accepts exactly the compact
+// ciphertexts that Parse accepts, with the same suite and key version.
+func checkParseCompact(t *testing.T, in []byte) {
+	t.Helper()
+	suite, version, ok := ParseCompact(in)
+	h, err := Parse(in)
+	want := err == nil && h.Form == FormCompact
+	if ok != want {
+		t.Fatalf("ParseCompact says %v, Parse says %v (%v) for %x", ok, want, err, in)
+	}
+	if ok && (suite != h.Suite || version != h.KeyVersion) {
+		t.Fatalf("ParseCompact gives suite %d version %d, Parse %d and %d", suite, version, h.Suite, h.KeyVersion)
+	}
+}
+
+// TestParseCompactAgreesWithParse runs checkParseCompact over the golden
+// inputs, each with every byte of its header flipped and every
+// truncation: the fast path never accepts what Parse refuses.
+func TestParseCompactAgreesWithParse(t *testing.T) {
+	accepted := 0
+	for _, in := range append(goldenInputs(t), goldenStreamInputs(t)...) {
+		bin := in
+		if IsArmored(in) {
+			var err error
+			bin, err = Dearmor(make([]byte, DecodedLen(len(in))), in)
+			require.NoError(t, err)
+		}
+		if _, _, ok := ParseCompact(bin); ok {
+			accepted++
+		}
+		checkParseCompact(t, bin)
+		for i := 0; i < min(len(bin), 12); i++ {
+			for _, x := range []byte{0x01, 0x80, 0xFF} {
+				m := bytes.Clone(bin)
+				m[i] ^= x
+				checkParseCompact(t, m)
+			}
+		}
+		for n := 0; n <= min(len(bin), 40); n++ {
+			checkParseCompact(t, bin[:n])
+		}
+	}
+	assert.Positive(t, accepted, "some golden inputs are compact")
 }

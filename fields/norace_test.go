@@ -1,0 +1,5 @@
+//go:build !race
+
+package fields_test
+
+const raceEnabled = false
