@@ -27,7 +27,7 @@ func TestTransforms(t *testing.T) {
 		// last4: the last four decimal digits, whatever the separators.
 		{"last4", "999-12-3456", "3456"},
 		{"last4", "９９９-１２-３４５６", "3456"}, // full-width digits
-		{"last4", "١٢٣٤٥", "2345"},             // Arabic-Indic digits
+		{"last4", "١٢٣٤٥", "2345"},       // Arabic-Indic digits
 		{"last4", "SSN: 12-34", "1234"},
 		{"last4", "123", ""}, // fewer than four digits: nothing (a NULL index)
 		{"last4", "abc", ""},
@@ -45,7 +45,7 @@ func TestTransforms(t *testing.T) {
 		{"trim+fold+prefix:4", "  STRASSE", "stra"},
 		{"fold+prefix:4", "Straße", "stra"},
 		{"nfc+prefix:3", "Zoe\u0308y", "Zoë"}, // composed first, so ë is one character
-		{"prefix:3", "Zoe\u0308y", "Zoe"},    // without nfc, the combining mark is a character of its own
+		{"prefix:3", "Zoe\u0308y", "Zoe"},     // without nfc, the combining mark is a character of its own
 		// nysiis: a phonetic code of the letters A to Z, accents removed.
 		{"nysiis", "Smith", "SNAT"},
 		{"nysiis", "Schmit", "SNAT"},
