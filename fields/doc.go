@@ -148,7 +148,10 @@
 //	            or ISO 8601 / FHIR dates and partial dates, whose calendar date
 //	            is the one written); a text that is not a date, or a partial
 //	            date coarser than asked, gives nothing. On a source of another
-//	            type they are a *TagError.
+//	            type they are a *TagError. A birth date held as local midnight
+//	            east of UTC falls on the day before in UTC: hold dates as UTC
+//	            midnight (time.Date(y, m, d, 0, 0, 0, 0, time.UTC)), or as
+//	            date strings.
 //
 // Several indexes over one field add up what they reveal: a prefix:3 and a
 // prefix:5 index together reveal the equality of both prefixes, and their

@@ -142,3 +142,34 @@ func TestNYSIISTable(t *testing.T) {
 	require.NoError(t, sc.Err())
 	assert.Equal(t, 86, n, "the whole table")
 }
+
+// FuzzTransforms checks that no transform panics, and that their results
+// keep the properties they promise, on any input.
+func FuzzTransforms(f *testing.F) {
+	for _, s := range []string{"999-12-3456", "Zoë", "Müller", "1993-05-10T00:00:00Z", "\xff\xfe", "", "MACKIE"} {
+		f.Add(s)
+	}
+	chains := map[string][]normChain{}
+	for _, spec := range []string{"last4", "prefix:3", "nysiis", "year", "yearmonth", "date", "nfc+fold+prefix:5"} {
+		c, err := parseNormalize(spec, 1)
+		require.NoError(f, err)
+		chains[spec] = c
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		for spec, c := range chains {
+			out := []byte(s)
+			for _, n := range c[0].fns {
+				out = n(nil, out)
+			}
+			switch spec {
+			case "last4":
+				assert.True(t, len(out) == 0 || len(out) == 4, "last4(%q) = %q", s, out)
+			case "prefix:3":
+				assert.True(t, strings.HasPrefix(s, string(out)), "prefix:3(%q) = %q", s, out)
+			case "nysiis":
+				assert.LessOrEqual(t, len(out), 6)
+				assert.NotContains(t, string(out), " ")
+			}
+		}
+	})
+}
