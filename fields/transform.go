@@ -16,13 +16,12 @@ import (
 //
 //	normalize=CHAIN            one chain, applied to every source
 //	normalize=CHAIN|CHAIN|...  one chain per source, in the order of of=
-//	CHAIN = NAME+NAME+...      normalizers applied left to right; a chain may
-//	                           be empty ("digits+last4||" is not: use "-")
+//	CHAIN = NAME+NAME+...      normalizers applied left to right, or "-" for
+//	                           none (an empty chain between bars is an error)
 //	NAME  = trim | lower | fold | digits | alnum | nfc | collapse | last4 |
 //	        nysiis | year | yearmonth | date | prefix:N
 //
-// "-" stands for an empty chain (the source indexed as it is) where
-// several chains are given. prefix:N must end its chain.
+// prefix:N must end its chain.
 
 // maxPrefix is the longest prefix:N.
 const maxPrefix = 255
