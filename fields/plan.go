@@ -51,12 +51,13 @@ type indexPlan struct {
 	column      string
 	sources     []int // into plan.fields
 	normalizers []normalizer
+	bits        int
+	text        bool
+	scope       *accessor // nil: the record's scope
+
 	// chains holds the parsed normalizer chains: one for every source,
 	// or one per source (transform.go).
 	chains []normChain
-	bits   int
-	text   bool
-	scope  *accessor // nil: the record's scope
 }
 
 var (
