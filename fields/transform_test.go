@@ -121,6 +121,7 @@ func TestSyntheaLast4DOB(t *testing.T) {
 		assert.Contains(t, got, id)
 		assert.ElementsMatch(t, want, got, "exactly the patients with these last four and this birth date")
 	}
+	t.Logf("%d searches, recall 100%%, %d false positives removed by Match", len(tb.plain), falsePositives)
 	assert.Positive(t, falsePositives, "a 12-bit index has false positives for Match to remove")
 }
 
@@ -168,6 +169,7 @@ func TestSyntheaPrefixSearch(t *testing.T) {
 		require.NotEmpty(t, want, q)
 		assert.ElementsMatch(t, want, got, "query %q", q)
 	}
+	t.Logf("%d distinct queries, recall and precision 100%%, %d candidates removed by MatchPrefix", len(queries), filtered)
 	assert.Greater(t, len(queries), 1000)
 	assert.Positive(t, filtered, "the post-filter removed candidates")
 }
