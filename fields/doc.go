@@ -41,7 +41,11 @@
 //	    of=A or of=A+B       the encrypted fields it indexes (a compound index)
 //	    bits=N               its length in bits, 1 to 64 (see SuggestIndexBits)
 //	    normalize=X+Y        normalizers applied to each source in order: trim, lower,
-//	                         fold, digits, alnum, nfc, collapse
+//	                         fold, digits, alnum, nfc, collapse, and the transforms
+//	                         last4, prefix:N, nysiis, year, yearmonth, date
+//	    normalize=X+Y|Z      one chain per source of a compound index, in the order
+//	                         of of= ("-" for none): of=SSN+BirthDate,
+//	                         normalize=digits+last4|date
 //	    column=NAME          the column name (default: snake_case of the field name)
 //	    scope=Field          a field whose value scopes the index key, when the
 //	                         record's scope is narrower (per-patient data keys, but
@@ -121,6 +125,50 @@
 // to search for it and Match never pairs it. During an index key rotation IndexTerms returns a
 // value for each live key version, so searches keep working while the
 // migration engine recomputes the stored indexes.
+//
+// # Transforms and prefix search
+//
+// Transforms are normalizers that keep part of a value, and each index
+// reveals, to whoever reads the table, which rows share what it keeps:
+//
+//	last4       the last four decimal digits (digits' rules; fewer than four
+//	            give nothing): reveals equality of the last four digits.
+//	prefix:N    the first N characters, counted in Unicode code points, of
+//	            the text the normalizers before it produced (prefix:N must
+//	            end its chain; put nfc before it so that an accent is one
+//	            character): reveals equality of the first N characters.
+//	nysiis      the NYSIIS phonetic code (Taft, 1970; six letters, as Apache
+//	            Commons Codec computes it) of the letters A to Z, accents
+//	            removed: groups similar-sounding names (Smith, Schmit, Smyth),
+//	            revealing that their names sound alike. Names in other scripts
+//	            code to nothing.
+//	year        "2006", yearmonth "2006-01", date "2006-01-02" of a date:
+//	            reveals equality at that granularity. They read a time.Time
+//	            (in UTC, as every time is indexed) or a date string (RFC 3339,
+//	            or ISO 8601 / FHIR dates and partial dates, whose calendar date
+//	            is the one written); a text that is not a date, or a partial
+//	            date coarser than asked, gives nothing. On a source of another
+//	            type they are a *TagError. A birth date held as local midnight
+//	            east of UTC falls on the day before in UTC: hold dates as UTC
+//	            midnight (time.Date(y, m, d, 0, 0, 0, 0, time.UTC)), or as
+//	            date strings.
+//
+// Several indexes over one field add up what they reveal: a prefix:3 and a
+// prefix:5 index together reveal the equality of both prefixes, and their
+// bits add up under Config.ExpectedRows.
+//
+// A compound index applies one chain to every source, or, with chains
+// separated by |, one chain per source in the order of of=; "-" is an
+// empty chain. A chain count that is neither one nor the number of
+// sources is a *TagError.
+//
+// Prefix search uses one index per prefix length, each with its own key
+// (say LastP2, LastP3 and LastP5, normalize=nfc+fold+prefix:N).
+// Codec.PrefixSearch picks the index whose length equals the query's, or
+// else the longest that the query covers, and returns its terms; a query
+// shorter than every prefix index fails with ErrPrefixTooShort.
+// Codec.MatchPrefix then keeps the opened rows whose value, normalized the
+// same way, starts with the whole query.
 //
 // Every index key belongs to a scope, so that destroying the scope shreds
 // it: IndexValue, IndexTerms, IndexFor and TermsFor refuse an empty scope

@@ -311,7 +311,7 @@ func (c *Codec) checkIndexes(p *plan) error {
 // normalized text as a uint32 length and bytes. tmp is scratch space. It
 // reports false when a source is NULL.
 func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.Value) ([]byte, bool, error) {
-	for _, s := range ip.sources {
+	for i, s := range ip.sources {
 		f := &p.fields[s]
 		vf := f.field(recordBase(rv))
 		switch vf.fieldState() {
@@ -325,7 +325,7 @@ func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.V
 			return dst, false, err
 		}
 		tmp[0] = text
-		for _, n := range ip.normalizers {
+		for _, n := range ip.chain(i) {
 			tmp[1] = n(tmp[1][:0], tmp[0])
 			tmp[0], tmp[1] = tmp[1], tmp[0]
 		}
@@ -597,17 +597,11 @@ func (s IndexSpec) normalizers() ([]normalizer, error) {
 	if s.Bits < 1 || s.Bits > MaxIndexBits {
 		return nil, fmt.Errorf("%w: bits must be 1 to %d", ErrInvalidIndexSpec, MaxIndexBits)
 	}
-	var out []normalizer
-	if s.Normalize != "" {
-		for _, n := range strings.Split(s.Normalize, "+") {
-			fn, ok := normalizers[n]
-			if !ok {
-				return nil, fmt.Errorf("%w: unknown normalizer %q (want %s)", ErrInvalidIndexSpec, n, normalizerNames())
-			}
-			out = append(out, fn)
-		}
+	chains, err := parseNormalize(s.Normalize, 1)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidIndexSpec, err)
 	}
-	return out, nil
+	return chains[0].fns, nil
 }
 
 // specInput appends the MAC input of parts, normalized, as indexInput does

@@ -62,6 +62,10 @@ type indexPlan struct {
 	bits        int
 	text        bool
 	scope       *accessor // nil: the record's scope
+
+	// chains holds the parsed normalizer chains: one for every source,
+	// or one per source (transform.go).
+	chains []normChain
 }
 
 var (
@@ -301,14 +305,8 @@ func buildPlan(t reflect.Type) (*plan, error) {
 			}
 			ip.sources = append(ip.sources, j)
 		}
-		if pi.norm != "" {
-			for _, n := range strings.Split(pi.norm, "+") {
-				fn, ok := normalizers[n]
-				if !ok {
-					return nil, tagErr(ip.name, pi.tag, fmt.Sprintf("unknown normalizer %q (want %s)", n, normalizerNames()))
-				}
-				ip.normalizers = append(ip.normalizers, fn)
-			}
+		if err := ip.setNormalize(t, p, pi.norm); err != nil {
+			return nil, tagErr(ip.name, pi.tag, err.Error())
 		}
 		if pi.scp != "" {
 			f, ok := t.FieldByName(pi.scp)
