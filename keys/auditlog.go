@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/phicrypt/phicrypt/internal/kdf"
@@ -36,7 +37,8 @@ var auditChainKey = ID{Scope: ReservedScopePrefix + "audit", Name: "chain"}
 // that the KEK wraps: someone who can write the database but cannot use
 // the KEK cannot edit, insert, delete or reorder events without Verify
 // noticing. Appends are serialized across processes (a row lock on
-// PostgreSQL, an immediate transaction on SQLite).
+// PostgreSQL, an immediate transaction on SQLite), and concurrent appends
+// within a process share one transaction (see Audit).
 //
 // Deleting the newest events and rewinding the head is the one change a
 // chain cannot show by itself: record Verify's Head somewhere the database
@@ -46,6 +48,12 @@ type AuditLog struct {
 	db      *sql.DB
 	dialect Dialect
 	key     []byte
+
+	// The group commit's queue: events waiting for a commit, and whether
+	// a caller is committing.
+	mu         sync.Mutex
+	queue      []*auditWaiter
+	committing bool
 }
 
 var _ Auditor = (*AuditLog)(nil)
@@ -137,39 +145,142 @@ func (l *AuditLog) chainMAC(prev []byte, seq int64, event []byte) []byte {
 // genesis is the "previous MAC" of the first event.
 var genesis = make([]byte, sha256.Size)
 
-// Audit appends e to the log.
+// maxAuditBatch bounds how many events one group commit appends.
+const maxAuditBatch = 256
+
+// auditCommitTimeout bounds a group commit, which runs on behalf of every
+// caller in its batch and so ignores the cancellation of the one that
+// happens to lead it.
+const auditCommitTimeout = 30 * time.Second
+
+// auditWaiter is a caller of Audit whose event is queued for a group
+// commit. done receives the commit's outcome, or lead when the caller is
+// to commit the queue itself.
+type auditWaiter struct {
+	event []byte
+	done  chan auditResult
+}
+
+type auditResult struct {
+	err  error
+	lead bool
+}
+
+// Audit appends e to the log and returns once it is committed: durable in
+// the database and chained after every earlier event. Concurrent calls
+// share one transaction (a group commit): the first caller commits the
+// events queued while the previous commit ran, up to maxAuditBatch, in
+// one chain step, and hands the rest of the queue to the next caller. So
+// the head row is locked once per batch instead of once per event, and a
+// burst of events (a search that finds many patients, many requests at
+// once) costs a few transactions. An error means the event may not be in
+// the log; the caller fails closed.
 func (l *AuditLog) Audit(ctx context.Context, e Event) error {
 	event, err := json.Marshal(e)
 	if err != nil {
 		return fmt.Errorf("keys: audit: %w", err)
 	}
-	return writeTx(ctx, l.db, l.dialect, func(q querier) error {
+	w := &auditWaiter{event: event, done: make(chan auditResult, 1)}
+	l.mu.Lock()
+	l.queue = append(l.queue, w)
+	lead := !l.committing
+	l.committing = true
+	l.mu.Unlock()
+	if !lead {
+		// Waiting is bounded by the leader's auditCommitTimeout; a caller
+		// whose context ends stops waiting, and its event may still be
+		// committed.
+		select {
+		case r := <-w.done:
+			if !r.lead {
+				return r.err
+			}
+		case <-ctx.Done():
+			go l.follow(w)
+			return fmt.Errorf("keys: audit: %w", ctx.Err())
+		}
+	}
+	return l.lead(ctx, w)
+}
+
+// follow serves a waiter that stopped waiting: if leadership reaches it,
+// it still commits, so the queue never stalls.
+func (l *AuditLog) follow(w *auditWaiter) {
+	if r := <-w.done; r.lead {
+		l.lead(context.Background(), w)
+	}
+}
+
+// lead commits the head of the queue, up to maxAuditBatch events, and
+// returns the outcome of w's. The leader is always the first waiter in
+// the queue: the first caller finds the queue empty, and each leader hands
+// over to the waiter then first in the queue.
+func (l *AuditLog) lead(ctx context.Context, w *auditWaiter) error {
+	l.mu.Lock()
+	n := min(len(l.queue), maxAuditBatch)
+	batch := l.queue[:n:n]
+	l.queue = l.queue[n:]
+	l.mu.Unlock()
+
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), auditCommitTimeout)
+	err := l.appendBatch(cctx, batch)
+	cancel()
+	for _, b := range batch {
+		if b != w {
+			b.done <- auditResult{err: err}
+		}
+	}
+	l.mu.Lock()
+	if len(l.queue) == 0 {
+		l.committing = false
+	} else {
+		l.queue[0].done <- auditResult{lead: true}
+	}
+	l.mu.Unlock()
+	return err
+}
+
+// appendBatch appends the events of batch, in order, in one transaction.
+func (l *AuditLog) appendBatch(ctx context.Context, batch []*auditWaiter) error {
+	err := writeTx(ctx, l.db, l.dialect, func(q querier) error {
 		head := "SELECT seq, mac FROM phicrypt_audit_head WHERE id = 1"
 		if l.dialect == Postgres {
-			// Serializes appends: a second writer waits here, then reads
-			// the head the first one wrote.
+			// Serializes appends across processes: a second writer waits
+			// here, then reads the head the first one wrote.
 			if _, err := q.ExecContext(ctx, "INSERT INTO phicrypt_audit_head (id, seq, mac) VALUES (1, 0, $1) ON CONFLICT DO NOTHING", genesis); err != nil {
-				return fmt.Errorf("keys: audit: %w", err)
+				return err
 			}
 			head += " FOR UPDATE"
 		} else if _, err := q.ExecContext(ctx, "INSERT OR IGNORE INTO phicrypt_audit_head (id, seq, mac) VALUES (1, 0, ?)", genesis); err != nil {
-			return fmt.Errorf("keys: audit: %w", err)
+			return err
 		}
 		var seq int64
-		var prev []byte
-		if err := q.QueryRowContext(ctx, head).Scan(&seq, &prev); err != nil {
-			return fmt.Errorf("keys: audit: %w", err)
+		var mac []byte
+		if err := q.QueryRowContext(ctx, head).Scan(&seq, &mac); err != nil {
+			return err
 		}
-		seq++
-		mac := l.chainMAC(prev, seq, event)
-		if _, err := q.ExecContext(ctx, l.dialect.Rebind("INSERT INTO phicrypt_audit (seq, event, mac) VALUES (?, ?, ?)"), seq, string(event), mac); err != nil {
-			return fmt.Errorf("keys: audit: %w", err)
+		insert := make([]byte, 0, 64+len(batch)*12)
+		insert = append(insert, "INSERT INTO phicrypt_audit (seq, event, mac) VALUES "...)
+		args := make([]any, 0, 3*len(batch))
+		for i, w := range batch {
+			seq++
+			mac = l.chainMAC(mac, seq, w.event)
+			if i > 0 {
+				insert = append(insert, ',')
+			}
+			insert = append(insert, "(?, ?, ?)"...)
+			args = append(args, seq, string(w.event), mac)
 		}
-		if _, err := q.ExecContext(ctx, l.dialect.Rebind("UPDATE phicrypt_audit_head SET seq = ?, mac = ? WHERE id = 1"), seq, mac); err != nil {
-			return fmt.Errorf("keys: audit: %w", err)
+		if _, err := q.ExecContext(ctx, l.dialect.Rebind(string(insert)), args...); err != nil {
+			return err
 		}
-		return nil
+		_, err := q.ExecContext(ctx, l.dialect.Rebind("UPDATE phicrypt_audit_head SET seq = ?, mac = ? WHERE id = 1"), seq, mac)
+		return err
 	})
+	if err != nil {
+		return fmt.Errorf("keys: audit: %w", err)
+	}
+	return nil
 }
 
 // Checkpoint is a position in the audit chain: a sequence number and the

@@ -3,6 +3,7 @@ package keys_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -142,6 +143,79 @@ func TestAuditLogConcurrentAppends(t *testing.T) {
 			report, err := logs[0].Verify(ctx, keys.VerifyOptions{})
 			require.NoError(t, err)
 			assert.Equal(t, int64(120), report.Events, "no append lost or forked")
+		})
+	}
+}
+
+// TestAuditLogGroupCommit checks the group commit: concurrent appends
+// from one AuditLog all land, in one valid chain, each exactly once, and
+// callers whose contexts end while they wait neither stall the queue nor
+// lose the others' events.
+func TestAuditLogGroupCommit(t *testing.T) {
+	for name, open := range auditDBs() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			db, d := open(t)
+			kek, _ := newKEK(t)
+			log, err := keys.NewAuditLog(ctx, db, d, kek)
+			require.NoError(t, err)
+
+			const callers = 64
+			var (
+				wg       sync.WaitGroup
+				mu       sync.Mutex
+				ok       = map[string]bool{}
+				canceled int
+			)
+			for g := range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cctx := ctx
+					if g%8 == 7 {
+						// Some callers give up at once.
+						c, cancel := context.WithCancel(ctx)
+						cancel()
+						cctx = c
+					}
+					scope := fmt.Sprint("tenant:", g)
+					err := log.Audit(cctx, keys.Event{Time: time.Now(), Op: keys.OpUse, Scope: scope, Key: "data", Outcome: keys.Success})
+					mu.Lock()
+					defer mu.Unlock()
+					if err != nil {
+						assert.ErrorIs(t, err, context.Canceled)
+						canceled++
+						return
+					}
+					ok[scope] = true
+				}()
+			}
+			wg.Wait()
+			// The queue still moves after the cancellations.
+			require.NoError(t, log.Audit(ctx, keys.Event{Time: time.Now(), Op: keys.OpUse, Scope: "tenant:last", Key: "data", Outcome: keys.Success}))
+
+			report, err := log.Verify(ctx, keys.VerifyOptions{})
+			require.NoError(t, err)
+			assert.GreaterOrEqual(t, report.Events, int64(len(ok)+1))
+			assert.LessOrEqual(t, report.Events, int64(callers+1), "no event twice")
+			// Every confirmed event is in the log, exactly once.
+			rows, err := db.QueryContext(ctx, "SELECT event FROM phicrypt_audit")
+			require.NoError(t, err)
+			defer rows.Close()
+			seen := map[string]int{}
+			for rows.Next() {
+				var ev keys.Event
+				var raw string
+				require.NoError(t, rows.Scan(&raw))
+				require.NoError(t, json.Unmarshal([]byte(raw), &ev))
+				seen[ev.Scope]++
+			}
+			for scope := range ok {
+				assert.Equal(t, 1, seen[scope], scope)
+			}
+			for scope, n := range seen {
+				assert.Equal(t, 1, n, scope)
+			}
 		})
 	}
 }

@@ -18,17 +18,21 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -40,6 +44,7 @@ import (
 	"gorm.io/gorm/logger"
 	_ "modernc.org/sqlite" // database/sql driver "sqlite", pure Go
 
+	"github.com/phicrypt/phicrypt/examples/ehr-backend/loadgen"
 	"github.com/phicrypt/phicrypt/fields"
 	"github.com/phicrypt/phicrypt/fields/gormphi"
 	"github.com/phicrypt/phicrypt/keys"
@@ -52,19 +57,48 @@ func main() {
 	dsn := flag.String("dsn", os.Getenv("EHR_DSN"), "PostgreSQL URL (postgres://...); empty for SQLite in -dir (env EHR_DSN)")
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "phicrypt-ehr-backend"), "folder for the KEK file and the SQLite database")
 	tenant := flag.String("tenant", "tenant:default", "tenant of requests without an X-Tenant header")
+	audit := flag.String("audit", "log", "where audit events go: log (the tamper-evident audit log) or discard (measurements only)")
+	load := flag.Int("load", 0, "measure instead of serving: run this many requests (half creates, a quarter reads, a quarter SSN searches) against the service on a loopback port, -runs times, and print the results")
+	clients := flag.Int("clients", 16, "concurrent clients for -load")
+	runs := flag.Int("runs", 3, "runs for -load; the median run is printed last")
 	flag.Parse()
 
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	app, err := Open(ctx, Options{Dir: *dir, DSN: *dsn, Tenant: *tenant, Logger: log})
+	o := Options{Dir: *dir, DSN: *dsn, Tenant: *tenant, Logger: log}
+	switch *audit {
+	case "log":
+	case "discard":
+		o.Auditor = &keys.SlogAuditor{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+	default:
+		fmt.Fprintln(os.Stderr, "ehr-backend: -audit must be log or discard")
+		os.Exit(2)
+	}
+	if *load > 0 {
+		// Request logs would dominate a measurement.
+		o.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
+	}
+	app, err := Open(ctx, o)
 	if err != nil {
 		log.Error("start", "error", err.Error())
 		os.Exit(1)
 	}
 	defer app.Close()
+	if *load > 0 {
+		if err := measure(ctx, app, os.Stdout, loadgen.Config{Clients: *clients, Requests: *load}, *runs); err != nil {
+			fmt.Fprintln(os.Stderr, "ehr-backend:", err)
+			os.Exit(1)
+		}
+		return
+	}
 
-	srv := &http.Server{Addr: *addr, Handler: app.Handler, ReadHeaderTimeout: 10 * time.Second,
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		log.Error("listen", "error", err.Error())
+		os.Exit(1)
+	}
+	srv := &http.Server{Handler: app.Handler, ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -72,11 +106,47 @@ func main() {
 		defer cancel()
 		srv.Shutdown(shutdown)
 	}()
-	log.Info("listening", "addr", *addr, "database", app.Database)
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	log.Info("listening", "addr", ln.Addr().String(), "database", app.Database)
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 		log.Error("serve", "error", err.Error())
 		os.Exit(1)
 	}
+}
+
+// measure serves app on a loopback port and runs the load generator
+// against it runs times, printing each result and then the median run (by
+// requests per second). It fails if any request failed.
+func measure(ctx context.Context, app *App, out io.Writer, cfg loadgen.Config, runs int) error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: app.Handler, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	defer srv.Close()
+	cfg.BaseURL = "http://" + ln.Addr().String()
+	var results []loadgen.Result
+	for i := range max(runs, 1) {
+		cfg.RunID = fmt.Sprint(time.Now().UnixNano())
+		r, err := loadgen.Run(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "run %d: %v\n", i+1, r)
+		for _, e := range r.FirstErrors {
+			fmt.Fprintln(out, "  ", e)
+		}
+		results = append(results, r)
+	}
+	slices.SortFunc(results, func(a, b loadgen.Result) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
+	median := results[len(results)/2]
+	fmt.Fprintf(out, "median (%s, %d clients): %v\n", app.Database, cfg.Clients, median)
+	for _, r := range results {
+		if r.Errors > 0 {
+			return fmt.Errorf("%d requests failed", r.Errors)
+		}
+	}
+	return nil
 }
 
 // Options configure Open.
@@ -144,15 +214,16 @@ func Open(ctx context.Context, o Options) (*App, error) {
 	switch {
 	case o.DSN == "":
 		// The keys and the audit log get a database file of their own:
-		// SQLite has one writer at a time, and a data key created while a
-		// GORM transaction holds a read snapshot of the same file would
-		// make that transaction fail (SQLITE_BUSY_SNAPSHOT).
-		const pragmas = "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
+		// SQLite has one writer at a time, and the audit log writes on
+		// every request. gormphi.SQLiteDSN makes GORM's transactions,
+		// which read before they write (the duplicate-MRN check, the
+		// update's load), take the write lock up front: without it they
+		// fail under load with SQLITE_BUSY_SNAPSHOT.
 		path := filepath.Join(o.Dir, "ehr.db")
-		if app.sqlDB, err = sql.Open("sqlite", "file:"+path+pragmas); err != nil {
+		if app.sqlDB, err = sql.Open("sqlite", gormphi.SQLiteDSN(path)); err != nil {
 			return nil, err
 		}
-		if app.keysDB, err = sql.Open("sqlite", "file:"+filepath.Join(o.Dir, "keys.db")+pragmas); err != nil {
+		if app.keysDB, err = sql.Open("sqlite", gormphi.SQLiteDSN(filepath.Join(o.Dir, "keys.db"))); err != nil {
 			return fail(err)
 		}
 		dialector, dialect, app.Database = sqlite.Dialector{DriverName: "sqlite", Conn: app.sqlDB}, keys.SQLite, "sqlite "+path

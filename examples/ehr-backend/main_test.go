@@ -24,7 +24,17 @@ import (
 	"github.com/phicrypt/phicrypt/keys"
 )
 
-func TestMain(m *testing.M) { os.Exit(testsvc.RunMain(m)) }
+// mainEnv set to 1 makes the test binary run the service's main instead
+// of the tests, so tests can run it as a process of its own and kill it.
+const mainEnv = "EHR_BACKEND_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(testsvc.RunMain(m))
+}
 
 // recorder is an Auditor that keeps the events, and fails on demand.
 type recorder struct {

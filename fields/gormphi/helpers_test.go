@@ -142,7 +142,7 @@ var _ kms.KEK = (*kmstest.Instrumented)(nil)
 var dialects = map[string]func(t testing.TB) gorm.Dialector{
 	"sqlite": func(t testing.TB) gorm.Dialector {
 		path := filepath.Join(t.TempDir(), "gormphi.db")
-		return sqlite.Dialector{DriverName: "sqlite", DSN: "file:" + path + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"}
+		return sqlite.Dialector{DriverName: "sqlite", DSN: gormphi.SQLiteDSN(path)}
 	},
 	"postgres": func(t testing.TB) gorm.Dialector {
 		return postgres.Open(testsvc.SharedPostgres(t).CreateDatabase(t, dbName()))

@@ -1,0 +1,60 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/examples/ehr-backend/loadgen"
+	"github.com/phicrypt/phicrypt/internal/testsvc"
+	"github.com/phicrypt/phicrypt/keys"
+)
+
+// TestNoErrorsUnderLoad runs the registration-desk mix (half creates, a
+// quarter reads, a quarter SSN searches) from 16 concurrent clients
+// against the service with its real audit log, on the embedded SQLite
+// default and on PostgreSQL: no request may fail. 400 requests by default,
+// 160 with -short, the 4,000 with PHICRYPT_FULL_TESTS=1.
+func TestNoErrorsUnderLoad(t *testing.T) {
+	requests := 400
+	switch {
+	case testsvc.Full():
+		requests = 4000
+	case testing.Short():
+		requests = 160
+	}
+	for _, dialect := range []string{"sqlite", "postgres"} {
+		t.Run(dialect, func(t *testing.T) {
+			o := Options{Dir: t.TempDir(), Tenant: "tenant:default", Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+			if dialect == "postgres" {
+				o.DSN = testsvc.SharedPostgres(t).CreateDatabase(t, fmt.Sprintf("ehr_%d", dbSeq.Add(1)))
+			}
+			app, err := Open(t.Context(), o)
+			require.NoError(t, err)
+			t.Cleanup(func() { app.Close() })
+			srv := httptest.NewServer(app.Handler)
+			t.Cleanup(srv.Close)
+
+			res, err := loadgen.Run(t.Context(), loadgen.Config{BaseURL: srv.URL, Clients: 16, Requests: requests})
+			require.NoError(t, err)
+			t.Log(res)
+			assert.Equal(t, requests, res.Requests)
+			assert.Zero(t, res.Errors, "%v", res.FirstErrors)
+			report, err := app.Audit.Verify(t.Context(), keys.VerifyOptions{})
+			require.NoError(t, err)
+			assert.GreaterOrEqual(t, report.Events, int64(requests), "every request is audited")
+		})
+	}
+}
+
+func TestLoadgenRefusesNonLoopback(t *testing.T) {
+	for _, u := range []string{"http://10.0.0.1:8080", "http://example.com", "http://0.0.0.0:80", "http://[::]:80"} {
+		_, err := loadgen.Run(t.Context(), loadgen.Config{BaseURL: u, Requests: 1})
+		assert.ErrorIs(t, err, loadgen.ErrNotLoopback, u)
+	}
+}
