@@ -79,4 +79,3 @@ func TestSQLiteConcurrentReadThenWrite(t *testing.T) {
 	require.NoError(t, db.Model(&Patient{}).Count(&n).Error)
 	assert.Equal(t, int64(clients*each), n)
 }
-
