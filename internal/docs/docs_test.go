@@ -1,9 +1,6 @@
 package docs
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -12,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/internal/mutation"
 )
 
 // root is the repository root, two levels above this package.
@@ -20,26 +19,6 @@ const root = "../.."
 // testRef matches a test named as proof: `package/path.TestName` (also
 // Example and Fuzz functions), in backquotes.
 var testRef = regexp.MustCompile("`((?:[a-z0-9_-]+/)*[a-z0-9_-]+)\\.((?:Test|Example|Fuzz)[A-Za-z0-9_]*)`")
-
-// testFuncs returns the top-level test, example and fuzz functions
-// declared in the _test.go files of the package in dir.
-func testFuncs(t *testing.T, dir string) map[string]bool {
-	t.Helper()
-	files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
-	require.NoError(t, err)
-	funcs := map[string]bool{}
-	fset := token.NewFileSet()
-	for _, f := range files {
-		file, err := parser.ParseFile(fset, f, nil, parser.SkipObjectResolution)
-		require.NoError(t, err)
-		for _, d := range file.Decls {
-			if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil {
-				funcs[fn.Name.Name] = true
-			}
-		}
-	}
-	return funcs
-}
 
 // TestNamedTestsExist fails when a test that COMPLIANCE.md or SECURITY.md
 // names as the proof of a safeguard was renamed or deleted.
@@ -57,7 +36,8 @@ func TestNamedTestsExist(t *testing.T) {
 			pkg, name := m[1], m[2]
 			funcs, ok := cache[pkg]
 			if !ok {
-				funcs = testFuncs(t, filepath.Join(root, filepath.FromSlash(pkg)))
+				funcs, err = mutation.TestFuncs(filepath.Join(root, filepath.FromSlash(pkg)))
+				require.NoError(t, err)
 				cache[pkg] = funcs
 			}
 			assert.True(t, funcs[name], "%s names %s.%s, which does not exist", doc, pkg, name)

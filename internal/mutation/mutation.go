@@ -27,6 +27,9 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"os"
 	"path/filepath"
@@ -191,4 +194,29 @@ func (e Edit) apply(root string) (undo func() error, err error) {
 		return nil, err
 	}
 	return func() error { return os.WriteFile(path, orig, 0o644) }, nil
+}
+
+// TestFuncs returns the names of the top-level functions declared in the
+// _test.go files of the package in dir: its tests, examples and fuzz
+// targets, and their helpers. The catalogue's self-test and the documents'
+// check (package internal/docs) use it to find the tests they name.
+func TestFuncs(dir string) (map[string]bool, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
+	if err != nil {
+		return nil, err
+	}
+	funcs := map[string]bool{}
+	fset := token.NewFileSet()
+	for _, f := range files {
+		file, err := parser.ParseFile(fset, f, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range file.Decls {
+			if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil {
+				funcs[fn.Name.Name] = true
+			}
+		}
+	}
+	return funcs, nil
 }

@@ -1,9 +1,6 @@
 package mutation
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,18 +57,9 @@ func TestCatalogueApplies(t *testing.T) {
 }
 
 func hasTest(t *testing.T, dir, name string) bool {
-	files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
+	funcs, err := TestFuncs(dir)
 	require.NoError(t, err)
-	for _, f := range files {
-		file, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.SkipObjectResolution)
-		require.NoError(t, err)
-		for _, d := range file.Decls {
-			if fn, ok := d.(*ast.FuncDecl); ok && fn.Recv == nil && fn.Name.Name == name {
-				return true
-			}
-		}
-	}
-	return false
+	return funcs[name]
 }
 
 func TestParse(t *testing.T) {
