@@ -24,8 +24,8 @@ func runIn(t *testing.T, vars map[string]string, args ...string) result {
 	return result{code: code, stdout: out.String(), stderr: errOut.String()}
 }
 
-// TestKeyOperationsAreInTheAuditLog: with an audit log in the key store's
-// database, shred, rotate, rotate-kek and rewrap are recorded in it, with
+// TestKeyOperationsAreInTheAuditLog: keys init creates the audit log in
+// the key store's database by default, and shred, rotate, rotate-kek and rewrap are recorded in it, with
 // the operator as principal, and the log's own key cannot be shredded.
 func TestKeyOperationsAreInTheAuditLog(t *testing.T) {
 	ctx := context.Background()
@@ -34,9 +34,9 @@ func TestKeyOperationsAreInTheAuditLog(t *testing.T) {
 	dbPath := filepath.Join(dir, "keys.db")
 	vars := map[string]string{"PHICRYPT_KEK": kekURI, "PHICRYPT_KEYS_DSN": "sqlite:" + dbPath, "PHICRYPT_PRINCIPAL": "alice"}
 
-	r := runIn(t, vars, "keys", "init", "--create", "--audit-log")
+	r := runIn(t, vars, "keys", "init", "--create")
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "audit log ready")
+	assert.Contains(t, r.stdout, "audit log ready", "keys init creates the audit log unless --audit-log=false")
 
 	r = runIn(t, vars, "keys", "rotate", "--scope", "tenant:a", "--create")
 	require.Equal(t, exitOK, r.code, r.stderr)
@@ -102,12 +102,13 @@ func TestKeyOperationsAreInTheAuditLog(t *testing.T) {
 	assert.Contains(t, r.stderr, keys.ErrAudit.Error())
 }
 
-// TestKeyOperationsWithoutAnAuditLog: without one, key operations work
-// as before, audited on stderr only.
+// TestKeyOperationsWithoutAnAuditLog: without one (keys init
+// --audit-log=false), key operations work as before, audited on stderr
+// only.
 func TestKeyOperationsWithoutAnAuditLog(t *testing.T) {
 	dir := t.TempDir()
 	vars := map[string]string{"PHICRYPT_KEK": "local://" + filepath.Join(dir, "kek.json"), "PHICRYPT_KEYS_DSN": "sqlite:" + filepath.Join(dir, "keys.db")}
-	r := runIn(t, vars, "keys", "init", "--create")
+	r := runIn(t, vars, "keys", "init", "--create", "--audit-log=false")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	r = runIn(t, vars, "keys", "rotate", "--scope", "tenant:a", "--create")
 	require.Equal(t, exitOK, r.code, r.stderr)

@@ -58,7 +58,7 @@ Exit codes: 0 intact, 3 altered, 1 the log could not be read, 2 usage.
 	defer s.Close()
 	log, err := keys.OpenAuditLog(ctx, s.db, s.dialect, s.kek)
 	if errors.Is(err, keys.ErrNoAuditLog) {
-		return fmt.Errorf("%s has no audit log (keys init --audit-log creates one): %w", redactDSN(c.keysDSN), err)
+		return fmt.Errorf("%s has no audit log (keys init creates one): %w", redactDSN(c.keysDSN), err)
 	}
 	if err != nil {
 		return err

@@ -23,7 +23,7 @@ func headOf(t *testing.T, stdout string) string {
 // an edit, an insertion, a deletion and (against the anchor kept) a
 // truncated tail with exit code 3, counts and the events concerned.
 func TestAuditVerify(t *testing.T) {
-	vars, dir := newKeyStore(t, "--audit-log")
+	vars, dir := newKeyStore(t)
 	for _, s := range []string{"tenant:a", "tenant:b"} {
 		r := runIn(t, vars, "keys", "rotate", "--scope", s, "--create")
 		require.Equal(t, exitOK, r.code, r.stderr)
@@ -109,10 +109,10 @@ func TestAuditVerify(t *testing.T) {
 	assert.Equal(t, exitUsage, r.code)
 	r = runIn(t, vars, "audit", "verify", "--anchor-file", filepath.Join(dir, "none"))
 	assert.Equal(t, exitUsage, r.code)
-	plain, _ := newKeyStore(t)
+	plain, _ := newKeyStore(t, "--audit-log=false")
 	r = runIn(t, plain, "audit", "verify")
 	assert.Equal(t, exitFailure, r.code)
-	assert.Contains(t, r.stderr, "has no audit log (keys init --audit-log creates one)")
+	assert.Contains(t, r.stderr, "has no audit log (keys init creates one)")
 	r = runIn(t, vars, "audit")
 	assert.Equal(t, exitUsage, r.code)
 }

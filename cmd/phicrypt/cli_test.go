@@ -122,7 +122,9 @@ func TestKeysAndMigrationOnSQLite(t *testing.T) {
 	dsn := "sqlite:" + filepath.Join(dir, "app.db")
 	env := []string{"PHICRYPT_KEK=local://" + filepath.Join(dir, "kek.json"), "PHICRYPT_DSN=" + dsn, "PHICRYPT_KEYS_DSN=" + dsn}
 
-	r := phicrypt(t, env, "keys", "init", "--create", "--key-id", "local:cli-test")
+	// Without the audit log, key events go to stderr, where this test
+	// reads them.
+	r := phicrypt(t, env, "keys", "init", "--create", "--key-id", "local:cli-test", "--audit-log=false")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "created KEK local:cli-test")
 	fi, err := os.Stat(filepath.Join(dir, "kek.json"))

@@ -60,12 +60,12 @@ func subcommandError(args []string) error {
 
 func keysInit(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("keys init", "--kek URI --keys-dsn DSN [--create [--key-id ID]]", `  phicrypt keys init --kek local:///etc/phicrypt/kek.json --create --keys-dsn sqlite:/var/lib/ehr/keys.db
-  phicrypt keys init --kek vault://vault:8200/transit/keys/phi --keys-dsn postgres://ehr@db/ehr --audit-log
+  phicrypt keys init --kek vault://vault:8200/transit/keys/phi --keys-dsn postgres://ehr@db/ehr
 `)
 	c := e.commonFlags(fs)
 	create := fs.Bool("create", false, "create the local KEK file the local:/// URI names (mode 0600); a passphrase comes from PHICRYPT_KEK_PASSPHRASE")
 	keyID := fs.String("key-id", "", "the key id of a created KEK (default local:<random>)")
-	auditLog := fs.Bool("audit-log", false, "also create the tamper-evident audit log in the key store's database: key operations of this tool are then recorded there")
+	auditLog := fs.Bool("audit-log", true, "also create the tamper-evident audit log in the key store's database, where this tool then records key operations (--audit-log=false leaves it out: key events then go to --audit-file, or one JSON line each on standard error)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}

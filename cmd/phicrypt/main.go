@@ -27,7 +27,7 @@
 //
 // Key events (creating, unwrapping, rotating, rewrapping, destroying keys)
 // go to the audit sinks: the key store's tamper-evident audit log when its
-// database has one (keys init --audit-log creates it), and the
+// database has one (keys init creates it), and the
 // --audit-file. With either, a key operation that cannot be recorded fails
 // (keys.ErrAudit), and standard error gets one summary line, such as
 // "audit: 1146 key events (1144 create, 2 unwrap) recorded in the key

@@ -24,7 +24,7 @@ import (
 // key); --quiet silences the summaries; a file that cannot be written
 // fails the operation.
 func TestAuditFileAndSummary(t *testing.T) {
-	vars, dir := newKeyStore(t)
+	vars, dir := newKeyStore(t, "--audit-log=false")
 	in, _ := firstLines(t, dir, 20)
 	auditFile := filepath.Join(dir, "audit.jsonl")
 	r := runIn(t, vars, "encrypt", "--scope", "tenant:t", "--per-patient", "--in", in, "--out", filepath.Join(dir, "enc.ndjson"), "--audit-file", auditFile)

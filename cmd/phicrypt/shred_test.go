@@ -28,7 +28,7 @@ func TestRetireAndShredWithSpecs(t *testing.T) {
 	spec := filepath.Join(dir, "patients.json")
 	require.NoError(t, os.WriteFile(spec, []byte(tableSpec), 0o600))
 	env := []string{"PHICRYPT_KEK=local://" + filepath.Join(dir, "kek.json"), "PHICRYPT_DSN=" + dsn, "PHICRYPT_KEYS_DSN=" + keysDSN}
-	r := phicrypt(t, env, "keys", "init", "--create")
+	r := phicrypt(t, env, "keys", "init", "--create", "--audit-log=false") // events on stderr, where the test reads them
 	require.Equal(t, exitOK, r.code, r.stderr)
 	db, err := sql.Open("sqlite", filepath.Join(dir, "app.db"))
 	require.NoError(t, err)
