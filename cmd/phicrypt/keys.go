@@ -213,6 +213,20 @@ func (s *session) mustExist(ctx context.Context, id keys.ID) error {
 	return fmt.Errorf("scope %s has no %s%s: %w", id.Scope, keyKind(id), hint, keys.ErrKeyNotFound)
 }
 
+// scopeExists fails with an error matching keys.ErrKeyNotFound if neither
+// scope nor any scope under it (scope/…, a tenant's patients) has keys:
+// encrypting into a mistyped tenant would otherwise create its keys.
+func (s *session) scopeExists(ctx context.Context, scope string) error {
+	ids, err := s.store.Under(ctx, scope)
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return fmt.Errorf("scope %s has no keys, and no scope under it has any (pass --create to encrypt into a new scope): %w", scope, keys.ErrKeyNotFound)
+	}
+	return nil
+}
+
 // rotateAll rotates every key set of scope and of the scopes under it,
 // skipping the crypto-shredded ones, and says how many it rotated.
 func (s *session) rotateAll(ctx context.Context, scope string) error {

@@ -80,6 +80,9 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	var indexes listFlag
 	allowPlaintext := new(bool)
 	if encrypt {
+		// Not createFlag: encrypt creates the keys of the patients it
+		// meets; --create is for the scope itself (see scopeExists).
+		fs.BoolVar(&c.create, "create", false, "encrypt into a new scope: without it, a --scope that has no keys, and no scope under it that has any, is an error (a typo never creates keys); patients' scopes under an existing one are created as they come")
 		fs.Var(&indexes, "index", "add a blind index, ssn:BITS or mrn:BITS, to each Patient (repeat; needs --keys-dsn)")
 	} else {
 		fs.BoolVar(allowPlaintext, "allow-plaintext", false, "accept plaintext in elements the profile encrypts (documents written before the profile grew)")
@@ -179,6 +182,11 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 			return err
 		}
 		defer s.Close()
+		if encrypt && !c.create {
+			if err := s.scopeExists(ctx, *scope); err != nil {
+				return err
+			}
+		}
 		keyring, kek = s.keyring, s.kek
 	} else {
 		if kek, err = kmsopen.Open(ctx, c.kek); err != nil {

@@ -37,7 +37,7 @@ func TestEncryptOddShapes(t *testing.T) {
 		{`{"resourceType":"patient","id":"p1","name":[{"family":"Mallory SECRET"}]}`, "line 1: resource.resourceType: invalid resourceType"},
 		{`{"resourceType":"QuestionnaireResponse","id":"q","item":[{"answer":[{"valueString":"Mallory SECRET"}]}]}`, "line 1: QuestionnaireResponse: resource type unknown to the profile"},
 	} {
-		r := phicryptIn(t, env, []byte(tc.line+"\n"), "encrypt", "--scope", "tenant:t")
+		r := phicryptIn(t, env, []byte(tc.line+"\n"), "encrypt", "--create", "--scope", "tenant:t")
 		assert.Equal(t, exitFailure, r.code, tc.line)
 		assert.Contains(t, r.stderr, tc.want)
 		assert.NotContains(t, r.stderr+r.stdout, "SECRET")
@@ -47,7 +47,7 @@ func TestEncryptOddShapes(t *testing.T) {
 	in := `{"resourceType":"Patient","id":"p1","name":[{"family":"Gottlieb798"}]}` + "\n" +
 		`{"resourceType":"Organization","id":"o1","name":"St Mary"}` + "\n" +
 		`{"resourceType":"Basic","id":"b1","code":{"text":"Mallory SECRET"},"created":"2020-01-01"}` + "\n"
-	r := phicryptIn(t, env, []byte(in), "encrypt", "--scope", "tenant:t", "--unknown-types", "encrypt")
+	r := phicryptIn(t, env, []byte(in), "encrypt", "--create", "--scope", "tenant:t", "--unknown-types", "encrypt")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.NotContains(t, r.stdout, "SECRET")
 	assert.NotContains(t, r.stdout, "2020-01-01")
@@ -59,7 +59,7 @@ func TestEncryptOddShapes(t *testing.T) {
 	assert.Equal(t, in, r.stdout)
 
 	report := filepath.Join(dir, "report.json")
-	r = phicryptIn(t, env, []byte(in), "encrypt", "--scope", "tenant:t", "--unknown-types", "pass", "--report", report)
+	r = phicryptIn(t, env, []byte(in), "encrypt", "--create", "--scope", "tenant:t", "--unknown-types", "pass", "--report", report)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, `"code":{"text":"Mallory SECRET"}`, "passed through, as asked")
 	assert.Contains(t, r.stderr, "nothing encrypted in 2 resources: Basic 1, Organization 1\n")
@@ -70,7 +70,7 @@ func TestEncryptOddShapes(t *testing.T) {
 	assert.Equal(t, fhir.TypeReport{Resources: 1, Untouched: 1, Unknown: 1, Paths: map[string]int64{}}, *rep.Types["Basic"])
 	assert.NotContains(t, string(readBytes(t, report)), "SECRET")
 
-	r = phicryptIn(t, env, []byte(in), "encrypt", "--scope", "tenant:t", "--unknown-types", "ignore")
+	r = phicryptIn(t, env, []byte(in), "encrypt", "--create", "--scope", "tenant:t", "--unknown-types", "ignore")
 	assert.Equal(t, exitUsage, r.code)
 }
 
@@ -80,7 +80,7 @@ func TestEncryptReportBulk(t *testing.T) {
 	env, dir := keyStore(t)
 	report := filepath.Join(dir, "report.json")
 	in := "../../testdata/fhir-synthea/bulk-10/Encounter.000.ndjson"
-	r := phicrypt(t, env, "encrypt", "--scope", "tenant:t", "--in", in, "--report", report)
+	r := phicrypt(t, env, "encrypt", "--create", "--scope", "tenant:t", "--in", in, "--report", report)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	var rep fhir.Report
 	require.NoError(t, json.Unmarshal(readBytes(t, report), &rep))
@@ -102,7 +102,7 @@ func TestDecryptRejects(t *testing.T) {
 	plain := headLines(t, patientsNDJSON, 30)
 	ids, phi := phiOf(t, plain)
 	encPath := filepath.Join(dir, "enc.ndjson")
-	r := phicryptIn(t, env, plain, "encrypt", "--scope", "tenant:t", "--per-patient", "--out", encPath)
+	r := phicryptIn(t, env, plain, "encrypt", "--create", "--scope", "tenant:t", "--per-patient", "--out", encPath)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	r = phicrypt(t, env, "keys", "shred", "--scope", "tenant:t/patient/"+ids[2], "--yes")
 	require.Equal(t, exitOK, r.code, r.stderr)
@@ -149,7 +149,7 @@ func TestDecryptPerPatientHint(t *testing.T) {
 		{[]string{"--per-patient"}, nil, "line 1: this file was encrypted with --per-patient"},
 		{nil, []string{"--per-patient"}, "line 1: this file was encrypted without --per-patient"},
 	} {
-		r := phicryptIn(t, env, plain, append([]string{"encrypt", "--scope", "tenant:t"}, tc.encFlags...)...)
+		r := phicryptIn(t, env, plain, append([]string{"encrypt", "--create", "--scope", "tenant:t"}, tc.encFlags...)...)
 		require.Equal(t, exitOK, r.code, r.stderr)
 		enc := []byte(r.stdout)
 		for _, extra := range [][]string{nil, {"--rejects", filepath.Join(dir, "r.ndjson"), "--out", filepath.Join(dir, "o.ndjson"), "--force"}} {
@@ -161,7 +161,7 @@ func TestDecryptPerPatientHint(t *testing.T) {
 		}
 	}
 	// A damaged value is not taken for a scope mistake.
-	r := phicryptIn(t, env, plain, "encrypt", "--scope", "tenant:t", "--per-patient")
+	r := phicryptIn(t, env, plain, "encrypt", "--create", "--scope", "tenant:t", "--per-patient")
 	require.Equal(t, exitOK, r.code, r.stderr)
 	enc := []byte(r.stdout)
 	start := bytes.Index(enc, []byte(`"phicrypt:`)) + 1

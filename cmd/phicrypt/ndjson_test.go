@@ -61,7 +61,7 @@ func TestEncryptDecryptNDJSON(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 
 	encPath, decPath := filepath.Join(dir, "Patient.enc.ndjson"), filepath.Join(dir, "Patient.ndjson")
-	r = phicrypt(t, env, "encrypt", "--scope", "tenant:t", "--per-patient", "--index", "ssn:16", "--index", "mrn:16",
+	r = phicrypt(t, env, "encrypt", "--create", "--scope", "tenant:t", "--per-patient", "--index", "ssn:16", "--index", "mrn:16",
 		"--workers", "2", "--in", patientsNDJSON, "--out", encPath)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "encrypted 1144 lines")
@@ -95,7 +95,7 @@ func TestEncryptDecryptNDJSON(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, bytes.Equal(plain, dec), "decrypt gives back the input byte for byte")
 
-	r = phicrypt(t, env, "encrypt", "--scope", "tenant:t", "--per-patient", "--in", encPath, "--out", filepath.Join(dir, "twice"))
+	r = phicrypt(t, env, "encrypt", "--create", "--scope", "tenant:t", "--per-patient", "--in", encPath, "--out", filepath.Join(dir, "twice"))
 	assert.Equal(t, exitFailure, r.code, "encrypted input is refused")
 	assert.Contains(t, r.stderr, "line 1")
 	assert.NoFileExists(t, filepath.Join(dir, "twice"))
@@ -150,7 +150,7 @@ func TestEncryptNDJSONSelfContainedPipe(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Equal(t, string(plain), r.stdout)
 
-	r = phicryptIn(t, env, plain, "encrypt", "--scope", "tenant:t")
+	r = phicryptIn(t, env, plain, "encrypt", "--create", "--scope", "tenant:t")
 	assert.Equal(t, exitUsage, r.code, "the compact form needs the key store")
 	assert.Contains(t, r.stderr, "--keys-dsn")
 }

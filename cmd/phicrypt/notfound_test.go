@@ -159,6 +159,40 @@ func TestOpenStoreErrorKinds(t *testing.T) {
 	assert.ErrorIs(t, err, keys.ErrKeyNotFound, "and stored none")
 }
 
+// TestEncryptRefusesANewScope: encrypt into a scope that has no keys, and
+// no scope under it has any (a mistyped tenant), fails with
+// keys.ErrKeyNotFound's message, writes no output and creates no key;
+// --create encrypts into a new scope on purpose, and later runs, per
+// patient or not, need no --create.
+func TestEncryptRefusesANewScope(t *testing.T) {
+	vars, dir := newKeyStore(t)
+	in, _ := firstLines(t, dir, 5)
+	out := filepath.Join(dir, "enc.ndjson")
+	before := keySets(t, vars)
+	for _, args := range [][]string{
+		{"--scope", "tenant:typo"},
+		{"--scope", "tenant:typo", "--per-patient"},
+		{"--scope", "tenant:typo", "--index", "ssn:16"},
+	} {
+		r := runIn(t, vars, append([]string{"encrypt", "--in", in, "--out", out}, args...)...)
+		assert.Equal(t, exitFailure, r.code, "%v: %s", args, r.stderr)
+		assert.Contains(t, r.stderr, "scope tenant:typo has no keys", args)
+		assert.Contains(t, r.stderr, keys.ErrKeyNotFound.Error(), args)
+		assert.Contains(t, r.stderr, "--create", args)
+		assert.NoFileExists(t, out, args)
+	}
+	assert.Equal(t, before, keySets(t, vars), "the refused runs created no key")
+
+	r := runIn(t, vars, "encrypt", "--create", "--scope", "tenant:t", "--per-patient", "--in", in, "--out", out)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	require.Len(t, keySets(t, vars), len(before)+5, "a data key per patient")
+	// The tenant exists now, through its patients' scopes.
+	r = runIn(t, vars, "encrypt", "--scope", "tenant:t", "--per-patient", "--in", in, "--out", out, "--force")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = runIn(t, vars, "encrypt", "--scope", "tenant:t", "--in", in, "--out", out, "--force")
+	require.Equal(t, exitOK, r.code, r.stderr)
+}
+
 // firstLines writes the first n lines of the Synthea Patient export to a
 // file and returns its path and the patients' ids.
 func firstLines(t *testing.T, dir string, n int) (string, []string) {
@@ -190,7 +224,7 @@ func TestRotateRefusesWhatDoesNotExist(t *testing.T) {
 	vars, dir := newKeyStore(t)
 	in, ids := firstLines(t, dir, 20)
 	auditFile := filepath.Join(dir, "audit.jsonl")
-	r := runIn(t, vars, "encrypt", "--scope", "tenant:t", "--per-patient", "--index", "ssn:16",
+	r := runIn(t, vars, "encrypt", "--create", "--scope", "tenant:t", "--per-patient", "--index", "ssn:16",
 		"--in", in, "--out", filepath.Join(dir, "enc.ndjson"), "--audit-file", auditFile)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	before := keySets(t, vars)

@@ -27,7 +27,7 @@ func TestAuditFileAndSummary(t *testing.T) {
 	vars, dir := newKeyStore(t, "--audit-log=false")
 	in, _ := firstLines(t, dir, 20)
 	auditFile := filepath.Join(dir, "audit.jsonl")
-	r := runIn(t, vars, "encrypt", "--scope", "tenant:t", "--per-patient", "--in", in, "--out", filepath.Join(dir, "enc.ndjson"), "--audit-file", auditFile)
+	r := runIn(t, vars, "encrypt", "--create", "--scope", "tenant:t", "--per-patient", "--in", in, "--out", filepath.Join(dir, "enc.ndjson"), "--audit-file", auditFile)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
 	require.Len(t, lines, 2, r.stderr)
@@ -66,7 +66,7 @@ func TestAuditFileAndSummary(t *testing.T) {
 
 	// One line: "1 line", not "1 lines".
 	one, _ := firstLines(t, t.TempDir(), 1)
-	r = runIn(t, vars, "encrypt", "--scope", "tenant:t", "--per-patient", "--in", one, "--out", filepath.Join(dir, "one.ndjson"), "--audit-file", auditFile)
+	r = runIn(t, vars, "encrypt", "--create", "--scope", "tenant:t", "--per-patient", "--in", one, "--out", filepath.Join(dir, "one.ndjson"), "--audit-file", auditFile)
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stderr, "encrypted 1 line (")
 

@@ -93,7 +93,7 @@ func TestPerPatientNDJSONOptions(t *testing.T) {
 	assert.Equal(t, exitUsage, r.code)
 	assert.Contains(t, r.stderr, "--patient-index needs --per-patient")
 
-	r = phicrypt(t, env, "encrypt", "--per-patient", "--patient-index", "--index", "ssn:16", "--scope", "tenant:t",
+	r = phicrypt(t, env, "encrypt", "--create", "--per-patient", "--patient-index", "--index", "ssn:16", "--scope", "tenant:t",
 		"--in", in, "--out", filepath.Join(dir, "out.ndjson"))
 	require.Equal(t, exitOK, r.code, r.stderr)
 	r = phicrypt(t, env, "keys", "status", "--json")
