@@ -172,7 +172,7 @@ Examples:
   phicrypt migrate encrypt --create --dsn postgres://…/ehr --table patients --id id --scope-column tenant_id \
       --column ssn:string --column birth_date:time --index ssn_index=ssn:digits:16
   phicrypt migrate verify (same table flags)
-  phicrypt encrypt --keys-dsn … --scope tenant:st-mary --per-patient --index ssn:16 --in Patient.ndjson --out Patient.enc.ndjson
+  phicrypt encrypt --keys-dsn … --scope tenant:st-mary --create --per-patient --index ssn:16 --in Patient.ndjson --out Patient.enc.ndjson
   phicrypt audit verify --anchor-file /mnt/worm/phicrypt-anchors
 
 Environment: PHICRYPT_KEK, PHICRYPT_KEYS_DSN, PHICRYPT_DSN, PHICRYPT_PRINCIPAL, PHICRYPT_AUDIT_FILE.
