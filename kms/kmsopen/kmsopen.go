@@ -12,7 +12,7 @@
 // from (never the URI itself). Importing this package links every backend;
 // a program that needs one backend imports that backend and calls kms.Open
 // with its Opener alone. The PKCS#11 backend needs cgo: without it, pkcs11:
-// URIs fail with kms.ErrInvalidInput.
+// URIs fail with kms.ErrInvalidInput and pkcs11.ErrNoCgo.
 package kmsopen
 
 import (
@@ -22,6 +22,7 @@ import (
 	"github.com/phicrypt/phicrypt/kms/awskms"
 	"github.com/phicrypt/phicrypt/kms/gcpkms"
 	"github.com/phicrypt/phicrypt/kms/local"
+	"github.com/phicrypt/phicrypt/kms/pkcs11"
 	"github.com/phicrypt/phicrypt/kms/vault"
 )
 
@@ -32,8 +33,8 @@ func Openers() map[string]kms.Opener {
 		vault.Scheme:  vault.Open,
 		awskms.Scheme: awskms.Open,
 		gcpkms.Scheme: gcpkms.Open,
+		pkcs11.Scheme: pkcs11.Open,
 	}
-	addCgo(m)
 	return m
 }
 

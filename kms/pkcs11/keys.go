@@ -383,29 +383,3 @@ func GenerateKey(ctx context.Context, cfg Config) (uint32, error) {
 	}
 	return next, nil
 }
-
-// KeyID returns the default key id of the key labelled keyLabel on the
-// token labelled tokenLabel: "pkcs11:token=…;object=…", each value
-// percent-encoded as RFC 7512 says.
-func KeyID(tokenLabel, keyLabel string) string {
-	return Scheme + ":token=" + escape(tokenLabel) + ";object=" + escape(keyLabel)
-}
-
-// escape percent-encodes every byte but RFC 3986's unreserved characters,
-// which is always valid in an RFC 7512 attribute value.
-func escape(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '-', c == '.', c == '_', c == '~':
-			b.WriteByte(c)
-		default:
-			b.WriteByte('%')
-			b.WriteByte(hex[c>>4])
-			b.WriteByte(hex[c&15])
-		}
-	}
-	return b.String()
-}

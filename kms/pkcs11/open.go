@@ -12,13 +12,6 @@ import (
 	"github.com/phicrypt/phicrypt/kms"
 )
 
-// Scheme is the URI scheme of PKCS#11 keys (RFC 7512).
-const Scheme = "pkcs11"
-
-// DefaultPINEnv is the environment variable Open reads the PIN from when
-// the URI has no pin-source.
-const DefaultPINEnv = "PHICRYPT_PKCS11_PIN"
-
 var _ kms.Opener = Open
 
 // Open is the kms.Opener of PKCS#11 keys. It accepts RFC 7512 URIs with

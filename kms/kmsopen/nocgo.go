@@ -1,7 +1,0 @@
-//go:build !cgo
-
-package kmsopen
-
-import "github.com/phicrypt/phicrypt/kms"
-
-func addCgo(map[string]kms.Opener) {}
