@@ -25,7 +25,7 @@ type ExampleRecord struct {
 	TenantID  string                      `gorm:"index:idx_example_ssn,priority:1" phi:"scope"`
 	SSN       fields.String               `phi:"encrypt"`
 	Last      fields.String               `phi:"encrypt"`
-	BirthDate fields.Encrypted[time.Time] `gorm:"type:text" phi:"encrypt"`
+	BirthDate fields.Encrypted[time.Time] `phi:"encrypt"`
 	SSNIndex  fields.BlindIndex           `gorm:"index:idx_example_ssn,priority:2" phi:"index,of=SSN,normalize=digits,bits=8"`
 }
 
