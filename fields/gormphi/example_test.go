@@ -21,7 +21,7 @@ import (
 
 // ExampleRecord is a patient as a GORM model with encrypted fields.
 type ExampleRecord struct {
-	ID        string                      `gorm:"primaryKey" phi:"id,table=example_records"`
+	ID        string                      `gorm:"primaryKey" phi:"id"` // table: GORM's, example_records
 	TenantID  string                      `gorm:"index:idx_example_ssn,priority:1" phi:"scope"`
 	SSN       fields.String               `phi:"encrypt"`
 	Last      fields.String               `phi:"encrypt"`

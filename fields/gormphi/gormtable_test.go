@@ -1,12 +1,14 @@
 package gormphi_test
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"gorm.io/driver/sqlite"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
 	"gorm.io/gorm/schema"
@@ -14,6 +16,8 @@ import (
 	"github.com/phicrypt/phicrypt/envelope"
 	"github.com/phicrypt/phicrypt/fields"
 	"github.com/phicrypt/phicrypt/fields/gormphi"
+	"github.com/phicrypt/phicrypt/keys"
+	"github.com/phicrypt/phicrypt/kms/local"
 )
 
 // Clinician is declared the GORM way: no table in the phi tags (GORM's,
@@ -152,4 +156,39 @@ func TestGORMTableBindingConflicts(t *testing.T) {
 		var le *gormphi.LayoutError
 		require.ErrorAs(t, db.Use(plugin), &le, "%T", model)
 	}
+}
+
+// TestGORMTableForRawScans: a type read only by Raw(...).Scan, which runs
+// no query callback, is bound to GORM's table before it is opened.
+func TestGORMTableForRawScans(t *testing.T) {
+	data, err := local.Generate(local.Options{KeyID: "local:gormphi-scan"})
+	require.NoError(t, err)
+	kek, err := local.New(local.Config{Data: data})
+	require.NoError(t, err)
+	kr, err := keys.New(keys.Config{KEK: kek, Store: keys.NewMemoryStore()})
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "scan.db")
+	open := func(models ...any) *gorm.DB {
+		codec, err := fields.NewCodec(fields.Config{Keyring: kr})
+		require.NoError(t, err)
+		db, err := gorm.Open(sqlite.Dialector{DriverName: "sqlite", DSN: gormphi.SQLiteDSN(path)}, &gorm.Config{Logger: logger.Discard})
+		require.NoError(t, err)
+		sqlDB, err := db.DB()
+		require.NoError(t, err)
+		t.Cleanup(func() { sqlDB.Close() })
+		plugin, err := gormphi.New(gormphi.Config{Codec: codec, Models: models})
+		require.NoError(t, err)
+		require.NoError(t, db.Use(plugin))
+		return db
+	}
+	writer := open(&Clinician{})
+	require.NoError(t, writer.AutoMigrate(&Clinician{}))
+	require.NoError(t, writer.Create(&Clinician{ID: "c1", TenantID: "tenant:a", NPI: fields.New("1234567893")}).Error)
+
+	reader := open() // a new codec that has not seen the type
+	var rows []Clinician
+	tx := gormphi.Scan(reader.Raw("SELECT * FROM clinicians"), &rows)
+	require.NoError(t, tx.Error)
+	require.Len(t, rows, 1)
+	assert.Equal(t, "1234567893", rows[0].NPI.Get())
 }
