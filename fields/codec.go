@@ -128,6 +128,9 @@ type Codec struct {
 	// last is the plan of the record type last used, so that a codec
 	// used for one type at a time finds it without the global map.
 	last atomic.Pointer[plan]
+	// tables holds the plans of record types that name no table, bound
+	// to one by BindTable: reflect.Type -> *plan.
+	tables sync.Map
 }
 
 // plan returns the plan of struct type t: the last one used, or the
@@ -137,6 +140,12 @@ func (c *Codec) plan(t reflect.Type) (*plan, error) {
 		return p, nil
 	}
 	p, err := planFor(t)
+	if err != nil && p != nil {
+		// Only the table is missing: this codec may have bound one.
+		if b, ok := c.tables.Load(t); ok {
+			p, err = b.(*plan), nil
+		}
+	}
 	if err == nil {
 		c.last.Store(p)
 	}

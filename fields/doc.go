@@ -29,7 +29,8 @@
 //
 //	phi:"id"                 the record id, bound to every value of the record: a string,
 //	                         []byte, integer, or a type with MarshalText or String (UUIDs).
-//	    table=NAME           the table name (or give the type a PHITable() string method)
+//	    table=NAME           the table name (or give the type a PHITable() string method,
+//	                         or let an ORM bind it: Codec.BindTable, as the GORM plugin does)
 //	phi:"scope"              the scope: who shares the data key (a tenant, a patient).
 //	                         Or give the type a PHIScope() string method.
 //	phi:"encrypt"            an encrypted field, of type Encrypted[T]

@@ -13,7 +13,10 @@ import (
 type Layout struct {
 	// Type is the record's struct type.
 	Type reflect.Type
-	// Table is the table name bound to every value.
+	// Table is the table name bound to every value: the id tag's table=
+	// option, or the PHITable method's. It is "" for a type that names
+	// no table, which a Codec seals only once bound to one (see
+	// Codec.BindTable; the GORM plugin binds GORM's table name).
 	Table string
 	// ID is the Go name of the record id field, IDIndex its index path
 	// (for reflect.Value.FieldByIndex).
@@ -37,6 +40,16 @@ type FieldLayout struct {
 	Index []int
 	// Column is the column name bound to its values.
 	Column string
+	// Type is the plaintext's Go type: T of the field's Encrypted[T].
+	Type reflect.Type
+	// Kind is how the plaintext is encoded before encryption, which
+	// decides into which Go types a value decrypts: "string", "bytes",
+	// "bool", "int" (any signed integer type, as 64 bits), "uint", "float"
+	// (float32 or float64, as 64 bits), "time" (time.Time), "binary" (an
+	// encoding.BinaryMarshaler), "text" (an encoding.TextMarshaler),
+	// "json" (a struct, slice, array or map) or "pointer" (a pointer to
+	// one of these).
+	Kind string
 	// Deterministic and Migrate are the tag's options.
 	Deterministic, Migrate bool
 }
@@ -50,6 +63,9 @@ type IndexLayout struct {
 	Column string
 	// Of are the Go paths of its source fields, in order.
 	Of []string
+	// Normalize is the tag's normalize= option as written (for
+	// example "digits" or "trim+fold|date"), "" when it has none.
+	Normalize string
 	// Bits is its length in bits; Text is true when it is stored as
 	// base64url text rather than bytes.
 	Bits int
@@ -60,10 +76,13 @@ type IndexLayout struct {
 }
 
 // Describe returns the layout of the record type of v: a struct, a pointer
-// to one, a slice of either, or their reflect.Type. A type whose tags are
-// wrong fails with the *TagError that Seal would return. The layout is
-// built from the type's cached plan; the caller may keep and share it, and
-// must not modify it.
+// to one, a slice of either, or their reflect.Type: what its phi tags
+// declare, and nothing else (no key, no key version, no value; the index
+// key versions in use are the keyring's). A type whose tags are wrong
+// fails with the *TagError that Seal would return; a type that only lacks
+// a table is described with an empty Table. The layout is built from the
+// type's cached plan; the caller may keep and share it, and must not
+// modify it.
 func Describe(v any) (*Layout, error) {
 	t, ok := v.(reflect.Type)
 	if !ok {
@@ -76,7 +95,7 @@ func Describe(v any) (*Layout, error) {
 		return nil, ErrUnsupported
 	}
 	p, err := planFor(t)
-	if err != nil {
+	if err != nil && p == nil {
 		return nil, err
 	}
 	l := &Layout{Type: t, Table: p.table, ID: p.id.name, IDIndex: slices.Clone(p.id.path)}
@@ -84,11 +103,17 @@ func Describe(v any) (*Layout, error) {
 		l.Scope, l.ScopeIndex = p.scope.name, slices.Clone(p.scope.path)
 	}
 	for _, f := range p.fields {
+		elem := reflect.New(t.FieldByIndex(f.path).Type).Interface().(valueField).elemType()
 		l.Fields = append(l.Fields, FieldLayout{Name: f.name, Index: slices.Clone(f.path), Column: f.column,
-			Deterministic: f.deterministic, Migrate: f.migrate})
+			Type: elem, Kind: kindNames[tagOf(elem)], Deterministic: f.deterministic, Migrate: f.migrate})
 	}
 	for _, ip := range p.indexes {
 		x := IndexLayout{Name: ip.name, Index: slices.Clone(ip.path), Column: ip.column, Bits: ip.bits, Text: ip.text}
+		// The plan keeps the parsed chains; the option as written is the
+		// tag's, which the plan has already checked.
+		if tg, err := parseTag(t.FieldByIndex(ip.path).Tag.Get("phi")); err == nil {
+			x.Normalize = tg.opts["normalize"]
+		}
 		for _, s := range ip.sources {
 			x.Of = append(x.Of, p.fields[s].name)
 		}
@@ -98,4 +123,11 @@ func Describe(v any) (*Layout, error) {
 		l.Indexes = append(l.Indexes, x)
 	}
 	return l, nil
+}
+
+// kindNames names the plaintext encodings (FieldLayout.Kind).
+var kindNames = map[byte]string{
+	tagString: "string", tagBytes: "bytes", tagBool: "bool", tagInt: "int", tagUint: "uint",
+	tagFloat: "float", tagTime: "time", tagBinary: "binary", tagText: "text", tagJSON: "json",
+	tagPointer: "pointer",
 }

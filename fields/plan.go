@@ -258,12 +258,12 @@ func buildPlan(t reflect.Type) (*plan, error) {
 		return nil, err
 	}
 
-	// The table and scope may come from methods instead of tags.
+	// The table and scope may come from methods instead of tags. A type
+	// that names no table is checked all the same: its plan is returned
+	// with errNoTable, for a Codec that binds it to a table (BindTable).
 	if p.table == "" {
 		if m, ok := stringMethod(t, "PHITable"); ok {
 			p.table = m
-		} else {
-			return nil, tagErr("", "", `no table: add table=NAME to the id tag, or a PHITable() string method`)
 		}
 	}
 	if p.id.name == "" {
@@ -317,6 +317,9 @@ func buildPlan(t reflect.Type) (*plan, error) {
 			ip.scope = &a
 		}
 		p.indexes = append(p.indexes, ip)
+	}
+	if p.table == "" {
+		return p, tagErr("", "", noTableReason)
 	}
 	return p, nil
 }

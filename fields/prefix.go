@@ -51,7 +51,7 @@ func (c *Codec) PrefixSearch(ctx context.Context, template any, field string) (P
 		return PrefixTerms{}, ErrUnsupported
 	}
 	rv = rv.Elem()
-	p, err := planFor(rv.Type())
+	p, err := c.plan(rv.Type())
 	if err != nil {
 		return PrefixTerms{}, err
 	}

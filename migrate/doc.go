@@ -10,14 +10,29 @@
 //  1. Deploy the application with its PHI fields as fields.Encrypted and
 //     tagged migrate, so it reads both legacy plaintext and ciphertext and
 //     writes ciphertext only (the dual-read window).
-//  2. Run an Encrypt job over the table, with a Spec that matches the
-//     application's tags (the columns, their Go types, the blind indexes).
+//  2. Run an Encrypt job over the table, with the Spec of the
+//     application's type: SpecFor(&Patient{}) reads it from the struct
+//     tags (the columns, their Go types, the blind indexes), so it cannot
+//     drift from what the application reads.
 //  3. Verify: when the report is Complete, remove the migrate option: the
 //     application is in strict mode, and a plaintext value is an error.
 //
 // Columns whose SQL type cannot hold a ciphertext (an INTEGER, a DATE) are
 // encrypted into a Target column instead; the application reads the target
 // column, and the source column is dropped after the switch.
+//
+// # Specs
+//
+// A Spec names the table, its id and scope columns, the encrypted columns
+// with their plaintext types, and the blind indexes. SpecFor builds it
+// from a tagged type (fields.Describe); options give what tags do not
+// say (WithIDColumn, WithScopeColumn, WithScope, WithTable,
+// WithLegacyColumn). Saved with json.Marshal, it is the file that the
+// command line tool reads (phicrypt migrate reencrypt --spec
+// patients.json); ReadSpec reads it back as strictly as Validate checks
+// it. CheckTable compares a spec with its table (missing columns, a
+// column type that cannot hold a ciphertext) and returns a *TableError,
+// which the command line tool does before every job.
 //
 // # How a job runs
 //

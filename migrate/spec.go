@@ -93,7 +93,9 @@ func (c Column) bind() string {
 }
 
 // Validate checks the spec: SQL identifiers only (they are interpolated
-// into queries), known types, indexes over known columns.
+// into queries), known types, indexes over known columns with bits in
+// range and normalizers that accept their sources' types. Its errors
+// match ErrSpec.
 func (s *Spec) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrSpec, fmt.Sprintf(format, args...))
@@ -140,6 +142,14 @@ func (s *Spec) Validate() error {
 				return bad("index %s: %s is not an encrypted column", ix.Column, of)
 			}
 		}
+		if ix.Bits < 1 || ix.Bits > fields.MaxIndexBits {
+			return bad("index %s: bits must be 1 to %d", ix.Column, fields.MaxIndexBits)
+		}
+	}
+	// The record type built from the spec must be one the fields package
+	// accepts: this checks the normalizers against the source types.
+	if _, err := fields.Describe(s.rowType()); err != nil {
+		return fmt.Errorf("%w: %w", ErrSpec, err)
 	}
 	return nil
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,18 +25,28 @@ Subcommands:
   verify     count plaintext values and ciphertexts per key version (exit 3 if work is left)
   status     show a job's progress
 
-The table is described with flags that must match the application's struct tags:
+The table is described by a spec file generated from the application's type,
+  --spec patients.json
+which a program in the application's module writes (see "go doc migrate.SpecFor"):
+  spec, err := migrate.SpecFor(&Patient{})      // from the phi struct tags
+  out, err := json.MarshalIndent(spec, "", "  ") // then: go run ./tools/phispec > patients.json
+or by flags that must match the application's struct tags:
   --table patients --id id --scope-column tenant_id (or --scope tenant:st-mary)
   --column NAME:TYPE[:TARGET][:deterministic]   TYPE is string, bytes, int, float, bool or time;
                                                 TARGET is a new column for the ciphertext
   --index COLUMN=SRC[+SRC...]:NORMALIZERS:BITS[:text]
+Either way, the table must have the spec's columns, in text or binary SQL types
+where ciphertexts and index values go, or the job stops before any work.
 
 The key store must exist (phicrypt keys init), and so must the keys of every
 scope met, unless --create is given: a first "migrate encrypt" creates the
 keys of the scopes it encrypts with --create; later runs without it stop at
 a scope that has no keys (a typo, or a row of a tenant never encrypted).
 
-Example:
+Examples:
+  phicrypt keys rotate --scope tenant:st-mary
+  phicrypt migrate reencrypt --spec patients.json --dsn postgres://ehr@db/ehr --kek vault://vault:8200/transit/keys/phi
+
   phicrypt migrate encrypt --create --dsn postgres://ehr@db/ehr --keys-dsn postgres://ehr@db/ehr \
     --kek vault://vault:8200/transit/keys/phi \
     --table patients --id id --scope-column tenant_id \
@@ -67,15 +80,17 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // tableFlags registers the flags describing a table.
 type tableFlags struct {
-	dsn, table, id, scopeColumn, scope string
-	columns, indexes                   listFlag
+	dsn, specFile, table, id, scopeColumn, scope string
+	columns, indexes                             listFlag
+	stdin                                        io.Reader
 }
 
 func (e *env) tableFlags(fs *flag.FlagSet) *tableFlags {
-	t := &tableFlags{}
+	t := &tableFlags{stdin: e.stdin}
 	fs.StringVar(&t.dsn, "dsn", e.getenv("PHICRYPT_DSN"), "the table's database (env PHICRYPT_DSN): postgres://… or sqlite:path")
+	fs.StringVar(&t.specFile, "spec", "", "a JSON spec of the table (json.Marshal of migrate.SpecFor(&Type{})), - for standard input; instead of the flags below")
 	fs.StringVar(&t.table, "table", "", "the table")
-	fs.StringVar(&t.id, "id", "id", "the primary key column (the record id bound to every value)")
+	fs.StringVar(&t.id, "id", "", `the primary key column (the record id bound to every value; default "id")`)
 	fs.StringVar(&t.scopeColumn, "scope-column", "", "the column holding each row's scope")
 	fs.StringVar(&t.scope, "scope", "", "the scope of every row, instead of --scope-column")
 	fs.Var(&t.columns, "column", "an encrypted column NAME:TYPE[:TARGET][:deterministic] (repeat)")
@@ -83,8 +98,14 @@ func (e *env) tableFlags(fs *flag.FlagSet) *tableFlags {
 	return t
 }
 
-// spec builds the migration spec from the flags.
+// spec builds the migration spec from the spec file or the flags.
 func (t *tableFlags) spec() (migrate.Spec, error) {
+	if t.specFile != "" {
+		return t.readSpec()
+	}
+	if t.id == "" {
+		t.id = "id"
+	}
 	s := migrate.Spec{Table: t.table, ID: t.id, ScopeColumn: t.scopeColumn, Scope: t.scope}
 	for _, c := range t.columns {
 		parts := strings.Split(c, ":")
@@ -146,6 +167,9 @@ func migrateRun(ctx context.Context, e *env, kind migrate.Kind, args []string) e
 		return err
 	}
 	defer db.Close()
+	if err := spec.CheckTable(ctx, db, dialect); err != nil {
+		return err
+	}
 	if c.keysDSN == "" {
 		c.keysDSN = t.dsn
 	}
@@ -235,6 +259,9 @@ func migrateVerify(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer db.Close()
+	if err := spec.CheckTable(ctx, db, dialect); err != nil {
+		return err
+	}
 	vc := migrate.VerifyConfig{DB: db, Dialect: dialect, Spec: spec}
 	if *decrypt {
 		if c.keysDSN == "" {
@@ -299,4 +326,26 @@ func migrateStatus(ctx context.Context, e *env, args []string) error {
 	fmt.Fprintf(e.stdout, "job %s (%s): %s\npartitions %d/%d, rows %d of %d done, %d written\nworkers: %s\n",
 		st.Job, st.Kind, state, st.PartitionsDone, st.Partitions, st.RowsDone, st.Total, st.RowsWritten, strings.Join(st.Workers, ", "))
 	return nil
+}
+
+// readSpec reads the --spec file, which replaces the flags describing the
+// table: giving both is a usage error, as is a spec that ReadSpec refuses.
+func (t *tableFlags) readSpec() (migrate.Spec, error) {
+	if t.table != "" || t.id != "" || t.scopeColumn != "" || t.scope != "" || len(t.columns) > 0 || len(t.indexes) > 0 {
+		return migrate.Spec{}, usagef("--spec describes the table: give no --table, --id, --scope-column, --scope, --column or --index with it")
+	}
+	r := t.stdin
+	if t.specFile != "-" {
+		f, err := os.Open(t.specFile)
+		if err != nil {
+			return migrate.Spec{}, usagef("--spec: %v", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	s, err := migrate.ReadSpec(r)
+	if errors.Is(err, migrate.ErrSpec) {
+		return s, fmt.Errorf("%w: --spec %s: %w", errUsage, t.specFile, err)
+	}
+	return s, err
 }

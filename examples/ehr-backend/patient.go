@@ -22,7 +22,7 @@ type Patient struct {
 	SSN       fields.String               `phi:"encrypt"`
 	First     fields.String               `phi:"encrypt"`
 	Last      fields.String               `phi:"encrypt"`
-	BirthDate fields.Encrypted[time.Time] `gorm:"type:text" phi:"encrypt"`
+	BirthDate fields.Encrypted[time.Time] `phi:"encrypt"`
 	Phone     fields.String               `phi:"encrypt"`
 	Gender    string
 	CreatedAt time.Time

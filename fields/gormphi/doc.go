@@ -3,12 +3,12 @@
 // per *gorm.DB; records then read and write as usual:
 //
 //	type Patient struct {
-//		ID        string                      `gorm:"primaryKey" phi:"id,table=patients"`
+//		ID        string                      `gorm:"primaryKey" phi:"id"` // table: GORM's, "patients"
 //		TenantID  string                      `gorm:"index:idx_ssn,priority:1" phi:"scope"`
-//		SSN       fields.String               `phi:"encrypt"`
+//		SSN       fields.String               `phi:"encrypt"`              // a text column
 //		Last      fields.String               `phi:"encrypt"`
-//		BirthDate fields.Encrypted[time.Time] `gorm:"type:text" phi:"encrypt"`
-//		SSNIndex  fields.BlindIndex           `gorm:"index:idx_ssn,priority:2" phi:"index,of=SSN,normalize=digits,bits=16"`
+//		BirthDate fields.Encrypted[time.Time] `phi:"encrypt"`              // text too: it holds a ciphertext
+//		SSNIndex  fields.BlindIndex           `gorm:"index:idx_ssn,priority:2" phi:"index,of=SSN,normalize=digits,bits=16"` // bytea, BLOB
 //	}
 //
 //	plugin, _ := gormphi.New(gormphi.Config{Codec: codec, Models: []any{&Patient{}}})
@@ -95,23 +95,35 @@
 //
 //	SSN fields.String `gorm:"column:social" phi:"encrypt,column=social"`
 //
+// The table is GORM's (its naming strategy, or a TableName method) when
+// the phi id tag names none: the plugin binds the type to it on the
+// plugin's codec (fields.Codec.BindTable) when it first sees the type,
+// so list the types in Config.Models to bind them at startup. A type used
+// by two *gorm.DB that name its table differently, with one codec, is
+// refused (fields.ErrTableBinding): its values are bound to one table.
+// Code that reads the same rows without GORM (database/sql, the phicrypt
+// command line tool, migrate.SpecFor) needs the table too: give it there
+// (migrate.WithTable), or name it in the tag (table=NAME), which the
+// plugin then checks against GORM's.
+//
 // The plugin checks each record type against GORM's schema when it is
 // registered (Config.Models) or first used, and refuses it with a
 // *LayoutError (ErrLayout) when: a column differs, the phi table is not
 // GORM's table, an encrypted field or index is not a GORM column (a field
-// of a named, non-embedded struct, or tagged gorm:"-"), or GORM would
-// give an encrypted column a type that cannot hold a ciphertext (GORM
-// infers the column type from the plaintext's: tag fields of
-// non-string types gorm:"type:text", or bytea/blob with
-// fields.Config.Binary). Tag association fields (has many, belongs to)
-// phi:"-": they are records of their own, sealed by their own callbacks.
+// of a named, non-embedded struct, or tagged gorm:"-"), or a gorm type
+// tag gives a column a type that cannot hold what it stores. Tag
+// association fields (has many, belongs to) phi:"-": they are records of
+// their own, sealed by their own callbacks.
 //
-// Column types: text armor (the default) in text or varchar columns;
-// fields.Config{Binary: true} in bytea (PostgreSQL) or BLOB (SQLite,
-// MySQL) columns, about a third smaller. Blind indexes are bytes by
-// default (bytea, BLOB), or base64url text with the index tag's text
-// option; index them together with the tenant column, as in the example
-// above.
+// Column types need no gorm tag: fields.Encrypted and fields.BlindIndex
+// tell GORM their data types (GormDataType), whatever the plaintext type.
+// Encrypted values are text armor (the default) in text columns (text on
+// PostgreSQL and SQLite, varchar or longtext on MySQL); with
+// fields.Config{Binary: true}, tag them gorm:"type:bytes" for bytea
+// (PostgreSQL) or BLOB (SQLite, MySQL) columns, about a third smaller.
+// Blind indexes are bytes (bytea, BLOB), or base64url text with the index
+// tag's text option, tagged gorm:"type:text"; index them together with
+// the tenant column, as in the example above.
 //
 // # Shredding
 //

@@ -21,11 +21,11 @@ import (
 
 // ExampleRecord is a patient as a GORM model with encrypted fields.
 type ExampleRecord struct {
-	ID        string                      `gorm:"primaryKey" phi:"id,table=example_records"`
+	ID        string                      `gorm:"primaryKey" phi:"id"` // table: GORM's, example_records
 	TenantID  string                      `gorm:"index:idx_example_ssn,priority:1" phi:"scope"`
 	SSN       fields.String               `phi:"encrypt"`
 	Last      fields.String               `phi:"encrypt"`
-	BirthDate fields.Encrypted[time.Time] `gorm:"type:text" phi:"encrypt"`
+	BirthDate fields.Encrypted[time.Time] `phi:"encrypt"`
 	SSNIndex  fields.BlindIndex           `gorm:"index:idx_example_ssn,priority:2" phi:"index,of=SSN,normalize=digits,bits=8"`
 }
 

@@ -39,7 +39,7 @@ type Patient struct {
 	SSN       fields.String               `phi:"encrypt"`
 	First     fields.String               `phi:"encrypt"`
 	Last      fields.String               `phi:"encrypt"`
-	BirthDate fields.Encrypted[time.Time] `gorm:"type:text" phi:"encrypt"`
+	BirthDate fields.Encrypted[time.Time] `phi:"encrypt"`
 	Address   fields.String               `phi:"encrypt"`
 	Gender    string
 	SSNIndex  fields.BlindIndex `gorm:"index:idx_patients_ssn,priority:2" phi:"index,of=SSN,normalize=digits,bits=8"`

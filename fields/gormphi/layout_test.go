@@ -28,7 +28,7 @@ type (
 	timeColumn struct {
 		ID       string                      `phi:"id,table=time_columns"`
 		TenantID string                      `phi:"scope"`
-		Born     fields.Encrypted[time.Time] `phi:"encrypt"` // GORM: a timestamp column
+		Born     fields.Encrypted[time.Time] `gorm:"type:timestamp" phi:"encrypt"` // a timestamp column
 	}
 	ignoredByGORM struct {
 		ID       string        `phi:"id,table=ignored_by_gorms"`
@@ -40,7 +40,7 @@ type (
 		ID       string                      `phi:"id,table=aligned"`
 		TenantID string                      `phi:"scope"`
 		SSN      fields.String               `gorm:"column:social" phi:"encrypt,column=social"`
-		Born     fields.Encrypted[time.Time] `gorm:"type:text" phi:"encrypt"`
+		Born     fields.Encrypted[time.Time] `phi:"encrypt"`
 		SSNIndex fields.BlindIndex           `gorm:"column:social_idx" phi:"index,of=SSN,bits=8,column=social_idx"`
 	}
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	"gorm.io/gorm/schema"
 
@@ -36,8 +37,9 @@ type column struct {
 }
 
 // buildModel checks the phi layout of s's type against GORM's schema. It
-// returns nil, nil for a type without phi tags.
-func buildModel(s *schema.Schema) (*model, error) {
+// returns nil, nil for a type without phi tags. A type whose tags name no
+// table is bound to GORM's table on codec (fields.Codec.BindTable).
+func buildModel(s *schema.Schema, codec *fields.Codec) (*model, error) {
 	if !hasPHITags(s.ModelType, map[reflect.Type]bool{}) {
 		return nil, nil
 	}
@@ -49,7 +51,11 @@ func buildModel(s *schema.Schema) (*model, error) {
 	bad := func(field, format string, args ...any) error {
 		return &LayoutError{Type: s.ModelType.String(), Field: field, Reason: fmt.Sprintf(format, args...)}
 	}
-	if l.Table != s.Table {
+	if l.Table == "" {
+		if err := codec.BindTable(s.ModelType, s.Table); err != nil {
+			return nil, fmt.Errorf("gormphi: GORM table %q: %w", s.Table, err)
+		}
+	} else if l.Table != s.Table {
 		return nil, bad("", "phi table %q but GORM table %q: set table= on the phi id tag, or a TableName method, so that both agree", l.Table, s.Table)
 	}
 	gormField := func(name string, index []int) (*schema.Field, error) {
@@ -76,8 +82,8 @@ func buildModel(s *schema.Schema) (*model, error) {
 		if f.DBName != fl.Column {
 			return nil, bad(fl.Name, "bound to column %q but GORM's column is %q: give both the same name with phi:\"encrypt,column=NAME\" and gorm:\"column:NAME\"", fl.Column, f.DBName)
 		}
-		if err := checkDataType(f); err != nil {
-			return nil, bad(fl.Name, "%v", err)
+		if kind := columnKind(f); kind != textColumn && kind != binaryColumn {
+			return nil, bad(fl.Name, "GORM would make it a %q column, which cannot hold a ciphertext: a text column (the default), or bytes (gorm:\"type:bytes\": bytea, BLOB) with fields.Config.Binary", kind)
 		}
 		c := &column{name: fl.Name, db: f.DBName, index: fl.Index, typ: f.FieldType}
 		byName[fl.Name] = c
@@ -92,6 +98,12 @@ func buildModel(s *schema.Schema) (*model, error) {
 		}
 		if f.DBName != il.Column {
 			return nil, bad(il.Name, "blind index keyed to column %q but GORM's column is %q: give both the same name with phi:\"index,column=NAME,...\" and gorm:\"column:NAME\"", il.Column, f.DBName)
+		}
+		switch kind := columnKind(f); {
+		case il.Text && kind != textColumn:
+			return nil, bad(il.Name, "a blind index with the text option needs a text column, not %q: tag it gorm:\"type:text\"", kind)
+		case !il.Text && kind != binaryColumn:
+			return nil, bad(il.Name, "a blind index needs a bytes column (bytea, BLOB), not %q: drop the gorm type, or add the text option to the phi tag", kind)
 		}
 		c := &column{name: il.Name, db: f.DBName, index: il.Index, typ: f.FieldType, blind: il}
 		for _, src := range il.Of {
@@ -114,18 +126,30 @@ func buildModel(s *schema.Schema) (*model, error) {
 	return m, nil
 }
 
-// checkDataType refuses the column types GORM infers from an Encrypted's
-// plaintext type (a time, a number): a ciphertext needs a text or binary
-// column.
-func checkDataType(f *schema.Field) error {
-	if f.TagSettings["TYPE"] != "" {
-		return nil // the caller chose the column type
+// Column kinds, by what they hold.
+const (
+	textColumn   = "text"
+	binaryColumn = "bytes"
+)
+
+// columnKind returns textColumn or binaryColumn for a GORM field whose
+// column holds text or bytes, and the column's type otherwise. Encrypted
+// values are text and blind indexes bytes for GORM (their GormDataType
+// methods); a gorm:"type:..." tag overrides them, with GORM's portable
+// names (string, bytes) or a dialect's (text, varchar(n), bytea, blob).
+func columnKind(f *schema.Field) string {
+	typ := strings.ToLower(string(f.DataType))
+	for _, s := range []string{"bytea", "blob", "binary", "bytes"} {
+		if strings.Contains(typ, s) {
+			return binaryColumn
+		}
 	}
-	switch f.DataType {
-	case schema.String, schema.Bytes:
-		return nil
+	for _, s := range []string{"text", "char", "clob", "string"} {
+		if strings.Contains(typ, s) {
+			return textColumn
+		}
 	}
-	return fmt.Errorf("GORM would make it a %q column, which cannot hold a ciphertext: tag it gorm:\"type:text\" (or bytea/blob with fields.Config.Binary)", f.DataType)
+	return typ
 }
 
 // hasPHITags reports whether t or a struct it holds has a phi tag.

@@ -120,7 +120,7 @@ func (p *Plugin) model(s *schema.Schema) (*model, error) {
 		r := r.(*modelResult)
 		return r.m, r.err
 	}
-	m, err := buildModel(s)
+	m, err := buildModel(s, p.codec)
 	r, _ := p.cache.LoadOrStore(s, &modelResult{m, err})
 	if m != nil {
 		p.tables.LoadOrStore(s.Table, m)

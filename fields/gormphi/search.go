@@ -67,7 +67,27 @@ func Open(db *gorm.DB, dest any) error {
 	if db.Statement != nil && db.Statement.Context != nil {
 		ctx = db.Statement.Context
 	}
+	if err := p.bindUnseen(db, reflect.TypeOf(dest)); err != nil {
+		return err
+	}
 	return p.open(ctx, reflect.ValueOf(dest))
+}
+
+// bindUnseen checks the record type of t (a pointer to a struct or to a
+// slice) against GORM's schema, as the callbacks do on first use, when its
+// tags name no table: so that a type read only by Rows or Scan is bound
+// to GORM's table before it is opened.
+func (p *Plugin) bindUnseen(db *gorm.DB, t reflect.Type) error {
+	for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+		t = t.Elem()
+	}
+	if t == nil || t.Kind() != reflect.Struct || !p.tagged(t) {
+		return nil
+	}
+	if l, err := fields.Describe(t); err != nil || l.Table != "" {
+		return nil // p.open reports the error
+	}
+	return p.Check(db, reflect.New(t).Interface())
 }
 
 // Scan is db.Scan(dest) followed by Open: GORM's Scan runs no query
