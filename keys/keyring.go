@@ -112,6 +112,8 @@ type Keyring struct {
 	// the current encryption key of each (scope, name).
 	keys   *keycache.Cache[*versionKey]
 	active *keycache.Cache[*activeKey]
+
+	stats stats // counters for Stats, beyond the caches' (stats.go)
 }
 
 var (
@@ -172,7 +174,8 @@ func New(cfg Config) (*Keyring, error) {
 		cfg.Clock = systemClock{}
 	}
 	k := &Keyring{cfg: cfg, now: cfg.Clock.Now}
-	k.sealer = newSealer(cfg.Store, cfg.KEK, k.auditTampered)
+	k.cfg.KEK = k.stats.observe(cfg.KEK) // counts KMS calls for Stats
+	k.sealer = newSealer(cfg.Store, k.cfg.KEK, k.auditTampered)
 	k.cfg.Store = k.sealer
 	if id, ok := cfg.KEK.(kms.Identifier); ok {
 		k.kekID = id.KeyID()
@@ -411,7 +414,7 @@ func (k *Keyring) tryLoadActive(ctx context.Context, id ID) (*activeKey, error) 
 		if err := k.auditCreated(ctx, id, fresh.rec, rotatedFrom != 0); err != nil {
 			return nil, err
 		}
-		k.keys.Get(ctx, string(cacheKey(nil, id, cur.Version)), func(context.Context) (*versionKey, error) { return fresh.key, nil })
+		k.keys.Add(string(cacheKey(nil, id, cur.Version)), fresh.key) // not a lookup: Stats counts no miss
 		return &activeKey{version: cur.Version, key: fresh.key, limit: reserved}, nil
 	}
 	v, err := k.versionKey(ctx, id, cur.Version, "encrypt")
@@ -602,6 +605,7 @@ func (k *Keyring) usable(ks *KeySet, rec *Record, use string) error {
 // purpose. With AuditFailClosed, a failure of the Auditor is returned as
 // ErrAudit; otherwise it is dropped.
 func (k *Keyring) audit(ctx context.Context, e Event) error {
+	k.stats.event(e)
 	if k.cfg.Auditor == nil {
 		return nil
 	}

@@ -88,7 +88,7 @@ func (k *Keyring) rotate(ctx context.Context, id ID) (uint32, error) {
 		return 0, err
 	}
 	k.forget(id, from)
-	k.keys.Get(ctx, string(cacheKey(nil, id, fresh.rec.Version)), func(context.Context) (*versionKey, error) { return fresh.key, nil })
+	k.keys.Add(string(cacheKey(nil, id, fresh.rec.Version)), fresh.key)
 	if err := k.auditCreated(ctx, id, fresh.rec, true); err != nil {
 		return 0, err
 	}
@@ -221,6 +221,7 @@ func (k *Keyring) Destroy(ctx context.Context, scope string) (DestroyReport, err
 			after = ks.ID
 		}
 		if len(sets) < 100 {
+			k.stats.shreds.Add(1)
 			return report, k.purge(ctx)
 		}
 	}

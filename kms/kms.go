@@ -17,7 +17,8 @@
 //   - kms/local: a key file on disk or in an environment variable, for
 //     development, tests and air-gapped sites.
 //   - kms/vault, kms/awskms, kms/gcpkms, kms/pkcs11 and an adapter for Tink
-//     KMS clients: production custody.
+//     KMS clients: production custody. kms/azurekv (Azure Key Vault and
+//     Managed HSM) is a module of its own.
 //
 // Optional capabilities are separate one-method interfaces that callers
 // discover with a type assertion, as with io.WriterTo: [Identifier] for a

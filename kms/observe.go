@@ -25,11 +25,29 @@ type Event struct {
 	// Kind is nil on success, else the error's kind as KindOf reports it:
 	// one of this package's sentinels or a context error.
 	Kind error
+	// Err is the error the call returned, nil on success, for observers
+	// that need more than its Kind (errors.Is(e.Err, ErrThrottled), for
+	// example). Backends keep key material and AAD out of their errors,
+	// but a cause may hold a KMS's own message: label metrics with Kind,
+	// not with Err's text.
+	Err error
 }
 
 // ObserverConfig configures WithObserver.
 type ObserverConfig struct {
-	// Observe receives an Event after each call. It runs on the caller's
+	// Start, when set, is called before each call with the caller's
+	// context and an Event whose Op, KeyID, Attempt and Keys are set (the
+	// KeyID of a wrap is the KEK's when it is an Identifier, else empty).
+	// The context it returns is the one the inner KEK and Observe then
+	// receive. A tracer starts a span here, so that the spans of the
+	// backend SDK's own HTTP or gRPC calls become its children, and ends
+	// it in Observe (trace.SpanFromContext). Like Observe, it runs on the
+	// caller's goroutine and must be quick and safe for concurrent use.
+	// Start must return a context derived from the one it is given (or
+	// that context itself), never nil.
+	Start func(context.Context, Event) context.Context
+	// Observe receives an Event after each call, with the context that
+	// Start returned (the caller's when Start is nil). It runs on the caller's
 	// goroutine, so it must be quick and safe for concurrent use. A nil
 	// Observe observes nothing.
 	Observe func(context.Context, Event)
@@ -37,8 +55,9 @@ type ObserverConfig struct {
 	Clock Clock
 }
 
-// WithObserver returns kek with each call reported to cfg.Observe once it
-// returns. Placed inside WithRetry, it sees every attempt with its number.
+// WithObserver returns kek with each call reported to cfg.Start before it
+// starts and to cfg.Observe once it returns. Placed inside WithRetry, it
+// sees every attempt with its number.
 // The result has the optional interfaces of kek (see the package
 // documentation).
 func WithObserver(kek KEK, cfg ObserverConfig) KEK {
@@ -56,6 +75,20 @@ func (o *observed) KeyID() string { return keyIDOf(o.inner) }
 // Close closes the inner KEK.
 func (o *observed) Close() error { return closeOf(o.inner) }
 
+// start calls cfg.Start, if any, and returns the context of the call.
+func (o *observed) start(ctx context.Context, op, keyID string, keys int) context.Context {
+	if o.cfg.Start == nil {
+		return ctx
+	}
+	if id := o.KeyID(); id != "" {
+		keyID = id
+	}
+	if sctx := o.cfg.Start(ctx, Event{Op: op, KeyID: keyID, Attempt: attemptOf(ctx), Keys: keys}); sctx != nil {
+		return sctx
+	}
+	return ctx
+}
+
 func (o *observed) report(ctx context.Context, op, keyID string, keys int, start time.Time, err error) {
 	if o.cfg.Observe == nil {
 		return
@@ -70,10 +103,12 @@ func (o *observed) report(ctx context.Context, op, keyID string, keys int, start
 		Keys:     keys,
 		Duration: o.cfg.Clock.Now().Sub(start),
 		Kind:     KindOf(err),
+		Err:      err,
 	})
 }
 
 func (o *observed) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error) {
+	ctx = o.start(ctx, "wrap", "", 1)
 	start := o.cfg.Clock.Now()
 	wk, err := o.inner.Wrap(ctx, dek, aad)
 	o.report(ctx, "wrap", wk.KeyID, 1, start, err)
@@ -81,6 +116,7 @@ func (o *observed) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error
 }
 
 func (o *observed) Unwrap(ctx context.Context, wk WrappedKey, aad []byte) ([]byte, error) {
+	ctx = o.start(ctx, "unwrap", wk.KeyID, 1)
 	start := o.cfg.Clock.Now()
 	dek, err := o.inner.Unwrap(ctx, wk, aad)
 	o.report(ctx, "unwrap", wk.KeyID, 1, start, err)
@@ -88,6 +124,7 @@ func (o *observed) Unwrap(ctx context.Context, wk WrappedKey, aad []byte) ([]byt
 }
 
 func (o *observed) Rewrap(ctx context.Context, wks []WrappedKey, aads [][]byte) ([]RewrapResult, error) {
+	ctx = o.start(ctx, "rewrap", "", len(wks))
 	start := o.cfg.Clock.Now()
 	res, err := rewrapper(o.inner).Rewrap(ctx, wks, aads)
 	o.report(ctx, "rewrap", "", len(wks), start, err)

@@ -46,6 +46,27 @@ type Cache[V comparable] struct {
 	// epoch makes Purge and Delete win over loads that started before
 	// them.
 	epoch uint64
+
+	hits, misses, loads, loadErrors atomic.Uint64
+}
+
+// Stats are a cache's counters since New. Lookup and LookupBytes count
+// their hits and Get its hits and misses: a caller that looks up first
+// calls Get only on a miss, so each lookup counts once. Of the misses,
+// those that joined another goroutine's load made no load of their own.
+type Stats struct {
+	// Hits are lookups answered from the cache.
+	Hits uint64
+	// Misses are Gets that found no fresh entry.
+	Misses uint64
+	// Loads are the loads Get ran; LoadErrors those that failed.
+	Loads, LoadErrors uint64
+}
+
+// Stats returns the cache's counters. Each is read atomically, not all
+// together.
+func (c *Cache[V]) Stats() Stats {
+	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Loads: c.loads.Load(), LoadErrors: c.loadErrors.Load()}
 }
 
 type entry[V comparable] struct {
@@ -90,7 +111,15 @@ func (c *Cache[V]) Lookup(key string) (V, bool) {
 	c.mu.RLock()
 	e := c.entries[key]
 	c.mu.RUnlock()
-	return e.hit()
+	return c.counted(e.hit())
+}
+
+// counted counts a hit of a lookup.
+func (c *Cache[V]) counted(v V, ok bool) (V, bool) {
+	if ok {
+		c.hits.Add(1)
+	}
+	return v, ok
 }
 
 // LookupBytes is Lookup for a key held in a byte slice; it does not
@@ -99,7 +128,7 @@ func (c *Cache[V]) LookupBytes(key []byte) (V, bool) {
 	c.mu.RLock()
 	e := c.entries[string(key)]
 	c.mu.RUnlock()
-	return e.hit()
+	return c.counted(e.hit())
 }
 
 func (e *entry[V]) hit() (V, bool) {
@@ -125,11 +154,19 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load func(context.Contex
 	if v, ok := c.Lookup(key); ok {
 		return v, nil
 	}
+	missed := false
 	for {
 		c.mu.Lock()
 		if v, ok := c.entries[key].hit(); ok {
 			c.mu.Unlock()
+			if !missed {
+				c.hits.Add(1)
+			}
 			return v, nil
+		}
+		if !missed {
+			missed = true
+			c.misses.Add(1)
 		}
 		if f := c.flights[key]; f != nil {
 			c.mu.Unlock()
@@ -149,7 +186,11 @@ func (c *Cache[V]) Get(ctx context.Context, key string, load func(context.Contex
 		epoch := c.epoch
 		c.mu.Unlock()
 
+		c.loads.Add(1)
 		f.v, f.err = load(ctx)
+		if f.err != nil {
+			c.loadErrors.Add(1)
+		}
 
 		c.mu.Lock()
 		delete(c.flights, key)

@@ -282,3 +282,52 @@ func TestOnEvict(t *testing.T) {
 	assert.False(t, c.Holds("p", purgedLoad))
 	assert.Equal(t, 0, count(purgedLoad))
 }
+
+func TestStats(t *testing.T) {
+	ctx := context.Background()
+	clk := fakeclock.New(time.Unix(0, 0))
+	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Minute, AfterFunc: clk.AfterFunc})
+	var calls atomic.Int64
+	_, ok := c.LookupBytes([]byte("k"))
+	require.False(t, ok)
+	assert.Equal(t, Stats{}, c.Stats(), "a lookup's miss is counted by the Get that follows it")
+	_, err := c.Get(ctx, "k", loader(&calls, &val{1}))
+	require.NoError(t, err)
+	assert.Equal(t, Stats{Misses: 1, Loads: 1}, c.Stats())
+	_, _ = c.Get(ctx, "k", loader(&calls, &val{2}))
+	_, _ = c.LookupBytes([]byte("k"))
+	_, _ = c.Lookup("k")
+	assert.Equal(t, Stats{Hits: 3, Misses: 1, Loads: 1}, c.Stats())
+
+	boom := errors.New("boom")
+	_, err = c.Get(ctx, "bad", func(context.Context) (*val, error) { return nil, boom })
+	require.ErrorIs(t, err, boom)
+	assert.Equal(t, Stats{Hits: 3, Misses: 2, Loads: 2, LoadErrors: 1}, c.Stats())
+
+	// Concurrent misses on one key: one load.
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(1)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		_, _ = c.Get(ctx, "slow", func(context.Context) (*val, error) {
+			started.Done()
+			<-release
+			return &val{3}, nil
+		})
+	})
+	started.Wait()
+	for range 4 {
+		wg.Go(func() { _, _ = c.Get(ctx, "slow", loader(&calls, &val{4})) })
+	}
+	for c.Stats().Misses < 7 { // each waiter counts its miss before it waits
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	assert.Equal(t, Stats{Hits: 3, Misses: 7, Loads: 3, LoadErrors: 1}, c.Stats())
+
+	// Add is not a lookup.
+	c.Add("added", &val{5})
+	assert.Equal(t, uint64(7), c.Stats().Misses)
+}
