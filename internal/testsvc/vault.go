@@ -212,9 +212,10 @@ func (v *Vault) start(ctx context.Context, bin string) error {
 }
 
 // do sends one request with the root token and returns the status and
-// body.
+// body. Mounting transit took over 5 s on a 2-core machine with a load
+// average of 20, hence the generous bound.
 func (v *Vault) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, v.Addr+path, bytes.NewReader(body))
 	if err != nil {
