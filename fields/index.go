@@ -279,34 +279,6 @@ func SuggestIndexBits(rows int64, entropyBits float64) (int, error) {
 	return l, nil
 }
 
-// maxSafeBits is the longest index that keeps at least two rows per value.
-func maxSafeBits(rows int64) int {
-	return int(math.Floor(math.Log2(float64(rows)))) - 1
-}
-
-// checkIndexes refuses blind indexes that leak too much for
-// Config.ExpectedRows: each index, and all the indexes over one field
-// together (their bits add up), must keep two rows per value.
-func (c *Codec) checkIndexes(p *plan) error {
-	if c.cfg.ExpectedRows <= 0 || len(p.indexes) == 0 {
-		return nil
-	}
-	limit := maxSafeBits(c.cfg.ExpectedRows)
-	perField := map[int]int{}
-	for _, ip := range p.indexes {
-		if ip.bits > limit {
-			return &TagError{Type: p.typ.String(), Field: ip.name, Reason: fmt.Sprintf("bits=%d leaks too much for %d rows: at most %d (SuggestIndexBits)", ip.bits, c.cfg.ExpectedRows, limit)}
-		}
-		for _, s := range ip.sources {
-			perField[s] += ip.bits
-			if perField[s] > limit {
-				return &TagError{Type: p.typ.String(), Field: ip.name, Reason: fmt.Sprintf("the indexes over %s add up to %d bits, more than %d for %d rows", p.fields[s].name, perField[s], limit, c.cfg.ExpectedRows)}
-			}
-		}
-	}
-	return nil
-}
-
 // indexInput appends the MAC input of an index to dst: each source's
 // normalized text as a uint32 length and bytes. tmp is scratch space. It
 // reports false when a source is NULL.
