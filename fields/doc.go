@@ -117,7 +117,14 @@
 // (CipherSweet's rule: at least two rows per index value), and the planner
 // (see Planning blind indexes) refuses plans that would leak more. A search
 // (IndexTerms) returns candidate rows; decrypt them and keep those for
-// which Match is true. The digits normalizer keeps every Unicode decimal digit as
+// which Match is true. Index key versions created by this release on bind
+// the index's definition (its normalizer chains, one per source, and its
+// bits) into the key that computes it (keys.IndexKey.For): two
+// definitions of one column never share values, so changing normalize= or
+// bits= without rotating the index key makes searches miss instead of
+// mixing incompatible values; rotate the index key and reindex instead.
+// Versions created by earlier releases compute as they did, so their
+// stored values keep matching until they are reindexed. The digits normalizer keeps every Unicode decimal digit as
 // its ASCII digit (a full-width "９９９-１２-３４５６" indexes like
 // "999-12-3456"). A non-empty source that its normalizers reduce to
 // nothing ("N/A" under digits) gets a NULL index, like a NULL source,
