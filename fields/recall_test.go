@@ -45,7 +45,7 @@ type person struct {
 // desuffix removes Synthea's numeric suffix.
 func desuffix(name string) string { return strings.TrimRightFunc(name, unicode.IsDigit) }
 
-func loadCSVPeople(t *testing.T) []person {
+func loadCSVPeople(t testing.TB) []person {
 	t.Helper()
 	f, err := os.Open("../testdata/synthea/patients.csv")
 	require.NoError(t, err)
@@ -65,7 +65,7 @@ func loadCSVPeople(t *testing.T) []person {
 	return out
 }
 
-func loadBulkPeople(t *testing.T) []person {
+func loadBulkPeople(t testing.TB) []person {
 	t.Helper()
 	f, err := os.Open("../testdata/fhir-synthea/bulk-1000/Patient.000.ndjson")
 	require.NoError(t, err)
@@ -253,7 +253,7 @@ func (s *queryStats) checkFalsePositives(t *testing.T) {
 func TestRecallSynthea(t *testing.T) {
 	for _, ds := range []struct {
 		name string
-		load func(*testing.T) []person
+		load func(testing.TB) []person
 		n    int
 	}{{"csv", loadCSVPeople, 1174}, {"bulk", loadBulkPeople, 1144}} {
 		t.Run(ds.name, func(t *testing.T) {
