@@ -56,6 +56,13 @@
 // warm search makes no store or KMS call. Other replicas' changes are seen
 // within CacheMaxAge.
 //
+// A blind index key version created by this release on is stored with
+// Suite IndexParamsBound: IndexKey.For derives from it one key per index
+// definition (the caller's description of its normalizers and bits), so
+// that a definition changed without a new version stops matching rather
+// than mixing values. Versions stored by earlier releases (Suite 0) compute
+// every definition with their one key, as they always did.
+//
 // While the KMS is down, cached keys keep working until CacheMaxAge;
 // uncached ones fail within the caller's deadline with an error matching
 // kms.ErrUnavailable.

@@ -486,7 +486,9 @@ func (k *Keyring) suiteFor(id ID) envelope.Suite {
 	case DeterministicKeyName:
 		return envelope.AESSIV
 	}
-	return 0
+	// Every other key set is a blind index key: new versions bind index
+	// parameters.
+	return IndexParamsBound
 }
 
 // newVersion generates version v of id and wraps it with the KEK.
@@ -520,7 +522,7 @@ func (k *Keyring) unwrapped(id ID, v uint32, suite envelope.Suite, raw []byte) (
 		}
 		return &versionKey{dek: dek}, nil
 	}
-	ik, err := newIndexKey(v, raw)
+	ik, err := newIndexKey(v, raw, suite)
 	if err != nil {
 		return nil, err
 	}

@@ -117,7 +117,8 @@ func (id ID) hasBudget() bool { return id.Name == DataKeyName }
 type Record struct {
 	Version uint32
 	State   State
-	// Suite is the data key's AEAD suite; zero for index keys.
+	// Suite is the data key's AEAD suite; for an index key,
+	// IndexParamsBound, or zero for a version of an earlier release.
 	Suite envelope.Suite
 	// Wrapped is the key wrapped by the KEK, with the AAD described in the
 	// package documentation. Empty once the version is destroyed.
