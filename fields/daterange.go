@@ -293,32 +293,35 @@ func (c *Codec) DateRangeSearch(ctx context.Context, template any, field string,
 	if err != nil {
 		return RangeTerms{}, err
 	}
-	// The live key versions of each index: each bucket is one term per
-	// version of its index.
-	var ks [precDay + 1][]*keys.IndexKey
-	for prec, ip := range idx {
-		if ip == nil {
-			continue
-		}
-		scope, err := p.indexScope(ip, rv, recordScope)
-		if err != nil {
-			return RangeTerms{}, err
-		}
-		if ks[prec], err = c.cfg.Keyring.AppendIndexKeys(ctx, nil, scope, p.table, ip.column); err != nil {
-			return RangeTerms{}, err
-		}
-	}
 	var have [precDay + 1]bool
 	for prec := range idx {
 		have[prec] = idx[prec] != nil
 	}
 	buckets, ok := coverRange(r, have, maxTerms)
+	if !ok {
+		return RangeTerms{}, &TermLimitError{Terms: maxTerms + 1, Limit: maxTerms}
+	}
+	// The live key versions of each index the cover uses: each bucket is
+	// one term per version of its index.
+	var ks [precDay + 1][]*keys.IndexKey
+	var fetched [precDay + 1]bool
 	terms := 0
 	for _, b := range buckets {
+		if !fetched[b.prec] {
+			fetched[b.prec] = true
+			ip := idx[b.prec]
+			scope, err := p.indexScope(ip, rv, recordScope)
+			if err != nil {
+				return RangeTerms{}, err
+			}
+			if ks[b.prec], err = c.cfg.Keyring.AppendIndexKeys(ctx, nil, scope, p.table, ip.column); err != nil {
+				return RangeTerms{}, err
+			}
+		}
 		terms += len(ks[b.prec])
 	}
-	if !ok || terms > maxTerms {
-		return RangeTerms{}, &TermLimitError{Terms: max(terms, maxTerms+1), Limit: maxTerms}
+	if terms > maxTerms {
+		return RangeTerms{}, &TermLimitError{Terms: terms, Limit: maxTerms}
 	}
 	out := RangeTerms{Field: field, Buckets: len(buckets), Terms: terms}
 	sc := c.getScratch()

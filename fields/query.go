@@ -118,7 +118,10 @@ func (q *Query) ScopeColumn(column string) *Query {
 }
 
 // Search is a Query with its terms computed: the SQL condition for the
-// database, and the post-filter for the rows it returns.
+// database, and the post-filter for the rows it returns. It keeps the
+// query's template, which Match compares with: leave the template as it
+// is while the Search is in use. It is safe for concurrent use by Where
+// and Match.
 type Search struct {
 	// Table is the record type's table.
 	Table string
