@@ -191,7 +191,10 @@ func TestDateRangeTermLimit(t *testing.T) {
 	assert.Equal(t, 19, tl.Limit)
 
 	// With a second live version of the month index, each month bucket
-	// is searched under both: 4 + 2*16 terms.
+	// is searched under both: 4 + 2*16 terms, and rows indexed under
+	// either version are found while the reindex runs.
+	before := &monthsOnly{ID: "a", Scope: "s", Born: fields.New(day("1980-05-10"))}
+	require.NoError(t, c.Seal(ctx, before))
 	id, err := keys.IndexKeyID("s", "m", "ym")
 	require.NoError(t, err)
 	_, err = kr.Rotate(ctx, id)
@@ -200,6 +203,21 @@ func TestDateRangeTermLimit(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, 20, rt.Buckets)
 	assert.Equal(t, 36, rt.Terms)
+	after := &monthsOnly{ID: "b", Scope: "s", Born: fields.New(day("1985-06-30"))}
+	require.NoError(t, c.Seal(ctx, after))
+	require.Equal(t, uint32(1), before.YM.Version())
+	require.Equal(t, uint32(2), after.YM.Version())
+	for _, rec := range []*monthsOnly{before, after} {
+		found := false
+		for _, ct := range rt.Columns {
+			if ct.Index == "YM" {
+				for _, term := range ct.Terms {
+					found = found || rec.YM.Equal(term)
+				}
+			}
+		}
+		assert.True(t, found, "index version %d", rec.YM.Version())
+	}
 	_, err = c.DateRangeSearch(ctx, &monthsOnly{Scope: "s"}, "Born", r, 35)
 	assert.ErrorIs(t, err, fields.ErrTooManyTerms)
 
