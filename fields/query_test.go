@@ -320,6 +320,28 @@ func TestSyntheaSQLCombined(t *testing.T) {
 		require.NoError(t, err)
 		_, got = sp.run(t, c, s)
 		assert.Contains(t, got, p.ID, "sounds like itself")
+
+		// All four kinds at once: prefix, sounds-like, range and
+		// equality (the birth date's date index), joined by AND.
+		if i%25 == 0 {
+			first3 := string([]rune(p.Last.Get())[:3])
+			all := &rangePatient{TenantID: tenant, Last: fields.New(first3), BirthDate: fields.New(born)}
+			s, err = c.Search(ctx, fields.NewQuery(all).Prefix("Last").SoundsLike("LastSound").DateRange("BirthDate", r).Equal("BornD"))
+			require.NoError(t, err)
+			require.Len(t, s.Conds, 4)
+			_, got = sp.run(t, c, s)
+			want = nil
+			for _, o := range sp.plain {
+				rec := &rangePatient{TenantID: sp.tenant[o.ID], Last: o.Last, BirthDate: o.BirthDate}
+				sounds, err := c.Match(rec, all, "LastSound")
+				require.NoError(t, err)
+				if sp.tenant[o.ID] == tenant && strings.HasPrefix(fold.String(o.Last.Get()), fold.String(first3)) &&
+					sounds && o.BirthDate.Get().Equal(born) {
+					want = append(want, o.ID)
+				}
+			}
+			assert.ElementsMatch(t, want, got, "four conditions")
+		}
 	}
 	t.Logf("%d prefix+range queries: recall and precision 100%%; %d found, %d candidates decrypted", queries, found, candidates)
 	assert.Greater(t, candidates, found, "the post-filter removed candidates")
