@@ -68,12 +68,12 @@ func testList(t *testing.T, dialect string) {
 	}
 	queries := [][2]string{{"smi", "1980-03..1985-06"}, {"", "1980-03..1985-06"}, {"", "1950..1969"}, {"", "2010-06-15..2012-02-03"}}
 	for i := 0; i < len(inputs); i += 9 {
-		last, born := *inputs[i].Last, *inputs[i].BirthDate
+		last, born := []rune(*inputs[i].Last), *inputs[i].BirthDate
 		queries = append(queries,
-			[2]string{strings.ToUpper(last[:2]), ""},
-			[2]string{last[:3], born[:4] + ".." + born[:7]},
-			[2]string{last[:4], born[:7] + ".." + born[:4]},
-			[2]string{strings.ToLower(last), born},
+			[2]string{strings.ToUpper(string(last[:2])), ""},
+			[2]string{string(last[:3]), born[:4] + ".." + born[:7]},
+			[2]string{string(last[:4]), born[:7] + ".." + born[:4]},
+			[2]string{strings.ToLower(string(last)), born},
 		)
 	}
 	matched := 0
