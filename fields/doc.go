@@ -249,6 +249,23 @@
 // by value that frequency analysis can name: the planner warns
 // (Config.OnPlanWarning, or slog.Warn) without refusing.
 //
+// # Date ranges and queries
+//
+// A date field with year, yearmonth or date indexes is searched by range
+// (ParseDateRange, Codec.DateRangeSearch): the range becomes the coarsest
+// buckets inside it and finer ones at its edges, each searched in its
+// index under every live key version, and MatchDateRange post-filters.
+// What bucket indexes leak is in daterange.go's comment: which rows share
+// a birth year or month, whatever the bits.
+//
+// A Query (NewQuery) joins equality, sounds-like, prefix and date-range
+// conditions on a template with AND. Codec.Search computes its terms,
+// bounded by Query.MaxTerms (DefaultMaxTerms; a *TermLimitError beyond);
+// Search.Where writes the SQL condition with ? or $n placeholders and
+// quoted column names, refusing names that are not plain identifiers
+// (ErrUnsafeIdentifier); Search.Match is the post-filter that makes the
+// answer exact. Package gormphi runs a Query with GORM (Query, Find).
+//
 // # Migration mode
 //
 // By default, Open refuses plaintext where a ciphertext belongs
