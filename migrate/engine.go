@@ -81,6 +81,10 @@ type Config struct {
 	// them (Migrate): for a database role that may read and write rows
 	// but run no DDL. Install the tables from SchemaMigrations first.
 	CheckSchemaOnly bool
+
+	// recordPath makes Reencrypt jobs take the record path for every row
+	// (tests and benchmarks compare the two).
+	recordPath bool
 }
 
 // schema creates the bookkeeping tables, or only checks them.
@@ -231,6 +235,7 @@ func dryRun(ctx context.Context, cfg *Config) (Report, error) {
 			return w.report, err
 		}
 		last = sql.NullString{String: batch[len(batch)-1].id, Valid: true}
+		w.newBatch()
 		for _, r := range batch {
 			ch, err := w.decide(ctx, r)
 			if err != nil {
@@ -357,6 +362,9 @@ type worker struct {
 	// scope, when set, limits reads to the rows of that scope (Verify's
 	// VerifyConfig.Scope).
 	scope string
+	// rs is the Reencrypt fast path's state (reseal.go), made on first
+	// use.
+	rs *resealer
 }
 
 // prepare reads the column types a batched update must cast to.
@@ -490,6 +498,9 @@ type row struct {
 	src       []any // per Column: the value of Name
 	dst       []any // per Column: the value of target() (src again in place)
 	idx       []any // per Index
+	// ver is the row version read, on PostgreSQL (xmin): any write to
+	// the row since it was read changes it.
+	ver string
 }
 
 // columns returns the columns a row is read with.
@@ -532,7 +543,7 @@ func (w *worker) readBatch(ctx context.Context, q sqltx.Querier, last sql.NullSt
 		where = append(where, s.ScopeColumn+" = ?")
 		args = append(args, w.scope)
 	}
-	query := "SELECT " + strings.Join(s.columns(), ", ") + " FROM " + s.Table
+	query := "SELECT " + w.selectList() + " FROM " + s.Table
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -549,10 +560,21 @@ func (w *worker) readRows(ctx context.Context, q sqltx.Querier, ids []string) ([
 	for i, id := range ids {
 		args[i] = id
 	}
-	return w.query(ctx, q, "SELECT "+strings.Join(s.columns(), ", ")+" FROM "+s.Table+" WHERE "+s.ID+" IN ("+marks+") ORDER BY "+s.ID, args)
+	return w.query(ctx, q, "SELECT "+w.selectList()+" FROM "+s.Table+" WHERE "+s.ID+" IN ("+marks+") ORDER BY "+s.ID, args)
 }
 
-// query runs a row query over the spec's columns and scans the rows.
+// selectList is what a row is read with: the spec's columns and, on
+// PostgreSQL, the row version (xmin) that the compare-and-swap update
+// checks.
+func (w *worker) selectList() string {
+	list := strings.Join(w.cfg.Spec.columns(), ", ")
+	if w.cfg.Dialect == keys.Postgres {
+		list += ", xmin::text"
+	}
+	return list
+}
+
+// query runs a row query over selectList and scans the rows.
 func (w *worker) query(ctx context.Context, q sqltx.Querier, query string, args []any) ([]*row, error) {
 	s := &w.cfg.Spec
 	rows, err := q.QueryContext(ctx, w.cfg.Dialect.Rebind(query), args...)
@@ -577,6 +599,9 @@ func (w *worker) query(ctx context.Context, q sqltx.Querier, query string, args 
 		}
 		for i := range s.Indexes {
 			dest = append(dest, &r.idx[i])
+		}
+		if w.cfg.Dialect == keys.Postgres {
+			dest = append(dest, &r.ver)
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("migrate: read %s: %w", s.Table, err)
@@ -623,6 +648,7 @@ func isCiphertext(v any) bool {
 // values read, for the compare-and-swap.
 type change struct {
 	id   string
+	ver  string // the row version read (PostgreSQL)
 	cols []string
 	olds []any
 	news []any
@@ -640,6 +666,7 @@ func (w *worker) migrateBatch(ctx context.Context, q sqltx.Querier, batch []*row
 	var written int64
 	for attempt := 0; len(batch) > 0; attempt++ {
 		var changes []*change
+		w.newBatch()
 		for _, r := range batch {
 			ch, err := w.decide(ctx, r)
 			if err != nil {
@@ -698,8 +725,27 @@ func (w *worker) writeChanges(ctx context.Context, q sqltx.Querier, changes []*c
 	return done, err
 }
 
-// decide returns the change a row needs for the job, or nil.
+// decide returns the change a row needs for the job, or nil. Reencrypt
+// jobs work on the ciphertexts (decideReencrypt); the others, and
+// re-encrypted rows whose blind indexes are stale, go through the fields
+// package with a typed record (decideRecord).
 func (w *worker) decide(ctx context.Context, r *row) (*change, error) {
+	if w.cfg.Kind == Reencrypt && !w.cfg.recordPath {
+		return w.decideReencrypt(ctx, r)
+	}
+	return w.decideRecord(ctx, r)
+}
+
+// newBatch starts a batch: key versions cached for the previous one are
+// looked up again.
+func (w *worker) newBatch() {
+	if w.rs != nil {
+		w.rs.newBatch()
+	}
+}
+
+// decideRecord is decide through a typed record: Open, then Seal.
+func (w *worker) decideRecord(ctx context.Context, r *row) (*change, error) {
 	s := &w.cfg.Spec
 	rec := reflect.New(w.typ)
 	rv := rec.Elem()
@@ -756,7 +802,7 @@ func (w *worker) decide(ctx context.Context, r *row) (*change, error) {
 	if err := w.cfg.Codec.Seal(ctx, rec.Interface()); err != nil {
 		return nil, fmt.Errorf("migrate: row %s: %w", r.id, err)
 	}
-	ch := &change{id: r.id}
+	ch := &change{id: r.id, ver: r.ver}
 	for i, c := range s.Columns {
 		if !needs[i] {
 			continue
