@@ -29,7 +29,11 @@ const (
 	// and computes the blind indexes.
 	Encrypt Kind = "encrypt"
 	// Reencrypt re-encrypts values whose data key version is older than
-	// the scope's active one, after a rotation.
+	// the scope's active one, after a rotation. It works on the
+	// ciphertexts: each is opened with its old key and sealed with the
+	// active one under the same binding, in its own encoding (text armor
+	// or binary), without decoding the plaintext; blind indexes are
+	// recomputed only in rows whose index key changed too.
 	Reencrypt Kind = "reencrypt"
 	// Reindex recomputes blind index values made with an index key version
 	// older than the active one, after an index key rotation.
@@ -177,10 +181,12 @@ func (c *Config) defaults() error {
 // uncommitted partition, which the next worker redoes; rows already
 // migrated are recognised and skipped, so nothing is encrypted twice.
 //
-// Every write is a compare-and-swap on the values read (UPDATE … WHERE id
-// = … AND column IS NOT DISTINCT FROM old), so an application write that
-// lands in between is never overwritten: the row is counted in Conflicts
-// and left as the application wrote it (sealed, by fields).
+// Every write is a compare-and-swap on what was read: on PostgreSQL the
+// row version (UPDATE … WHERE id = … AND xmin = the xmin read), on SQLite
+// the values (… AND column IS old), so an application write that lands in
+// between is never overwritten: the row is read again and decided anew,
+// and after repeated conflicts counted in Conflicts and left as the
+// application wrote it (sealed, by fields).
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	var r Report
 	if err := cfg.defaults(); err != nil {

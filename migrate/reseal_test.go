@@ -392,3 +392,52 @@ func TestReencryptWorker(t *testing.T) {
 		Job: "reenc-crash", Kind: migrate.Reencrypt, Spec: spec, PartitionRows: 500, BatchRows: 250})
 	require.NoError(t, err)
 }
+
+// TestReencryptWaitsForApplicationWrite holds an application's update of
+// a row open while a Reencrypt job reads and writes that row: the job's
+// update waits for the row lock, finds the row changed since its read when
+// the application commits, reads it again, and keeps the application's
+// value (resealing only the row's other, still old, values).
+func TestReencryptWaitsForApplicationWrite(t *testing.T) {
+	ctx := context.Background()
+	e := newEnv(t, kinds[1], 30)
+	_, err := migrate.Run(ctx, e.config("enc", migrate.Encrypt))
+	require.NoError(t, err)
+	e.rotateTenants(t)
+	id := e.firstIDs(t, "tenant:0", 1)[0]
+	p := &appPatient{ID: id, TenantID: "tenant:0", SSN: fields.New("999-99-0000")}
+	require.NoError(t, e.codec.Seal(ctx, p))
+	tx, err := e.db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	defer tx.Rollback()
+	_, err = tx.Exec("UPDATE patients SET ssn = $1, ssn_index = $2 WHERE id = $3", p.SSN, p.SSNIndex, id)
+	require.NoError(t, err)
+
+	type result struct {
+		r   migrate.Report
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		r, err := migrate.Run(ctx, e.config("reenc", migrate.Reencrypt))
+		done <- result{r, err}
+	}()
+	// Wait until the job's update waits for the application's row lock.
+	require.Eventually(t, func() bool {
+		var n int
+		err := e.db.QueryRow("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'").Scan(&n)
+		return err == nil && n > 0
+	}, 20*time.Second, 10*time.Millisecond, "the job never waited for the row")
+	require.NoError(t, tx.Commit())
+	res := <-done
+	require.NoError(t, res.err)
+	assert.Equal(t, int64(30), res.r.Written)
+
+	got := e.readAll(t, e.codec)
+	assert.Equal(t, "999-99-0000", got[id].SSN.Get(), "the application's write survives")
+	want := e.plain[id]
+	assert.Equal(t, want[1], got[id].Last.Get(), "the row's other values are re-encrypted")
+	v, err := migrate.Verify(ctx, migrate.VerifyConfig{DB: e.db, Dialect: e.dialect, Spec: spec, Codec: e.codec})
+	require.NoError(t, err)
+	assert.Equal(t, map[uint32]int64{2: 30}, v.Columns[1].Versions)
+}
