@@ -2,10 +2,13 @@ package keys_test
 
 import (
 	"context"
+	"database/sql"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -43,10 +46,12 @@ func patientScope(i int) string {
 
 // BenchmarkPatientKeyCreate is a new patient's first encryption: the
 // patient's data key is created, wrapped by the KEK and stored. It
-// reports KMS calls and store calls per new patient.
+// reports KMS calls and store calls per new patient and, for the SQL
+// stores, the key tables' size per patient (PostgreSQL: the tables and
+// their indexes; SQLite: the whole database file).
 func BenchmarkPatientKeyCreate(b *testing.B) {
 	ctx := context.Background()
-	for _, name := range []string{"memory", "sqlite"} {
+	for _, name := range []string{"memory", "sqlite", "postgres"} {
 		b.Run(name, func(b *testing.B) {
 			kek, _ := newKEK(b)
 			store := &callCountingStore{Store: stores()[name](b)}
@@ -61,6 +66,15 @@ func BenchmarkPatientKeyCreate(b *testing.B) {
 			b.ReportMetric(float64(kek.Calls())/float64(i), "kms-calls/op")
 			b.ReportMetric(float64(store.gets.Load())/float64(i), "store-gets/op")
 			b.ReportMetric(float64(store.updates.Load())/float64(i), "store-updates/op")
+			if sqls, ok := store.Store.(*keys.SQLStore); ok {
+				var size int64
+				query := "SELECT pg_total_relation_size('phicrypt_keys') + pg_total_relation_size('phicrypt_key_sets')"
+				if sqls.Dialect() == keys.SQLite {
+					query = "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()"
+				}
+				require.NoError(b, sqls.DB().QueryRowContext(ctx, query).Scan(&size))
+				b.ReportMetric(float64(size)/float64(i), "store-B/patient")
+			}
 		})
 	}
 }
@@ -130,4 +144,47 @@ func BenchmarkCachedKeyMemory(b *testing.B) {
 		runtime.KeepAlive(kr)
 	}
 	b.ReportMetric(perKey, "heap-B/patient")
+}
+
+// BenchmarkAuditLogAppend appends events to the tamper-evident audit log
+// from 1 and 16 concurrent callers (group commit shares one transaction
+// among the callers waiting), on SQLite and PostgreSQL, and reports events
+// per second (the wall time of the appends alone).
+func BenchmarkAuditLogAppend(b *testing.B) {
+	ctx := context.Background()
+	dbs := map[string]func(testing.TB) (*sql.DB, keys.Dialect){
+		"sqlite":   func(t testing.TB) (*sql.DB, keys.Dialect) { return sqliteDB(t), keys.SQLite },
+		"postgres": func(t testing.TB) (*sql.DB, keys.Dialect) { return postgresDB(t), keys.Postgres },
+	}
+	for _, name := range []string{"sqlite", "postgres"} {
+		for _, callers := range []int{1, 16} {
+			b.Run(name+"/callers="+strconv.Itoa(callers), func(b *testing.B) {
+				db, d := dbs[name](b)
+				kek, _ := newKEK(b)
+				log, err := keys.NewAuditLog(ctx, db, d, kek)
+				require.NoError(b, err)
+				e := keys.Event{Op: keys.OpUse, Scope: "tenant:st-mary", Key: keys.DataKeyName, Version: 1, Use: "decrypt", Outcome: keys.Success}
+				start := time.Now()
+				var n atomic.Int64
+				var wg sync.WaitGroup
+				for c := range callers {
+					k := b.N / callers
+					if c < b.N%callers {
+						k++
+					}
+					wg.Go(func() {
+						for range k {
+							if err := log.Audit(ctx, e); err != nil {
+								b.Error(err)
+								return
+							}
+							n.Add(1)
+						}
+					})
+				}
+				wg.Wait()
+				b.ReportMetric(float64(n.Load())/time.Since(start).Seconds(), "events/s")
+			})
+		}
+	}
 }
