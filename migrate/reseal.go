@@ -98,16 +98,27 @@ func (w *worker) activeVersion(ctx context.Context, id keys.ID) (uint32, error) 
 // anything else (NULL, legacy plaintext, another form, a malformed value:
 // Verify reports those) it reports false. Only the header is decoded.
 func compactHeader(v any) (version uint32, text, ok bool) {
-	b := rawBytes(v)
-	if len(b) > 0 && b[0] == format.Magic {
-		_, version, ok = format.ParseCompact(b)
+	var head []byte // the value's first bytes, enough for a header
+	switch x := v.(type) {
+	case []byte:
+		head = x[:min(len(x), len(format.ArmorPrefix)+12)]
+	case string:
+		// Text columns scan as strings: look at the header without
+		// copying the whole value.
+		var buf [len(format.ArmorPrefix) + 12]byte
+		head = buf[:copy(buf[:], x)]
+	default:
+		return 0, false, false
+	}
+	if len(head) > 0 && head[0] == format.Magic {
+		_, version, ok = format.ParseCompact(rawBytes(v))
 		return version, false, ok
 	}
-	if !format.IsArmored(b) {
+	if !format.IsArmored(head) {
 		return 0, false, false
 	}
 	// 12 base64 characters are 9 bytes: the 8-byte header and one more.
-	body := b[len(format.ArmorPrefix):]
+	body := head[len(format.ArmorPrefix):]
 	if len(body) < 12 {
 		return 0, false, false
 	}
