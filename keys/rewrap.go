@@ -21,17 +21,26 @@ type RewrapOptions struct {
 	BatchSize int
 	// Progress, if set, is called after each batch.
 	Progress func(RewrapReport)
+	// ToParents migrates to the key hierarchy: every key still wrapped by
+	// the KEK whose scope has a parent under Config.Parent is unwrapped
+	// (one KMS call each, once) and wrapped again under its parent's key.
+	// A run stopped by a failure resumes when called again: migrated keys
+	// are no longer wrapped by the KEK.
+	ToParents bool
 }
 
 // RewrapReport counts what Rewrap did.
 type RewrapReport struct {
 	// Started is the WrappedBefore the run used: pass it to resume.
 	Started time.Time
-	// Scanned counts the versions examined, Rewrapped those rewrapped,
-	// Skipped those left alone (destroyed, already rewrapped, or changed
-	// concurrently), Failed those whose unwrap failed (tampered or
-	// foreign wrapped keys; each is audited).
-	Scanned, Rewrapped, Skipped, Failed int
+	// Scanned counts the versions examined, Rewrapped those rewrapped
+	// by the KEK, Local those rewrapped locally under their parent's new
+	// key version (no KMS call), Migrated those moved from the KEK to
+	// their parent's key (ToParents), Skipped those left alone
+	// (destroyed, already rewrapped, wrapped under their parent's active
+	// key, or changed concurrently), Failed those whose unwrap failed
+	// (tampered or foreign wrapped keys; each is audited).
+	Scanned, Rewrapped, Local, Migrated, Skipped, Failed int
 }
 
 type rewrapItem struct {
@@ -41,7 +50,14 @@ type rewrapItem struct {
 
 // Rewrap re-encrypts every stored key version under the KEK's current
 // version, after a KEK rotation. It touches no data: only the wrapped keys
-// in the store change. It works in batches, through the KEK's batch rewrap
+// in the store change.
+//
+// Keys wrapped under a parent key (see "Key hierarchy" in the package
+// documentation) are not sent to the KMS: only the parent keys, which
+// the KEK wraps, are. A child key wrapped under an older version of its
+// parent's key (after Rotate of the parent key) is rewrapped locally
+// under the active one; with ToParents, keys still wrapped by the KEK
+// move under their parent's key. Both resume by running Rewrap again. It works in batches, through the KEK's batch rewrap
 // (kms.Rewrapper) when it has one and Unwrap then Wrap otherwise, and each
 // version is replaced only if nobody changed it meanwhile.
 //
@@ -79,7 +95,16 @@ func (k *Keyring) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapReport,
 			after = ks.ID
 			for _, rec := range ks.Versions {
 				r.Scanned++
-				if rec.State == Destroyed || !rec.WrappedAt.Before(r.Started) {
+				if rec.State == Destroyed {
+					r.Skipped++
+					continue
+				}
+				if local, err := k.rewrapHierarchy(ctx, ks.ID, rec, opts.ToParents, &r); err != nil {
+					return r, err
+				} else if local {
+					continue
+				}
+				if !rec.WrappedAt.Before(r.Started) {
 					r.Skipped++
 					continue
 				}
@@ -95,6 +120,52 @@ func (k *Keyring) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapReport,
 			return r, flush()
 		}
 	}
+}
+
+// rewrapHierarchy handles rec, a version of id, if it belongs to the key
+// hierarchy: wrapped under a parent key, or to be moved under one
+// (toParents). It reports whether it did; a KMS or store failure is
+// returned, an unwrap failure counted and audited.
+func (k *Keyring) rewrapHierarchy(ctx context.Context, id ID, rec Record, toParents bool, r *RewrapReport) (bool, error) {
+	parent, pv, wrapped, err := parseParentKeyID(rec.Wrapped.KeyID)
+	var replaced bool
+	switch {
+	case wrapped && err == nil:
+		replaced, err = k.rewrapLocal(ctx, id, rec, parent, pv)
+	case wrapped:
+	case toParents:
+		var ok bool
+		if parent, ok, err = k.parentOf(id); err == nil && !ok {
+			return false, nil
+		}
+		if err == nil {
+			replaced, err = k.replaceWrapped(ctx, id, rec, func(raw []byte) (kms.WrappedKey, error) {
+				return k.wrapUnderParent(ctx, id, rec.Version, rec.Suite, raw, parent)
+			})
+		}
+	default:
+		return false, nil
+	}
+	e := Event{Op: OpRewrap, Scope: id.Scope, Key: id.Name, Version: rec.Version, KEKID: rec.Wrapped.KeyID, Outcome: Success}
+	switch {
+	case err != nil && (kms.IsTransient(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, kms.ErrUnwrapFailed) && !errors.Is(err, ErrMetadataTampered) && !errors.Is(err, ErrKeyDestroyed) && !errors.Is(err, ErrKeyUnusable) && !errors.Is(err, ErrKeyNotFound)):
+		return true, fmt.Errorf("keys: rewrap %s version %d: %w", id.kind(), rec.Version, err)
+	case errors.Is(err, ErrKeyDestroyed):
+		r.Skipped++ // its parent is shredded: nothing left to rewrap
+		return true, nil
+	case err != nil:
+		r.Failed++
+		e.Outcome, e.ErrorClass = Failure, ErrorClass(err)
+		return true, k.audit(ctx, e)
+	case !replaced:
+		r.Skipped++
+		return true, nil
+	case wrapped:
+		r.Local++
+	default:
+		r.Migrated++
+	}
+	return true, k.audit(ctx, e)
 }
 
 // rewrapBatch rewraps items with the KMS and stores the results.
