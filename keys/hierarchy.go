@@ -15,6 +15,10 @@ import (
 	"github.com/phicrypt/phicrypt/kms"
 )
 
+// DefaultParentCacheMaxEntries is the default of
+// Config.ParentCacheMaxEntries.
+const DefaultParentCacheMaxEntries = 1000
+
 // ParentKeyName is the Name of a parent scope's key set whose versions
 // wrap the keys of its children (see Config.Parent). Its versions are
 // wrapped by the KEK, never by another parent, and never rotate by

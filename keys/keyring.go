@@ -19,9 +19,6 @@ import (
 // Defaults of Config.
 const (
 	DefaultCacheMaxEntries = 10000
-	// DefaultParentCacheMaxEntries is the default of
-	// Config.ParentCacheMaxEntries.
-	DefaultParentCacheMaxEntries = 1000
 	DefaultCacheMaxAge     = 5 * time.Minute
 	DefaultReserveBlock    = 1 << 16
 	// MaxMessages is the most values one data key version encrypts:
