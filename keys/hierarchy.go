@@ -273,22 +273,48 @@ func (k *Keyring) destroyChildren(ctx context.Context, parent string, report *De
 		if err != nil {
 			return err
 		}
+		var ids []ID
 		for _, ks := range sets {
 			after = ks.ID
-			if !k.isChildOf(ks, parent) || allDestroyed(ks) {
-				continue
+			if k.isChildOf(ks, parent) && !allDestroyed(ks) {
+				ids = append(ids, ks.ID)
 			}
-			n, err := k.destroySet(ctx, ks.ID)
+		}
+		if len(ids) > 0 {
+			n, err := k.destroySets(ctx, ids)
 			report.Versions += n
 			if err != nil {
 				return err
 			}
-			report.ChildKeySets++
+			report.ChildKeySets += len(ids)
 		}
 		if len(sets) < 500 {
 			return nil
 		}
 	}
+}
+
+// destroySets destroys every version of each of ids, of non-reserved
+// scopes in (Scope, Name) order, in one store transaction when the store
+// allows it, and returns the number of versions destroyed.
+func (k *Keyring) destroySets(ctx context.Context, ids []ID) (int, error) {
+	var events []Event
+	versions := make([][]uint32, len(ids))
+	_, err := k.sealer.updateBatch(ctx, ids, func(i int, ks *KeySet) error {
+		if i == 0 {
+			events = events[:0]
+		}
+		events, versions[i] = k.destroyVersions(ks, events, versions[i][:0])
+		return nil
+	})
+	for i, id := range ids {
+		k.forget(id, versions[i]...)
+	}
+	if err != nil {
+		k.audit(ctx, Event{Op: OpDestroy, Scope: ids[0].Scope, Key: ids[0].Name, Outcome: Failure, ErrorClass: ErrorClass(err)})
+		return 0, err
+	}
+	return k.auditDestroyed(ctx, events)
 }
 
 // allDestroyed reports whether every version of ks is destroyed.

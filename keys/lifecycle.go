@@ -265,21 +265,7 @@ func (k *Keyring) destroySet(ctx context.Context, id ID) (int, error) {
 	var events []Event
 	var versions []uint32
 	_, err := k.cfg.Store.Update(ctx, id, func(ks *KeySet) error {
-		events, versions = events[:0], versions[:0]
-		now := k.now()
-		for i := range ks.Versions {
-			rec := &ks.Versions[i]
-			versions = append(versions, rec.Version)
-			if rec.State == Active || rec.State == Suspended {
-				events = append(events, Event{Op: OpStateChange, Scope: id.Scope, Key: id.Name, Version: rec.Version, From: rec.State, To: DecryptOnly, Outcome: Success})
-				rec.State = DecryptOnly
-			}
-			if rec.State == Destroyed {
-				continue
-			}
-			events = append(events, Event{Op: OpDestroy, Scope: id.Scope, Key: id.Name, Version: rec.Version, From: rec.State, To: Destroyed, Outcome: Success})
-			rec.State, rec.Changed, rec.Wrapped = Destroyed, now, kms.WrappedKey{}
-		}
+		events, versions = k.destroyVersions(ks, events[:0], versions[:0])
 		return nil
 	})
 	k.forget(id, versions...)
@@ -287,6 +273,32 @@ func (k *Keyring) destroySet(ctx context.Context, id ID) (int, error) {
 		k.audit(ctx, Event{Op: OpDestroy, Scope: id.Scope, Key: id.Name, Outcome: Failure, ErrorClass: ErrorClass(err)})
 		return 0, err
 	}
+	return k.auditDestroyed(ctx, events)
+}
+
+// destroyVersions destroys every version of ks, and appends the events to
+// audit and the versions to forget.
+func (k *Keyring) destroyVersions(ks *KeySet, events []Event, versions []uint32) ([]Event, []uint32) {
+	id, now := ks.ID, k.now()
+	for i := range ks.Versions {
+		rec := &ks.Versions[i]
+		versions = append(versions, rec.Version)
+		if rec.State == Active || rec.State == Suspended {
+			events = append(events, Event{Op: OpStateChange, Scope: id.Scope, Key: id.Name, Version: rec.Version, From: rec.State, To: DecryptOnly, Outcome: Success})
+			rec.State = DecryptOnly
+		}
+		if rec.State == Destroyed {
+			continue
+		}
+		events = append(events, Event{Op: OpDestroy, Scope: id.Scope, Key: id.Name, Version: rec.Version, From: rec.State, To: Destroyed, Outcome: Success})
+		rec.State, rec.Changed, rec.Wrapped = Destroyed, now, kms.WrappedKey{}
+	}
+	return events, versions
+}
+
+// auditDestroyed audits events and returns the number of versions
+// destroyed, with the first failure of a fail-closed Auditor.
+func (k *Keyring) auditDestroyed(ctx context.Context, events []Event) (int, error) {
 	destroyed := 0
 	var auditErr error
 	for _, e := range events {
