@@ -140,31 +140,28 @@ func (m *MemoryStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i i
 
 // updateMetaBatch implements batchMetaStore: every key set's row is
 // locked (created if need be) in the order of ids, then the head's, in
-// one transaction.
+// one transaction. Key sets created now are written with a few
+// multi-row statements, not a few statements each.
 func (s *SQLStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i int, ks *KeySet, head *metaHead) error) ([]*KeySet, error) {
 	out := make([]*KeySet, len(ids))
 	err := s.tx(ctx, func(q querier) error {
-		insert := "INSERT OR IGNORE INTO phicrypt_key_sets (scope, name) VALUES (?, ?)"
-		placeholder := "INSERT OR IGNORE INTO phicrypt_key_meta_head (id, counter, acc, mac) VALUES (1, 0, ?, ?)"
-		if s.dialect == Postgres {
-			insert = "INSERT INTO phicrypt_key_sets (scope, name) VALUES (?, ?) ON CONFLICT DO NOTHING"
-			placeholder = "INSERT INTO phicrypt_key_meta_head (id, counter, acc, mac) VALUES (1, 0, ?, ?) ON CONFLICT DO NOTHING"
+		created, err := s.createSets(ctx, q, ids)
+		if err != nil {
+			return err
 		}
-		insert = s.dialect.Rebind(insert)
 		olds := make([]*KeySet, len(ids))
 		for i, id := range ids {
-			res, err := q.ExecContext(ctx, insert, id.Scope, id.Name)
-			if err != nil {
-				return fmt.Errorf("keys: update %s: %w", id.kind(), err)
-			}
-			if n, err := res.RowsAffected(); err == nil && n == 1 {
-				// Created now: no version can exist (foreign key).
-				olds[i] = &KeySet{ID: id}
+			if created[id] {
+				olds[i] = &KeySet{ID: id} // no version can exist (foreign key)
 				continue
 			}
 			if olds[i], err = s.load(ctx, q, id, true); err != nil {
 				return err
 			}
+		}
+		placeholder := "INSERT OR IGNORE INTO phicrypt_key_meta_head (id, counter, acc, mac) VALUES (1, 0, ?, ?)"
+		if s.dialect == Postgres {
+			placeholder = "INSERT INTO phicrypt_key_meta_head (id, counter, acc, mac) VALUES (1, 0, ?, ?) ON CONFLICT DO NOTHING"
 		}
 		// An empty head row stands for "no head yet"; inserting it first
 		// lets PostgreSQL lock it even on the very first write.
@@ -178,6 +175,7 @@ func (s *SQLStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i int,
 		if head == nil {
 			head = &metaHead{}
 		}
+		var fresh []*KeySet
 		for i, old := range olds {
 			ks := old.clone()
 			switch err := fn(i, ks, head); {
@@ -190,10 +188,15 @@ func (s *SQLStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i int,
 			if err := checkUpdate(old, ks); err != nil {
 				return err
 			}
-			if err := s.write(ctx, q, old, ks); err != nil {
+			if created[ks.ID] {
+				fresh = append(fresh, ks)
+			} else if err := s.write(ctx, q, old, ks); err != nil {
 				return err
 			}
 			out[i] = ks
+		}
+		if err := s.writeNew(ctx, q, fresh); err != nil {
+			return err
 		}
 		if _, err := q.ExecContext(ctx, s.dialect.Rebind("UPDATE phicrypt_key_meta_head SET counter = ?, acc = ?, mac = ? WHERE id = 1"),
 			int64(head.Counter), head.Acc, head.MAC); err != nil {
@@ -205,6 +208,110 @@ func (s *SQLStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i int,
 		return nil, err
 	}
 	return out, nil
+}
+
+// batchRows bounds the rows of one multi-row statement (11 parameters a
+// row stays below every driver's limit).
+const batchRows = 200
+
+// createSets inserts the key set rows of ids that do not exist, and
+// returns those it inserted: rows this transaction now holds.
+func (s *SQLStore) createSets(ctx context.Context, q querier, ids []ID) (map[ID]bool, error) {
+	created := make(map[ID]bool, len(ids))
+	for start := 0; start < len(ids); start += batchRows {
+		chunk := ids[start:min(len(ids), start+batchRows)]
+		var b strings.Builder
+		if s.dialect == Postgres {
+			b.WriteString("INSERT INTO phicrypt_key_sets (scope, name) VALUES ")
+		} else {
+			b.WriteString("INSERT OR IGNORE INTO phicrypt_key_sets (scope, name) VALUES ")
+		}
+		args := make([]any, 0, 2*len(chunk))
+		for i, id := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?)")
+			args = append(args, id.Scope, id.Name)
+		}
+		if s.dialect == Postgres {
+			b.WriteString(" ON CONFLICT DO NOTHING")
+		}
+		b.WriteString(" RETURNING scope, name")
+		rows, err := q.QueryContext(ctx, s.dialect.Rebind(b.String()), args...)
+		if err != nil {
+			return nil, fmt.Errorf("keys: create key sets: %w", err)
+		}
+		for rows.Next() {
+			var id ID
+			if err := rows.Scan(&id.Scope, &id.Name); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("keys: create key sets: %w", err)
+			}
+			created[id] = true
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("keys: create key sets: %w", err)
+		}
+	}
+	return created, nil
+}
+
+// writeNew writes key sets whose rows createSets just inserted: their
+// versions, then their metadata, with multi-row statements.
+func (s *SQLStore) writeNew(ctx context.Context, q querier, sets []*KeySet) error {
+	type row struct {
+		id ID
+		r  Record
+	}
+	var recs []row
+	for _, ks := range sets {
+		for _, r := range ks.Versions {
+			recs = append(recs, row{ks.ID, r})
+		}
+	}
+	for start := 0; start < len(recs); start += batchRows {
+		chunk := recs[start:min(len(recs), start+batchRows)]
+		var b strings.Builder
+		b.WriteString("INSERT INTO phicrypt_keys (scope, name, " + keyColumns + ") VALUES ")
+		args := make([]any, 0, 11*len(chunk))
+		for i, c := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+			r := c.r
+			args = append(args, c.id.Scope, c.id.Name, int64(r.Version), int64(r.State), int64(r.Suite), r.Wrapped.KeyID, nullBytes(r.Wrapped.Ciphertext),
+				r.Created.UnixNano(), r.Changed.UnixNano(), r.WrappedAt.UnixNano(), int64(r.Reserved))
+		}
+		if _, err := q.ExecContext(ctx, s.dialect.Rebind(b.String()), args...); err != nil {
+			return fmt.Errorf("keys: write new key versions: %w", err)
+		}
+	}
+	bytesType := "BYTEA"
+	if s.dialect == SQLite {
+		bytesType = "BLOB"
+	}
+	for start := 0; start < len(sets); start += batchRows {
+		chunk := sets[start:min(len(sets), start+batchRows)]
+		var b strings.Builder
+		b.WriteString("WITH v (scope, name, m, c, mac) AS (VALUES ")
+		args := make([]any, 0, 5*len(chunk))
+		for i, ks := range chunk {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString("(?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS " + bytesType + "))")
+			args = append(args, ks.ID.Scope, ks.ID.Name, int64(ks.MinDecryptVersion), int64(ks.MetaCounter), nullBytes(ks.MetaMAC))
+		}
+		b.WriteString(") UPDATE phicrypt_key_sets SET min_decrypt_version = v.m, meta_counter = v.c, meta_mac = v.mac FROM v" +
+			" WHERE phicrypt_key_sets.scope = v.scope AND phicrypt_key_sets.name = v.name")
+		if _, err := q.ExecContext(ctx, s.dialect.Rebind(b.String()), args...); err != nil {
+			return fmt.Errorf("keys: write new key sets: %w", err)
+		}
+	}
+	return nil
 }
 
 // CreateKeys creates the first data key of each of scopes that has none
