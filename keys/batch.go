@@ -289,24 +289,22 @@ func (s *SQLStore) writeNew(ctx context.Context, q querier, sets []*KeySet) erro
 			return fmt.Errorf("keys: write new key versions: %w", err)
 		}
 	}
-	bytesType := "BYTEA"
-	if s.dialect == SQLite {
-		bytesType = "BLOB"
-	}
+	// The rows exist (createSets): an upsert sets their metadata by
+	// primary key, with no join for the planner to get wrong.
 	for start := 0; start < len(sets); start += batchRows {
 		chunk := sets[start:min(len(sets), start+batchRows)]
 		var b strings.Builder
-		b.WriteString("WITH v (scope, name, m, c, mac) AS (VALUES ")
+		b.WriteString("INSERT INTO phicrypt_key_sets (scope, name, min_decrypt_version, meta_counter, meta_mac) VALUES ")
 		args := make([]any, 0, 5*len(chunk))
 		for i, ks := range chunk {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString("(?, ?, CAST(? AS BIGINT), CAST(? AS BIGINT), CAST(? AS " + bytesType + "))")
+			b.WriteString("(?, ?, ?, ?, ?)")
 			args = append(args, ks.ID.Scope, ks.ID.Name, int64(ks.MinDecryptVersion), int64(ks.MetaCounter), nullBytes(ks.MetaMAC))
 		}
-		b.WriteString(") UPDATE phicrypt_key_sets SET min_decrypt_version = v.m, meta_counter = v.c, meta_mac = v.mac FROM v" +
-			" WHERE phicrypt_key_sets.scope = v.scope AND phicrypt_key_sets.name = v.name")
+		b.WriteString(" ON CONFLICT (scope, name) DO UPDATE SET min_decrypt_version = excluded.min_decrypt_version," +
+			" meta_counter = excluded.meta_counter, meta_mac = excluded.meta_mac")
 		if _, err := q.ExecContext(ctx, s.dialect.Rebind(b.String()), args...); err != nil {
 			return fmt.Errorf("keys: write new key sets: %w", err)
 		}
