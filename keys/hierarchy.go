@@ -5,6 +5,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -203,21 +204,23 @@ func (k *Keyring) unwrapKey(ctx context.Context, id ID, rec *Record) ([]byte, er
 	return raw, nil
 }
 
-// rewrapLocal rewraps rec, a version of id wrapped under a parent key,
-// under the parent's active key, when that is not the one that wraps it
-// (the parent key was rotated). It makes no KMS call beyond loading the
-// parent keys. It reports whether it replaced the stored key.
-func (k *Keyring) rewrapLocal(ctx context.Context, id ID, rec Record, parent string, pv uint32) (bool, error) {
-	a, err := k.activeKey(ctx, ParentKey(parent), 0)
-	if err != nil {
-		return false, err
+// parentActiveVersion returns the active version of parent's key, zero
+// if it has none (destroyed, suspended or missing), read from the store
+// once per Rewrap run (memo) and without unwrapping it.
+func (k *Keyring) parentActiveVersion(ctx context.Context, parent string, memo map[string]uint32) (uint32, error) {
+	if v, ok := memo[parent]; ok {
+		return v, nil
 	}
-	if a.version == pv {
-		return false, nil
+	ks, err := k.cfg.Store.Get(ctx, ParentKey(parent))
+	if err != nil && !errors.Is(err, ErrKeyNotFound) {
+		return 0, err
 	}
-	return k.replaceWrapped(ctx, id, rec, func(raw []byte) (kms.WrappedKey, error) {
-		return k.wrapUnderParent(ctx, id, rec.Version, rec.Suite, raw, parent)
-	})
+	var v uint32
+	if err == nil && ks.Active() != nil {
+		v = ks.Active().Version
+	}
+	memo[parent] = v
+	return v, nil
 }
 
 // replaceWrapped unwraps rec, a version of id, wraps it again with wrap,
@@ -315,6 +318,31 @@ func (k *Keyring) destroySets(ctx context.Context, ids []ID) (int, error) {
 		return 0, err
 	}
 	return k.auditDestroyed(ctx, events)
+}
+
+// childUsage counts, for each version of parent key set id, the child key
+// versions wrapped under it that are not destroyed. It reads the whole
+// store.
+func (k *Keyring) childUsage(ctx context.Context, id ID) (map[uint32]int64, error) {
+	usage := map[uint32]int64{}
+	after := ID{}
+	for {
+		sets, err := k.cfg.Store.List(ctx, "", after, 500)
+		if err != nil {
+			return nil, err
+		}
+		for _, ks := range sets {
+			after = ks.ID
+			for _, r := range ks.Versions {
+				if p, pv, ok, err := parseParentKeyID(r.Wrapped.KeyID); ok && err == nil && p == id.Scope && r.State != Destroyed {
+					usage[pv]++
+				}
+			}
+		}
+		if len(sets) < 500 {
+			return usage, nil
+		}
+	}
 }
 
 // allDestroyed reports whether every version of ks is destroyed.

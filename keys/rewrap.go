@@ -74,6 +74,7 @@ func (k *Keyring) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapReport,
 		opts.BatchSize = 100
 	}
 	var batch []rewrapItem
+	parents := map[string]uint32{} // active parent key versions
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -99,7 +100,7 @@ func (k *Keyring) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapReport,
 					r.Skipped++
 					continue
 				}
-				if local, err := k.rewrapHierarchy(ctx, ks.ID, rec, opts.ToParents, &r); err != nil {
+				if local, err := k.rewrapHierarchy(ctx, ks.ID, rec, opts.ToParents, parents, &r); err != nil {
 					return r, err
 				} else if local {
 					continue
@@ -124,14 +125,25 @@ func (k *Keyring) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapReport,
 
 // rewrapHierarchy handles rec, a version of id, if it belongs to the key
 // hierarchy: wrapped under a parent key, or to be moved under one
-// (toParents). It reports whether it did; a KMS or store failure is
-// returned, an unwrap failure counted and audited.
-func (k *Keyring) rewrapHierarchy(ctx context.Context, id ID, rec Record, toParents bool, r *RewrapReport) (bool, error) {
+// (toParents). A key wrapped under an older version of its parent's key
+// (parents holds the active versions seen in this run) is rewrapped under
+// the active one, locally. It reports whether it handled rec; a KMS or
+// store failure is returned, an unwrap failure counted and audited.
+func (k *Keyring) rewrapHierarchy(ctx context.Context, id ID, rec Record, toParents bool, parents map[string]uint32, r *RewrapReport) (bool, error) {
 	parent, pv, wrapped, err := parseParentKeyID(rec.Wrapped.KeyID)
 	var replaced bool
 	switch {
 	case wrapped && err == nil:
-		replaced, err = k.rewrapLocal(ctx, id, rec, parent, pv)
+		var active uint32
+		if active, err = k.parentActiveVersion(ctx, parent, parents); err == nil && active == 0 {
+			r.Skipped++ // its parent is shredded or suspended: nothing to rewrap under
+			return true, nil
+		}
+		if err == nil && active != pv {
+			replaced, err = k.replaceWrapped(ctx, id, rec, func(raw []byte) (kms.WrappedKey, error) {
+				return k.wrapUnderParent(ctx, id, rec.Version, rec.Suite, raw, parent)
+			})
+		}
 	case wrapped:
 	case toParents:
 		var ok bool
