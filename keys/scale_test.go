@@ -158,11 +158,20 @@ func TestScale(t *testing.T) {
 		time.Since(start).Round(time.Millisecond), kek.Calls()-before, r.Rewrapped, r.Scanned)
 	assert.Equal(t, scaleTenants+1, r.Rewrapped)
 
-	// Shredding tenant 0.
+	// Shredding tenant 0: the parent key's destruction alone (a keyring
+	// whose store fails after that one write), then the whole Destroy.
+	flaky := &failingStore{Store: store}
+	flaky.left.Store(1)
+	start = time.Now()
+	_, err = newKeyring(t, keys.Config{KEK: kek, Store: flaky}).Destroy(ctx, "tenant:0")
+	require.ErrorIs(t, err, errStoreDown)
+	t.Logf("shred tenant:0, its parent key (one store write): %v", time.Since(start).Round(time.Millisecond))
+	_, err = newKeyring(t, keys.Config{KEK: kek, Store: store}).DecryptionKey(ctx, scalePatient(0), 1)
+	require.ErrorIs(t, err, keys.ErrKeyDestroyed)
 	start = time.Now()
 	d, err := kr.Destroy(ctx, "tenant:0")
 	require.NoError(t, err)
-	t.Logf("shred tenant:0: %v, %d child key sets destroyed", time.Since(start).Round(time.Millisecond), d.ChildKeySets)
+	t.Logf("shred tenant:0, the rest (its children's key sets, a scan of the store): %v, %d child key sets destroyed", time.Since(start).Round(time.Millisecond), d.ChildKeySets)
 	assert.Equal(t, len(shredded), d.ChildKeySets)
 	fc := compact(t, newKeyring(t, keys.Config{KEK: kek, Store: store}))
 	opened := 0
