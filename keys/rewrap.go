@@ -50,16 +50,16 @@ type rewrapItem struct {
 
 // Rewrap re-encrypts every stored key version under the KEK's current
 // version, after a KEK rotation. It touches no data: only the wrapped keys
-// in the store change.
+// in the store change. It works in batches, through the KEK's batch
+// rewrap (kms.Rewrapper) when it has one and Unwrap then Wrap otherwise,
+// and each version is replaced only if nobody changed it meanwhile.
 //
 // Keys wrapped under a parent key (see "Key hierarchy" in the package
 // documentation) are not sent to the KMS: only the parent keys, which
 // the KEK wraps, are. A child key wrapped under an older version of its
 // parent's key (after Rotate of the parent key) is rewrapped locally
 // under the active one; with ToParents, keys still wrapped by the KEK
-// move under their parent's key. Both resume by running Rewrap again. It works in batches, through the KEK's batch rewrap
-// (kms.Rewrapper) when it has one and Unwrap then Wrap otherwise, and each
-// version is replaced only if nobody changed it meanwhile.
+// move under their parent's key. Both resume by running Rewrap again.
 //
 // Rewrap stops at the first failure of the KMS or the store and returns
 // its report with the error; calling it again with WrappedBefore set to
@@ -159,8 +159,13 @@ func (k *Keyring) rewrapHierarchy(ctx context.Context, id ID, rec Record, toPare
 		return false, nil
 	}
 	e := Event{Op: OpRewrap, Scope: id.Scope, Key: id.Name, Version: rec.Version, KEKID: rec.Wrapped.KeyID, Outcome: Success}
+	// A failure of this key alone (it does not open, its parent key is
+	// unusable or gone) is counted and the run goes on; any other (the KMS,
+	// the store, the context) stops it, to be resumed.
+	keyFailure := errors.Is(err, kms.ErrUnwrapFailed) || errors.Is(err, ErrMetadataTampered) ||
+		errors.Is(err, ErrKeyDestroyed) || errors.Is(err, ErrKeyUnusable) || errors.Is(err, ErrKeyNotFound)
 	switch {
-	case err != nil && (kms.IsTransient(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, kms.ErrUnwrapFailed) && !errors.Is(err, ErrMetadataTampered) && !errors.Is(err, ErrKeyDestroyed) && !errors.Is(err, ErrKeyUnusable) && !errors.Is(err, ErrKeyNotFound)):
+	case err != nil && (!keyFailure || kms.IsTransient(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		return true, fmt.Errorf("keys: rewrap %s version %d: %w", id.kind(), rec.Version, err)
 	case errors.Is(err, ErrKeyDestroyed):
 		r.Skipped++ // its parent is shredded: nothing left to rewrap
