@@ -160,7 +160,12 @@ func (k *Keyring) wrapKey(ctx context.Context, id ID, v uint32, suite envelope.S
 		return kms.WrappedKey{}, err
 	}
 	if !ok {
-		return k.cfg.KEK.Wrap(ctx, raw, wrapAAD(id, v, suite))
+		wk, err := k.cfg.KEK.Wrap(ctx, raw, wrapAAD(id, v, suite))
+		if err == nil && strings.HasPrefix(wk.KeyID, ParentWrapPrefix) {
+			// Readers would take it for a parent-wrapped key.
+			return kms.WrappedKey{}, fmt.Errorf("%w: a KEK key id may not begin with %q", kms.ErrInvalidInput, ParentWrapPrefix)
+		}
+		return wk, err
 	}
 	return k.wrapUnderParent(ctx, id, v, suite, raw, parent)
 }
