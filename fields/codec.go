@@ -97,10 +97,40 @@ type Config struct {
 	// MaxPlaintextSize bounds one field's encoded value
 	// (envelope.DefaultMaxPlaintextSize when zero).
 	MaxPlaintextSize int
-	// ExpectedRows, when positive, is the table size blind indexes are
-	// planned for: a plan whose index keeps fewer than two rows per index
-	// value on average (CipherSweet's rule) is refused with a TagError.
+	// ExpectedRows is the size of the real table (not a test table) that
+	// blind indexes are planned for; DefaultExpectedRows when zero. The
+	// planner refuses a record type whose indexes over one field,
+	// compound ones included, would together leave fewer than
+	// MinCandidates rows sharing a row's index values, with a *LeakError
+	// (ErrIndexLeak, ErrInvalidTag): see the package documentation,
+	// "Planning blind indexes". Codec.PlanReport shows its figures.
 	ExpectedRows int64
+	// MinCandidates is the fewest rows that the indexes over one field
+	// may narrow a value down to (DefaultMinCandidates, 2, when zero):
+	// 2^k rows to keep k bits of doubt.
+	MinCandidates int64
+	// SourceBits declares the domain of encrypted fields, in bits (log2
+	// of the number of distinct values), by "table.column", column or Go
+	// field name: 30 for an SSN, about 17 for US last names. The planner
+	// caps what indexes over the field reveal at its domain; a declared
+	// domain looser than the truth makes the planner too permissive.
+	// Undeclared fields are unbounded, except as the transforms bound
+	// them (last4, prefix:N, nysiis, year, yearmonth, date).
+	SourceBits map[string]float64
+	// OnPlanWarning receives the planner's warnings about low-cardinality
+	// index sources, once per record type; by default they are logged
+	// with slog.Warn. Warnings name types, indexes and columns, never
+	// values.
+	OnPlanWarning func(PlanWarning)
+	// InsecureSkipIndexPlanner turns the planner's refusal off, for tests
+	// of index semantics with wide indexes only: a production codec must
+	// never set it. Warnings are still emitted.
+	InsecureSkipIndexPlanner bool
+	// Types are record types (values, pointers or reflect.Types) that
+	// NewCodec plans at once, so that a tag mistake or a refused index
+	// set fails the codec's construction. Other types are planned, and
+	// refused, on first use.
+	Types []any
 	// Auditor receives an event when Open reads legacy plaintext in
 	// migration mode (optional).
 	Auditor keys.Auditor
@@ -131,10 +161,14 @@ type Codec struct {
 	// tables holds the plans of record types that name no table, bound
 	// to one by BindTable: reflect.Type -> *plan.
 	tables sync.Map
+	// checked holds the planner's verdict per record type (reflect.Type
+	// to true, or the *LeakError).
+	checked sync.Map
 }
 
 // plan returns the plan of struct type t: the last one used, or the
-// cached one (planFor).
+// cached one (planFor), which the blind index planner accepted for this
+// codec's configuration (checkPlan).
 func (c *Codec) plan(t reflect.Type) (*plan, error) {
 	if p := c.last.Load(); p != nil && p.typ == t {
 		return p, nil
@@ -146,10 +180,14 @@ func (c *Codec) plan(t reflect.Type) (*plan, error) {
 			p, err = b.(*plan), nil
 		}
 	}
-	if err == nil {
-		c.last.Store(p)
+	if err != nil {
+		return p, err
 	}
-	return p, err
+	if err := c.checkPlan(p); err != nil {
+		return nil, err
+	}
+	c.last.Store(p)
+	return p, nil
 }
 
 // NewCodec returns a Codec for cfg. Most applications make one at startup.
@@ -171,25 +209,25 @@ func NewCodec(cfg Config) (*Codec, error) {
 	}
 	c := &Codec{cfg: cfg, random: random, determ: determ}
 	c.scratches.New = func() any { return new(scratch) }
+	for _, v := range cfg.Types {
+		if err := c.Plan(v); err != nil {
+			return nil, err
+		}
+	}
 	return c, nil
 }
 
 // Plan builds (and caches) the plan of v's struct type and reports tag
-// errors, without touching any value: call it at startup for each record
-// type so that tag mistakes fail fast.
+// errors and the blind index planner's refusal (*LeakError), without
+// touching any value: call it at startup for each record type, or list
+// the types in Config.Types, so that mistakes fail fast.
 func (c *Codec) Plan(v any) error {
-	t := reflect.TypeOf(v)
-	for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice) {
-		t = t.Elem()
-	}
-	if t == nil || t.Kind() != reflect.Struct {
-		return ErrUnsupported
-	}
-	p, err := c.plan(t)
+	t, err := structType(v)
 	if err != nil {
 		return err
 	}
-	return c.checkIndexes(p)
+	_, err = c.plan(t)
+	return err
 }
 
 // records calls fn for each struct that v holds: v is a pointer to a

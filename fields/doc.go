@@ -115,10 +115,17 @@
 // column) kept wrapped by the keyring. Truncation makes several plaintexts
 // share each index value on purpose, so the index does not single out a
 // row; SuggestIndexBits plans the length from the table's expected size
-// (CipherSweet's rule: at least two rows per index value), and
-// Config.ExpectedRows refuses plans that would leak more. A search
+// (CipherSweet's rule: at least two rows per index value), and the planner
+// (see Planning blind indexes) refuses plans that would leak more. A search
 // (IndexTerms) returns candidate rows; decrypt them and keep those for
-// which Match is true. The digits normalizer keeps every Unicode decimal digit as
+// which Match is true. Index key versions created by this release on bind
+// the index's definition (its normalizer chains, one per source, and its
+// bits) into the key that computes it (keys.IndexKey.For): two
+// definitions of one column never share values, so changing normalize= or
+// bits= without rotating the index key makes searches miss instead of
+// mixing incompatible values; rotate the index key and reindex instead.
+// Versions created by earlier releases compute as they did, so their
+// stored values keep matching until they are reindexed. The digits normalizer keeps every Unicode decimal digit as
 // its ASCII digit (a full-width "９９９-１２-３４５６" indexes like
 // "999-12-3456"). A non-empty source that its normalizers reduce to
 // nothing ("N/A" under digits) gets a NULL index, like a NULL source,
@@ -155,8 +162,8 @@
 //	            date strings.
 //
 // Several indexes over one field add up what they reveal: a prefix:3 and a
-// prefix:5 index together reveal the equality of both prefixes, and their
-// bits add up under Config.ExpectedRows.
+// prefix:5 index together reveal the equality of both prefixes; the
+// planner (below) counts them together.
 //
 // A compound index applies one chain to every source, or, with chains
 // separated by |, one chain per source in the order of of=; "-" is an
@@ -177,6 +184,87 @@
 // as it refuses the scopes phicrypt reserves (keys.ErrReservedScope). The
 // index key versions a search tries are cached with the keys, so a warm
 // IndexTerms makes no key store call.
+//
+// # Planning blind indexes
+//
+// Each index reveals which rows share its value; several indexes over one
+// field reveal more together. The planner checks, for every encrypted
+// field, all the indexes that read it, compound ones included, as
+// CipherSweet's FieldIndexPlanner does, and refuses a record type whose
+// indexes together would narrow a row's value down to fewer than
+// Config.MinCandidates rows (2 by default; 2^k keeps k bits of doubt) of a
+// table of Config.ExpectedRows rows: the size of the real table, say 10
+// million patients, never the test table's. Without ExpectedRows it
+// assumes DefaultExpectedRows, a million. The refusal is a *LeakError
+// (ErrIndexLeak, also ErrInvalidTag) from NewCodec for the types listed in
+// Config.Types, and otherwise from Plan, Seal, Open and every search of the
+// type's first use: a codec never writes or searches a type its planner
+// refused. Codec.PlanReport shows every figure below.
+//
+// The model, with R rows and a minimum of M candidates:
+//
+//	L          an index's bits (bits=N).
+//	K          the domain of its input, in bits (log2 of the number of
+//	           values): a source's declared Config.SourceBits (SSN 29.9;
+//	           US last names about 17.3), narrowed by the transforms:
+//	           last4 13.3 (10^4), year 7.2, yearmonth 10.8, date 15.7 (dates
+//	           over 150 years), prefix:N 4.75 per character (26 letters and
+//	           a separator), nysiis 28.2 (6 letters); the sum over the
+//	           sources of a compound; unbounded (+Inf) when nothing bounds it.
+//	min(L, K)  what one index reveals.
+//	Λ          what the indexes reading one field reveal together: the sum
+//	           of min(L, K) over them, except that nested refinements of one
+//	           source under one chain (prefix:2, prefix:3 and the full
+//	           value; or year, yearmonth, date) reveal no more than the
+//	           finest one's K; the whole capped by the domains of the
+//	           inputs they read.
+//	R / 2^Λ    the rows expected to share a row's values of all those
+//	           indexes: it must be at least M, so Λ ≤ log2(R/M), the budget:
+//	           18.9 bits for a million rows, 22.25 for 10 million.
+//	R/2^K + (R − R/2^K)/2^L
+//	           the rows one query decrypts: the matches, then the false
+//	           positives, each non-matching row colliding with probability
+//	           2^−L, which the post-filter (Match, MatchPrefix) removes.
+//
+// For 10 million patients, with last names of 17.3 bits, first names of
+// 16.6 and SSNs of 29.9 declared, the front desk of issue 16 passes with:
+// last4+date of birth at 12 bits (2,441 rows per query), last-name prefixes
+// of 2, 3, 4, 5 letters at 10, 12, 14, 16 bits (23,470, 2,949, 672, 215
+// rows), NYSIIS of the last name at 16 bits (215 rows) and of the first
+// name at 14 (711 rows), and birth-date buckets by year and month at 4 and
+// 6 bits. The birth date's indexes then reveal 22 of the 22.25 bits
+// allowed: a 13-bit compound, or wider buckets, are refused. The last
+// name's five indexes reveal at most its 17.3 bits, so their lengths are
+// free; that equality of last names shows is the price of searching them.
+//
+// The model assumes values spread evenly: a rare value (a surname one
+// patient holds) is singled out whenever the indexes determine the value,
+// so keep M above 2 for fields with a long tail, and declare SourceBits no
+// smaller than the truth, since a smaller domain loosens the check. It
+// counts each field's indexes, not the whole record's: an attacker who
+// knows several fields of a patient and can compare index values of rows
+// they insert may single out that patient's row from indexes over
+// different fields together. An index whose input has at most
+// LowCardinalityBits (16) bits, or no more bits than the index, groups rows
+// by value that frequency analysis can name: the planner warns
+// (Config.OnPlanWarning, or slog.Warn) without refusing.
+//
+// # Date ranges and queries
+//
+// A date field with year, yearmonth or date indexes is searched by range
+// (ParseDateRange, Codec.DateRangeSearch): the range becomes the coarsest
+// buckets inside it and finer ones at its edges, each searched in its
+// index under every live key version, and MatchDateRange post-filters.
+// What bucket indexes leak is in daterange.go's comment: which rows share
+// a birth year or month, whatever the bits.
+//
+// A Query (NewQuery) joins equality, sounds-like, prefix and date-range
+// conditions on a template with AND. Codec.Search computes its terms,
+// bounded by Query.MaxTerms (DefaultMaxTerms; a *TermLimitError beyond);
+// Search.Where writes the SQL condition with ? or $n placeholders and
+// quoted column names, refusing names that are not plain identifiers
+// (ErrUnsafeIdentifier); Search.Match is the post-filter that makes the
+// answer exact. Package gormphi runs a Query with GORM (Query, Find).
 //
 // # Migration mode
 //

@@ -12,6 +12,7 @@ import (
 	"math"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -279,34 +280,6 @@ func SuggestIndexBits(rows int64, entropyBits float64) (int, error) {
 	return l, nil
 }
 
-// maxSafeBits is the longest index that keeps at least two rows per value.
-func maxSafeBits(rows int64) int {
-	return int(math.Floor(math.Log2(float64(rows)))) - 1
-}
-
-// checkIndexes refuses blind indexes that leak too much for
-// Config.ExpectedRows: each index, and all the indexes over one field
-// together (their bits add up), must keep two rows per value.
-func (c *Codec) checkIndexes(p *plan) error {
-	if c.cfg.ExpectedRows <= 0 || len(p.indexes) == 0 {
-		return nil
-	}
-	limit := maxSafeBits(c.cfg.ExpectedRows)
-	perField := map[int]int{}
-	for _, ip := range p.indexes {
-		if ip.bits > limit {
-			return &TagError{Type: p.typ.String(), Field: ip.name, Reason: fmt.Sprintf("bits=%d leaks too much for %d rows: at most %d (SuggestIndexBits)", ip.bits, c.cfg.ExpectedRows, limit)}
-		}
-		for _, s := range ip.sources {
-			perField[s] += ip.bits
-			if perField[s] > limit {
-				return &TagError{Type: p.typ.String(), Field: ip.name, Reason: fmt.Sprintf("the indexes over %s add up to %d bits, more than %d for %d rows", p.fields[s].name, perField[s], limit, c.cfg.ExpectedRows)}
-			}
-		}
-	}
-	return nil
-}
-
 // indexInput appends the MAC input of an index to dst: each source's
 // normalized text as a uint32 length and bytes. tmp is scratch space. It
 // reports false when a source is NULL.
@@ -429,7 +402,7 @@ func (c *Codec) indexValue(ctx context.Context, p *plan, ip *indexPlan, rv refle
 	if err != nil {
 		return BlindIndex{}, err
 	}
-	out := indexValue(make([]byte, 0, binary.MaxVarintLen32+(ip.bits+7)/8), sc.mac[:0], key, msg, ip.bits)
+	out := indexValue(make([]byte, 0, binary.MaxVarintLen32+(ip.bits+7)/8), sc.mac[:0], key.For(ip.params), msg, ip.bits)
 	return newBlindIndex(out, ip.text), nil
 }
 
@@ -488,7 +461,7 @@ func (c *Codec) IndexTerms(ctx context.Context, template any, index string) ([]B
 	if err != nil {
 		return nil, err
 	}
-	return indexTerms(ks, sc.mac[:0], msg, ip.bits, ip.text), nil
+	return indexTerms(ks, ip.params, sc.mac[:0], msg, ip.bits, ip.text), nil
 }
 
 // oneTerm is the result of a search with one live index key version (the
@@ -499,19 +472,20 @@ type oneTerm struct {
 	b [binary.MaxVarintLen32 + MaxIndexBits/8]byte
 }
 
-// indexTerms computes the index value of msg under each key in ks, in two
-// allocations (one when ks holds one key): the values share one array.
-func indexTerms(ks []*keys.IndexKey, mac, msg []byte, bits int, text bool) []BlindIndex {
+// indexTerms computes the index value of msg under each key in ks (for
+// the index definition params, see IndexKey.For), in two allocations (one
+// when ks holds one key): the values share one array.
+func indexTerms(ks []*keys.IndexKey, params string, mac, msg []byte, bits int, text bool) []BlindIndex {
 	if len(ks) == 1 {
 		t := new(oneTerm)
-		t.x[0] = newBlindIndex(indexValue(t.b[:0], mac, ks[0], msg, bits), text)
+		t.x[0] = newBlindIndex(indexValue(t.b[:0], mac, ks[0].For(params), msg, bits), text)
 		return t.x[:]
 	}
 	out := make([]BlindIndex, len(ks))
 	buf := make([]byte, 0, len(ks)*(binary.MaxVarintLen32+(bits+7)/8))
 	for i, k := range ks {
 		at := len(buf)
-		buf = indexValue(buf, mac, k, msg, bits)
+		buf = indexValue(buf, mac, k.For(params), msg, bits)
 		out[i] = newBlindIndex(buf[at:len(buf):len(buf)], text)
 	}
 	return out
@@ -585,23 +559,44 @@ var ErrInvalidIndexSpec = errors.New("fields: invalid IndexSpec")
 // anything, so that code building on IndexSpec can refuse a bad one at
 // startup. Its errors match ErrInvalidIndexSpec.
 func (s IndexSpec) Validate() error {
-	_, err := s.normalizers()
+	_, err := s.chain()
 	return err
 }
 
-// normalizers checks the spec and returns its normalizers.
-func (s IndexSpec) normalizers() ([]normalizer, error) {
+// chain checks the spec and returns its normalizer chain.
+func (s IndexSpec) chain() (normChain, error) {
 	if s.Table == "" || s.Column == "" {
-		return nil, fmt.Errorf("%w: it needs a table and a column", ErrInvalidIndexSpec)
+		return normChain{}, fmt.Errorf("%w: it needs a table and a column", ErrInvalidIndexSpec)
 	}
 	if s.Bits < 1 || s.Bits > MaxIndexBits {
-		return nil, fmt.Errorf("%w: bits must be 1 to %d", ErrInvalidIndexSpec, MaxIndexBits)
+		return normChain{}, fmt.Errorf("%w: bits must be 1 to %d", ErrInvalidIndexSpec, MaxIndexBits)
 	}
 	chains, err := parseNormalize(s.Normalize, 1)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidIndexSpec, err)
+		return normChain{}, fmt.Errorf("%w: %v", ErrInvalidIndexSpec, err)
 	}
-	return chains[0].fns, nil
+	return chains[0], nil
+}
+
+// indexParams is the canonical description of an index definition that
+// new index key versions bind (keys.IndexKey.For): its bit length and its
+// normalizer chains, one per source ("-" for none), as a struct's index
+// with one chain for every source would give them.
+func indexParams(bits int, chains []string) string {
+	return "bits=" + strconv.Itoa(bits) + ";normalize=" + strings.Join(chains, "|")
+}
+
+// specParams is indexParams of the spec's chain over n parts.
+func specParams(bits int, c normChain, n int) string {
+	name := "-"
+	if len(c.names) > 0 {
+		name = strings.Join(c.names, "+")
+	}
+	chains := make([]string, max(n, 1))
+	for i := range chains {
+		chains[i] = name
+	}
+	return indexParams(bits, chains)
 }
 
 // specInput appends the MAC input of parts, normalized, as indexInput does
@@ -625,7 +620,7 @@ func specInput(dst []byte, sc *scratch, norm []normalizer, parts []string) []byt
 // the same value a struct's index with the same table, column, bits and
 // normalizers would hold. An empty scope fails with ErrMissingRecordID.
 func (c *Codec) IndexFor(ctx context.Context, scope string, spec IndexSpec, parts ...string) (BlindIndex, error) {
-	norm, err := spec.normalizers()
+	chain, err := spec.chain()
 	if err != nil {
 		return BlindIndex{}, err
 	}
@@ -638,15 +633,15 @@ func (c *Codec) IndexFor(ctx context.Context, scope string, spec IndexSpec, part
 	}
 	sc := c.getScratch()
 	defer c.putScratch(sc)
-	sc.buf[0] = specInput(sc.buf[0][:0], sc, norm, parts)
-	return newBlindIndex(indexValue(nil, sc.mac[:0], key, sc.buf[0], spec.Bits), spec.Text), nil
+	sc.buf[0] = specInput(sc.buf[0][:0], sc, chain.fns, parts)
+	return newBlindIndex(indexValue(nil, sc.mac[:0], key.For(specParams(spec.Bits, chain, len(parts))), sc.buf[0], spec.Bits), spec.Text), nil
 }
 
 // TermsFor is IndexTerms for an IndexSpec: the values to search for, one
 // per live index key version. An empty scope fails with
 // ErrMissingRecordID.
 func (c *Codec) TermsFor(ctx context.Context, scope string, spec IndexSpec, parts ...string) ([]BlindIndex, error) {
-	norm, err := spec.normalizers()
+	chain, err := spec.chain()
 	if err != nil {
 		return nil, err
 	}
@@ -660,6 +655,6 @@ func (c *Codec) TermsFor(ctx context.Context, scope string, spec IndexSpec, part
 	}
 	sc := c.getScratch()
 	defer c.putScratch(sc)
-	sc.buf[0] = specInput(sc.buf[0][:0], sc, norm, parts)
-	return indexTerms(ks, sc.mac[:0], sc.buf[0], spec.Bits, spec.Text), nil
+	sc.buf[0] = specInput(sc.buf[0][:0], sc, chain.fns, parts)
+	return indexTerms(ks, specParams(spec.Bits, chain, len(parts)), sc.mac[:0], sc.buf[0], spec.Bits, spec.Text), nil
 }

@@ -199,7 +199,7 @@ func TestIndexScope(t *testing.T) {
 
 func TestNormalizers(t *testing.T) {
 	ctx := context.Background()
-	c := newCodec(t, fields.Config{})
+	c := newCodec(t, fields.Config{InsecureSkipIndexPlanner: true}) // 32-bit indexes, free of collisions
 	type n struct {
 		ID    string            `phi:"id,table=n"`
 		Scope string            `phi:"scope"`

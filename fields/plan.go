@@ -66,6 +66,9 @@ type indexPlan struct {
 	// chains holds the parsed normalizer chains: one for every source,
 	// or one per source (transform.go).
 	chains []normChain
+	// params describes the index definition (bits and chains) that new
+	// index key versions bind (keys.IndexKey.For).
+	params string
 }
 
 var (
@@ -308,6 +311,7 @@ func buildPlan(t reflect.Type) (*plan, error) {
 		if err := ip.setNormalize(t, p, pi.norm); err != nil {
 			return nil, tagErr(ip.name, pi.tag, err.Error())
 		}
+		ip.params = indexParams(ip.bits, strings.Split(ip.chainsString(), "|"))
 		if pi.scp != "" {
 			f, ok := t.FieldByName(pi.scp)
 			if !ok || len(f.Index) != 1 || !stringable(f.Type) {

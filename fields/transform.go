@@ -33,6 +33,9 @@ type normChain struct {
 	prefix int
 	// date names the chain's first date normalizer, or "".
 	date string
+	// names are the chain's normalizers as written ("prefix:3"), for the
+	// planner and the index parameters bound into new index keys.
+	names []string
 }
 
 // base returns the chain without its final prefix:N: the normalization
@@ -147,6 +150,7 @@ func parseChain(spec string) (normChain, error) {
 			}
 			c.prefix = k
 			c.fns = append(c.fns, prefixNormalizer(k))
+			c.names = append(c.names, n)
 			continue
 		}
 		fn, ok := normalizers[n]
@@ -157,6 +161,7 @@ func parseChain(spec string) (normChain, error) {
 			c.date = n
 		}
 		c.fns = append(c.fns, fn)
+		c.names = append(c.names, n)
 	}
 	return c, nil
 }

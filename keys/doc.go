@@ -36,9 +36,10 @@
 // log's key through a Keyring or the phicrypt command. Status lists those
 // key sets and Rewrap rewraps them with the others after a KEK rotation.
 //
-// Every key is 256 random bits, stored only wrapped by the KEK with an AAD
-// that binds it to its scope, name, version and suite, so a wrapped key
-// copied to another row of the store fails to unwrap.
+// Every key is 256 random bits, stored only wrapped by the KEK (or under
+// its scope's parent key: see "Key hierarchy") with an AAD that binds it
+// to its scope, name, version and suite, so a wrapped key copied to
+// another row of the store fails to unwrap.
 //
 // # Caching and KMS calls
 //
@@ -56,9 +57,82 @@
 // warm search makes no store or KMS call. Other replicas' changes are seen
 // within CacheMaxAge.
 //
+// A blind index key version created by this release on is stored with
+// Suite IndexParamsBound: IndexKey.For derives from it one key per index
+// definition (the caller's description of its normalizers and bits), so
+// that a definition changed without a new version stops matching rather
+// than mixing values. Versions stored by earlier releases (Suite 0) compute
+// every definition with their one key, as they always did.
+//
 // While the KMS is down, cached keys keep working until CacheMaxAge;
 // uncached ones fail within the caller's deadline with an error matching
 // kms.ErrUnavailable.
+//
+// # Key hierarchy
+//
+// With per-patient scopes, KMS calls grow with patients: each new key is
+// a KMS Wrap, each cold read an Unwrap, each KEK rotation rewraps them
+// all. Config.Parent gives scopes a parent scope instead, by a rule the
+// caller chooses; TenantParent, the documented rule, makes "tenant:X" the
+// parent of "tenant:X/patient/Y". It is opt-in (nil keeps every key
+// wrapped by the KEK), because it changes who can unwrap a patient's key,
+// as said below.
+//
+// A parent scope has a parent key (key set ParentKeyName), wrapped by the
+// KEK. Every key of a child scope (data, deterministic and index keys) is
+// wrapped under the parent key's active version, locally, with
+// AES-256-GCM and an AAD that binds the child's scope, name, version and
+// suite and the parent's scope and version; ParentWrapPrefix describes
+// the stored format. Each stored key says which way it is wrapped, so
+// readers never guess and need no Config.Parent: keys wrapped by the KEK
+// before the hierarchy was turned on stay readable as they are, and
+// Rewrap with RewrapOptions.ToParents moves them under their parents
+// (one KMS Unwrap per key, once; a stopped run resumes when run again).
+//
+// KMS calls then grow with parents: one Wrap when a parent key is created,
+// one Unwrap per parent key version per keyring per CacheMaxAge, however
+// many children are created or read; a child costs a store read and a
+// local AES-GCM open. Unwrapped parent keys are cached apart from the
+// children's keys (at most ParentCacheMaxEntries, 1,000 by default, each
+// for CacheMaxAge), so no number of children evicts them. CreateKeys
+// creates the first data keys of many new children in one store
+// transaction, for bulk imports.
+//
+// The trade-off: whoever holds a tenant's unwrapped parent key can unwrap
+// every one of its patients' keys without asking the KMS, and the KMS's
+// own log (CloudTrail, Vault's audit device) shows one unwrap per tenant,
+// no longer one per patient; the keyring's Auditor still records each
+// child key unwrapped (OpUnwrap). A parent key is unwrapped only inside a
+// keyring, held as cipher state (never raw bytes) in the parent cache: for
+// at most CacheMaxAge after it was loaded, at most ParentCacheMaxEntries
+// of them per process. So the memory of a replica exposes the tenants it
+// served within CacheMaxAge, rather than the patients it had cached; and
+// someone with the KEK's permissions and a copy of the store can unwrap
+// everything, as without the hierarchy. Lower CacheMaxAge (more KMS calls)
+// to narrow the window; keep the hierarchy off where the KMS must see
+// every patient's unwrap.
+//
+// Rewrap after a KEK rotation sends only keys wrapped by the KEK to the
+// KMS: parent keys, the keys of scopes without a parent and the reserved
+// ones. Rotate(ParentKey(tenant)) makes a new parent key version; the next
+// Rewrap rewraps the tenant's children under it locally, with no KMS call
+// per child (RewrapReport.Local), and is resumed by running it again.
+// After that, no child uses the old version, which may be destroyed. A
+// parent key version wraps each new child key version and each rewrap with
+// a random nonce, far below GCM's 2^32 limit; rotate it in the hundreds of
+// millions.
+//
+// Shredding a patient is Destroy (or Shred) of its scope, as before: its
+// parent is unaffected. Shredding a tenant, Destroy of the parent scope,
+// destroys its parent key first, in one store write: from then on every
+// child key wrapped under it is unrecoverable (ErrKeyDestroyed), here at
+// once and elsewhere within CacheMaxAge. Destroy then destroys the
+// tenant's other keys, then its children's key sets (children found by
+// the parent their keys name, or by Config.Parent for keys the KEK still
+// wraps), which reads the whole store; calling it again finishes a run
+// that failed. Children's rows stay as destroyed versions without key
+// material, as after a patient's shred: they keep the metadata head whole
+// and keep a new key from being created for a shredded patient.
 //
 // # Budgets and rotation
 //
@@ -151,8 +225,10 @@
 // # KEK rotation
 //
 // After the KEK gains a new version, Rewrap re-encrypts every stored key
-// under it, in batches (with the KEK's server-side batch rewrap when it
-// implements kms.Rewrapper), touching no data, and resumes after a failure.
+// it wraps under the new version, in batches (with the KEK's server-side
+// batch rewrap when it implements kms.Rewrapper), touching no data, and
+// resumes after a failure. Keys wrapped under a parent key are not sent to
+// the KMS (see "Key hierarchy").
 //
 // # Crypto-shredding
 //

@@ -8,6 +8,9 @@ import (
 	"hash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+
+	"github.com/phicrypt/phicrypt/envelope"
 
 	"github.com/phicrypt/phicrypt/internal/kdf"
 )
@@ -20,13 +23,49 @@ import (
 type IndexKey struct {
 	version uint32
 	macs    *sync.Pool // of keyed hash.Hash
+	// bound holds the keys of the index definitions of a version that
+	// binds them (IndexParamsBound); nil for a version of an earlier
+	// release, which computes every index with the same key.
+	bound *boundKeys
 }
 
-func newIndexKey(version uint32, raw []byte) (*IndexKey, error) {
+// IndexParamsBound is the Record.Suite of blind index key versions that
+// bind each index's parameters into its key (see IndexKey.For): every
+// version created by this release on. Versions stored with Suite 0, by
+// earlier releases, keep computing as they did, so their stored index
+// values still match until they are reindexed under a new version.
+const IndexParamsBound envelope.Suite = 0x80
+
+// maxBoundKeys bounds the keys of index definitions kept per version: an
+// index key (one table and column) normally serves one definition.
+const maxBoundKeys = 16
+
+// boundKeys are the derived keys of a version, by parameters.
+type boundKeys struct {
+	mu   sync.Mutex
+	keys atomic.Pointer[[]boundKey]
+}
+
+type boundKey struct {
+	params string
+	key    *IndexKey
+}
+
+func newIndexKey(version uint32, raw []byte, suite envelope.Suite) (*IndexKey, error) {
 	key, err := kdf.Key(raw, kdf.LabelBlindIndex, sha256.Size)
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
+	k := macKey(version, key)
+	if suite == IndexParamsBound {
+		k.bound = new(boundKeys)
+	}
+	return k, nil
+}
+
+// macKey returns an IndexKey computing HMAC-SHA-256 under key, which it
+// keeps.
+func macKey(version uint32, key []byte) *IndexKey {
 	// The pool's hashes hold the key (as HMAC pads); this slice is the
 	// only other copy, referenced by New until the key is dropped.
 	pool := &sync.Pool{New: func() any {
@@ -36,8 +75,56 @@ func newIndexKey(version uint32, raw []byte) (*IndexKey, error) {
 		h.Reset()
 		return h
 	}}
-	return &IndexKey{version: version, macs: pool}, nil
+	return &IndexKey{version: version, macs: pool}
 }
+
+// For returns the key that computes the values of one index definition,
+// described by params (its normalizer chains and bit length, in a
+// canonical form of the caller's): for a version that binds parameters
+// (IndexParamsBound), HKDF-Expand(K, "phicrypt/v1/blind-index-params/" ||
+// params) with K the version's HMAC key, so that two definitions over the
+// same column never share index values and changing a definition without
+// a new version stops matches instead of mixing incompatible values. A
+// version of an earlier release returns itself. Keys are cached per
+// version (up to 16 definitions); a warm call makes no allocation.
+func (k *IndexKey) For(params string) *IndexKey {
+	if k.bound == nil {
+		return k
+	}
+	if list := k.bound.keys.Load(); list != nil {
+		for _, b := range *list {
+			if b.params == params {
+				return b.key
+			}
+		}
+	}
+	k.bound.mu.Lock()
+	defer k.bound.mu.Unlock()
+	var list []boundKey
+	if l := k.bound.keys.Load(); l != nil {
+		list = *l
+		for _, b := range list {
+			if b.params == params {
+				return b.key
+			}
+		}
+	}
+	// HKDF-Expand's first block, T(1) = HMAC(K, info || 0x01): the
+	// version's HMAC key is uniform, as HKDF-Expand's PRK must be. The
+	// info cannot be a blind index's MAC input, whose first four bytes
+	// are a source's length: "phic" would be 1.8 GB.
+	info := append([]byte(kdf.LabelBlindIndexParams+params), 1)
+	derived := macKey(k.version, k.Sum(make([]byte, 0, sha256.Size), info))
+	if len(list) < maxBoundKeys {
+		next := append(append(make([]boundKey, 0, len(list)+1), list...), boundKey{params: params, key: derived})
+		k.bound.keys.Store(&next)
+	}
+	return derived
+}
+
+// BindsParams reports whether the version binds index parameters (see
+// For).
+func (k IndexKey) BindsParams() bool { return k.bound != nil }
 
 // Version returns the key's version.
 func (k IndexKey) Version() uint32 { return k.version }

@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"crypto/cipher"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -59,6 +60,21 @@ type Config struct {
 	// the KMS is down. A negative value disables caching.
 	CacheMaxAge time.Duration
 
+	// Parent, if set, gives a scope its parent scope: the keys of a scope
+	// with a parent are wrapped locally under the parent's key
+	// (ParentKeyName), which alone is wrapped by the KEK, so that KMS
+	// calls grow with parents (tenants), not children (patients).
+	// TenantParent is the documented rule: "tenant:X/patient/Y" has
+	// parent "tenant:X". Nil (the default) wraps every key with the KEK,
+	// as before. Readers never use it: each stored key says how it is
+	// wrapped. See "Key hierarchy" in the package documentation.
+	Parent func(scope string) (parent string, ok bool)
+	// ParentCacheMaxEntries bounds the unwrapped parent keys kept in
+	// memory, in a cache of their own that children cannot evict them
+	// from (DefaultParentCacheMaxEntries when zero). They expire after
+	// CacheMaxAge like every key.
+	ParentCacheMaxEntries int
+
 	// Auditor receives an Event for every key operation (optional).
 	Auditor Auditor
 	// AuditFailClosed makes an operation fail with ErrAudit when the
@@ -112,6 +128,10 @@ type Keyring struct {
 	// the current encryption key of each (scope, name).
 	keys   *keycache.Cache[*versionKey]
 	active *keycache.Cache[*activeKey]
+	// parentKeys and parentActive are the same for parent keys
+	// (hierarchy.go), apart so that children never evict them.
+	parentKeys   *keycache.Cache[*versionKey]
+	parentActive *keycache.Cache[*activeKey]
 
 	stats stats // counters for Stats, beyond the caches' (stats.go)
 }
@@ -123,10 +143,12 @@ var (
 	_ envelope.UseAuditor   = deterministic{}
 )
 
-// versionKey is one unwrapped version: a data key or an index key.
+// versionKey is one unwrapped version: a data key, an index key or a
+// parent key.
 type versionKey struct {
-	dek   *envelope.DEK
-	index *IndexKey
+	dek    *envelope.DEK
+	index  *IndexKey
+	parent cipher.AEAD // AES-256-GCM with random nonces (hierarchy.go)
 }
 
 // activeKey is the version that encrypts, with this keyring's share of its
@@ -183,6 +205,12 @@ func New(cfg Config) (*Keyring, error) {
 	cc := keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.CacheMaxAge, AfterFunc: cfg.Clock.AfterFunc}
 	k.keys = keycache.New[*versionKey](cc)
 	k.active = keycache.New[*activeKey](cc)
+	if cfg.ParentCacheMaxEntries == 0 {
+		k.cfg.ParentCacheMaxEntries = DefaultParentCacheMaxEntries
+	}
+	cc.MaxEntries = k.cfg.ParentCacheMaxEntries
+	k.parentKeys = keycache.New[*versionKey](cc)
+	k.parentActive = keycache.New[*activeKey](cc)
 	return k, nil
 }
 
@@ -322,11 +350,12 @@ func (d deterministic) DecryptionKey(ctx context.Context, scope string, version 
 func (k *Keyring) activeKey(ctx context.Context, id ID, n uint64) (*activeKey, error) {
 	var buf [128]byte
 	ck := cacheKey(buf[:0], id, 0)
+	active := k.activeCache(id)
 	for {
-		a, ok := k.active.LookupBytes(ck)
+		a, ok := active.LookupBytes(ck)
 		if !ok {
 			var err error
-			if a, err = k.active.Get(ctx, string(ck), func(ctx context.Context) (*activeKey, error) {
+			if a, err = active.Get(ctx, string(ck), func(ctx context.Context) (*activeKey, error) {
 				return k.loadActive(ctx, id)
 			}); err != nil {
 				return nil, err
@@ -335,7 +364,7 @@ func (k *Keyring) activeKey(ctx context.Context, id ID, n uint64) (*activeKey, e
 		if id.hasBudget() && a.used.Add(n) > a.limit {
 			// This keyring's share of the budget is spent: reserve more,
 			// or rotate when the version's budget is.
-			k.active.Forget(string(ck), a)
+			active.Forget(string(ck), a)
 			continue
 		}
 		return a, nil
@@ -414,7 +443,7 @@ func (k *Keyring) tryLoadActive(ctx context.Context, id ID) (*activeKey, error) 
 		if err := k.auditCreated(ctx, id, fresh.rec, rotatedFrom != 0); err != nil {
 			return nil, err
 		}
-		k.keys.Add(string(cacheKey(nil, id, cur.Version)), fresh.key) // not a lookup: Stats counts no miss
+		k.keyCache(id).Add(string(cacheKey(nil, id, cur.Version)), fresh.key) // not a lookup: Stats counts no miss
 		return &activeKey{version: cur.Version, key: fresh.key, limit: reserved}, nil
 	}
 	v, err := k.versionKey(ctx, id, cur.Version, "encrypt")
@@ -486,7 +515,9 @@ func (k *Keyring) suiteFor(id ID) envelope.Suite {
 	case DeterministicKeyName:
 		return envelope.AESSIV
 	}
-	return 0
+	// Every other key set is a blind index key: new versions bind index
+	// parameters.
+	return IndexParamsBound
 }
 
 // newVersion generates version v of id and wraps it with the KEK.
@@ -499,7 +530,7 @@ func (k *Keyring) newVersion(ctx context.Context, id ID, v uint32) (*newVersion,
 	if err != nil {
 		return nil, err
 	}
-	wk, err := k.cfg.KEK.Wrap(ctx, raw, wrapAAD(id, v, suite))
+	wk, err := k.wrapKey(ctx, id, v, suite, raw)
 	if err != nil {
 		k.audit(ctx, Event{Op: OpCreate, Scope: id.Scope, Key: id.Name, Version: v, KEKID: k.kekID, Outcome: Failure, ErrorClass: ErrorClass(err)})
 		return nil, fmt.Errorf("keys: wrap new %s: %w", id.kind(), err)
@@ -513,6 +544,9 @@ func (k *Keyring) newVersion(ctx context.Context, id ID, v uint32) (*newVersion,
 
 // unwrapped builds the in-memory key of a version from its raw bytes.
 func (k *Keyring) unwrapped(id ID, v uint32, suite envelope.Suite, raw []byte) (*versionKey, error) {
+	if id.Name == ParentKeyName {
+		return newParentKey(raw)
+	}
 	if id.isDataKey() {
 		dek, err := envelope.NewDEK(suite, v, raw)
 		if err != nil {
@@ -520,7 +554,7 @@ func (k *Keyring) unwrapped(id ID, v uint32, suite envelope.Suite, raw []byte) (
 		}
 		return &versionKey{dek: dek}, nil
 	}
-	ik, err := newIndexKey(v, raw)
+	ik, err := newIndexKey(v, raw, suite)
 	if err != nil {
 		return nil, err
 	}
@@ -543,10 +577,11 @@ func (k *Keyring) auditCreated(ctx context.Context, id ID, rec Record, rotated b
 func (k *Keyring) versionKey(ctx context.Context, id ID, v uint32, use string) (*versionKey, error) {
 	var buf [128]byte
 	ck := cacheKey(buf[:0], id, v)
-	if key, ok := k.keys.LookupBytes(ck); ok {
+	keys := k.keyCache(id)
+	if key, ok := keys.LookupBytes(ck); ok {
 		return key, nil
 	}
-	return k.keys.Get(ctx, string(ck), func(ctx context.Context) (*versionKey, error) {
+	return keys.Get(ctx, string(ck), func(ctx context.Context) (*versionKey, error) {
 		return k.loadVersion(ctx, id, v, use)
 	})
 }
@@ -568,7 +603,7 @@ func (k *Keyring) loadVersion(ctx context.Context, id ID, v uint32, use string) 
 		}
 		return nil, err
 	}
-	raw, err := k.cfg.KEK.Unwrap(ctx, rec.Wrapped, wrapAAD(id, v, rec.Suite))
+	raw, err := k.unwrapKey(ctx, id, rec)
 	event := Event{Op: OpUnwrap, Scope: id.Scope, Key: id.Name, Version: v, KEKID: rec.Wrapped.KeyID, Use: use, Outcome: Success}
 	if err != nil {
 		event.Outcome, event.ErrorClass = Failure, ErrorClass(err)

@@ -12,9 +12,9 @@ import (
 // that this process sees a change at once. Other processes see it within
 // CacheMaxAge.
 func (k *Keyring) forget(id ID, versions ...uint32) {
-	k.active.Delete(string(cacheKey(nil, id, 0)))
+	k.activeCache(id).Delete(string(cacheKey(nil, id, 0)))
 	for _, v := range versions {
-		k.keys.Delete(string(cacheKey(nil, id, v)))
+		k.keyCache(id).Delete(string(cacheKey(nil, id, v)))
 	}
 }
 
@@ -88,7 +88,7 @@ func (k *Keyring) rotate(ctx context.Context, id ID) (uint32, error) {
 		return 0, err
 	}
 	k.forget(id, from)
-	k.keys.Add(string(cacheKey(nil, id, fresh.rec.Version)), fresh.key)
+	k.keyCache(id).Add(string(cacheKey(nil, id, fresh.rec.Version)), fresh.key)
 	if err := k.auditCreated(ctx, id, fresh.rec, true); err != nil {
 		return 0, err
 	}
@@ -174,9 +174,11 @@ func (k *Keyring) SetMinDecryptVersion(ctx context.Context, id ID, v uint32) err
 
 // DestroyReport says what Destroy erased.
 type DestroyReport struct {
-	// KeySets is the number of key sets of the scope (data and index
-	// keys), Versions the number of versions destroyed now.
-	KeySets, Versions int
+	// KeySets is the number of key sets of the scope (data, index and
+	// parent keys), ChildKeySets the number of its children's key sets
+	// destroyed after its parent key (see "Key hierarchy" in the package
+	// documentation), Versions the number of versions destroyed now.
+	KeySets, ChildKeySets, Versions int
 }
 
 // Destroy crypto-shreds scope: every version of every key set of the scope
@@ -198,12 +200,33 @@ type DestroyReport struct {
 // Destruction is only as final as the store's copies: see "Crypto-shredding"
 // in the package documentation for backups and PostgreSQL.
 //
+// When scope is a parent (it has a parent key, ParentKeyName), Destroy
+// destroys that key first, in one store write: from then on every child
+// key wrapped under it is unrecoverable, everywhere, once other processes'
+// caches expire (CacheMaxAge). It then destroys the scope's other keys,
+// then every child's key sets (children found by the parent their stored
+// keys name, or by Config.Parent for keys wrapped by the KEK), which reads
+// the whole store; a failure there is finished by calling Destroy again.
+//
 // An empty scope fails with ErrInvalidID. A reserved scope fails with
 // ErrReservedScope: the audit log's chain key cannot be shredded.
 func (k *Keyring) Destroy(ctx context.Context, scope string) (DestroyReport, error) {
 	var report DestroyReport
 	if err := k.refused(ctx, Event{Op: OpDestroy, Scope: scope}, checkScope(scope)); err != nil {
 		return report, err
+	}
+	// The parent key first: one write makes every child unrecoverable.
+	parentKS, err := k.cfg.Store.Get(ctx, ParentKey(scope))
+	isParent := err == nil
+	if err != nil && !errors.Is(err, ErrKeyNotFound) {
+		return report, err
+	}
+	if isParent {
+		n, err := k.destroySet(ctx, parentKS.ID)
+		report.Versions += n
+		if err != nil {
+			return report, err
+		}
 	}
 	after := ID{}
 	for {
@@ -212,6 +235,11 @@ func (k *Keyring) Destroy(ctx context.Context, scope string) (DestroyReport, err
 			return report, err
 		}
 		for _, ks := range sets {
+			if ks.ID.Name == ParentKeyName {
+				report.KeySets++ // destroyed first
+				after = ks.ID
+				continue
+			}
 			n, err := k.destroySet(ctx, ks.ID)
 			report.Versions += n
 			if err != nil {
@@ -221,10 +249,16 @@ func (k *Keyring) Destroy(ctx context.Context, scope string) (DestroyReport, err
 			after = ks.ID
 		}
 		if len(sets) < 100 {
-			k.stats.shreds.Add(1)
-			return report, k.purge(ctx)
+			break
 		}
 	}
+	if isParent {
+		if err := k.destroyChildren(ctx, scope, &report); err != nil {
+			return report, err
+		}
+	}
+	k.stats.shreds.Add(1)
+	return report, k.purge(ctx)
 }
 
 // destroySet destroys every version of id.
@@ -232,21 +266,7 @@ func (k *Keyring) destroySet(ctx context.Context, id ID) (int, error) {
 	var events []Event
 	var versions []uint32
 	_, err := k.cfg.Store.Update(ctx, id, func(ks *KeySet) error {
-		events, versions = events[:0], versions[:0]
-		now := k.now()
-		for i := range ks.Versions {
-			rec := &ks.Versions[i]
-			versions = append(versions, rec.Version)
-			if rec.State == Active || rec.State == Suspended {
-				events = append(events, Event{Op: OpStateChange, Scope: id.Scope, Key: id.Name, Version: rec.Version, From: rec.State, To: DecryptOnly, Outcome: Success})
-				rec.State = DecryptOnly
-			}
-			if rec.State == Destroyed {
-				continue
-			}
-			events = append(events, Event{Op: OpDestroy, Scope: id.Scope, Key: id.Name, Version: rec.Version, From: rec.State, To: Destroyed, Outcome: Success})
-			rec.State, rec.Changed, rec.Wrapped = Destroyed, now, kms.WrappedKey{}
-		}
+		events, versions = k.destroyVersions(ks, events[:0], versions[:0])
 		return nil
 	})
 	k.forget(id, versions...)
@@ -254,6 +274,32 @@ func (k *Keyring) destroySet(ctx context.Context, id ID) (int, error) {
 		k.audit(ctx, Event{Op: OpDestroy, Scope: id.Scope, Key: id.Name, Outcome: Failure, ErrorClass: ErrorClass(err)})
 		return 0, err
 	}
+	return k.auditDestroyed(ctx, events)
+}
+
+// destroyVersions destroys every version of ks, and appends the events to
+// audit and the versions to forget.
+func (k *Keyring) destroyVersions(ks *KeySet, events []Event, versions []uint32) ([]Event, []uint32) {
+	id, now := ks.ID, k.now()
+	for i := range ks.Versions {
+		rec := &ks.Versions[i]
+		versions = append(versions, rec.Version)
+		if rec.State == Active || rec.State == Suspended {
+			events = append(events, Event{Op: OpStateChange, Scope: id.Scope, Key: id.Name, Version: rec.Version, From: rec.State, To: DecryptOnly, Outcome: Success})
+			rec.State = DecryptOnly
+		}
+		if rec.State == Destroyed {
+			continue
+		}
+		events = append(events, Event{Op: OpDestroy, Scope: id.Scope, Key: id.Name, Version: rec.Version, From: rec.State, To: Destroyed, Outcome: Success})
+		rec.State, rec.Changed, rec.Wrapped = Destroyed, now, kms.WrappedKey{}
+	}
+	return events, versions
+}
+
+// auditDestroyed audits events and returns the number of versions
+// destroyed, with the first failure of a fail-closed Auditor.
+func (k *Keyring) auditDestroyed(ctx context.Context, events []Event) (int, error) {
 	destroyed := 0
 	var auditErr error
 	for _, e := range events {
@@ -295,7 +341,7 @@ func (k *Keyring) ActiveVersion(ctx context.Context, id ID) (uint32, error) {
 	if err := id.check(); err != nil {
 		return 0, err
 	}
-	if a, ok := k.active.Lookup(string(cacheKey(nil, id, 0))); ok {
+	if a, ok := k.activeCache(id).Lookup(string(cacheKey(nil, id, 0))); ok {
 		return a.version, nil
 	}
 	ks, err := k.cfg.Store.Get(ctx, id)

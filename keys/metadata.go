@@ -349,24 +349,7 @@ func (s *sealer) update(ctx context.Context, id ID, check bool, fn func(ks *KeyS
 				return err
 			}
 		}
-		oldMAC := ks.MetaMAC
-		if (!isNew(ks) || floor > 0) && (check || len(oldMAC) > 0) {
-			if err := s.verify(key, ks, floor); err != nil {
-				return err
-			}
-		}
-		if err := fn(ks); err != nil {
-			return err
-		}
-		ks.MetaCounter++
-		ks.MetaMAC = metaMAC(key, ks)
-		if head != nil {
-			head.Acc = xorInto(head.Acc, oldMAC)
-			head.Acc = xorInto(head.Acc, ks.MetaMAC)
-			head.Counter++
-			head.MAC = headMAC(key, head)
-		}
-		return nil
+		return s.sealSet(key, ks, head, floor, check, fn)
 	}
 	var out *KeySet
 	if ms, ok := s.Store.(metaStore); ok {

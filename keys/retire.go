@@ -80,6 +80,11 @@ func (k *Keyring) Retire(ctx context.Context, id ID, v uint32, check UsageChecke
 // nothing. Like Retire, it refuses a version that was active less than
 // CacheMaxAge ago. To shred a whole scope, whatever uses it, use Destroy
 // or Shred.
+//
+// For a parent key (ParentKeyName), what uses a version is the children's
+// keys wrapped under it: DestroyVersion counts them itself, reading the
+// whole store, and check may be nil. Rewrap moves them to the active
+// version first.
 func (k *Keyring) DestroyVersion(ctx context.Context, id ID, v uint32, check UsageChecker) error {
 	if err := k.checkID(ctx, OpDestroy, id); err != nil {
 		return err
@@ -94,6 +99,9 @@ func (k *Keyring) DestroyVersion(ctx context.Context, id ID, v uint32, check Usa
 // guard checks that no version of id that retiring selects is active,
 // recently active, or used by a stored value according to check.
 func (k *Keyring) guard(ctx context.Context, id ID, check UsageChecker, retiring func(uint32) bool) error {
+	if id.Name == ParentKeyName {
+		check = UsageCheckerFunc(k.childUsage)
+	}
 	if check == nil {
 		return errNilChecker
 	}

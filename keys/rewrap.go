@@ -21,17 +21,26 @@ type RewrapOptions struct {
 	BatchSize int
 	// Progress, if set, is called after each batch.
 	Progress func(RewrapReport)
+	// ToParents migrates to the key hierarchy: every key still wrapped by
+	// the KEK whose scope has a parent under Config.Parent is unwrapped
+	// (one KMS call each, once) and wrapped again under its parent's key.
+	// A run stopped by a failure resumes when called again: migrated keys
+	// are no longer wrapped by the KEK.
+	ToParents bool
 }
 
 // RewrapReport counts what Rewrap did.
 type RewrapReport struct {
 	// Started is the WrappedBefore the run used: pass it to resume.
 	Started time.Time
-	// Scanned counts the versions examined, Rewrapped those rewrapped,
-	// Skipped those left alone (destroyed, already rewrapped, or changed
-	// concurrently), Failed those whose unwrap failed (tampered or
-	// foreign wrapped keys; each is audited).
-	Scanned, Rewrapped, Skipped, Failed int
+	// Scanned counts the versions examined, Rewrapped those rewrapped
+	// by the KEK, Local those rewrapped locally under their parent's new
+	// key version (no KMS call), Migrated those moved from the KEK to
+	// their parent's key (ToParents), Skipped those left alone
+	// (destroyed, already rewrapped, wrapped under their parent's active
+	// key, or changed concurrently), Failed those whose unwrap failed
+	// (tampered or foreign wrapped keys; each is audited).
+	Scanned, Rewrapped, Local, Migrated, Skipped, Failed int
 }
 
 type rewrapItem struct {
@@ -41,9 +50,16 @@ type rewrapItem struct {
 
 // Rewrap re-encrypts every stored key version under the KEK's current
 // version, after a KEK rotation. It touches no data: only the wrapped keys
-// in the store change. It works in batches, through the KEK's batch rewrap
-// (kms.Rewrapper) when it has one and Unwrap then Wrap otherwise, and each
-// version is replaced only if nobody changed it meanwhile.
+// in the store change. It works in batches, through the KEK's batch
+// rewrap (kms.Rewrapper) when it has one and Unwrap then Wrap otherwise,
+// and each version is replaced only if nobody changed it meanwhile.
+//
+// Keys wrapped under a parent key (see "Key hierarchy" in the package
+// documentation) are not sent to the KMS: only the parent keys, which
+// the KEK wraps, are. A child key wrapped under an older version of its
+// parent's key (after Rotate of the parent key) is rewrapped locally
+// under the active one; with ToParents, keys still wrapped by the KEK
+// move under their parent's key. Both resume by running Rewrap again.
 //
 // Rewrap stops at the first failure of the KMS or the store and returns
 // its report with the error; calling it again with WrappedBefore set to
@@ -58,6 +74,7 @@ func (k *Keyring) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapReport,
 		opts.BatchSize = 100
 	}
 	var batch []rewrapItem
+	parents := map[string]uint32{} // active parent key versions
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -79,7 +96,16 @@ func (k *Keyring) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapReport,
 			after = ks.ID
 			for _, rec := range ks.Versions {
 				r.Scanned++
-				if rec.State == Destroyed || !rec.WrappedAt.Before(r.Started) {
+				if rec.State == Destroyed {
+					r.Skipped++
+					continue
+				}
+				if local, err := k.rewrapHierarchy(ctx, ks.ID, rec, opts.ToParents, parents, &r); err != nil {
+					return r, err
+				} else if local {
+					continue
+				}
+				if !rec.WrappedAt.Before(r.Started) {
 					r.Skipped++
 					continue
 				}
@@ -95,6 +121,68 @@ func (k *Keyring) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapReport,
 			return r, flush()
 		}
 	}
+}
+
+// rewrapHierarchy handles rec, a version of id, if it belongs to the key
+// hierarchy: wrapped under a parent key, or to be moved under one
+// (toParents). A key wrapped under an older version of its parent's key
+// (parents holds the active versions seen in this run) is rewrapped under
+// the active one, locally. It reports whether it handled rec; a KMS or
+// store failure is returned, an unwrap failure counted and audited.
+func (k *Keyring) rewrapHierarchy(ctx context.Context, id ID, rec Record, toParents bool, parents map[string]uint32, r *RewrapReport) (bool, error) {
+	parent, pv, wrapped, err := parseParentKeyID(rec.Wrapped.KeyID)
+	var replaced bool
+	switch {
+	case wrapped && err == nil:
+		var active uint32
+		if active, err = k.parentActiveVersion(ctx, parent, parents); err == nil && active == 0 {
+			r.Skipped++ // its parent is shredded or suspended: nothing to rewrap under
+			return true, nil
+		}
+		if err == nil && active != pv {
+			replaced, err = k.replaceWrapped(ctx, id, rec, func(raw []byte) (kms.WrappedKey, error) {
+				return k.wrapUnderParent(ctx, id, rec.Version, rec.Suite, raw, parent)
+			})
+		}
+	case wrapped:
+	case toParents:
+		var ok bool
+		if parent, ok, err = k.parentOf(id); err == nil && !ok {
+			return false, nil
+		}
+		if err == nil {
+			replaced, err = k.replaceWrapped(ctx, id, rec, func(raw []byte) (kms.WrappedKey, error) {
+				return k.wrapUnderParent(ctx, id, rec.Version, rec.Suite, raw, parent)
+			})
+		}
+	default:
+		return false, nil
+	}
+	e := Event{Op: OpRewrap, Scope: id.Scope, Key: id.Name, Version: rec.Version, KEKID: rec.Wrapped.KeyID, Outcome: Success}
+	// A failure of this key alone (it does not open, its parent key is
+	// unusable or gone) is counted and the run goes on; any other (the KMS,
+	// the store, the context) stops it, to be resumed.
+	keyFailure := errors.Is(err, kms.ErrUnwrapFailed) || errors.Is(err, ErrMetadataTampered) ||
+		errors.Is(err, ErrKeyDestroyed) || errors.Is(err, ErrKeyUnusable) || errors.Is(err, ErrKeyNotFound)
+	switch {
+	case err != nil && (!keyFailure || kms.IsTransient(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
+		return true, fmt.Errorf("keys: rewrap %s version %d: %w", id.kind(), rec.Version, err)
+	case errors.Is(err, ErrKeyDestroyed):
+		r.Skipped++ // its parent is shredded: nothing left to rewrap
+		return true, nil
+	case err != nil:
+		r.Failed++
+		e.Outcome, e.ErrorClass = Failure, ErrorClass(err)
+		return true, k.audit(ctx, e)
+	case !replaced:
+		r.Skipped++
+		return true, nil
+	case wrapped:
+		r.Local++
+	default:
+		r.Migrated++
+	}
+	return true, k.audit(ctx, e)
 }
 
 // rewrapBatch rewraps items with the KMS and stores the results.

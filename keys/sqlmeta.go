@@ -13,54 +13,11 @@ var _ metaStore = (*SQLStore)(nil)
 // the key set's row (every sealed write takes them in that order) and
 // written in the same transaction.
 func (s *SQLStore) updateMeta(ctx context.Context, id ID, fn func(ks *KeySet, head *metaHead) error) (*KeySet, error) {
-	var out *KeySet
-	err := s.tx(ctx, func(q querier) error {
-		insert := "INSERT OR IGNORE INTO phicrypt_key_sets (scope, name) VALUES (?, ?)"
-		placeholder := "INSERT OR IGNORE INTO phicrypt_key_meta_head (id, counter, acc, mac) VALUES (1, 0, ?, ?)"
-		if s.dialect == Postgres {
-			insert = "INSERT INTO phicrypt_key_sets (scope, name) VALUES (?, ?) ON CONFLICT DO NOTHING"
-			placeholder = "INSERT INTO phicrypt_key_meta_head (id, counter, acc, mac) VALUES (1, 0, ?, ?) ON CONFLICT DO NOTHING"
-		}
-		if _, err := q.ExecContext(ctx, s.dialect.Rebind(insert), id.Scope, id.Name); err != nil {
-			return fmt.Errorf("keys: update %s: %w", id.kind(), err)
-		}
-		old, err := s.load(ctx, q, id, true)
-		if err != nil {
-			return err
-		}
-		// An empty head row stands for "no head yet"; inserting it first
-		// lets PostgreSQL lock it even on the very first write.
-		if _, err := q.ExecContext(ctx, s.dialect.Rebind(placeholder), []byte{}, []byte{}); err != nil {
-			return fmt.Errorf("keys: update metadata head: %w", err)
-		}
-		head, err := s.loadHead(ctx, q, true)
-		if err != nil {
-			return err
-		}
-		if head == nil {
-			head = &metaHead{}
-		}
-		ks := old.clone()
-		if err := fn(ks, head); err != nil {
-			return err
-		}
-		if err := checkUpdate(old, ks); err != nil {
-			return err
-		}
-		if err := s.write(ctx, q, old, ks); err != nil {
-			return err
-		}
-		if _, err := q.ExecContext(ctx, s.dialect.Rebind("UPDATE phicrypt_key_meta_head SET counter = ?, acc = ?, mac = ? WHERE id = 1"),
-			int64(head.Counter), head.Acc, head.MAC); err != nil {
-			return fmt.Errorf("keys: update metadata head: %w", err)
-		}
-		out = ks
-		return nil
-	})
+	out, err := s.updateMetaBatch(ctx, []ID{id}, func(_ int, ks *KeySet, head *metaHead) error { return fn(ks, head) })
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return out[0], nil
 }
 
 // loadHead reads the metadata head, nil when there is none (or only the

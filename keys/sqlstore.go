@@ -172,7 +172,7 @@ func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeyS
 	return ks, nil
 }
 
-func scanRecord(rows *sql.Rows) (Record, error) {
+func scanRecord(rows *sql.Rows, first ...any) (Record, error) {
 	var (
 		r                               Record
 		version, state, suite, reserved int64
@@ -180,7 +180,7 @@ func scanRecord(rows *sql.Rows) (Record, error) {
 		kekID                           string
 		wrapped                         []byte
 	)
-	if err := rows.Scan(&version, &state, &suite, &kekID, &wrapped, &created, &changed, &wrappedAt, &reserved); err != nil {
+	if err := rows.Scan(append(first, &version, &state, &suite, &kekID, &wrapped, &created, &changed, &wrappedAt, &reserved)...); err != nil {
 		return r, err
 	}
 	r.Version, r.State, r.Suite, r.Reserved = uint32(version), State(state), envelope.Suite(suite), uint64(reserved)
@@ -277,44 +277,71 @@ func recordEqual(a, b Record) bool {
 		a.Created.Equal(b.Created) && a.Changed.Equal(b.Changed) && a.WrappedAt.Equal(b.WrappedAt) && a.Reserved == b.Reserved
 }
 
-// List implements Store.
+// List implements Store. It reads the page from one snapshot, in two
+// queries: the key sets, then their versions.
 func (s *SQLStore) List(ctx context.Context, scope string, after ID, limit int) ([]*KeySet, error) {
 	collate := ""
 	if s.dialect == Postgres {
 		collate = ` COLLATE "C"`
 	}
-	query := "SELECT scope, name FROM phicrypt_key_sets WHERE (scope" + collate + " > ? OR (scope = ? AND name" + collate + " > ?))"
+	where := "(scope" + collate + " > ? OR (scope = ? AND name" + collate + " > ?))"
 	args := []any{after.Scope, after.Scope, after.Name}
 	if scope != "" {
-		query += " AND scope = ?"
+		where += " AND scope = ?"
 		args = append(args, scope)
 	}
-	query += " ORDER BY scope" + collate + ", name" + collate + " LIMIT ?"
-	args = append(args, limit)
-	rows, err := s.db.QueryContext(ctx, s.dialect.Rebind(query), args...)
+	order := " ORDER BY scope" + collate + ", name" + collate
+	tx, err := s.readTx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	rows, err := tx.QueryContext(ctx, s.dialect.Rebind("SELECT scope, name, min_decrypt_version, meta_counter, meta_mac FROM phicrypt_key_sets WHERE "+where+order+" LIMIT ?"), append(args, limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("keys: list: %w", err)
 	}
-	var ids []ID
+	var out []*KeySet
+	byID := map[ID]*KeySet{}
 	for rows.Next() {
-		var id ID
-		if err := rows.Scan(&id.Scope, &id.Name); err != nil {
+		ks := &KeySet{}
+		var minVersion, metaCounter int64
+		if err := rows.Scan(&ks.ID.Scope, &ks.ID.Name, &minVersion, &metaCounter, &ks.MetaMAC); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("keys: list: %w", err)
 		}
-		ids = append(ids, id)
+		ks.MinDecryptVersion, ks.MetaCounter = uint32(minVersion), uint64(metaCounter)
+		if len(ks.MetaMAC) == 0 {
+			ks.MetaMAC = nil
+		}
+		out = append(out, ks)
+		byID[ks.ID] = ks
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("keys: list: %w", err)
 	}
-	out := make([]*KeySet, 0, len(ids))
-	for _, id := range ids {
-		ks, err := s.Get(ctx, id)
+	if len(out) == 0 {
+		return out, nil
+	}
+	last := out[len(out)-1].ID
+	rows, err = tx.QueryContext(ctx, s.dialect.Rebind("SELECT scope, name, "+keyColumns+" FROM phicrypt_keys WHERE "+where+
+		" AND (scope"+collate+" < ? OR (scope = ? AND name"+collate+" <= ?))"+order+", version"), append(args, last.Scope, last.Scope, last.Name)...)
+	if err != nil {
+		return nil, fmt.Errorf("keys: list: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id ID
+		r, err := scanRecord(rows, &id.Scope, &id.Name)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("keys: list: %w", err)
 		}
-		out = append(out, ks)
+		if ks := byID[id]; ks != nil {
+			ks.Versions = append(ks.Versions, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("keys: list: %w", err)
 	}
 	return out, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 
+	"github.com/phicrypt/phicrypt/internal/keycache"
 	"github.com/phicrypt/phicrypt/kms"
 )
 
@@ -83,12 +84,14 @@ func (c KMSCounts) Failures() uint64 {
 // not all of them at one instant, and reading them costs no lock that
 // encryption takes.
 func (k *Keyring) Stats() Stats {
-	keys, active := k.keys.Stats(), k.active.Stats()
 	s := k.stats.snapshot()
-	s.CacheHits = keys.Hits + active.Hits
-	s.CacheMisses = keys.Misses + active.Misses
-	s.CacheLoads = keys.Loads + active.Loads
-	s.CacheLoadErrors = keys.LoadErrors + active.LoadErrors
+	// The caches of parent keys (hierarchy.go) count as the others do.
+	for _, c := range []keycache.Stats{k.keys.Stats(), k.active.Stats(), k.parentKeys.Stats(), k.parentActive.Stats()} {
+		s.CacheHits += c.Hits
+		s.CacheMisses += c.Misses
+		s.CacheLoads += c.Loads
+		s.CacheLoadErrors += c.LoadErrors
+	}
 	return s
 }
 

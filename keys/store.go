@@ -73,7 +73,7 @@ func (id ID) check() error {
 		return err
 	}
 	switch id.Name {
-	case DataKeyName, DeterministicKeyName:
+	case DataKeyName, DeterministicKeyName, ParentKeyName:
 		return nil
 	}
 	if rest, ok := strings.CutPrefix(id.Name, "index/"); ok {
@@ -94,6 +94,8 @@ func (id ID) kind() string {
 		return "data key"
 	case DeterministicKeyName:
 		return "deterministic data key"
+	case ParentKeyName:
+		return "parent key"
 	}
 	return "key " + id.Name
 }
@@ -117,10 +119,13 @@ func (id ID) hasBudget() bool { return id.Name == DataKeyName }
 type Record struct {
 	Version uint32
 	State   State
-	// Suite is the data key's AEAD suite; zero for index keys.
+	// Suite is the data key's AEAD suite; for an index key,
+	// IndexParamsBound, or zero for a version of an earlier release.
 	Suite envelope.Suite
 	// Wrapped is the key wrapped by the KEK, with the AAD described in the
-	// package documentation. Empty once the version is destroyed.
+	// package documentation, or by its scope's parent key when its KeyID
+	// begins with ParentWrapPrefix (see ParentWrapPrefix for that
+	// format). Empty once the version is destroyed.
 	Wrapped kms.WrappedKey
 	// Created is when the version was created, Changed when its state last
 	// changed, WrappedAt when it was last wrapped or rewrapped.

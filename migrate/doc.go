@@ -47,8 +47,13 @@
 // LOCKED on PostgreSQL), reads its rows in batches, seals and opens them
 // through the fields package with a record type built from the Spec — so
 // the engine writes exactly what the application reads — and writes each
-// batch with compare-and-swap updates on the values it read. The partition
-// is marked done in the same transaction. Hence:
+// batch with compare-and-swap updates: on PostgreSQL conditioned on the
+// row version read (xmin), on SQLite on the values read. The partition
+// is marked done in the same transaction. A Reencrypt job skips the typed
+// record: it opens each value older than its scope's active key with the
+// old key and seals it with the active one, under the same binding the
+// application uses, and leaves blind indexes alone unless their key
+// changed too. Hence:
 //
 //   - Killed at any point, a worker loses only its uncommitted partition;
 //     the row locks and the claim die with its connection, and the next
@@ -56,7 +61,11 @@
 //     twice: values already migrated are recognised and skipped.
 //   - An application write between a read and the write is never
 //     overwritten: the update's condition fails and the row keeps the
-//     application's (encrypted) value.
+//     application's (encrypted) value; the row is read again and its
+//     other values are still migrated.
+//   - A value moved to another row, column, table or scope fails to open
+//     under the binding of the place it is found: the job stops with an
+//     error matching envelope.ErrDecrypt and leaves it as it is.
 //   - Running a job again, or a new job over a done table, writes nothing.
 //   - Workers need no coordinator: the database is the queue.
 //

@@ -29,7 +29,11 @@ const (
 	// and computes the blind indexes.
 	Encrypt Kind = "encrypt"
 	// Reencrypt re-encrypts values whose data key version is older than
-	// the scope's active one, after a rotation.
+	// the scope's active one, after a rotation. It works on the
+	// ciphertexts: each is opened with its old key and sealed with the
+	// active one under the same binding, in its own encoding (text armor
+	// or binary), without decoding the plaintext; blind indexes are
+	// recomputed only in rows whose index key changed too.
 	Reencrypt Kind = "reencrypt"
 	// Reindex recomputes blind index values made with an index key version
 	// older than the active one, after an index key rotation.
@@ -81,6 +85,10 @@ type Config struct {
 	// them (Migrate): for a database role that may read and write rows
 	// but run no DDL. Install the tables from SchemaMigrations first.
 	CheckSchemaOnly bool
+
+	// recordPath makes Reencrypt jobs take the record path for every row
+	// (tests and benchmarks compare the two).
+	recordPath bool
 }
 
 // schema creates the bookkeeping tables, or only checks them.
@@ -173,10 +181,12 @@ func (c *Config) defaults() error {
 // uncommitted partition, which the next worker redoes; rows already
 // migrated are recognised and skipped, so nothing is encrypted twice.
 //
-// Every write is a compare-and-swap on the values read (UPDATE … WHERE id
-// = … AND column IS NOT DISTINCT FROM old), so an application write that
-// lands in between is never overwritten: the row is counted in Conflicts
-// and left as the application wrote it (sealed, by fields).
+// Every write is a compare-and-swap on what was read: on PostgreSQL the
+// row version (UPDATE … WHERE id = … AND xmin = the xmin read), on SQLite
+// the values (… AND column IS old), so an application write that lands in
+// between is never overwritten: the row is read again and decided anew,
+// and after repeated conflicts counted in Conflicts and left as the
+// application wrote it (sealed, by fields).
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	var r Report
 	if err := cfg.defaults(); err != nil {
@@ -231,6 +241,7 @@ func dryRun(ctx context.Context, cfg *Config) (Report, error) {
 			return w.report, err
 		}
 		last = sql.NullString{String: batch[len(batch)-1].id, Valid: true}
+		w.newBatch()
 		for _, r := range batch {
 			ch, err := w.decide(ctx, r)
 			if err != nil {
@@ -357,6 +368,9 @@ type worker struct {
 	// scope, when set, limits reads to the rows of that scope (Verify's
 	// VerifyConfig.Scope).
 	scope string
+	// rs is the Reencrypt fast path's state (reseal.go), made on first
+	// use.
+	rs *resealer
 }
 
 // prepare reads the column types a batched update must cast to.
@@ -490,6 +504,9 @@ type row struct {
 	src       []any // per Column: the value of Name
 	dst       []any // per Column: the value of target() (src again in place)
 	idx       []any // per Index
+	// ver is the row version read, on PostgreSQL (xmin): any write to
+	// the row since it was read changes it.
+	ver string
 }
 
 // columns returns the columns a row is read with.
@@ -532,7 +549,7 @@ func (w *worker) readBatch(ctx context.Context, q sqltx.Querier, last sql.NullSt
 		where = append(where, s.ScopeColumn+" = ?")
 		args = append(args, w.scope)
 	}
-	query := "SELECT " + strings.Join(s.columns(), ", ") + " FROM " + s.Table
+	query := "SELECT " + w.selectList() + " FROM " + s.Table
 	if len(where) > 0 {
 		query += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -549,10 +566,21 @@ func (w *worker) readRows(ctx context.Context, q sqltx.Querier, ids []string) ([
 	for i, id := range ids {
 		args[i] = id
 	}
-	return w.query(ctx, q, "SELECT "+strings.Join(s.columns(), ", ")+" FROM "+s.Table+" WHERE "+s.ID+" IN ("+marks+") ORDER BY "+s.ID, args)
+	return w.query(ctx, q, "SELECT "+w.selectList()+" FROM "+s.Table+" WHERE "+s.ID+" IN ("+marks+") ORDER BY "+s.ID, args)
 }
 
-// query runs a row query over the spec's columns and scans the rows.
+// selectList is what a row is read with: the spec's columns and, on
+// PostgreSQL, the row version (xmin) that the compare-and-swap update
+// checks.
+func (w *worker) selectList() string {
+	list := strings.Join(w.cfg.Spec.columns(), ", ")
+	if w.cfg.Dialect == keys.Postgres {
+		list += ", xmin::text"
+	}
+	return list
+}
+
+// query runs a row query over selectList and scans the rows.
 func (w *worker) query(ctx context.Context, q sqltx.Querier, query string, args []any) ([]*row, error) {
 	s := &w.cfg.Spec
 	rows, err := q.QueryContext(ctx, w.cfg.Dialect.Rebind(query), args...)
@@ -577,6 +605,9 @@ func (w *worker) query(ctx context.Context, q sqltx.Querier, query string, args 
 		}
 		for i := range s.Indexes {
 			dest = append(dest, &r.idx[i])
+		}
+		if w.cfg.Dialect == keys.Postgres {
+			dest = append(dest, &r.ver)
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("migrate: read %s: %w", s.Table, err)
@@ -623,6 +654,7 @@ func isCiphertext(v any) bool {
 // values read, for the compare-and-swap.
 type change struct {
 	id   string
+	ver  string // the row version read (PostgreSQL)
 	cols []string
 	olds []any
 	news []any
@@ -640,6 +672,7 @@ func (w *worker) migrateBatch(ctx context.Context, q sqltx.Querier, batch []*row
 	var written int64
 	for attempt := 0; len(batch) > 0; attempt++ {
 		var changes []*change
+		w.newBatch()
 		for _, r := range batch {
 			ch, err := w.decide(ctx, r)
 			if err != nil {
@@ -698,8 +731,27 @@ func (w *worker) writeChanges(ctx context.Context, q sqltx.Querier, changes []*c
 	return done, err
 }
 
-// decide returns the change a row needs for the job, or nil.
+// decide returns the change a row needs for the job, or nil. Reencrypt
+// jobs work on the ciphertexts (decideReencrypt); the others, and
+// re-encrypted rows whose blind indexes are stale, go through the fields
+// package with a typed record (decideRecord).
 func (w *worker) decide(ctx context.Context, r *row) (*change, error) {
+	if w.cfg.Kind == Reencrypt && !w.cfg.recordPath {
+		return w.decideReencrypt(ctx, r)
+	}
+	return w.decideRecord(ctx, r)
+}
+
+// newBatch starts a batch: key versions cached for the previous one are
+// looked up again.
+func (w *worker) newBatch() {
+	if w.rs != nil {
+		w.rs.newBatch()
+	}
+}
+
+// decideRecord is decide through a typed record: Open, then Seal.
+func (w *worker) decideRecord(ctx context.Context, r *row) (*change, error) {
 	s := &w.cfg.Spec
 	rec := reflect.New(w.typ)
 	rv := rec.Elem()
@@ -756,7 +808,7 @@ func (w *worker) decide(ctx context.Context, r *row) (*change, error) {
 	if err := w.cfg.Codec.Seal(ctx, rec.Interface()); err != nil {
 		return nil, fmt.Errorf("migrate: row %s: %w", r.id, err)
 	}
-	ch := &change{id: r.id}
+	ch := &change{id: r.id, ver: r.ver}
 	for i, c := range s.Columns {
 		if !needs[i] {
 			continue

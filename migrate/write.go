@@ -11,10 +11,10 @@ import (
 )
 
 // write applies changes with compare-and-swap updates and returns the ids
-// of the rows changed; a row whose values changed since they were read is
-// left alone. On PostgreSQL rows that write the same columns go in one
-// UPDATE … FROM (VALUES …) RETURNING id; on SQLite, the single writer, one
-// UPDATE per row.
+// of the rows changed; a row written since it was read is left alone. On
+// PostgreSQL rows that write the same columns go in one UPDATE … FROM
+// (VALUES …) RETURNING id, conditioned on the row version read; on SQLite,
+// the single writer, one UPDATE per row, conditioned on the values read.
 func (w *worker) write(ctx context.Context, q sqltx.Querier, changes []*change) (map[string]bool, error) {
 	done := map[string]bool{}
 	if w.cfg.Dialect == keys.SQLite {
@@ -68,15 +68,23 @@ func (w *worker) writeOne(ctx context.Context, q sqltx.Querier, ch *change) (int
 }
 
 // writeGroup is the compare-and-swap update of rows writing the same
-// columns, in one statement:
+// columns, in one statement, conditioned on the row version read (xmin):
 //
-//	UPDATE t SET c = v.n0 FROM (VALUES ($1::idtype, $2::ctype, $3::ctype), …) AS v(id, o0, n0)
-//	WHERE t.id = v.id AND t.c IS NOT DISTINCT FROM v.o0
+//	UPDATE t SET c = v.n0 FROM (VALUES ($1::idtype, $2::text, $3::ctype), …) AS v(id, ver, n0)
+//	WHERE t.id = v.id AND t.xmin::text = v.ver
+//
+// Any write to the row since it was read, committed or waited for (the
+// update re-checks the condition on the row's newest version), makes a new
+// row version with another xmin, so the row is left as that write made it
+// and read again (migrateBatch). This is stricter than comparing the
+// columns written, and sends only the new values: a batch's statement is
+// about half the size.
 func (w *worker) writeGroup(ctx context.Context, q sqltx.Querier, group []*change, done map[string]bool) error {
 	s := &w.cfg.Spec
 	cols := group[0].cols
 	var values strings.Builder
-	args := make([]any, 0, len(group)*(1+2*len(cols)))
+	values.Grow(len(group) * (24 + 24*len(cols)))
+	args := make([]any, 0, len(group)*(2+len(cols)))
 	param := func(cast string) {
 		values.WriteByte('$')
 		values.WriteString(strconv.Itoa(len(args) + 1))
@@ -90,25 +98,24 @@ func (w *worker) writeGroup(ctx context.Context, q sqltx.Querier, group []*chang
 		values.WriteByte('(')
 		param(w.casts[s.ID])
 		args = append(args, ch.id)
+		values.WriteString(", ")
+		param("text")
+		args = append(args, ch.ver)
 		for j, c := range cols {
-			values.WriteString(", ")
-			param(w.casts[c])
-			args = append(args, ch.olds[j])
 			values.WriteString(", ")
 			param(w.casts[c])
 			args = append(args, ch.news[j])
 		}
 		values.WriteByte(')')
 	}
-	names := []string{"id"}
-	var set, cond []string
+	names := []string{"id", "ver"}
+	var set []string
 	for i, c := range cols {
-		names = append(names, fmt.Sprintf("o%d", i), fmt.Sprintf("n%d", i))
-		set = append(set, fmt.Sprintf("%s = v.n%d", c, i))
-		cond = append(cond, fmt.Sprintf("t.%s IS NOT DISTINCT FROM v.o%d", c, i))
+		names = append(names, "n"+strconv.Itoa(i))
+		set = append(set, c+" = v.n"+strconv.Itoa(i))
 	}
-	query := fmt.Sprintf("UPDATE %s AS t SET %s FROM (VALUES %s) AS v(%s) WHERE t.%s = v.id AND %s RETURNING t.%s::text",
-		s.Table, strings.Join(set, ", "), values.String(), strings.Join(names, ", "), s.ID, strings.Join(cond, " AND "), s.ID)
+	query := "UPDATE " + s.Table + " AS t SET " + strings.Join(set, ", ") + " FROM (VALUES " + values.String() + ") AS v(" + strings.Join(names, ", ") +
+		") WHERE t." + s.ID + " = v.id AND t.xmin::text = v.ver RETURNING t." + s.ID + "::text"
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("migrate: update %s: %w", s.Table, err)

@@ -134,10 +134,12 @@ func keySetID(scope, index string) (keys.ID, error) {
 }
 
 func keysRotate(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("keys rotate", "--scope SCOPE [--index TABLE.COLUMN | --all] [--create]", `  phicrypt keys rotate --scope tenant:st-mary
+	fs := e.flags("keys rotate", "--scope SCOPE [--index TABLE.COLUMN | --parent | --all] [--create]", `  phicrypt keys rotate --scope tenant:st-mary
   phicrypt keys rotate --scope tenant:st-mary --index Patient.ssn_index
+  phicrypt keys rotate --scope tenant:st-mary --parent  # the key its patients' keys are wrapped under
   phicrypt keys rotate --scope tenant:st-mary --all     # also its per-patient scopes
-Then run "phicrypt migrate reencrypt" (or reindex) to move the data to the new version.
+Then run "phicrypt migrate reencrypt" (or reindex) to move the data to the new version,
+or, after --parent, "phicrypt keys rewrap" to rewrap the patients' keys under it.
 A scope or index without keys is an error: keys are created by encryption, or with --create.
 `)
 	c := e.commonFlags(fs)
@@ -145,15 +147,22 @@ A scope or index without keys is an error: keys are created by encryption, or wi
 	scope := fs.String("scope", "", "the scope whose key to rotate")
 	index := fs.String("index", "", "rotate the blind index key of TABLE.COLUMN instead of the data key")
 	all := fs.Bool("all", false, "rotate every key of the scope and of the scopes under it (SCOPE/…, such as per-patient scopes): data, deterministic and index keys")
+	parent := fs.Bool("parent", false, "rotate the scope's parent key, which wraps its children's keys (see keys rewrap)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
 	if *all && (*index != "" || c.create) {
 		return usagef("--all rotates the keys that exist: it takes neither --index nor --create")
 	}
+	if *parent && (*index != "" || *all) {
+		return usagef("--parent takes neither --index nor --all")
+	}
 	id, err := keySetID(*scope, *index)
 	if err != nil {
 		return err
+	}
+	if *parent {
+		id = keys.ParentKey(*scope)
 	}
 	ctx = e.keyOpContext(ctx, "rotate")
 	s, err := e.openKeyOp(ctx, c)
@@ -309,16 +318,24 @@ The rotation is recorded in the key store's audit log when --keys-dsn names one.
 }
 
 func keysRewrap(ctx context.Context, e *env, args []string) error {
-	fs := e.flags("keys rewrap", "[--wrapped-before RFC3339] [--batch N]", `  phicrypt keys rewrap
+	fs := e.flags("keys rewrap", "[--wrapped-before RFC3339] [--batch N] [--to-parents]", `  phicrypt keys rewrap
   phicrypt keys rewrap --wrapped-before 2026-11-29T08:00:00Z   # resume an interrupted run
+  phicrypt keys rewrap --to-parents   # move tenant:X/patient/Y keys under tenant:X's parent key
+Keys wrapped under a parent key are not sent to the KMS; those wrapped under an older
+version of their parent key (after keys rotate --parent) are rewrapped locally.
 `)
 	c := e.commonFlags(fs)
 	before := fs.String("wrapped-before", "", "rewrap the keys last wrapped before this time (default: now); pass the time an interrupted run printed to resume it")
 	batch := fs.Int("batch", 100, "keys per KMS batch")
+	toParents := fs.Bool("to-parents", false, "migrate to the key hierarchy: rewrap the keys of each tenant:X/patient/Y still wrapped by the KEK under tenant:X's parent key (one KMS unwrap each, once)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	opts := keys.RewrapOptions{BatchSize: *batch}
+	opts := keys.RewrapOptions{BatchSize: *batch, ToParents: *toParents}
+	var tune []func(*keys.Config)
+	if *toParents {
+		tune = append(tune, func(cfg *keys.Config) { cfg.Parent = keys.TenantParent })
+	}
 	if *before != "" {
 		t, err := time.Parse(time.RFC3339Nano, *before)
 		if err != nil {
@@ -327,7 +344,7 @@ func keysRewrap(ctx context.Context, e *env, args []string) error {
 		opts.WrappedBefore = t
 	}
 	ctx = e.keyOpContext(ctx, "rewrap")
-	s, err := e.openKeyOp(ctx, c)
+	s, err := e.openKeyOp(ctx, c, tune...)
 	if err != nil {
 		return err
 	}
@@ -337,6 +354,9 @@ func keysRewrap(ctx context.Context, e *env, args []string) error {
 	report, err := s.keyring.Rewrap(ctx, opts)
 	bar.Finish()
 	fmt.Fprintf(e.stdout, "rewrapped %d, skipped %d, failed %d of %d key versions\n", report.Rewrapped, report.Skipped, report.Failed, report.Scanned)
+	if report.Local+report.Migrated > 0 {
+		fmt.Fprintf(e.stdout, "rewrapped %d locally under their parent key's new version, moved %d under their parent key\n", report.Local, report.Migrated)
+	}
 	if err != nil {
 		fmt.Fprintf(e.stdout, "interrupted: resume with --wrapped-before %s\n", report.Started.UTC().Format(time.RFC3339Nano))
 		return err

@@ -123,6 +123,9 @@ still hold the keys (see docs/SHREDDING.md).
 	if report.Versions > 0 || report.KeySets > 0 {
 		fmt.Fprintf(e.stdout, "destroyed %d key versions in %d key sets of %s\n", report.Versions, report.KeySets, *scope)
 	}
+	if report.ChildKeySets > 0 {
+		fmt.Fprintf(e.stdout, "its parent key destroyed, and with it the %d key sets of its children (such as its patients)\n", report.ChildKeySets)
+	}
 	if len(specs) > 0 {
 		fmt.Fprintf(e.stdout, "erased the blind index values of %d rows in %d tables\n", report.IndexRowsErased, len(specs))
 	}

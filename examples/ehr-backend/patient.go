@@ -12,12 +12,13 @@ import (
 
 // Patient is a row of the patients table. Its PHI is encrypted; the blind
 // indexes, each indexed together with the tenant, let it be searched by
-// SSN, by MRN and by last name and birth date. The GORM columns are the
+// SSN, by MRN, by last name and birth date, and by last-name prefix and
+// birth-date range. The GORM columns are the
 // default snake_case names, which are also the columns the values are
 // bound to.
 type Patient struct {
 	ID        string                      `gorm:"primaryKey" phi:"id,table=patients"`
-	TenantID  string                      `gorm:"not null;index:idx_patients_ssn,priority:1;index:idx_patients_mrn,priority:1;index:idx_patients_name_dob,priority:1" phi:"scope"`
+	TenantID  string                      `gorm:"not null;index:idx_patients_ssn,priority:1;index:idx_patients_mrn,priority:1;index:idx_patients_name_dob,priority:1;index:idx_patients_last_p3,priority:1;index:idx_patients_born_year,priority:1;index:idx_patients_born_month,priority:1" phi:"scope"`
 	MRN       fields.String               `phi:"encrypt"`
 	SSN       fields.String               `phi:"encrypt"`
 	First     fields.String               `phi:"encrypt"`
@@ -31,7 +32,23 @@ type Patient struct {
 	// (fields.SuggestIndexBits); a smaller site uses fewer bits.
 	SSNIndex fields.BlindIndex `gorm:"index:idx_patients_ssn,priority:2" phi:"index,of=SSN,normalize=digits,bits=16"`
 	MRNIndex fields.BlindIndex `gorm:"index:idx_patients_mrn,priority:2" phi:"index,of=MRN,normalize=alnum+fold,bits=16"`
-	NameDOB  fields.BlindIndex `gorm:"index:idx_patients_name_dob,priority:2" phi:"index,of=Last+BirthDate,normalize=trim+fold+nfc+collapse,bits=16"`
+	NameDOB  fields.BlindIndex `gorm:"index:idx_patients_name_dob,priority:2" phi:"index,of=Last+BirthDate,normalize=trim+fold+nfc+collapse,bits=12"`
+	// For GET /patients?last=smi&born=1980-03..1985-06: the first 3
+	// characters of the last name (a longer query uses it too, and the
+	// post-filter keeps the rows that really start with it), and the
+	// birth year and month. Each reveals which rows share it (a first
+	// three letters, a birth year) to whoever reads the table, whatever
+	// its bits: many patients share them, which is what keeps them from
+	// singling one out (see fields.DateRangeSearch). Their bits are what
+	// the blind index planner allows together for 10 million patients
+	// (main.go): the last name's indexes, NameDOB included, reveal 12 + 8
+	// bits of it, and the birth date's 12 + 4 + 6, within the 22.25 bits that
+	// leave every row among 2 candidates or more. Prefixes of 2 and 4
+	// letters beside these would reveal more than that: the planner
+	// refuses them.
+	LastP3    fields.BlindIndex `gorm:"index:idx_patients_last_p3,priority:2" phi:"index,of=Last,normalize=trim+fold+nfc+prefix:3,bits=8"`
+	BornYear  fields.BlindIndex `gorm:"index:idx_patients_born_year,priority:2" phi:"index,of=BirthDate,normalize=year,bits=4"`
+	BornMonth fields.BlindIndex `gorm:"index:idx_patients_born_month,priority:2" phi:"index,of=BirthDate,normalize=yearmonth,bits=6"`
 }
 
 // PatientInput is the JSON body of a create (every field but Phone and

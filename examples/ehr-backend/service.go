@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"gorm.io/gorm"
@@ -63,9 +64,12 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	return &Service{db: cfg.DB, auditor: cfg.Auditor, log: cfg.Logger, tenant: cfg.Tenant}, nil
 }
 
-// Handler returns the API's routes. Searches take their terms in a POST
-// body, so that no SSN or name ends up in a URL, an access log or a
-// proxy's cache.
+// Handler returns the API's routes. Searches by SSN, MRN, or name and
+// birth date take their terms in a POST body, so that no SSN or name ends
+// up in a URL, an access log or a proxy's cache. The front-desk search
+// GET /patients?last=smi&born=1980-03..1985-06 takes a name prefix and a
+// range in its query string: the service logs the route, never the query,
+// and a proxy in front of it must not log query strings either.
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /patients", s.handle(s.create))
@@ -73,6 +77,7 @@ func (s *Service) Handler() http.Handler {
 	mux.HandleFunc("PATCH /patients/{id}", s.handle(s.update))
 	mux.HandleFunc("DELETE /patients/{id}", s.handle(s.delete))
 	mux.HandleFunc("POST /patients/search", s.handle(s.search))
+	mux.HandleFunc("GET /patients", s.handle(s.list))
 	return mux
 }
 
@@ -226,7 +231,7 @@ func (s *Service) create(r *http.Request) (int, any, error) {
 // truncated; a site that needs one in the database stores the MRN with
 // deterministic encryption, which reveals equal values.)
 func (s *Service) checkMRN(tx *gorm.DB, mrn, self string) error {
-	found, err := gormphi.Search(tx, &Patient{TenantID: tenantOf(tx.Statement.Context), MRN: fields.New(mrn)}, "MRNIndex")
+	found, err := gormphi.Find(tx, &Patient{TenantID: tenantOf(tx.Statement.Context), MRN: fields.New(mrn)})
 	if err != nil {
 		return err
 	}
@@ -355,29 +360,31 @@ func (s *Service) search(r *http.Request) (int, any, error) {
 	if err := decode(r, &in); err != nil {
 		return 0, nil, err
 	}
+	// gormphi.Find searches the indexes whose sources the template sets:
+	// SSNIndex, MRNIndex, or NameDOB (with the birth year and month).
 	term := &Patient{TenantID: tenantOf(ctx)}
-	var index, kind string
+	var kind string
 	switch {
 	case in.SSN != "" && in.MRN == "" && in.Last == "" && in.BirthDate == "":
 		if !ssnPattern.MatchString(in.SSN) {
 			return 0, nil, &ValidationError{"ssn", "want 9 digits, as NNN-NN-NNNN"}
 		}
-		term.SSN, index, kind = fields.New(in.SSN), "SSNIndex", "ssn"
+		term.SSN, kind = fields.New(in.SSN), "ssn"
 	case in.MRN != "" && in.SSN == "" && in.Last == "" && in.BirthDate == "":
 		if !mrnPattern.MatchString(in.MRN) {
 			return 0, nil, &ValidationError{"mrn", "want 1 to 32 letters, digits or dashes"}
 		}
-		term.MRN, index, kind = fields.New(in.MRN), "MRNIndex", "mrn"
+		term.MRN, kind = fields.New(in.MRN), "mrn"
 	case in.Last != "" && in.BirthDate != "" && in.SSN == "" && in.MRN == "":
 		born, err := parseDate("birth_date", in.BirthDate)
 		if err != nil {
 			return 0, nil, err
 		}
-		term.Last, term.BirthDate, index, kind = fields.New(in.Last), fields.New(born), "NameDOB", "name_dob"
+		term.Last, term.BirthDate, kind = fields.New(in.Last), fields.New(born), "name_dob"
 	default:
 		return 0, nil, &ValidationError{"search", "give ssn, or mrn, or last and birth_date"}
 	}
-	found, err := gormphi.Search(s.db.WithContext(ctx), term, index)
+	found, err := gormphi.Find(s.db.WithContext(ctx), term)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -387,6 +394,71 @@ func (s *Service) search(r *http.Request) (int, any, error) {
 	out := SearchOutput{Patients: []PatientOutput{}}
 	for i := range found {
 		if err := s.audit(ctx, OpPHIRead, "patients/"+found[i].ID, "search"); err != nil {
+			return 0, nil, err
+		}
+		out.Patients = append(out.Patients, output(&found[i]))
+	}
+	return http.StatusOK, out, nil
+}
+
+// maxListed is the most patients GET /patients returns.
+const maxListed = 100
+
+// ListOutput is the body of GET /patients's response.
+type ListOutput struct {
+	Patients []PatientOutput `json:"patients"`
+	// Truncated is true when more than maxListed patients matched: the
+	// caller narrows the search.
+	Truncated bool `json:"truncated,omitempty"`
+}
+
+// list is GET /patients?last=smi&born=1980-03..1985-06: the patients of
+// the tenant whose last name starts with last (2 characters or more,
+// case and accents' composition aside) and who were born in born (YYYY,
+// YYYY-MM or YYYY-MM-DD at each end, both included), either or both.
+func (s *Service) list(r *http.Request) (int, any, error) {
+	ctx := r.Context()
+	last, born := r.URL.Query().Get("last"), r.URL.Query().Get("born")
+	tmpl := &Patient{TenantID: tenantOf(ctx)}
+	q := fields.NewQuery(tmpl)
+	var kind []string
+	if last != "" {
+		if len(last) > 200 {
+			return 0, nil, &ValidationError{"last", "at most 200 characters"}
+		}
+		tmpl.Last = fields.New(last)
+		q.Prefix("Last")
+		kind = append(kind, "last_prefix")
+	}
+	if born != "" {
+		rng, err := fields.ParseDateRange(born)
+		if err != nil {
+			return 0, nil, &ValidationError{"born", "want a range YYYY[-MM[-DD]]..YYYY[-MM[-DD]]"}
+		}
+		q.DateRange("BirthDate", rng)
+		kind = append(kind, "born_range")
+	}
+	if len(kind) == 0 {
+		return 0, nil, &ValidationError{"search", "give last, or born, or both"}
+	}
+	found, err := gormphi.Query[Patient](s.db.WithContext(ctx).Order("id"), q)
+	switch {
+	case errors.Is(err, fields.ErrPrefixTooShort):
+		return 0, nil, &ValidationError{"last", "at least 2 characters"}
+	case errors.Is(err, fields.ErrTooManyTerms):
+		return 0, nil, &ValidationError{"born", "range too wide: narrow it, or give whole years"}
+	case err != nil:
+		return 0, nil, err
+	}
+	if err := s.audit(ctx, OpPHISearch, "patients", strings.Join(kind, "+")); err != nil {
+		return 0, nil, err
+	}
+	out := ListOutput{Patients: []PatientOutput{}}
+	if len(found) > maxListed {
+		found, out.Truncated = found[:maxListed], true
+	}
+	for i := range found {
+		if err := s.audit(ctx, OpPHIRead, "patients/"+found[i].ID, "list"); err != nil {
 			return 0, nil, err
 		}
 		out.Patients = append(out.Patients, output(&found[i]))

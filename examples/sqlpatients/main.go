@@ -140,9 +140,6 @@ type Store interface {
 	Search(ctx context.Context, term *Patient, index string) ([]*Patient, error)
 }
 
-// indexColumns maps a blind index to its column.
-var indexColumns = map[string]string{"SSNIndex": "ssn_index", "MRNIndex": "mrn_index", "NameDOB": "name_dob"}
-
 // ErrNotFound means no patient has the id.
 var ErrNotFound = errors.New("patient not found")
 
@@ -260,15 +257,18 @@ func ReadPatients(r io.Reader, tenants int) ([]*Patient, error) {
 	return out, nil
 }
 
-// postFilter opens the candidates of a blind-index query and keeps those
-// whose plaintext matches term's.
-func postFilter(ctx context.Context, codec *fields.Codec, candidates []*Patient, term *Patient, index string) ([]*Patient, error) {
+// postFilter opens the candidates of a search and keeps those whose
+// plaintext matches: a truncated index also matches other values.
+func postFilter(ctx context.Context, codec *fields.Codec, candidates []*Patient, search *fields.Search) ([]*Patient, error) {
+	if len(candidates) == 0 {
+		return nil, nil
+	}
 	if err := codec.Open(ctx, candidates); err != nil {
 		return nil, err
 	}
 	var found []*Patient
 	for _, p := range candidates {
-		ok, err := codec.Match(p, term, index)
+		ok, err := search.Match(p)
 		if err != nil {
 			return nil, err
 		}

@@ -76,20 +76,19 @@ func (s *PgxStore) Get(ctx context.Context, tenant, id string) (*Patient, error)
 	return p, nil
 }
 
-// Search implements Store: "= ANY($2)" with the terms as a bytea array,
-// then Open and the post-filter.
+// Search implements Store: codec.Search computes the terms and Where
+// writes the condition with $n placeholders for pgx; the rows are
+// opened, then post-filtered.
 func (s *PgxStore) Search(ctx context.Context, term *Patient, index string) ([]*Patient, error) {
-	terms, err := s.codec.IndexTerms(ctx, term, index)
+	search, err := s.codec.Search(ctx, fields.NewQuery(term).Equal(index))
 	if err != nil {
 		return nil, err
 	}
-	values := make([]any, len(terms))
-	for i, t := range terms {
-		if values[i], err = t.Value(); err != nil {
-			return nil, err
-		}
+	where, args, err := search.Where(fields.Postgres)
+	if err != nil {
+		return nil, err
 	}
-	rows, err := s.pool.Query(ctx, "SELECT "+columns+" FROM patients WHERE tenant_id = $1 AND "+indexColumns[index]+" = ANY($2)", term.TenantID, values)
+	rows, err := s.pool.Query(ctx, "SELECT "+columns+" FROM patients WHERE "+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -100,5 +99,5 @@ func (s *PgxStore) Search(ctx context.Context, term *Patient, index string) ([]*
 	if err != nil {
 		return nil, err
 	}
-	return postFilter(ctx, s.codec, candidates, term, index)
+	return postFilter(ctx, s.codec, candidates, search)
 }

@@ -129,19 +129,23 @@ func (s *SQLStore) Get(ctx context.Context, tenant, id string) (*Patient, error)
 	return p, nil
 }
 
-// Search implements Store: the rows whose index holds one of the terms
-// (one per live index key version), opened, then post-filtered.
+// Search implements Store: codec.Search computes the terms (one per live
+// index key version) and Where writes the condition with its
+// placeholders; the rows are opened, then post-filtered.
 func (s *SQLStore) Search(ctx context.Context, term *Patient, index string) ([]*Patient, error) {
-	terms, err := s.codec.IndexTerms(ctx, term, index)
+	search, err := s.codec.Search(ctx, fields.NewQuery(term).Equal(index))
 	if err != nil {
 		return nil, err
 	}
-	args := []any{term.TenantID}
-	marks := make([]string, len(terms))
-	for i, t := range terms {
-		args, marks[i] = append(args, t), "?"
+	style := fields.SQLite
+	if s.postgres {
+		style = fields.Postgres
 	}
-	rows, err := s.db.QueryContext(ctx, s.q("SELECT "+columns+" FROM patients WHERE tenant_id = ? AND "+indexColumns[index]+" IN ("+strings.Join(marks, ", ")+")"), args...)
+	where, args, err := search.Where(style)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := s.db.QueryContext(ctx, "SELECT "+columns+" FROM patients WHERE "+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -157,5 +161,5 @@ func (s *SQLStore) Search(ctx context.Context, term *Patient, index string) ([]*
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	return postFilter(ctx, s.codec, candidates, term, index)
+	return postFilter(ctx, s.codec, candidates, search)
 }

@@ -15,7 +15,11 @@
 //	db.Use(plugin)
 //	db.Create(&Patient{ID: uuid, TenantID: tenant, SSN: fields.New("999-12-3456"), ...})
 //	db.First(&p, "id = ?", uuid)               // p.SSN.Get() == "999-12-3456"
-//	found, _ := gormphi.Search(db, &Patient{TenantID: tenant, SSN: fields.New("999123456")}, "SSNIndex")
+//	found, _ := gormphi.Find(db, &Patient{TenantID: tenant, SSN: fields.New("999123456")})
+//
+// Find searches by example through the blind indexes whose sources the
+// template sets; Query runs a fields.Query (prefixes, sounds-like names,
+// date ranges, equality), and both post-filter the opened rows.
 //
 // # Callbacks, not serializers
 //

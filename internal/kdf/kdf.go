@@ -26,6 +26,10 @@ const (
 	LabelCommitment = "phicrypt/v1/key-commitment"
 	// LabelBlindIndex derives the HMAC key of a blind index key.
 	LabelBlindIndex = "phicrypt/v1/blind-index-key"
+	// LabelBlindIndexParams derives, from the HMAC key of a blind index
+	// key version, the key of one index definition: HKDF-Expand with this
+	// label and the index's parameters (normalizer chains, bits) as info.
+	LabelBlindIndexParams = "phicrypt/v1/blind-index-params/"
 	// LabelAuditChain derives the HMAC key of the audit log's chain.
 	LabelAuditChain = "phicrypt/v1/audit-chain-key"
 	// LabelKeyMetadata derives the HMAC key that authenticates the key

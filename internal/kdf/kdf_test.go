@@ -71,12 +71,13 @@ func TestMACSize(t *testing.T) {
 // appended never equals another label.
 func TestLabels(t *testing.T) {
 	labels := map[string]string{
-		"phicrypt/v1/aead-key/":        LabelAEAD,
-		"phicrypt/v1/stream-key/":      LabelStreamKey,
-		"phicrypt/v1/key-commitment":   LabelCommitment,
-		"phicrypt/v1/blind-index-key":  LabelBlindIndex,
-		"phicrypt/v1/audit-chain-key":  LabelAuditChain,
-		"phicrypt/v1/key-metadata-key": LabelKeyMetadata,
+		"phicrypt/v1/aead-key/":           LabelAEAD,
+		"phicrypt/v1/stream-key/":         LabelStreamKey,
+		"phicrypt/v1/key-commitment":      LabelCommitment,
+		"phicrypt/v1/blind-index-key":     LabelBlindIndex,
+		"phicrypt/v1/blind-index-params/": LabelBlindIndexParams,
+		"phicrypt/v1/audit-chain-key":     LabelAuditChain,
+		"phicrypt/v1/key-metadata-key":    LabelKeyMetadata,
 	}
 	for want, got := range labels {
 		assert.Equal(t, want, got)
