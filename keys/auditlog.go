@@ -44,6 +44,11 @@ var auditChainKey = ID{Scope: ReservedScopePrefix + "audit", Name: "chain"}
 // chain cannot show by itself: record Verify's Head somewhere the database
 // administrators cannot write (a log shipper, a WORM bucket, a ticket) and
 // pass it back as VerifyOptions.Anchor.
+//
+// Each group commit takes a connection from db's pool. A service that
+// shares the pool with its requests keeps enough idle connections for the
+// requests it serves at once plus one (sql.DB.SetMaxIdleConns): with
+// database/sql's default of 2, every commit may open a new connection.
 type AuditLog struct {
 	db      *sql.DB
 	dialect Dialect

@@ -231,6 +231,15 @@ func Open(ctx context.Context, o Options) (*App, error) {
 		if app.sqlDB, err = sql.Open("pgx", o.DSN); err != nil {
 			return nil, err
 		}
+		// database/sql keeps 2 idle connections by default: under
+		// concurrent requests every other query would open a connection
+		// (a PostgreSQL backend process, several milliseconds) and close
+		// it again. The pool keeps as many idle connections as the
+		// service uses at once, and bounds them well below PostgreSQL's
+		// default max_connections (100).
+		app.sqlDB.SetMaxOpenConns(64)
+		app.sqlDB.SetMaxIdleConns(64)
+		app.sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 		app.keysDB = app.sqlDB
 		dialector, dialect, app.Database = postgres.New(postgres.Config{Conn: app.sqlDB}), keys.Postgres, "postgres"
 	default:
