@@ -433,7 +433,7 @@ func (s *SelfContained) openingKey(ctx context.Context, h *format.Header, scope 
 		}
 		fresh = true
 	}
-	if subtle.ConstantTimeCompare(k.commitment, h.Commitment) != 1 {
+	if !k.commits(h) {
 		if fresh {
 			s.doneOpening(h, k)
 		}
@@ -448,6 +448,13 @@ func (s *SelfContained) doneOpening(h *format.Header, k *openingKey) {
 	if !s.opening.Holds(string(h.Wrapped), k) {
 		k.dek.wipe()
 	}
+}
+
+// commits reports whether h's key commitment is k's, in constant time.
+// Every opening path checks it before AEAD-Open: the commitment is what
+// makes a ciphertext open under one data key only.
+func (k *openingKey) commits(h *format.Header) bool {
+	return subtle.ConstantTimeCompare(k.commitment, h.Commitment) == 1
 }
 
 func (k *openingKey) matches(h *format.Header, scope string) bool {

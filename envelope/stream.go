@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/cipher"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -251,7 +250,7 @@ func (s *SelfContained) openingStreamKey(ctx context.Context, h *format.Header, 
 		return nil, err
 	}
 	defer k.dek.wipe()
-	if subtle.ConstantTimeCompare(k.commitment, h.Commitment) != 1 {
+	if !k.commits(h) {
 		return nil, ErrDecrypt
 	}
 	a, _, err = k.dek.deriveStream(Suite(h.Suite), h.Salt)
