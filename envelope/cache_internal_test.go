@@ -5,12 +5,12 @@ import (
 	"context"
 	"io"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/phicrypt/phicrypt/internal/fakeclock"
 	"github.com/phicrypt/phicrypt/internal/format"
 	"github.com/phicrypt/phicrypt/internal/keycache"
 	"github.com/phicrypt/phicrypt/kms/kmstest"
@@ -170,45 +170,48 @@ func TestStreamAfterKeyZeroed(t *testing.T) {
 // TestFailedUnwrapMemoryBounds checks the age and count bounds of the
 // memory of failed unwraps.
 func TestFailedUnwrapMemoryBounds(t *testing.T) {
-	ctx := context.Background()
-	kek := newCacheTestKEK(t)
-	s, err := NewSelfContained(SelfContainedConfig{KEK: kek, FailedUnwrapMaxEntries: 2})
-	require.NoError(t, err)
-	b := Binding{Scope: "tenant:a"}
-	ct, err := s.Encrypt(ctx, []byte("v"), b)
-	require.NoError(t, err)
-	forged := func(i int) []byte {
-		c := bytes.Clone(ct)
-		h, err := format.Parse(c)
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		kek := newCacheTestKEK(t)
+		s, err := NewSelfContained(SelfContainedConfig{KEK: kek, FailedUnwrapMaxEntries: 2})
 		require.NoError(t, err)
-		h.Wrapped[len(h.Wrapped)-1] ^= byte(1 + i)
-		return c
-	}
+		b := Binding{Scope: "tenant:a"}
+		ct, err := s.Encrypt(ctx, []byte("v"), b)
+		require.NoError(t, err)
+		forged := func(i int) []byte {
+			c := bytes.Clone(ct)
+			h, err := format.Parse(c)
+			require.NoError(t, err)
+			h.Wrapped[len(h.Wrapped)-1] ^= byte(1 + i)
+			return c
+		}
 
-	// Count: at most FailedUnwrapMaxEntries are remembered.
-	for i := 0; i < 5; i++ {
-		_, err := s.Decrypt(ctx, forged(i), b)
-		require.ErrorIs(t, err, ErrDecrypt)
-	}
-	assert.Equal(t, 2, s.failed.Len())
-	assert.EqualValues(t, 5, kek.Unwraps())
+		// Count: at most FailedUnwrapMaxEntries are remembered.
+		for i := 0; i < 5; i++ {
+			_, err := s.Decrypt(ctx, forged(i), b)
+			require.ErrorIs(t, err, ErrDecrypt)
+		}
+		assert.Equal(t, 2, s.failed.Len())
+		assert.EqualValues(t, 5, kek.Unwraps())
 
-	// Age: a remembered failure is forgotten after its max age (the
-	// default, on a fake clock).
-	clk := fakeclock.New(time.Unix(0, 0))
-	s.failed = keycache.New[struct{}](keycache.Config{MaxEntries: DefaultFailedUnwrapMaxEntries, MaxAge: DefaultFailedUnwrapMaxAge, AfterFunc: clk.AfterFunc})
-	start := kek.Unwraps()
-	for i := 0; i < 3; i++ {
-		_, err := s.Decrypt(ctx, forged(9), b)
+		// Age: a remembered failure is forgotten after its max age (the
+		// default, on the synctest bubble's clock).
+		s.failed = keycache.New[struct{}](keycache.Config{MaxEntries: DefaultFailedUnwrapMaxEntries, MaxAge: DefaultFailedUnwrapMaxAge})
+		start := kek.Unwraps()
+		for i := 0; i < 3; i++ {
+			_, err := s.Decrypt(ctx, forged(9), b)
+			require.ErrorIs(t, err, ErrDecrypt)
+		}
+		assert.Equal(t, start+1, kek.Unwraps())
+		time.Sleep(DefaultFailedUnwrapMaxAge - time.Nanosecond)
+		synctest.Wait()
+		_, err = s.Decrypt(ctx, forged(9), b)
 		require.ErrorIs(t, err, ErrDecrypt)
-	}
-	assert.Equal(t, start+1, kek.Unwraps())
-	clk.Advance(DefaultFailedUnwrapMaxAge - time.Nanosecond)
-	_, err = s.Decrypt(ctx, forged(9), b)
-	require.ErrorIs(t, err, ErrDecrypt)
-	assert.Equal(t, start+1, kek.Unwraps(), "remembered until its max age")
-	clk.Advance(time.Nanosecond)
-	_, err = s.Decrypt(ctx, forged(9), b)
-	require.ErrorIs(t, err, ErrDecrypt)
-	assert.Equal(t, start+2, kek.Unwraps(), "then asked again")
+		assert.Equal(t, start+1, kek.Unwraps(), "remembered until its max age")
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		_, err = s.Decrypt(ctx, forged(9), b)
+		require.ErrorIs(t, err, ErrDecrypt)
+		assert.Equal(t, start+2, kek.Unwraps(), "then asked again")
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/fips140"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -24,56 +25,56 @@ func TestDeterministicKeysDoNotRotateByThemselves(t *testing.T) {
 	}
 	triggers := map[string]struct {
 		cfg  keys.Config
-		pass func(clk interface{ Advance(time.Duration) })
+		pass func()
 	}{
 		"MaxKeyAge": {
 			cfg:  keys.Config{MaxKeyAge: time.Hour, CacheMaxAge: time.Minute},
-			pass: func(clk interface{ Advance(time.Duration) }) { clk.Advance(2 * time.Hour) },
+			pass: func() { advance(2 * time.Hour) },
 		},
 		"message budget": {
 			cfg:  keys.Config{MaxMessages: 3, ReserveBlock: 1},
-			pass: func(interface{ Advance(time.Duration) }) {},
+			pass: func() {},
 		},
 	}
 	for name, tc := range triggers {
 		t.Run(name, func(t *testing.T) {
-			ctx := context.Background()
-			clk := newClock()
-			cfg := tc.cfg
-			cfg.Clock = clk
-			kr := newKeyring(t, cfg)
-			det, err := envelope.NewCompact(envelope.CompactConfig{Keyring: kr.Deterministic()})
-			require.NoError(t, err)
-			rnd := compact(t, kr)
-			b := envelope.Binding{Scope: "tenant:a", Table: "patients", Column: "email"}
+			synctest.Test(t, func(t *testing.T) {
+				ctx := context.Background()
+				cfg := tc.cfg
+				kr := newKeyring(t, cfg)
+				det, err := envelope.NewCompact(envelope.CompactConfig{Keyring: kr.Deterministic()})
+				require.NoError(t, err)
+				rnd := compact(t, kr)
+				b := envelope.Binding{Scope: "tenant:a", Table: "patients", Column: "email"}
 
-			stored, err := det.Encrypt(ctx, []byte("lemuel@example.org"), b)
-			require.NoError(t, err)
-			for i := 0; i < 10; i++ {
-				tc.pass(clk)
+				stored, err := det.Encrypt(ctx, []byte("lemuel@example.org"), b)
+				require.NoError(t, err)
+				for i := 0; i < 10; i++ {
+					tc.pass()
+					got, err := det.Encrypt(ctx, []byte("lemuel@example.org"), b)
+					require.NoError(t, err)
+					assert.Equal(t, stored, got, "the lookup value matches the stored row")
+					_, err = rnd.Encrypt(ctx, []byte("x"), b)
+					require.NoError(t, err)
+				}
+				v, err := kr.ActiveVersion(ctx, keys.ID{Scope: "tenant:a", Name: keys.DeterministicKeyName})
+				require.NoError(t, err)
+				assert.Equal(t, uint32(1), v, "the deterministic key did not rotate")
+				v, err = kr.ActiveVersion(ctx, keys.DataKey("tenant:a"))
+				require.NoError(t, err)
+				assert.Greater(t, v, uint32(1), "the randomized data key did, under the same settings")
+
+				// On demand, it rotates: the new ciphertext differs, the old
+				// one still decrypts.
+				_, err = kr.Rotate(ctx, keys.ID{Scope: "tenant:a", Name: keys.DeterministicKeyName})
+				require.NoError(t, err)
 				got, err := det.Encrypt(ctx, []byte("lemuel@example.org"), b)
 				require.NoError(t, err)
-				assert.Equal(t, stored, got, "the lookup value matches the stored row")
-				_, err = rnd.Encrypt(ctx, []byte("x"), b)
+				assert.NotEqual(t, stored, got)
+				pt, err := det.Decrypt(ctx, stored, b)
 				require.NoError(t, err)
-			}
-			v, err := kr.ActiveVersion(ctx, keys.ID{Scope: "tenant:a", Name: keys.DeterministicKeyName})
-			require.NoError(t, err)
-			assert.Equal(t, uint32(1), v, "the deterministic key did not rotate")
-			v, err = kr.ActiveVersion(ctx, keys.DataKey("tenant:a"))
-			require.NoError(t, err)
-			assert.Greater(t, v, uint32(1), "the randomized data key did, under the same settings")
-
-			// On demand, it rotates: the new ciphertext differs, the old
-			// one still decrypts.
-			_, err = kr.Rotate(ctx, keys.ID{Scope: "tenant:a", Name: keys.DeterministicKeyName})
-			require.NoError(t, err)
-			got, err := det.Encrypt(ctx, []byte("lemuel@example.org"), b)
-			require.NoError(t, err)
-			assert.NotEqual(t, stored, got)
-			pt, err := det.Decrypt(ctx, stored, b)
-			require.NoError(t, err)
-			assert.Equal(t, "lemuel@example.org", string(pt))
+				assert.Equal(t, "lemuel@example.org", string(pt))
+			})
 		})
 	}
 }

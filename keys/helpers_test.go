@@ -9,13 +9,13 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/stretchr/testify/require"
 	_ "modernc.org/sqlite"
 
-	"github.com/phicrypt/phicrypt/internal/fakeclock"
 	"github.com/phicrypt/phicrypt/internal/testsvc"
 	"github.com/phicrypt/phicrypt/keys"
 	"github.com/phicrypt/phicrypt/kms/kmstest"
@@ -24,9 +24,11 @@ import (
 
 func TestMain(m *testing.M) { os.Exit(testsvc.RunMain(m)) }
 
-// newClock returns a fake clock for tests of ages and cache expiry.
-func newClock() *fakeclock.Clock {
-	return fakeclock.New(time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC))
+// advance moves the clock of the testing/synctest bubble the test runs in
+// by d, and returns once the timers that came due (cache expiry) have run.
+func advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
 }
 
 // newKEK returns an instrumented local KEK and the key file's path.

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/phicrypt/phicrypt/envelope"
 	"github.com/phicrypt/phicrypt/internal/format"
@@ -248,7 +249,7 @@ func (k *Keyring) replaceWrapped(ctx context.Context, id ID, rec Record, wrap fu
 			string(cur.Wrapped.Ciphertext) != string(rec.Wrapped.Ciphertext) {
 			return nil // changed meanwhile: leave it
 		}
-		cur.Wrapped, cur.WrappedAt = wk, k.now()
+		cur.Wrapped, cur.WrappedAt = wk, time.Now()
 		replaced = true
 		return nil
 	})

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -465,26 +466,27 @@ func TestCreateKeysCachesForEncryption(t *testing.T) {
 // keys are still wrapped under cannot be destroyed through
 // DestroyVersion; after Rewrap moved them, it can.
 func TestDestroyParentVersionInUse(t *testing.T) {
-	ctx := context.Background()
-	clk := newClock()
-	store := keys.NewMemoryStore()
-	kek, _ := newKEK(t)
-	kr := newKeyring(t, keys.Config{KEK: kek, Store: store, Clock: clk, Parent: keys.TenantParent})
-	cts := sealAll(t, kr, "a", 4)
-	id := keys.ParentKey("tenant:a")
-	_, err := kr.Rotate(ctx, id)
-	require.NoError(t, err)
-	clk.Advance(keys.DefaultCacheMaxAge + time.Second)
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		store := keys.NewMemoryStore()
+		kek, _ := newKEK(t)
+		kr := newKeyring(t, keys.Config{KEK: kek, Store: store, Parent: keys.TenantParent})
+		cts := sealAll(t, kr, "a", 4)
+		id := keys.ParentKey("tenant:a")
+		_, err := kr.Rotate(ctx, id)
+		require.NoError(t, err)
+		advance(keys.DefaultCacheMaxAge + time.Second)
 
-	err = kr.DestroyVersion(ctx, id, 1, nil)
-	var inUse *keys.InUseError
-	require.ErrorAs(t, err, &inUse)
-	assert.ErrorIs(t, err, keys.ErrStillInUse)
-	assert.Equal(t, int64(4), inUse.Rows, "the four patients' keys")
+		err = kr.DestroyVersion(ctx, id, 1, nil)
+		var inUse *keys.InUseError
+		require.ErrorAs(t, err, &inUse)
+		assert.ErrorIs(t, err, keys.ErrStillInUse)
+		assert.Equal(t, int64(4), inUse.Rows, "the four patients' keys")
 
-	r, err := kr.Rewrap(ctx, keys.RewrapOptions{WrappedBefore: time.Unix(1, 0)})
-	require.NoError(t, err)
-	require.Equal(t, 4, r.Local)
-	require.NoError(t, kr.DestroyVersion(ctx, id, 1, nil))
-	openAll(t, newKeyring(t, keys.Config{KEK: kek, Store: store, Clock: clk}), cts)
+		r, err := kr.Rewrap(ctx, keys.RewrapOptions{WrappedBefore: time.Unix(1, 0)})
+		require.NoError(t, err)
+		require.Equal(t, 4, r.Local)
+		require.NoError(t, kr.DestroyVersion(ctx, id, 1, nil))
+		openAll(t, newKeyring(t, keys.Config{KEK: kek, Store: store}), cts)
+	})
 }

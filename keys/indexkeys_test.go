@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -106,64 +107,65 @@ func versions(ks []*keys.IndexKey) []uint32 {
 // cached with the keys, expire with them after CacheMaxAge, and are
 // forgotten at once on a local rotation, retirement or destruction.
 func TestWarmIndexKeysMakeNoStoreCall(t *testing.T) {
-	ctx := context.Background()
-	clock := newClock()
-	kek, _ := newKEK(t)
-	store := &countingStore{Store: keys.NewMemoryStore()}
-	kr := newKeyring(t, keys.Config{KEK: kek, Store: store, Clock: clock, CacheMaxAge: time.Minute})
-	live, err := kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
-	require.NoError(t, err)
-	assert.Equal(t, []uint32{1}, versions(live))
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		kek, _ := newKEK(t)
+		store := &countingStore{Store: keys.NewMemoryStore()}
+		kr := newKeyring(t, keys.Config{KEK: kek, Store: store, CacheMaxAge: time.Minute})
+		live, err := kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
+		require.NoError(t, err)
+		assert.Equal(t, []uint32{1}, versions(live))
 
-	before, kms := store.calls(), kek.Calls()
-	for i := 0; i < 100; i++ {
+		before, kms := store.calls(), kek.Calls()
+		for i := 0; i < 100; i++ {
+			live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
+			require.NoError(t, err)
+		}
+		assert.Equal(t, before, store.calls(), "a warm search reads no key store")
+		assert.Equal(t, kms, kek.Calls())
+		live[0] = nil // the caller's copy
 		live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
 		require.NoError(t, err)
-	}
-	assert.Equal(t, before, store.calls(), "a warm search reads no key store")
-	assert.Equal(t, kms, kek.Calls())
-	live[0] = nil // the caller's copy
-	live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
-	require.NoError(t, err)
-	require.NotNil(t, live[0], "callers cannot change the cached list")
+		require.NotNil(t, live[0], "callers cannot change the cached list")
 
-	// A local rotation is seen at once.
-	id, err := keys.IndexKeyID("tenant:a", "patients", "ssn")
-	require.NoError(t, err)
-	_, err = kr.Rotate(ctx, id)
-	require.NoError(t, err)
-	live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
-	require.NoError(t, err)
-	assert.Equal(t, []uint32{2, 1}, versions(live))
-	before = store.calls()
-	_, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
-	require.NoError(t, err)
-	assert.Equal(t, before, store.calls())
+		// A local rotation is seen at once.
+		id, err := keys.IndexKeyID("tenant:a", "patients", "ssn")
+		require.NoError(t, err)
+		_, err = kr.Rotate(ctx, id)
+		require.NoError(t, err)
+		live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
+		require.NoError(t, err)
+		assert.Equal(t, []uint32{2, 1}, versions(live))
+		before = store.calls()
+		_, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
+		require.NoError(t, err)
+		assert.Equal(t, before, store.calls())
 
-	// So is a retirement.
-	require.NoError(t, kr.SetMinDecryptVersion(ctx, id, 2))
-	live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
-	require.NoError(t, err)
-	assert.Equal(t, []uint32{2}, versions(live))
+		// So is a retirement.
+		require.NoError(t, kr.SetMinDecryptVersion(ctx, id, 2))
+		live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
+		require.NoError(t, err)
+		assert.Equal(t, []uint32{2}, versions(live))
 
-	// Another replica's change is seen once CacheMaxAge has passed.
-	other := newKeyring(t, keys.Config{KEK: kek, Store: store.Store})
-	require.NoError(t, other.SetMinDecryptVersion(ctx, id, 0))
-	live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
-	require.NoError(t, err)
-	assert.Equal(t, []uint32{2}, versions(live), "cached until CacheMaxAge")
-	clock.Advance(time.Minute)
-	before = store.calls()
-	live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
-	require.NoError(t, err)
-	assert.Equal(t, []uint32{2, 1}, versions(live))
-	assert.Greater(t, store.calls(), before, "an expired list is read again")
+		// Another replica's change is seen once CacheMaxAge has passed.
+		other := newKeyring(t, keys.Config{KEK: kek, Store: store.Store})
+		require.NoError(t, other.SetMinDecryptVersion(ctx, id, 0))
+		live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
+		require.NoError(t, err)
+		assert.Equal(t, []uint32{2}, versions(live), "cached until CacheMaxAge")
+		advance(time.Minute)
+		before = store.calls()
+		live, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
+		require.NoError(t, err)
+		assert.Equal(t, []uint32{2, 1}, versions(live))
+		assert.Greater(t, store.calls(), before, "an expired list is read again")
 
-	// And a destruction ends searches at once.
-	_, err = kr.Destroy(ctx, "tenant:a")
-	require.NoError(t, err)
-	_, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
-	assert.ErrorIs(t, err, keys.ErrKeyDestroyed)
+		// And a destruction ends searches at once.
+		_, err = kr.Destroy(ctx, "tenant:a")
+		require.NoError(t, err)
+		_, err = kr.IndexKeys(ctx, "tenant:a", "patients", "ssn")
+		assert.ErrorIs(t, err, keys.ErrKeyDestroyed)
+	})
 }
 
 // TestIndexKeysWithoutCache: a negative CacheMaxAge reads the store on

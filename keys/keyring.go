@@ -89,25 +89,6 @@ type Config struct {
 	// AllowCompromisedDecryption lets compromised versions decrypt, so
 	// their data can be re-encrypted under a new key.
 	AllowCompromisedDecryption bool
-
-	// Clock is the source of time; the system clock when nil.
-	Clock Clock
-}
-
-// Clock is a Keyring's source of time: the dates of key versions, key ages,
-// and the expiry of cached keys. Tests substitute a fake.
-type Clock interface {
-	Now() time.Time
-	// AfterFunc calls f after d, like time.AfterFunc, and returns a
-	// function that stops the timer.
-	AfterFunc(d time.Duration, f func()) (stop func() bool)
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
-	return time.AfterFunc(d, f).Stop
 }
 
 // Keyring manages the data keys and index keys of every scope: it creates
@@ -118,7 +99,6 @@ func (systemClock) AfterFunc(d time.Duration, f func()) func() bool {
 type Keyring struct {
 	cfg   Config
 	kekID string
-	now   func() time.Time
 
 	// sealer is cfg.Store, which New wraps: it authenticates key set
 	// metadata (metadata.go).
@@ -192,17 +172,14 @@ func New(cfg Config) (*Keyring, error) {
 	if cfg.CacheMaxAge == 0 {
 		cfg.CacheMaxAge = DefaultCacheMaxAge
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = systemClock{}
-	}
-	k := &Keyring{cfg: cfg, now: cfg.Clock.Now}
+	k := &Keyring{cfg: cfg}
 	k.cfg.KEK = k.stats.observe(cfg.KEK) // counts KMS calls for Stats
 	k.sealer = newSealer(cfg.Store, k.cfg.KEK, k.auditTampered)
 	k.cfg.Store = k.sealer
 	if id, ok := cfg.KEK.(kms.Identifier); ok {
 		k.kekID = id.KeyID()
 	}
-	cc := keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.CacheMaxAge, AfterFunc: cfg.Clock.AfterFunc}
+	cc := keycache.Config{MaxEntries: cfg.CacheMaxEntries, MaxAge: cfg.CacheMaxAge}
 	k.keys = keycache.New[*versionKey](cc)
 	k.active = keycache.New[*activeKey](cc)
 	if cfg.ParentCacheMaxEntries == 0 {
@@ -415,7 +392,7 @@ func (k *Keyring) tryLoadActive(ctx context.Context, id ID) (*activeKey, error) 
 			if fresh == nil || fresh.rec.Version != ks.Latest()+1 {
 				return errRetryRotation
 			}
-			now := k.now()
+			now := time.Now()
 			if cur := ks.Active(); cur != nil {
 				cur.State, cur.Changed = DecryptOnly, now
 				rotatedFrom = cur.Version
@@ -486,7 +463,7 @@ func (k *Keyring) needsRotation(ks *KeySet) (bool, error) {
 		// hasBudget.
 		return false, nil
 	}
-	if k.cfg.MaxKeyAge > 0 && k.now().Sub(cur.Created) >= k.cfg.MaxKeyAge {
+	if k.cfg.MaxKeyAge > 0 && time.Now().Sub(cur.Created) >= k.cfg.MaxKeyAge {
 		return true, nil
 	}
 	return cur.Reserved >= k.cfg.MaxMessages, nil
@@ -535,7 +512,7 @@ func (k *Keyring) newVersion(ctx context.Context, id ID, v uint32) (*newVersion,
 		k.audit(ctx, Event{Op: OpCreate, Scope: id.Scope, Key: id.Name, Version: v, KEKID: k.kekID, Outcome: Failure, ErrorClass: ErrorClass(err)})
 		return nil, fmt.Errorf("keys: wrap new %s: %w", id.kind(), err)
 	}
-	now := k.now()
+	now := time.Now()
 	return &newVersion{
 		rec: Record{Version: v, State: Active, Suite: suite, Wrapped: wk, Created: now, Changed: now, WrappedAt: now},
 		key: key,
@@ -644,7 +621,7 @@ func (k *Keyring) audit(ctx context.Context, e Event) error {
 	if k.cfg.Auditor == nil {
 		return nil
 	}
-	e.Time = k.now().UTC()
+	e.Time = time.Now().UTC()
 	e.Principal, e.Purpose = Principal(ctx), Purpose(ctx)
 	if err := k.cfg.Auditor.Audit(ctx, e); err != nil && k.cfg.AuditFailClosed {
 		return fmt.Errorf("%w: %w", ErrAudit, err)

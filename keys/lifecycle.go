@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/phicrypt/phicrypt/kms"
 )
@@ -78,7 +79,7 @@ func (k *Keyring) rotate(ctx context.Context, id ID) (uint32, error) {
 			return errRetryRotation
 		}
 		if cur := ks.Active(); cur != nil {
-			cur.State, cur.Changed = DecryptOnly, k.now()
+			cur.State, cur.Changed = DecryptOnly, time.Now()
 			from = cur.Version
 		}
 		ks.Versions = append(ks.Versions, fresh.rec)
@@ -121,7 +122,7 @@ func (k *Keyring) SetState(ctx context.Context, id ID, v uint32, to State) error
 		if cur := ks.Active(); to == Active && cur != nil {
 			return fmt.Errorf("%w: version %d is active; rotate instead", &TransitionError{ID: id, Version: v, From: from, To: to}, cur.Version)
 		}
-		rec.State, rec.Changed = to, k.now()
+		rec.State, rec.Changed = to, time.Now()
 		if to == Destroyed {
 			rec.Wrapped = kms.WrappedKey{}
 		}
@@ -280,7 +281,7 @@ func (k *Keyring) destroySet(ctx context.Context, id ID) (int, error) {
 // destroyVersions destroys every version of ks, and appends the events to
 // audit and the versions to forget.
 func (k *Keyring) destroyVersions(ks *KeySet, events []Event, versions []uint32) ([]Event, []uint32) {
-	id, now := ks.ID, k.now()
+	id, now := ks.ID, time.Now()
 	for i := range ks.Versions {
 		rec := &ks.Versions[i]
 		versions = append(versions, rec.Version)

@@ -109,7 +109,7 @@ func (k *Keyring) guard(ctx context.Context, id ID, check UsageChecker, retiring
 	if err != nil {
 		return err
 	}
-	cutoff := k.now().Add(-k.cfg.CacheMaxAge)
+	cutoff := time.Now().Add(-k.cfg.CacheMaxAge)
 	destroyed := map[uint32]bool{}
 	for _, r := range ks.Versions {
 		if !retiring(r.Version) {

@@ -68,7 +68,7 @@ type rewrapItem struct {
 func (k *Keyring) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapReport, error) {
 	r := RewrapReport{Started: opts.WrappedBefore}
 	if r.Started.IsZero() {
-		r.Started = k.now()
+		r.Started = time.Now()
 	}
 	if opts.BatchSize <= 0 {
 		opts.BatchSize = 100
@@ -212,7 +212,7 @@ func (k *Keyring) rewrapBatch(ctx context.Context, items []rewrapItem, r *Rewrap
 				!bytes.Equal(rec.Wrapped.Ciphertext, it.rec.Wrapped.Ciphertext) {
 				return nil // changed meanwhile: leave it
 			}
-			rec.Wrapped, rec.WrappedAt = results[i].Key, k.now()
+			rec.Wrapped, rec.WrappedAt = results[i].Key, time.Now()
 			replaced = true
 			return nil
 		})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -234,53 +235,54 @@ func usage(m map[uint32]int64) keys.UsageChecker {
 // less than CacheMaxAge ago; they change nothing then, and succeed once
 // nothing uses the version.
 func TestRetireRefusesVersionsInUse(t *testing.T) {
-	ctx := context.Background()
-	clk := newClock()
-	rec := &recorder{}
-	store := keys.NewMemoryStore()
-	kr := newKeyring(t, keys.Config{Store: store, Clock: clk, CacheMaxAge: time.Minute, Auditor: rec})
-	id := keys.DataKey("tenant:a")
-	_, err := kr.EncryptionKey(ctx, id.Scope)
-	require.NoError(t, err)
-	_, err = kr.Rotate(ctx, id)
-	require.NoError(t, err)
-	_, err = kr.Rotate(ctx, id)
-	require.NoError(t, err) // v1, v2 decrypt-only; v3 active
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		rec := &recorder{}
+		store := keys.NewMemoryStore()
+		kr := newKeyring(t, keys.Config{Store: store, CacheMaxAge: time.Minute, Auditor: rec})
+		id := keys.DataKey("tenant:a")
+		_, err := kr.EncryptionKey(ctx, id.Scope)
+		require.NoError(t, err)
+		_, err = kr.Rotate(ctx, id)
+		require.NoError(t, err)
+		_, err = kr.Rotate(ctx, id)
+		require.NoError(t, err) // v1, v2 decrypt-only; v3 active
 
-	err = kr.Retire(ctx, id, 3, usage(nil))
-	assert.ErrorIs(t, err, keys.ErrStillInUse, "v2 was active a moment ago")
-	assert.NotErrorAs(t, err, new(*keys.InUseError))
-	clk.Advance(time.Minute + time.Second)
+		err = kr.Retire(ctx, id, 3, usage(nil))
+		assert.ErrorIs(t, err, keys.ErrStillInUse, "v2 was active a moment ago")
+		assert.NotErrorAs(t, err, new(*keys.InUseError))
+		advance(time.Minute + time.Second)
 
-	err = kr.Retire(ctx, id, 3, usage(map[uint32]int64{1: 4, 2: 9, 3: 100}))
-	var inUse *keys.InUseError
-	require.ErrorAs(t, err, &inUse)
-	assert.ErrorIs(t, err, keys.ErrStillInUse)
-	assert.Equal(t, "in-use", keys.ErrorClass(err))
-	assert.Equal(t, keys.InUseError{ID: id, Version: 1, Rows: 4}, *inUse, "the oldest version in use")
-	assert.NotContains(t, err.Error(), "tenant:a", "errors never name the scope")
-	_, err = kr.DecryptionKey(ctx, id.Scope, 1)
-	assert.NoError(t, err, "nothing changed")
+		err = kr.Retire(ctx, id, 3, usage(map[uint32]int64{1: 4, 2: 9, 3: 100}))
+		var inUse *keys.InUseError
+		require.ErrorAs(t, err, &inUse)
+		assert.ErrorIs(t, err, keys.ErrStillInUse)
+		assert.Equal(t, "in-use", keys.ErrorClass(err))
+		assert.Equal(t, keys.InUseError{ID: id, Version: 1, Rows: 4}, *inUse, "the oldest version in use")
+		assert.NotContains(t, err.Error(), "tenant:a", "errors never name the scope")
+		_, err = kr.DecryptionKey(ctx, id.Scope, 1)
+		assert.NoError(t, err, "nothing changed")
 
-	err = kr.DestroyVersion(ctx, id, 2, usage(map[uint32]int64{1: 4, 2: 9}))
-	require.ErrorAs(t, err, &inUse)
-	assert.Equal(t, uint32(2), inUse.Version)
-	assert.Equal(t, int64(9), inUse.Rows)
-	_, err = kr.DecryptionKey(ctx, id.Scope, 2)
-	assert.NoError(t, err, "nothing destroyed")
-	assert.ErrorIs(t, kr.DestroyVersion(ctx, id, 3, usage(nil)), keys.ErrStillInUse, "the active version")
+		err = kr.DestroyVersion(ctx, id, 2, usage(map[uint32]int64{1: 4, 2: 9}))
+		require.ErrorAs(t, err, &inUse)
+		assert.Equal(t, uint32(2), inUse.Version)
+		assert.Equal(t, int64(9), inUse.Rows)
+		_, err = kr.DecryptionKey(ctx, id.Scope, 2)
+		assert.NoError(t, err, "nothing destroyed")
+		assert.ErrorIs(t, kr.DestroyVersion(ctx, id, 3, usage(nil)), keys.ErrStillInUse, "the active version")
 
-	assert.ErrorContains(t, kr.Retire(ctx, id, 2, nil), "UsageChecker", "no check, no retirement")
-	boom := errors.New("table unreadable")
-	assert.ErrorIs(t, kr.Retire(ctx, id, 2, keys.UsageCheckerFunc(func(context.Context, keys.ID) (map[uint32]int64, error) { return nil, boom })), boom)
-	failures := rec.count(keys.OpMinDecryptVersion) + rec.count(keys.OpDestroy)
+		assert.ErrorContains(t, kr.Retire(ctx, id, 2, nil), "UsageChecker", "no check, no retirement")
+		boom := errors.New("table unreadable")
+		assert.ErrorIs(t, kr.Retire(ctx, id, 2, keys.UsageCheckerFunc(func(context.Context, keys.ID) (map[uint32]int64, error) { return nil, boom })), boom)
+		failures := rec.count(keys.OpMinDecryptVersion) + rec.count(keys.OpDestroy)
 
-	require.NoError(t, kr.Retire(ctx, id, 2, usage(map[uint32]int64{1: 0, 2: 9})))
-	_, err = kr.DecryptionKey(ctx, id.Scope, 1)
-	assert.ErrorIs(t, err, keys.ErrKeyUnusable)
-	require.NoError(t, kr.DestroyVersion(ctx, id, 1, usage(map[uint32]int64{2: 9})))
-	_, err = kr.DecryptionKey(ctx, id.Scope, 1)
-	assert.ErrorIs(t, err, keys.ErrKeyDestroyed)
-	assert.Positive(t, failures, "refusals are audited")
-	assert.ErrorIs(t, kr.Retire(ctx, keys.DataKey("phicrypt:audit"), 1, usage(nil)), keys.ErrReservedScope)
+		require.NoError(t, kr.Retire(ctx, id, 2, usage(map[uint32]int64{1: 0, 2: 9})))
+		_, err = kr.DecryptionKey(ctx, id.Scope, 1)
+		assert.ErrorIs(t, err, keys.ErrKeyUnusable)
+		require.NoError(t, kr.DestroyVersion(ctx, id, 1, usage(map[uint32]int64{2: 9})))
+		_, err = kr.DecryptionKey(ctx, id.Scope, 1)
+		assert.ErrorIs(t, err, keys.ErrKeyDestroyed)
+		assert.Positive(t, failures, "refusals are audited")
+		assert.ErrorIs(t, kr.Retire(ctx, keys.DataKey("phicrypt:audit"), 1, usage(nil)), keys.ErrReservedScope)
+	})
 }

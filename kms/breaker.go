@@ -60,8 +60,6 @@ type BreakerConfig struct {
 	// CoolDown is how long the breaker stays open before it lets a probe
 	// through (DefaultBreakerCoolDown).
 	CoolDown time.Duration
-	// Clock measures the cool-down; the system clock when nil.
-	Clock Clock
 	// OnStateChange, if set, is called after each change of state, outside
 	// the breaker's lock, for logging and metrics.
 	OnStateChange func(from, to BreakerState)
@@ -102,7 +100,6 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 	if cfg.CoolDown <= 0 {
 		cfg.CoolDown = DefaultBreakerCoolDown
 	}
-	cfg.Clock = clockOr(cfg.Clock)
 	return &Breaker{cfg: cfg}
 }
 
@@ -111,7 +108,7 @@ func NewBreaker(cfg BreakerConfig) *Breaker {
 func (b *Breaker) State() BreakerState {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.state == BreakerOpen && b.cfg.Clock.Now().Sub(b.openedAt) >= b.cfg.CoolDown {
+	if b.state == BreakerOpen && time.Since(b.openedAt) >= b.cfg.CoolDown {
 		return BreakerHalfOpen
 	}
 	return b.state
@@ -138,7 +135,7 @@ func (b *Breaker) allow() (probe bool, err error) {
 	case BreakerClosed:
 		return false, nil
 	case BreakerOpen:
-		if b.cfg.Clock.Now().Sub(b.openedAt) < b.cfg.CoolDown {
+		if time.Since(b.openedAt) < b.cfg.CoolDown {
 			return false, ErrCircuitOpen
 		}
 		changed = b.set(BreakerHalfOpen)
@@ -173,7 +170,7 @@ func (b *Breaker) record(probe bool, err error) {
 	case IsTransient(err) && !errors.Is(err, ErrThrottled):
 		b.failures++
 		if probe || b.failures >= b.cfg.Failures {
-			b.openedAt = b.cfg.Clock.Now()
+			b.openedAt = time.Now()
 			b.failures = 0
 			changed = b.set(BreakerOpen)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -31,210 +32,226 @@ func (tr *transitions) list() []string {
 	return append([]string(nil), tr.got...)
 }
 
-func newBreaker(t *testing.T, failures int) (*kms.Breaker, *fakeClock, *transitions) {
+// newBreaker returns a breaker with a cool-down of a minute. The tests run
+// in testing/synctest bubbles, where time.Sleep moves the fake clock.
+func newBreaker(t *testing.T, failures int) (*kms.Breaker, *transitions) {
 	t.Helper()
-	clock := newFakeClock()
 	tr := &transitions{}
-	b := kms.NewBreaker(kms.BreakerConfig{Failures: failures, CoolDown: time.Minute, Clock: clock, OnStateChange: tr.record})
-	return b, clock, tr
+	b := kms.NewBreaker(kms.BreakerConfig{Failures: failures, CoolDown: time.Minute, OnStateChange: tr.record})
+	return b, tr
 }
 
 func TestBreakerOpensAndFailsFast(t *testing.T) {
-	ctx := context.Background()
-	b, _, tr := newBreaker(t, 3)
-	inst := kmstest.Instrument(newLocal(t, "local:b"))
-	k := b.Guard(inst)
-	wk, err := k.Wrap(ctx, make([]byte, 32), nil)
-	require.NoError(t, err)
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, tr := newBreaker(t, 3)
+		inst := kmstest.Instrument(newLocal(t, "local:b"))
+		k := b.Guard(inst)
+		wk, err := k.Wrap(ctx, make([]byte, 32), nil)
+		require.NoError(t, err)
 
-	inst.SetDown(true)
-	for i := 0; i < 3; i++ {
-		assert.Equal(t, kms.BreakerClosed, b.State(), "failure %d", i)
-		_, err := k.Wrap(ctx, make([]byte, 32), nil)
-		assert.ErrorIs(t, err, kms.ErrUnavailable)
-		assert.NotErrorIs(t, err, kms.ErrCircuitOpen)
-	}
-	assert.Equal(t, kms.BreakerOpen, b.State())
-	calls := inst.Calls()
-	inst.SetDown(false)
-	for range 5 {
-		_, err = k.Unwrap(ctx, wk, nil)
-		assert.ErrorIs(t, err, kms.ErrCircuitOpen)
-		assert.ErrorIs(t, err, kms.ErrUnavailable, "an open circuit is an unavailable KMS")
-		assert.True(t, kms.IsTransient(err))
-	}
-	assert.Equal(t, calls, inst.Calls(), "an open breaker does not call the KMS")
-	assert.Equal(t, []string{"closed->open"}, tr.list())
+		inst.SetDown(true)
+		for i := 0; i < 3; i++ {
+			assert.Equal(t, kms.BreakerClosed, b.State(), "failure %d", i)
+			_, err := k.Wrap(ctx, make([]byte, 32), nil)
+			assert.ErrorIs(t, err, kms.ErrUnavailable)
+			assert.NotErrorIs(t, err, kms.ErrCircuitOpen)
+		}
+		assert.Equal(t, kms.BreakerOpen, b.State())
+		calls := inst.Calls()
+		inst.SetDown(false)
+		for range 5 {
+			_, err = k.Unwrap(ctx, wk, nil)
+			assert.ErrorIs(t, err, kms.ErrCircuitOpen)
+			assert.ErrorIs(t, err, kms.ErrUnavailable, "an open circuit is an unavailable KMS")
+			assert.True(t, kms.IsTransient(err))
+		}
+		assert.Equal(t, calls, inst.Calls(), "an open breaker does not call the KMS")
+		assert.Equal(t, []string{"closed->open"}, tr.list())
+	})
 }
 
 func TestBreakerCountsConsecutiveFailuresOnly(t *testing.T) {
-	ctx := context.Background()
-	b, _, _ := newBreaker(t, 3)
-	u := kms.ErrUnavailable
-	inner := script(newLocal(t, "local:b"), u, u, nil, u, u, nil, u, u)
-	k := b.Guard(inner)
-	for range 8 {
-		k.Wrap(ctx, make([]byte, 32), nil)
-	}
-	assert.Equal(t, kms.BreakerClosed, b.State(), "a success resets the count")
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, _ := newBreaker(t, 3)
+		u := kms.ErrUnavailable
+		inner := script(newLocal(t, "local:b"), u, u, nil, u, u, nil, u, u)
+		k := b.Guard(inner)
+		for range 8 {
+			k.Wrap(ctx, make([]byte, 32), nil)
+		}
+		assert.Equal(t, kms.BreakerClosed, b.State(), "a success resets the count")
+	})
 }
 
 func TestBreakerIgnoresCallerErrors(t *testing.T) {
-	ctx := context.Background()
-	b, _, tr := newBreaker(t, 2)
-	inst := kmstest.Instrument(newLocal(t, "local:b"))
-	k := b.Guard(inst)
-	wk, err := k.Wrap(ctx, make([]byte, 32), []byte("right"))
-	require.NoError(t, err)
-	for range 10 {
-		_, err = k.Unwrap(ctx, wk, []byte("wrong"))
-		assert.ErrorIs(t, err, kms.ErrUnwrapFailed)
-		_, err = k.Wrap(ctx, make([]byte, 3), nil)
-		assert.ErrorIs(t, err, kms.ErrInvalidInput)
-		_, err = k.Unwrap(ctx, kms.WrappedKey{KeyID: "local:other", Ciphertext: wk.Ciphertext}, nil)
-		assert.ErrorIs(t, err, kms.ErrKeyNotFound)
-	}
-	for _, kind := range []error{kms.ErrPermissionDenied, kms.ErrUnwrapFailed, kms.ErrInvalidInput} {
-		for range 5 {
-			_, err := b.Guard(script(newLocal(t, "local:s"), kind)).Wrap(ctx, make([]byte, 32), nil)
-			assert.ErrorIs(t, err, kind)
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, tr := newBreaker(t, 2)
+		inst := kmstest.Instrument(newLocal(t, "local:b"))
+		k := b.Guard(inst)
+		wk, err := k.Wrap(ctx, make([]byte, 32), []byte("right"))
+		require.NoError(t, err)
+		for range 10 {
+			_, err = k.Unwrap(ctx, wk, []byte("wrong"))
+			assert.ErrorIs(t, err, kms.ErrUnwrapFailed)
+			_, err = k.Wrap(ctx, make([]byte, 3), nil)
+			assert.ErrorIs(t, err, kms.ErrInvalidInput)
+			_, err = k.Unwrap(ctx, kms.WrappedKey{KeyID: "local:other", Ciphertext: wk.Ciphertext}, nil)
+			assert.ErrorIs(t, err, kms.ErrKeyNotFound)
 		}
-	}
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	for range 5 {
-		_, err = k.Wrap(cctx, make([]byte, 32), nil)
-		assert.ErrorIs(t, err, context.Canceled)
-	}
-	assert.Equal(t, kms.BreakerClosed, b.State(), "errors of the caller's making must not trip the breaker")
-	assert.Empty(t, tr.list())
+		for _, kind := range []error{kms.ErrPermissionDenied, kms.ErrUnwrapFailed, kms.ErrInvalidInput} {
+			for range 5 {
+				_, err := b.Guard(script(newLocal(t, "local:s"), kind)).Wrap(ctx, make([]byte, 32), nil)
+				assert.ErrorIs(t, err, kind)
+			}
+		}
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		for range 5 {
+			_, err = k.Wrap(cctx, make([]byte, 32), nil)
+			assert.ErrorIs(t, err, context.Canceled)
+		}
+		assert.Equal(t, kms.BreakerClosed, b.State(), "errors of the caller's making must not trip the breaker")
+		assert.Empty(t, tr.list())
 
-	// And they show the KMS answering: they reset the failure count.
-	inst.SetDown(true)
-	_, err = k.Wrap(ctx, make([]byte, 32), nil)
-	require.ErrorIs(t, err, kms.ErrUnavailable)
-	inst.SetDown(false)
-	_, err = k.Unwrap(ctx, wk, []byte("wrong"))
-	require.ErrorIs(t, err, kms.ErrUnwrapFailed)
-	inst.SetDown(true)
-	_, err = k.Wrap(ctx, make([]byte, 32), nil)
-	require.ErrorIs(t, err, kms.ErrUnavailable)
-	assert.Equal(t, kms.BreakerClosed, b.State())
+		// And they show the KMS answering: they reset the failure count.
+		inst.SetDown(true)
+		_, err = k.Wrap(ctx, make([]byte, 32), nil)
+		require.ErrorIs(t, err, kms.ErrUnavailable)
+		inst.SetDown(false)
+		_, err = k.Unwrap(ctx, wk, []byte("wrong"))
+		require.ErrorIs(t, err, kms.ErrUnwrapFailed)
+		inst.SetDown(true)
+		_, err = k.Wrap(ctx, make([]byte, 32), nil)
+		require.ErrorIs(t, err, kms.ErrUnavailable)
+		assert.Equal(t, kms.BreakerClosed, b.State())
+	})
 }
 
 func TestBreakerHalfOpenAllowsExactlyOneProbe(t *testing.T) {
-	ctx := context.Background()
-	b, clock, tr := newBreaker(t, 1)
-	inst := kmstest.Instrument(newLocal(t, "local:b"))
-	k := b.Guard(inst)
-	inst.SetDown(true)
-	_, err := k.Wrap(ctx, make([]byte, 32), nil)
-	require.ErrorIs(t, err, kms.ErrUnavailable)
-	require.Equal(t, kms.BreakerOpen, b.State())
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, tr := newBreaker(t, 1)
+		inst := kmstest.Instrument(newLocal(t, "local:b"))
+		k := b.Guard(inst)
+		inst.SetDown(true)
+		_, err := k.Wrap(ctx, make([]byte, 32), nil)
+		require.ErrorIs(t, err, kms.ErrUnavailable)
+		require.Equal(t, kms.BreakerOpen, b.State())
 
-	clock.Advance(59 * time.Second)
-	_, err = k.Wrap(ctx, make([]byte, 32), nil)
-	assert.ErrorIs(t, err, kms.ErrCircuitOpen, "still cooling down")
+		time.Sleep(59 * time.Second)
+		_, err = k.Wrap(ctx, make([]byte, 32), nil)
+		assert.ErrorIs(t, err, kms.ErrCircuitOpen, "still cooling down")
 
-	clock.Advance(time.Second)
-	assert.Equal(t, kms.BreakerHalfOpen, b.State())
-	inst.SetDown(false)
-	inst.SetDelay(100 * time.Millisecond) // the probe is slow: the others arrive meanwhile
-	calls := inst.Calls()
-	const callers = 8
-	var wg sync.WaitGroup
-	errs := make([]error, callers)
-	for i := range callers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, errs[i] = k.Wrap(ctx, make([]byte, 32), nil)
-		}()
-	}
-	wg.Wait()
-	assert.Equal(t, calls+1, inst.Calls(), "exactly one probe reaches the KMS")
-	ok, open := 0, 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			ok++
-		case assert.ErrorIs(t, err, kms.ErrCircuitOpen):
-			open++
+		time.Sleep(time.Second)
+		assert.Equal(t, kms.BreakerHalfOpen, b.State())
+		inst.SetDown(false)
+		inst.SetDelay(100 * time.Millisecond) // the probe is slow: the others arrive meanwhile
+		calls := inst.Calls()
+		const callers = 8
+		var wg sync.WaitGroup
+		errs := make([]error, callers)
+		for i := range callers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = k.Wrap(ctx, make([]byte, 32), nil)
+			}()
 		}
-	}
-	assert.Equal(t, 1, ok)
-	assert.Equal(t, callers-1, open)
-	assert.Equal(t, kms.BreakerClosed, b.State(), "a successful probe closes the breaker")
-	assert.Equal(t, []string{"closed->open", "open->half-open", "half-open->closed"}, tr.list())
+		wg.Wait()
+		assert.Equal(t, calls+1, inst.Calls(), "exactly one probe reaches the KMS")
+		ok, open := 0, 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case assert.ErrorIs(t, err, kms.ErrCircuitOpen):
+				open++
+			}
+		}
+		assert.Equal(t, 1, ok)
+		assert.Equal(t, callers-1, open)
+		assert.Equal(t, kms.BreakerClosed, b.State(), "a successful probe closes the breaker")
+		assert.Equal(t, []string{"closed->open", "open->half-open", "half-open->closed"}, tr.list())
+	})
 }
 
 func TestBreakerFailedProbeReopens(t *testing.T) {
-	ctx := context.Background()
-	b, clock, tr := newBreaker(t, 1)
-	inst := kmstest.Instrument(newLocal(t, "local:b"))
-	k := b.Guard(inst)
-	inst.SetDown(true)
-	k.Wrap(ctx, make([]byte, 32), nil)
-	clock.Advance(time.Minute)
-	_, err := k.Wrap(ctx, make([]byte, 32), nil)
-	assert.ErrorIs(t, err, kms.ErrUnavailable)
-	assert.NotErrorIs(t, err, kms.ErrCircuitOpen, "the probe reached the KMS")
-	assert.Equal(t, kms.BreakerOpen, b.State(), "a failed probe opens the breaker again")
-	calls := inst.Calls()
-	_, err = k.Wrap(ctx, make([]byte, 32), nil)
-	assert.ErrorIs(t, err, kms.ErrCircuitOpen, "for a new cool-down")
-	assert.Equal(t, calls, inst.Calls())
-	assert.Equal(t, []string{"closed->open", "open->half-open", "half-open->open"}, tr.list())
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, tr := newBreaker(t, 1)
+		inst := kmstest.Instrument(newLocal(t, "local:b"))
+		k := b.Guard(inst)
+		inst.SetDown(true)
+		k.Wrap(ctx, make([]byte, 32), nil)
+		time.Sleep(time.Minute)
+		_, err := k.Wrap(ctx, make([]byte, 32), nil)
+		assert.ErrorIs(t, err, kms.ErrUnavailable)
+		assert.NotErrorIs(t, err, kms.ErrCircuitOpen, "the probe reached the KMS")
+		assert.Equal(t, kms.BreakerOpen, b.State(), "a failed probe opens the breaker again")
+		calls := inst.Calls()
+		_, err = k.Wrap(ctx, make([]byte, 32), nil)
+		assert.ErrorIs(t, err, kms.ErrCircuitOpen, "for a new cool-down")
+		assert.Equal(t, calls, inst.Calls())
+		assert.Equal(t, []string{"closed->open", "open->half-open", "half-open->open"}, tr.list())
+	})
 }
 
 func TestBreakerProbeEndedByCallerAllowsAnother(t *testing.T) {
-	ctx := context.Background()
-	b, clock, _ := newBreaker(t, 1)
-	inst := kmstest.Instrument(newLocal(t, "local:b"))
-	k := b.Guard(inst)
-	inst.SetDown(true)
-	k.Wrap(ctx, make([]byte, 32), nil)
-	clock.Advance(time.Minute)
-	inst.SetDown(false)
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, _ := newBreaker(t, 1)
+		inst := kmstest.Instrument(newLocal(t, "local:b"))
+		k := b.Guard(inst)
+		inst.SetDown(true)
+		k.Wrap(ctx, make([]byte, 32), nil)
+		time.Sleep(time.Minute)
+		inst.SetDown(false)
 
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	_, err := k.Wrap(cctx, make([]byte, 32), nil)
-	assert.ErrorIs(t, err, context.Canceled)
-	assert.Equal(t, kms.BreakerHalfOpen, b.State(), "a cancelled probe says nothing")
-	_, err = k.Wrap(ctx, make([]byte, 32), nil)
-	assert.NoError(t, err, "the next call is the probe")
-	assert.Equal(t, kms.BreakerClosed, b.State())
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err := k.Wrap(cctx, make([]byte, 32), nil)
+		assert.ErrorIs(t, err, context.Canceled)
+		assert.Equal(t, kms.BreakerHalfOpen, b.State(), "a cancelled probe says nothing")
+		_, err = k.Wrap(ctx, make([]byte, 32), nil)
+		assert.NoError(t, err, "the next call is the probe")
+		assert.Equal(t, kms.BreakerClosed, b.State())
+	})
 }
 
 func TestBreakerSharedByKEKs(t *testing.T) {
-	ctx := context.Background()
-	b, _, _ := newBreaker(t, 2)
-	a := kmstest.Instrument(newLocal(t, "local:a"))
-	c := kmstest.Instrument(newLocal(t, "local:c"))
-	a.SetDown(true)
-	c.SetDown(true)
-	b.Guard(a).Wrap(ctx, make([]byte, 32), nil)
-	b.Guard(c).Wrap(ctx, make([]byte, 32), nil)
-	assert.Equal(t, kms.BreakerOpen, b.State(), "KEKs of one KMS share a breaker")
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, _ := newBreaker(t, 2)
+		a := kmstest.Instrument(newLocal(t, "local:a"))
+		c := kmstest.Instrument(newLocal(t, "local:c"))
+		a.SetDown(true)
+		c.SetDown(true)
+		b.Guard(a).Wrap(ctx, make([]byte, 32), nil)
+		b.Guard(c).Wrap(ctx, make([]byte, 32), nil)
+		assert.Equal(t, kms.BreakerOpen, b.State(), "KEKs of one KMS share a breaker")
+	})
 }
 
 func TestBreakerDefaults(t *testing.T) {
-	ctx := context.Background()
-	clock := newFakeClock()
-	b := kms.NewBreaker(kms.BreakerConfig{Clock: clock})
-	inst := kmstest.Instrument(newLocal(t, "local:b"))
-	inst.SetDown(true)
-	k := b.Guard(inst)
-	for range kms.DefaultBreakerFailures - 1 {
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b := kms.NewBreaker(kms.BreakerConfig{})
+		inst := kmstest.Instrument(newLocal(t, "local:b"))
+		inst.SetDown(true)
+		k := b.Guard(inst)
+		for range kms.DefaultBreakerFailures - 1 {
+			k.Wrap(ctx, make([]byte, 32), nil)
+		}
+		assert.Equal(t, kms.BreakerClosed, b.State())
 		k.Wrap(ctx, make([]byte, 32), nil)
-	}
-	assert.Equal(t, kms.BreakerClosed, b.State())
-	k.Wrap(ctx, make([]byte, 32), nil)
-	assert.Equal(t, kms.BreakerOpen, b.State())
-	clock.Advance(kms.DefaultBreakerCoolDown - time.Nanosecond)
-	assert.Equal(t, kms.BreakerOpen, b.State())
-	clock.Advance(time.Nanosecond)
-	assert.Equal(t, kms.BreakerHalfOpen, b.State())
-	assert.Equal(t, "half-open", kms.BreakerHalfOpen.String())
+		assert.Equal(t, kms.BreakerOpen, b.State())
+		time.Sleep(kms.DefaultBreakerCoolDown - time.Nanosecond)
+		assert.Equal(t, kms.BreakerOpen, b.State())
+		time.Sleep(time.Nanosecond)
+		assert.Equal(t, kms.BreakerHalfOpen, b.State())
+		assert.Equal(t, "half-open", kms.BreakerHalfOpen.String())
+	})
 }

@@ -7,22 +7,11 @@ import (
 	"time"
 )
 
-// A Clock tells the time and waits, for the decorators that back off or
-// cool down. Tests pass a fake one so that they run fast and
-// deterministically; a nil Clock in a config means the system clock.
-type Clock interface {
-	// Now returns the current time.
-	Now() time.Time
-	// Sleep waits for d, or until ctx ends and then returns ctx's error.
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-// systemClock is the Clock of the time package.
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
-
-func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
+// sleep waits for d, or until ctx ends and then returns ctx's error.
+// The decorators read the time package only: their tests run in
+// testing/synctest bubbles, whose fake clock makes backoff and cool-downs
+// instant and deterministic.
+func sleep(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
@@ -34,13 +23,6 @@ func (systemClock) Sleep(ctx context.Context, d time.Duration) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-func clockOr(c Clock) Clock {
-	if c == nil {
-		return systemClock{}
-	}
-	return c
 }
 
 // decorator is what every decorator implements internally: the KEK methods

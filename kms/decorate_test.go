@@ -26,54 +26,17 @@ func newLocal(t testing.TB, id string) *local.KEK {
 	return k
 }
 
-// fakeClock is a Clock whose Sleep returns at once, advancing the time and
-// recording the delay, unless the context has ended.
-type fakeClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	sleeps []time.Duration
-}
-
-func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 11, 29, 5, 41, 0, 0, time.UTC)}
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.sleeps = append(c.sleeps, d)
-	c.now = c.now.Add(d)
-	return nil
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func (c *fakeClock) Sleeps() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]time.Duration(nil), c.sleeps...)
-}
-
 // scripted is a KEK whose calls fail with the kinds of its script, in
 // order (a nil kind passes the call on), and then pass to the inner KEK.
+// It records when each call arrives: in a testing/synctest bubble, where
+// time moves only while every goroutine waits, the gaps between calls are
+// exactly the decorators' waits.
 type scripted struct {
 	kms.KEK
 	mu     sync.Mutex
 	script []error
 	calls  int
+	at     []time.Time
 	before func(call int) // runs before each call, if set
 }
 
@@ -84,6 +47,7 @@ func script(inner kms.KEK, kinds ...error) *scripted {
 func (s *scripted) next(ctx context.Context, op string) error {
 	s.mu.Lock()
 	s.calls++
+	s.at = append(s.at, time.Now())
 	call := s.calls
 	var kind error
 	if len(s.script) > 0 {
@@ -97,6 +61,17 @@ func (s *scripted) next(ctx context.Context, op string) error {
 		return kms.NewError(ctx, op, "local:scripted", kind, nil)
 	}
 	return nil
+}
+
+// Gaps returns the time between each call and the next.
+func (s *scripted) Gaps() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var gaps []time.Duration
+	for i := 1; i < len(s.at); i++ {
+		gaps = append(gaps, s.at[i].Sub(s.at[i-1]))
+	}
+	return gaps
 }
 
 func (s *scripted) Calls() int {
@@ -211,10 +186,10 @@ func shapes(t *testing.T, prefix string) map[string]shape {
 // decorators applies each decorator of this package to a KEK.
 var decorators = map[string]func(kms.KEK) kms.KEK{
 	"retry": func(k kms.KEK) kms.KEK {
-		return kms.WithRetry(k, kms.RetryConfig{Clock: newFakeClock()})
+		return kms.WithRetry(k, kms.RetryConfig{})
 	},
 	"breaker": func(k kms.KEK) kms.KEK {
-		return kms.NewBreaker(kms.BreakerConfig{Clock: newFakeClock()}).Guard(k)
+		return kms.NewBreaker(kms.BreakerConfig{}).Guard(k)
 	},
 	"timeout": func(k kms.KEK) kms.KEK {
 		return kms.WithTimeout(k, kms.TimeoutConfig{Call: time.Minute, Rewrap: time.Minute})
@@ -223,9 +198,9 @@ var decorators = map[string]func(kms.KEK) kms.KEK{
 		return kms.WithObserver(k, kms.ObserverConfig{Observe: func(context.Context, kms.Event) {}})
 	},
 	"stack": func(k kms.KEK) kms.KEK {
-		b := kms.NewBreaker(kms.BreakerConfig{Clock: newFakeClock()})
+		b := kms.NewBreaker(kms.BreakerConfig{})
 		obs := kms.WithObserver(k, kms.ObserverConfig{Observe: func(context.Context, kms.Event) {}})
-		return kms.WithRetry(b.Guard(kms.WithTimeout(obs, kms.TimeoutConfig{Call: time.Minute})), kms.RetryConfig{Clock: newFakeClock()})
+		return kms.WithRetry(b.Guard(kms.WithTimeout(obs, kms.TimeoutConfig{Call: time.Minute})), kms.RetryConfig{})
 	},
 	"resilient": func(k kms.KEK) kms.KEK {
 		return kms.Resilient(k, kms.ResilientConfig{})

@@ -51,8 +51,6 @@ type ObserverConfig struct {
 	// goroutine, so it must be quick and safe for concurrent use. A nil
 	// Observe observes nothing.
 	Observe func(context.Context, Event)
-	// Clock times the calls; the system clock when nil.
-	Clock Clock
 }
 
 // WithObserver returns kek with each call reported to cfg.Start before it
@@ -61,7 +59,6 @@ type ObserverConfig struct {
 // The result has the optional interfaces of kek (see the package
 // documentation).
 func WithObserver(kek KEK, cfg ObserverConfig) KEK {
-	cfg.Clock = clockOr(cfg.Clock)
 	return expose(kek, &observed{inner: kek, cfg: cfg})
 }
 
@@ -101,7 +98,7 @@ func (o *observed) report(ctx context.Context, op, keyID string, keys int, start
 		KeyID:    keyID,
 		Attempt:  attemptOf(ctx),
 		Keys:     keys,
-		Duration: o.cfg.Clock.Now().Sub(start),
+		Duration: time.Since(start),
 		Kind:     KindOf(err),
 		Err:      err,
 	})
@@ -109,7 +106,7 @@ func (o *observed) report(ctx context.Context, op, keyID string, keys int, start
 
 func (o *observed) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error) {
 	ctx = o.start(ctx, "wrap", "", 1)
-	start := o.cfg.Clock.Now()
+	start := time.Now()
 	wk, err := o.inner.Wrap(ctx, dek, aad)
 	o.report(ctx, "wrap", wk.KeyID, 1, start, err)
 	return wk, err
@@ -117,7 +114,7 @@ func (o *observed) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error
 
 func (o *observed) Unwrap(ctx context.Context, wk WrappedKey, aad []byte) ([]byte, error) {
 	ctx = o.start(ctx, "unwrap", wk.KeyID, 1)
-	start := o.cfg.Clock.Now()
+	start := time.Now()
 	dek, err := o.inner.Unwrap(ctx, wk, aad)
 	o.report(ctx, "unwrap", wk.KeyID, 1, start, err)
 	return dek, err
@@ -125,7 +122,7 @@ func (o *observed) Unwrap(ctx context.Context, wk WrappedKey, aad []byte) ([]byt
 
 func (o *observed) Rewrap(ctx context.Context, wks []WrappedKey, aads [][]byte) ([]RewrapResult, error) {
 	ctx = o.start(ctx, "rewrap", "", len(wks))
-	start := o.cfg.Clock.Now()
+	start := time.Now()
 	res, err := rewrapper(o.inner).Rewrap(ctx, wks, aads)
 	o.report(ctx, "rewrap", "", len(wks), start, err)
 	return res, err

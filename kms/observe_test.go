@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -14,67 +15,85 @@ import (
 	"github.com/phicrypt/phicrypt/kms/kmstest"
 )
 
-// timedClock advances by step at each Now, so that each call takes step.
-type timedClock struct {
-	mu   sync.Mutex
-	now  time.Time
-	step time.Duration
+// slowKEK is a KEK with an id and Rewrap (the "both" shape) whose every
+// call takes d: in a testing/synctest bubble, exactly d.
+type slowKEK struct {
+	inner interface {
+		kms.KEK
+		kms.Identifier
+		kms.Rewrapper
+	}
+	d time.Duration
 }
 
-func (c *timedClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(c.step)
-	return c.now
+func (s slowKEK) KeyID() string { return s.inner.KeyID() }
+
+func (s slowKEK) Wrap(ctx context.Context, dek, aad []byte) (kms.WrappedKey, error) {
+	time.Sleep(s.d)
+	return s.inner.Wrap(ctx, dek, aad)
 }
 
-func (c *timedClock) Sleep(ctx context.Context, d time.Duration) error { return ctx.Err() }
+func (s slowKEK) Unwrap(ctx context.Context, wk kms.WrappedKey, aad []byte) ([]byte, error) {
+	time.Sleep(s.d)
+	return s.inner.Unwrap(ctx, wk, aad)
+}
+
+func (s slowKEK) Rewrap(ctx context.Context, wks []kms.WrappedKey, aads [][]byte) ([]kms.RewrapResult, error) {
+	time.Sleep(s.d)
+	return s.inner.Rewrap(ctx, wks, aads)
+}
 
 func TestObserver(t *testing.T) {
-	ctx := context.Background()
-	var events []kms.Event
-	sh := shapes(t, "local:o")["both"]
-	k := kms.WithObserver(sh.kek, kms.ObserverConfig{
-		Observe: func(_ context.Context, e kms.Event) { events = append(events, e) },
-		Clock:   &timedClock{step: 5 * time.Millisecond},
-	})
-	dek := []byte("0123456789abcdef0123456789abcdef")
-	aad := []byte("patient=12345")
-	wk, err := k.Wrap(ctx, dek, aad)
-	require.NoError(t, err)
-	_, err = k.Unwrap(ctx, wk, []byte("patient=99999"))
-	require.ErrorIs(t, err, kms.ErrUnwrapFailed)
-	_, err = k.(kms.Rewrapper).Rewrap(ctx, []kms.WrappedKey{wk, wk}, [][]byte{aad, aad})
-	require.NoError(t, err)
-	cctx, cancel := context.WithCancel(ctx)
-	cancel()
-	_, err = k.Wrap(cctx, dek, aad)
-	require.ErrorIs(t, err, context.Canceled)
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		var events []kms.Event
+		sh := shapes(t, "local:o")["both"]
+		slow := slowKEK{inner: sh.kek.(interface {
+			kms.KEK
+			kms.Identifier
+			kms.Rewrapper
+		}), d: 5 * time.Millisecond}
+		k := kms.WithObserver(slow, kms.ObserverConfig{
+			Observe: func(_ context.Context, e kms.Event) { events = append(events, e) },
+		})
+		dek := []byte("0123456789abcdef0123456789abcdef")
+		aad := []byte("patient=12345")
+		wk, err := k.Wrap(ctx, dek, aad)
+		require.NoError(t, err)
+		_, err = k.Unwrap(ctx, wk, []byte("patient=99999"))
+		require.ErrorIs(t, err, kms.ErrUnwrapFailed)
+		_, err = k.(kms.Rewrapper).Rewrap(ctx, []kms.WrappedKey{wk, wk}, [][]byte{aad, aad})
+		require.NoError(t, err)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err = k.Wrap(cctx, dek, aad)
+		require.ErrorIs(t, err, context.Canceled)
 
-	want := []kms.Event{
-		{Op: "wrap", KeyID: "local:o-both", Attempt: 1, Keys: 1, Duration: 5 * time.Millisecond},
-		{Op: "unwrap", KeyID: "local:o-both", Attempt: 1, Keys: 1, Duration: 5 * time.Millisecond, Kind: kms.ErrUnwrapFailed},
-		{Op: "rewrap", KeyID: "local:o-both", Attempt: 1, Keys: 2, Duration: 5 * time.Millisecond},
-		{Op: "wrap", KeyID: "local:o-both", Attempt: 1, Keys: 1, Duration: 5 * time.Millisecond, Kind: context.Canceled},
-	}
-	// Err is the call's error itself; compare it apart.
-	require.Len(t, events, len(want))
-	for i := range events {
-		if want[i].Kind == nil {
-			assert.NoError(t, events[i].Err)
-		} else {
-			assert.ErrorIs(t, events[i].Err, want[i].Kind)
-			var kerr *kms.Error
-			assert.ErrorAs(t, events[i].Err, &kerr)
+		want := []kms.Event{
+			{Op: "wrap", KeyID: "local:o-both", Attempt: 1, Keys: 1, Duration: 5 * time.Millisecond},
+			{Op: "unwrap", KeyID: "local:o-both", Attempt: 1, Keys: 1, Duration: 5 * time.Millisecond, Kind: kms.ErrUnwrapFailed},
+			{Op: "rewrap", KeyID: "local:o-both", Attempt: 1, Keys: 2, Duration: 5 * time.Millisecond},
+			{Op: "wrap", KeyID: "local:o-both", Attempt: 1, Keys: 1, Duration: 5 * time.Millisecond, Kind: context.Canceled},
 		}
-		events[i].Err = nil
-	}
-	assert.Equal(t, want, events)
-	for _, e := range events {
-		s := fmt.Sprintf("%+v", e)
-		assert.NotContains(t, s, "0123456789abcdef")
-		assert.NotContains(t, s, "patient")
-	}
+		// Err is the call's error itself; compare it apart.
+		require.Len(t, events, len(want))
+		for i := range events {
+			if want[i].Kind == nil {
+				assert.NoError(t, events[i].Err)
+			} else {
+				assert.ErrorIs(t, events[i].Err, want[i].Kind)
+				var kerr *kms.Error
+				assert.ErrorAs(t, events[i].Err, &kerr)
+			}
+			events[i].Err = nil
+		}
+		assert.Equal(t, want, events)
+		for _, e := range events {
+			s := fmt.Sprintf("%+v", e)
+			assert.NotContains(t, s, "0123456789abcdef")
+			assert.NotContains(t, s, "patient")
+		}
+	})
 }
 
 func TestObserverKeyIDWithoutIdentifier(t *testing.T) {
@@ -167,7 +186,7 @@ func TestObserverStart(t *testing.T) {
 			starts = append(starts, e)
 			return nil // a nil context falls back to the caller's
 		},
-	}), kms.RetryConfig{MaxAttempts: 3, Clock: &timedClock{}})
+	}), kms.RetryConfig{MaxAttempts: 3, BaseDelay: time.Nanosecond})
 	_, err = retried.Wrap(ctx, make([]byte, 32), nil)
 	require.ErrorIs(t, err, kms.ErrUnavailable)
 	require.Len(t, starts, 3)

@@ -112,7 +112,7 @@ func TestThrottledBackendWithoutResilientFails(t *testing.T) {
 // and they reset the count of real failures.
 func TestBreakerIgnoresThrottling(t *testing.T) {
 	ctx := context.Background()
-	b, _, tr := newBreaker(t, 2)
+	b, tr := newBreaker(t, 2)
 	th := kms.ErrThrottled
 	k := b.Guard(script(newLocal(t, "local:b"), th, th, th, th, kms.ErrUnavailable, th, kms.ErrUnavailable, th))
 	for i := range 8 {
@@ -171,7 +171,7 @@ func TestResilientDefaults(t *testing.T) {
 func TestResilientConfig(t *testing.T) {
 	ctx := context.Background()
 	var events []kms.Event
-	breaker := kms.NewBreaker(kms.BreakerConfig{Failures: 1, Clock: newFakeClock()})
+	breaker := kms.NewBreaker(kms.BreakerConfig{Failures: 1})
 	inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, nil)
 	kek := kms.Resilient(inner, kms.ResilientConfig{
 		Retry:    kms.RetryConfig{MaxAttempts: 1},

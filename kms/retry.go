@@ -29,8 +29,6 @@ type RetryConfig struct {
 	// "full jitter": uniformly random in [0, ceiling], which spreads the
 	// retries of many clients of a recovering KMS.
 	Jitter func(ceiling time.Duration) time.Duration
-	// Clock waits between attempts; the system clock when nil.
-	Clock Clock
 }
 
 func (c RetryConfig) withDefaults() RetryConfig {
@@ -47,7 +45,6 @@ func (c RetryConfig) withDefaults() RetryConfig {
 	if c.Jitter == nil {
 		c.Jitter = fullJitter
 	}
-	c.Clock = clockOr(c.Clock)
 	return c
 }
 
@@ -140,11 +137,10 @@ func (r *retrying) do(ctx context.Context, op string, call func(context.Context)
 		delay := r.cfg.Jitter(r.cfg.ceiling(attempt))
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < delay {
 			// The next attempt could not start in time: give up now
-			// rather than sleep into the deadline. Context deadlines are
-			// in real time, whatever the Clock.
+			// rather than sleep into the deadline.
 			return NewError(ctx, op, keyIDOf(r.inner), context.DeadlineExceeded, err)
 		}
-		if serr := r.cfg.Clock.Sleep(ctx, delay); serr != nil {
+		if serr := sleep(ctx, delay); serr != nil {
 			return NewError(ctx, op, keyIDOf(r.inner), serr, err)
 		}
 	}

@@ -3,6 +3,7 @@ package kms_test
 import (
 	"context"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
@@ -16,69 +17,74 @@ import (
 func noJitter(d time.Duration) time.Duration { return d }
 
 func TestRetryTransientUntilSuccess(t *testing.T) {
-	ctx := context.Background()
-	clock := newFakeClock()
-	inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, kms.ErrUnavailable)
-	k := kms.WithRetry(inner, kms.RetryConfig{MaxAttempts: 5, BaseDelay: 100 * time.Millisecond, Jitter: noJitter, Clock: clock})
-	wk, err := k.Wrap(ctx, make([]byte, 32), nil)
-	require.NoError(t, err)
-	assert.Equal(t, 3, inner.Calls())
-	assert.Equal(t, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, clock.Sleeps(), "exponential backoff")
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, kms.ErrUnavailable)
+		k := kms.WithRetry(inner, kms.RetryConfig{MaxAttempts: 5, BaseDelay: 100 * time.Millisecond, Jitter: noJitter})
+		wk, err := k.Wrap(ctx, make([]byte, 32), nil)
+		require.NoError(t, err)
+		assert.Equal(t, 3, inner.Calls())
+		assert.Equal(t, []time.Duration{100 * time.Millisecond, 200 * time.Millisecond}, inner.Gaps(), "exponential backoff")
 
-	inner.script = []error{kms.ErrUnavailable}
-	_, err = k.Unwrap(ctx, wk, nil)
-	require.NoError(t, err)
-	assert.Equal(t, 5, inner.Calls())
+		inner.script = []error{kms.ErrUnavailable}
+		_, err = k.Unwrap(ctx, wk, nil)
+		require.NoError(t, err)
+		assert.Equal(t, 5, inner.Calls())
+	})
 }
 
 func TestRetryBounded(t *testing.T) {
-	clock := newFakeClock()
-	inst := kmstest.Instrument(newLocal(t, "local:r"))
-	inst.SetDown(true)
-	k := kms.WithRetry(inst, kms.RetryConfig{MaxAttempts: 5, BaseDelay: time.Second, MaxDelay: 3 * time.Second, Jitter: noJitter, Clock: clock})
-	_, err := k.Wrap(context.Background(), make([]byte, 32), nil)
-	assert.ErrorIs(t, err, kms.ErrUnavailable)
-	assert.Equal(t, int64(5), inst.Calls(), "MaxAttempts calls in all")
-	assert.Equal(t, []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second}, clock.Sleeps(), "delays are capped at MaxDelay")
+	synctest.Test(t, func(t *testing.T) {
+		inst := kmstest.Instrument(newLocal(t, "local:r"))
+		inst.SetDown(true)
+		timed := script(inst)
+		k := kms.WithRetry(timed, kms.RetryConfig{MaxAttempts: 5, BaseDelay: time.Second, MaxDelay: 3 * time.Second, Jitter: noJitter})
+		_, err := k.Wrap(context.Background(), make([]byte, 32), nil)
+		assert.ErrorIs(t, err, kms.ErrUnavailable)
+		assert.Equal(t, int64(5), inst.Calls(), "MaxAttempts calls in all")
+		assert.Equal(t, []time.Duration{time.Second, 2 * time.Second, 3 * time.Second, 3 * time.Second}, timed.Gaps(), "delays are capped at MaxDelay")
+	})
 }
 
 func TestRetryDefaults(t *testing.T) {
-	clock := newFakeClock()
-	inst := kmstest.Instrument(newLocal(t, "local:r"))
-	inst.SetDown(true)
-	k := kms.WithRetry(inst, kms.RetryConfig{Clock: clock})
-	for range 50 {
-		_, err := k.Wrap(context.Background(), make([]byte, 32), nil)
-		require.ErrorIs(t, err, kms.ErrUnavailable)
-	}
-	assert.Equal(t, int64(50*kms.DefaultRetryAttempts), inst.Calls())
-	sleeps := clock.Sleeps()
-	require.Len(t, sleeps, 50*(kms.DefaultRetryAttempts-1))
-	distinct := map[time.Duration]bool{}
-	for i, d := range sleeps {
-		ceiling := kms.DefaultRetryBaseDelay << (i % (kms.DefaultRetryAttempts - 1))
-		assert.GreaterOrEqual(t, d, time.Duration(0))
-		assert.LessOrEqual(t, d, ceiling, "full jitter stays within the ceiling")
-		distinct[d] = true
-	}
-	assert.Greater(t, len(distinct), 10, "full jitter spreads the delays")
+	synctest.Test(t, func(t *testing.T) {
+		inst := kmstest.Instrument(newLocal(t, "local:r"))
+		inst.SetDown(true)
+		var sleeps []time.Duration
+		for range 50 {
+			// A KEK per call, so that the gaps are the waits of one call.
+			timed := script(inst)
+			k := kms.WithRetry(timed, kms.RetryConfig{})
+			_, err := k.Wrap(context.Background(), make([]byte, 32), nil)
+			require.ErrorIs(t, err, kms.ErrUnavailable)
+			sleeps = append(sleeps, timed.Gaps()...)
+		}
+		assert.Equal(t, int64(50*kms.DefaultRetryAttempts), inst.Calls())
+		require.Len(t, sleeps, 50*(kms.DefaultRetryAttempts-1))
+		distinct := map[time.Duration]bool{}
+		for i, d := range sleeps {
+			ceiling := kms.DefaultRetryBaseDelay << (i % (kms.DefaultRetryAttempts - 1))
+			assert.GreaterOrEqual(t, d, time.Duration(0))
+			assert.LessOrEqual(t, d, ceiling, "full jitter stays within the ceiling")
+			distinct[d] = true
+		}
+		assert.Greater(t, len(distinct), 10, "full jitter spreads the delays")
+	})
 }
 
 func TestRetryNeverRetriesPermanentErrors(t *testing.T) {
 	for _, kind := range []error{kms.ErrPermissionDenied, kms.ErrKeyNotFound, kms.ErrUnwrapFailed, kms.ErrInvalidInput, kms.ErrCircuitOpen} {
-		clock := newFakeClock()
 		inner := script(newLocal(t, "local:r"), kind, kind, kind)
-		k := kms.WithRetry(inner, kms.RetryConfig{MaxAttempts: 3, Clock: clock})
+		k := kms.WithRetry(inner, kms.RetryConfig{MaxAttempts: 3})
 		_, err := k.Wrap(context.Background(), make([]byte, 32), nil)
 		assert.ErrorIs(t, err, kind)
 		assert.Equal(t, 1, inner.Calls(), "%v must not be retried", kind)
-		assert.Empty(t, clock.Sleeps())
 	}
 
 	// A real unwrap failure, end to end.
 	l := newLocal(t, "local:r")
 	inst := kmstest.Instrument(l)
-	k := kms.WithRetry(inst, kms.RetryConfig{MaxAttempts: 3, Clock: newFakeClock()})
+	k := kms.WithRetry(inst, kms.RetryConfig{MaxAttempts: 3})
 	wk, err := k.Wrap(context.Background(), make([]byte, 32), []byte("a"))
 	require.NoError(t, err)
 	_, err = k.Unwrap(context.Background(), wk, []byte("b"))
@@ -90,7 +96,8 @@ func TestRetryStopsWhenContextEnds(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, kms.ErrUnavailable, kms.ErrUnavailable)
-	// The system clock: its Sleep must return as soon as ctx ends.
+	// Outside a synctest bubble, on the real clock: the wait must end as
+	// soon as ctx does.
 	k := kms.WithRetry(inner, kms.RetryConfig{MaxAttempts: 10, BaseDelay: time.Hour, Jitter: noJitter})
 	go func() {
 		time.Sleep(20 * time.Millisecond)
@@ -106,44 +113,50 @@ func TestRetryStopsWhenContextEnds(t *testing.T) {
 }
 
 func TestRetryDoesNotSleepPastDeadline(t *testing.T) {
-	clock := newFakeClock()
-	inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, kms.ErrUnavailable)
-	k := kms.WithRetry(inner, kms.RetryConfig{MaxAttempts: 3, BaseDelay: time.Hour, Jitter: noJitter, Clock: clock})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, err := k.Wrap(ctx, make([]byte, 32), nil)
-	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.ErrorIs(t, err, kms.ErrUnavailable)
-	assert.Equal(t, 1, inner.Calls())
-	assert.Empty(t, clock.Sleeps(), "no wait starts that would end after the deadline")
+	synctest.Test(t, func(t *testing.T) {
+		inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, kms.ErrUnavailable)
+		k := kms.WithRetry(inner, kms.RetryConfig{MaxAttempts: 3, BaseDelay: time.Hour, Jitter: noJitter})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		start := time.Now()
+		_, err := k.Wrap(ctx, make([]byte, 32), nil)
+		assert.ErrorIs(t, err, context.DeadlineExceeded)
+		assert.ErrorIs(t, err, kms.ErrUnavailable)
+		assert.Equal(t, 1, inner.Calls())
+		assert.Zero(t, time.Since(start), "no wait starts that would end after the deadline")
+	})
 }
 
 func TestRetryAttemptsObserved(t *testing.T) {
-	var events []kms.Event
-	inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, kms.ErrUnavailable)
-	obs := kms.WithObserver(inner, kms.ObserverConfig{Observe: func(_ context.Context, e kms.Event) { events = append(events, e) }})
-	k := kms.WithRetry(obs, kms.RetryConfig{Clock: newFakeClock()})
-	_, err := k.Wrap(context.Background(), make([]byte, 32), nil)
-	require.NoError(t, err)
-	require.Len(t, events, 3)
-	for i, e := range events {
-		assert.Equal(t, i+1, e.Attempt)
-	}
-	assert.ErrorIs(t, events[0].Kind, kms.ErrUnavailable)
-	assert.NoError(t, events[2].Kind)
+	synctest.Test(t, func(t *testing.T) {
+		var events []kms.Event
+		inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, kms.ErrUnavailable)
+		obs := kms.WithObserver(inner, kms.ObserverConfig{Observe: func(_ context.Context, e kms.Event) { events = append(events, e) }})
+		k := kms.WithRetry(obs, kms.RetryConfig{})
+		_, err := k.Wrap(context.Background(), make([]byte, 32), nil)
+		require.NoError(t, err)
+		require.Len(t, events, 3)
+		for i, e := range events {
+			assert.Equal(t, i+1, e.Attempt)
+		}
+		assert.ErrorIs(t, events[0].Kind, kms.ErrUnavailable)
+		assert.NoError(t, events[2].Kind)
+	})
 }
 
 func TestRetryRewrap(t *testing.T) {
-	ctx := context.Background()
-	sh := shapes(t, "local:r")["both"]
-	inst := &flakyRewrapper{KEK: sh.kek, fails: 1}
-	k := kms.WithRetry(inst, kms.RetryConfig{Clock: newFakeClock()})
-	wk, err := k.Wrap(ctx, make([]byte, 32), nil)
-	require.NoError(t, err)
-	res, err := k.(kms.Rewrapper).Rewrap(ctx, []kms.WrappedKey{wk}, [][]byte{nil})
-	require.NoError(t, err)
-	assert.NoError(t, res[0].Err)
-	assert.Equal(t, 2, inst.calls, "a transient failure of the whole batch is retried")
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		sh := shapes(t, "local:r")["both"]
+		inst := &flakyRewrapper{KEK: sh.kek, fails: 1}
+		k := kms.WithRetry(inst, kms.RetryConfig{})
+		wk, err := k.Wrap(ctx, make([]byte, 32), nil)
+		require.NoError(t, err)
+		res, err := k.(kms.Rewrapper).Rewrap(ctx, []kms.WrappedKey{wk}, [][]byte{nil})
+		require.NoError(t, err)
+		assert.NoError(t, res[0].Err)
+		assert.Equal(t, 2, inst.calls, "a transient failure of the whole batch is retried")
+	})
 }
 
 // flakyRewrapper fails its first Rewrap calls with ErrUnavailable.

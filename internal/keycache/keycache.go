@@ -30,9 +30,6 @@ type Config struct {
 	// disables caching: every Get loads (concurrent Gets still share one
 	// load).
 	MaxAge time.Duration
-	// AfterFunc runs f after d, like time.AfterFunc (the default), and
-	// returns a function that stops it. Tests pass a fake clock's.
-	AfterFunc func(d time.Duration, f func()) (stop func() bool)
 }
 
 // Cache maps string keys to values of type V. It is safe for concurrent
@@ -86,9 +83,6 @@ type flight[V comparable] struct {
 func New[V comparable](cfg Config) *Cache[V] {
 	if cfg.MaxEntries < 1 {
 		cfg.MaxEntries = 1
-	}
-	if cfg.AfterFunc == nil {
-		cfg.AfterFunc = func(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 	}
 	return &Cache[V]{cfg: cfg, entries: make(map[string]*entry[V]), flights: make(map[string]*flight[V])}
 }
@@ -218,7 +212,7 @@ func (c *Cache[V]) store(key string, v V) {
 		c.evictOne()
 	}
 	e := &entry[V]{v: v}
-	e.stop = c.cfg.AfterFunc(c.cfg.MaxAge, func() { c.expire(key, e) })
+	e.stop = time.AfterFunc(c.cfg.MaxAge, func() { c.expire(key, e) }).Stop
 	c.entries[key] = e
 }
 

@@ -6,12 +6,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/phicrypt/phicrypt/internal/fakeclock"
 )
 
 type val struct{ n int }
@@ -24,32 +23,33 @@ func loader(calls *atomic.Int64, v *val) func(context.Context) (*val, error) {
 }
 
 func TestHitMissAndAge(t *testing.T) {
-	ctx := context.Background()
-	clk := fakeclock.New(time.Unix(0, 0))
-	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Minute, AfterFunc: clk.AfterFunc})
-	var calls atomic.Int64
-	v1 := &val{1}
-	got, err := c.Get(ctx, "k", loader(&calls, v1))
-	require.NoError(t, err)
-	assert.Same(t, v1, got)
-	got, _ = c.Get(ctx, "k", loader(&calls, &val{2}))
-	assert.Same(t, v1, got)
-	assert.Equal(t, int64(1), calls.Load())
-	hit, ok := c.LookupBytes([]byte("k"))
-	assert.True(t, ok)
-	assert.Same(t, v1, hit)
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		c := New[*val](Config{MaxEntries: 10, MaxAge: time.Minute})
+		var calls atomic.Int64
+		v1 := &val{1}
+		got, err := c.Get(ctx, "k", loader(&calls, v1))
+		require.NoError(t, err)
+		assert.Same(t, v1, got)
+		got, _ = c.Get(ctx, "k", loader(&calls, &val{2}))
+		assert.Same(t, v1, got)
+		assert.Equal(t, int64(1), calls.Load())
+		hit, ok := c.LookupBytes([]byte("k"))
+		assert.True(t, ok)
+		assert.Same(t, v1, hit)
 
-	clk.Advance(time.Minute - time.Nanosecond)
-	_, ok = c.Lookup("k")
-	assert.True(t, ok)
-	clk.Advance(time.Nanosecond)
-	_, ok = c.Lookup("k")
-	assert.False(t, ok, "an entry expires at MaxAge")
-	assert.Equal(t, 0, c.Len(), "and is removed")
-	v3 := &val{3}
-	got, _ = c.Get(ctx, "k", loader(&calls, v3))
-	assert.Same(t, v3, got)
-	assert.Equal(t, int64(2), calls.Load())
+		advance(time.Minute - time.Nanosecond)
+		_, ok = c.Lookup("k")
+		assert.True(t, ok)
+		advance(time.Nanosecond)
+		_, ok = c.Lookup("k")
+		assert.False(t, ok, "an entry expires at MaxAge")
+		assert.Equal(t, 0, c.Len(), "and is removed")
+		v3 := &val{3}
+		got, _ = c.Get(ctx, "k", loader(&calls, v3))
+		assert.Same(t, v3, got)
+		assert.Equal(t, int64(2), calls.Load())
+	})
 }
 
 func TestEvictionIsSecondChance(t *testing.T) {
@@ -212,122 +212,131 @@ func BenchmarkLookupBytesHit(b *testing.B) {
 // OnEvict exactly once, and that values the cache never kept are not
 // passed.
 func TestOnEvict(t *testing.T) {
-	ctx := context.Background()
-	clk := fakeclock.New(time.Unix(0, 0))
-	var mu sync.Mutex
-	evicted := map[*val]int{}
-	c := NewWithEvict(Config{MaxEntries: 2, MaxAge: time.Minute, AfterFunc: clk.AfterFunc}, func(v *val) {
-		mu.Lock()
-		defer mu.Unlock()
-		evicted[v]++
-	})
-	count := func(v *val) int {
-		mu.Lock()
-		defer mu.Unlock()
-		return evicted[v]
-	}
-	put := func(key string) *val {
-		v := &val{}
-		_, err := c.Get(ctx, key, func(context.Context) (*val, error) { return v, nil })
-		require.NoError(t, err)
-		return v
-	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		var mu sync.Mutex
+		evicted := map[*val]int{}
+		c := NewWithEvict(Config{MaxEntries: 2, MaxAge: time.Minute}, func(v *val) {
+			mu.Lock()
+			defer mu.Unlock()
+			evicted[v]++
+		})
+		count := func(v *val) int {
+			mu.Lock()
+			defer mu.Unlock()
+			return evicted[v]
+		}
+		put := func(key string) *val {
+			v := &val{}
+			_, err := c.Get(ctx, key, func(context.Context) (*val, error) { return v, nil })
+			require.NoError(t, err)
+			return v
+		}
 
-	// Expired.
-	a := put("a")
-	clk.Advance(time.Minute)
-	assert.Equal(t, 1, count(a), "expired")
-	// Evicted when full.
-	b, d := put("b"), put("d")
-	e := put("e")
-	assert.Equal(t, 1, count(b)+count(d), "one of two evicted for a third")
-	// Replaced by Add, forgotten, deleted, purged.
-	assert.True(t, c.Holds("e", e))
-	c.Add("e", &val{})
-	assert.Equal(t, 1, count(e), "replaced")
-	assert.False(t, c.Holds("e", e))
-	f := put("f")
-	c.Forget("f", f)
-	assert.Equal(t, 1, count(f), "forgotten")
-	g := put("g")
-	c.Delete("g")
-	assert.Equal(t, 1, count(g), "deleted")
-	h := put("h")
-	c.Purge()
-	assert.Equal(t, 1, count(h), "purged")
-	assert.Equal(t, 0, c.Len())
-
-	// The timers of removed entries do not report them again.
-	clk.Advance(time.Hour)
-	for v, n := range evicted {
-		assert.Equal(t, 1, n, "value %p", v)
-	}
-
-	// A value loaded while caching is off, or across a Purge, is the
-	// caller's: never passed to OnEvict.
-	var offEvicted atomic.Int64
-	off := NewWithEvict(Config{MaxEntries: 2, MaxAge: -1}, func(*val) { offEvicted.Add(1) })
-	_, err := off.Get(ctx, "k", func(context.Context) (*val, error) { return &val{}, nil })
-	require.NoError(t, err)
-	off.Add("k", &val{})
-	off.Purge()
-	assert.Zero(t, offEvicted.Load())
-	var purgedLoad *val
-	_, err = c.Get(ctx, "p", func(context.Context) (*val, error) {
-		purgedLoad = &val{}
+		// Expired.
+		a := put("a")
+		advance(time.Minute)
+		assert.Equal(t, 1, count(a), "expired")
+		// Evicted when full.
+		b, d := put("b"), put("d")
+		e := put("e")
+		assert.Equal(t, 1, count(b)+count(d), "one of two evicted for a third")
+		// Replaced by Add, forgotten, deleted, purged.
+		assert.True(t, c.Holds("e", e))
+		c.Add("e", &val{})
+		assert.Equal(t, 1, count(e), "replaced")
+		assert.False(t, c.Holds("e", e))
+		f := put("f")
+		c.Forget("f", f)
+		assert.Equal(t, 1, count(f), "forgotten")
+		g := put("g")
+		c.Delete("g")
+		assert.Equal(t, 1, count(g), "deleted")
+		h := put("h")
 		c.Purge()
-		return purgedLoad, nil
+		assert.Equal(t, 1, count(h), "purged")
+		assert.Equal(t, 0, c.Len())
+
+		// The timers of removed entries do not report them again.
+		advance(time.Hour)
+		for v, n := range evicted {
+			assert.Equal(t, 1, n, "value %p", v)
+		}
+
+		// A value loaded while caching is off, or across a Purge, is the
+		// caller's: never passed to OnEvict.
+		var offEvicted atomic.Int64
+		off := NewWithEvict(Config{MaxEntries: 2, MaxAge: -1}, func(*val) { offEvicted.Add(1) })
+		_, err := off.Get(ctx, "k", func(context.Context) (*val, error) { return &val{}, nil })
+		require.NoError(t, err)
+		off.Add("k", &val{})
+		off.Purge()
+		assert.Zero(t, offEvicted.Load())
+		var purgedLoad *val
+		_, err = c.Get(ctx, "p", func(context.Context) (*val, error) {
+			purgedLoad = &val{}
+			c.Purge()
+			return purgedLoad, nil
+		})
+		require.NoError(t, err)
+		assert.False(t, c.Holds("p", purgedLoad))
+		assert.Equal(t, 0, count(purgedLoad))
 	})
-	require.NoError(t, err)
-	assert.False(t, c.Holds("p", purgedLoad))
-	assert.Equal(t, 0, count(purgedLoad))
 }
 
 func TestStats(t *testing.T) {
-	ctx := context.Background()
-	clk := fakeclock.New(time.Unix(0, 0))
-	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Minute, AfterFunc: clk.AfterFunc})
-	var calls atomic.Int64
-	_, ok := c.LookupBytes([]byte("k"))
-	require.False(t, ok)
-	assert.Equal(t, Stats{}, c.Stats(), "a lookup's miss is counted by the Get that follows it")
-	_, err := c.Get(ctx, "k", loader(&calls, &val{1}))
-	require.NoError(t, err)
-	assert.Equal(t, Stats{Misses: 1, Loads: 1}, c.Stats())
-	_, _ = c.Get(ctx, "k", loader(&calls, &val{2}))
-	_, _ = c.LookupBytes([]byte("k"))
-	_, _ = c.Lookup("k")
-	assert.Equal(t, Stats{Hits: 3, Misses: 1, Loads: 1}, c.Stats())
+	synctest.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		c := New[*val](Config{MaxEntries: 10, MaxAge: time.Minute})
+		var calls atomic.Int64
+		_, ok := c.LookupBytes([]byte("k"))
+		require.False(t, ok)
+		assert.Equal(t, Stats{}, c.Stats(), "a lookup's miss is counted by the Get that follows it")
+		_, err := c.Get(ctx, "k", loader(&calls, &val{1}))
+		require.NoError(t, err)
+		assert.Equal(t, Stats{Misses: 1, Loads: 1}, c.Stats())
+		_, _ = c.Get(ctx, "k", loader(&calls, &val{2}))
+		_, _ = c.LookupBytes([]byte("k"))
+		_, _ = c.Lookup("k")
+		assert.Equal(t, Stats{Hits: 3, Misses: 1, Loads: 1}, c.Stats())
 
-	boom := errors.New("boom")
-	_, err = c.Get(ctx, "bad", func(context.Context) (*val, error) { return nil, boom })
-	require.ErrorIs(t, err, boom)
-	assert.Equal(t, Stats{Hits: 3, Misses: 2, Loads: 2, LoadErrors: 1}, c.Stats())
+		boom := errors.New("boom")
+		_, err = c.Get(ctx, "bad", func(context.Context) (*val, error) { return nil, boom })
+		require.ErrorIs(t, err, boom)
+		assert.Equal(t, Stats{Hits: 3, Misses: 2, Loads: 2, LoadErrors: 1}, c.Stats())
 
-	// Concurrent misses on one key: one load.
-	release := make(chan struct{})
-	var started sync.WaitGroup
-	started.Add(1)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		_, _ = c.Get(ctx, "slow", func(context.Context) (*val, error) {
-			started.Done()
-			<-release
-			return &val{3}, nil
+		// Concurrent misses on one key: one load.
+		release := make(chan struct{})
+		var started sync.WaitGroup
+		started.Add(1)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			_, _ = c.Get(ctx, "slow", func(context.Context) (*val, error) {
+				started.Done()
+				<-release
+				return &val{3}, nil
+			})
 		})
-	})
-	started.Wait()
-	for range 4 {
-		wg.Go(func() { _, _ = c.Get(ctx, "slow", loader(&calls, &val{4})) })
-	}
-	for c.Stats().Misses < 7 { // each waiter counts its miss before it waits
-		time.Sleep(time.Millisecond)
-	}
-	close(release)
-	wg.Wait()
-	assert.Equal(t, Stats{Hits: 3, Misses: 7, Loads: 3, LoadErrors: 1}, c.Stats())
+		started.Wait()
+		for range 4 {
+			wg.Go(func() { _, _ = c.Get(ctx, "slow", loader(&calls, &val{4})) })
+		}
+		for c.Stats().Misses < 7 { // each waiter counts its miss before it waits
+			time.Sleep(time.Millisecond)
+		}
+		close(release)
+		wg.Wait()
+		assert.Equal(t, Stats{Hits: 3, Misses: 7, Loads: 3, LoadErrors: 1}, c.Stats())
 
-	// Add is not a lookup.
-	c.Add("added", &val{5})
-	assert.Equal(t, uint64(7), c.Stats().Misses)
+		// Add is not a lookup.
+		c.Add("added", &val{5})
+		assert.Equal(t, uint64(7), c.Stats().Misses)
+	})
+}
+
+// advance moves the clock of the testing/synctest bubble the test runs in
+// by d, and returns once the timers that came due have run.
+func advance(d time.Duration) {
+	time.Sleep(d)
+	synctest.Wait()
 }
