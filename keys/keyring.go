@@ -463,7 +463,7 @@ func (k *Keyring) needsRotation(ks *KeySet) (bool, error) {
 		// hasBudget.
 		return false, nil
 	}
-	if k.cfg.MaxKeyAge > 0 && time.Now().Sub(cur.Created) >= k.cfg.MaxKeyAge {
+	if k.cfg.MaxKeyAge > 0 && time.Since(cur.Created) >= k.cfg.MaxKeyAge {
 		return true, nil
 	}
 	return cur.Reserved >= k.cfg.MaxMessages, nil
