@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/phicrypt/phicrypt/internal/bubble"
 	"github.com/phicrypt/phicrypt/internal/format"
 	"github.com/phicrypt/phicrypt/internal/keycache"
 	"github.com/phicrypt/phicrypt/kms/kmstest"
@@ -170,7 +171,7 @@ func TestStreamAfterKeyZeroed(t *testing.T) {
 // TestFailedUnwrapMemoryBounds checks the age and count bounds of the
 // memory of failed unwraps.
 func TestFailedUnwrapMemoryBounds(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		kek := newCacheTestKEK(t)
 		s, err := NewSelfContained(SelfContainedConfig{KEK: kek, FailedUnwrapMaxEntries: 2})

@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/fips140"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/phicrypt/phicrypt/envelope"
+	"github.com/phicrypt/phicrypt/internal/bubble"
 	"github.com/phicrypt/phicrypt/keys"
 )
 
@@ -38,7 +38,7 @@ func TestDeterministicKeysDoNotRotateByThemselves(t *testing.T) {
 	}
 	for name, tc := range triggers {
 		t.Run(name, func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) {
+			bubble.Test(t, func(t *testing.T) {
 				ctx := context.Background()
 				cfg := tc.cfg
 				kr := newKeyring(t, cfg)

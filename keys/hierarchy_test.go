@@ -7,12 +7,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/phicrypt/phicrypt/internal/bubble"
 	"github.com/phicrypt/phicrypt/keys"
 	"github.com/phicrypt/phicrypt/kms"
 	"github.com/phicrypt/phicrypt/kms/kmstest"
@@ -466,7 +466,7 @@ func TestCreateKeysCachesForEncryption(t *testing.T) {
 // keys are still wrapped under cannot be destroyed through
 // DestroyVersion; after Rewrap moved them, it can.
 func TestDestroyParentVersionInUse(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		store := keys.NewMemoryStore()
 		kek, _ := newKEK(t)

@@ -5,12 +5,12 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/phicrypt/phicrypt/internal/bubble"
 	"github.com/phicrypt/phicrypt/keys"
 )
 
@@ -107,7 +107,7 @@ func versions(ks []*keys.IndexKey) []uint32 {
 // cached with the keys, expire with them after CacheMaxAge, and are
 // forgotten at once on a local rotation, retirement or destruction.
 func TestWarmIndexKeysMakeNoStoreCall(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		kek, _ := newKEK(t)
 		store := &countingStore{Store: keys.NewMemoryStore()}

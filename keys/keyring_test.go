@@ -12,13 +12,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/phicrypt/phicrypt/envelope"
+	"github.com/phicrypt/phicrypt/internal/bubble"
 	"github.com/phicrypt/phicrypt/internal/testsvc"
 	"github.com/phicrypt/phicrypt/keys"
 	"github.com/phicrypt/phicrypt/kms"
@@ -179,7 +179,7 @@ func countState(ks *keys.KeySet, s keys.State) int {
 }
 
 func TestMaxKeyAge(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		kr := newKeyring(t, keys.Config{MaxKeyAge: time.Hour, CacheMaxAge: time.Minute})
 		d1, err := kr.EncryptionKey(ctx, "tenant:a")
@@ -327,7 +327,7 @@ func TestMinDecryptVersion(t *testing.T) {
 }
 
 func TestDestroy(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		kek, _ := newKEK(t)
 		store := keys.NewMemoryStore()
@@ -383,7 +383,7 @@ func TestDestroy(t *testing.T) {
 }
 
 func TestKMSDown(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		kek, _ := newKEK(t)
 		store := keys.NewMemoryStore()

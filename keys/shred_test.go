@@ -9,12 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/phicrypt/phicrypt/internal/bubble"
 	"github.com/phicrypt/phicrypt/keys"
 )
 
@@ -235,7 +235,7 @@ func usage(m map[uint32]int64) keys.UsageChecker {
 // less than CacheMaxAge ago; they change nothing then, and succeed once
 // nothing uses the version.
 func TestRetireRefusesVersionsInUse(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		rec := &recorder{}
 		store := keys.NewMemoryStore()

@@ -4,12 +4,12 @@ import (
 	"context"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/phicrypt/phicrypt/internal/bubble"
 	"github.com/phicrypt/phicrypt/kms"
 	"github.com/phicrypt/phicrypt/kms/kmstest"
 )
@@ -42,7 +42,7 @@ func newBreaker(t *testing.T, failures int) (*kms.Breaker, *transitions) {
 }
 
 func TestBreakerOpensAndFailsFast(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		b, tr := newBreaker(t, 3)
 		inst := kmstest.Instrument(newLocal(t, "local:b"))
@@ -72,7 +72,7 @@ func TestBreakerOpensAndFailsFast(t *testing.T) {
 }
 
 func TestBreakerCountsConsecutiveFailuresOnly(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		b, _ := newBreaker(t, 3)
 		u := kms.ErrUnavailable
@@ -86,7 +86,7 @@ func TestBreakerCountsConsecutiveFailuresOnly(t *testing.T) {
 }
 
 func TestBreakerIgnoresCallerErrors(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		b, tr := newBreaker(t, 2)
 		inst := kmstest.Instrument(newLocal(t, "local:b"))
@@ -131,7 +131,7 @@ func TestBreakerIgnoresCallerErrors(t *testing.T) {
 }
 
 func TestBreakerHalfOpenAllowsExactlyOneProbe(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		b, tr := newBreaker(t, 1)
 		inst := kmstest.Instrument(newLocal(t, "local:b"))
@@ -179,7 +179,7 @@ func TestBreakerHalfOpenAllowsExactlyOneProbe(t *testing.T) {
 }
 
 func TestBreakerFailedProbeReopens(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		b, tr := newBreaker(t, 1)
 		inst := kmstest.Instrument(newLocal(t, "local:b"))
@@ -200,7 +200,7 @@ func TestBreakerFailedProbeReopens(t *testing.T) {
 }
 
 func TestBreakerProbeEndedByCallerAllowsAnother(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		b, _ := newBreaker(t, 1)
 		inst := kmstest.Instrument(newLocal(t, "local:b"))
@@ -222,7 +222,7 @@ func TestBreakerProbeEndedByCallerAllowsAnother(t *testing.T) {
 }
 
 func TestBreakerSharedByKEKs(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		b, _ := newBreaker(t, 2)
 		a := kmstest.Instrument(newLocal(t, "local:a"))
@@ -236,7 +236,7 @@ func TestBreakerSharedByKEKs(t *testing.T) {
 }
 
 func TestBreakerDefaults(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		b := kms.NewBreaker(kms.BreakerConfig{})
 		inst := kmstest.Instrument(newLocal(t, "local:b"))

@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/phicrypt/phicrypt/internal/bubble"
 	"github.com/phicrypt/phicrypt/kms"
 	"github.com/phicrypt/phicrypt/kms/kmstest"
 )
@@ -44,7 +44,7 @@ func (s slowKEK) Rewrap(ctx context.Context, wks []kms.WrappedKey, aads [][]byte
 }
 
 func TestObserver(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		var events []kms.Event
 		sh := shapes(t, "local:o")["both"]

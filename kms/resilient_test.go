@@ -7,12 +7,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/phicrypt/phicrypt/internal/bubble"
 	"github.com/phicrypt/phicrypt/kms"
 	"github.com/phicrypt/phicrypt/kms/local"
 )
@@ -69,7 +69,7 @@ func (f *throttling) Unwrap(ctx context.Context, wk kms.WrappedKey, aad []byte) 
 // synctest runs the backoff in virtual time, with the system clock and the
 // default jitter.
 func TestResilientSurvivesThrottlingBurst(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		const callers, per = 64, 4
 		backend := &throttling{inner: newLocal(t, "local:throttled"), per: per}
 		kek := kms.Resilient(backend, kms.ResilientConfig{})
@@ -146,7 +146,7 @@ func (h *hanging) Wrap(ctx context.Context, _, _ []byte) (kms.WrappedKey, error)
 // attempt is retried, and the breaker counts the attempts: after
 // DefaultBreakerFailures of them it opens and the next call fails fast.
 func TestResilientDefaults(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		backend := &hanging{KEK: newLocal(t, "local:hanging")}
 		kek := kms.Resilient(backend, kms.ResilientConfig{})
 

@@ -3,12 +3,12 @@ package kms_test
 import (
 	"context"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/phicrypt/phicrypt/internal/bubble"
 	"github.com/phicrypt/phicrypt/kms"
 	"github.com/phicrypt/phicrypt/kms/kmstest"
 )
@@ -17,7 +17,7 @@ import (
 func noJitter(d time.Duration) time.Duration { return d }
 
 func TestRetryTransientUntilSuccess(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, kms.ErrUnavailable)
 		k := kms.WithRetry(inner, kms.RetryConfig{MaxAttempts: 5, BaseDelay: 100 * time.Millisecond, Jitter: noJitter})
@@ -34,7 +34,7 @@ func TestRetryTransientUntilSuccess(t *testing.T) {
 }
 
 func TestRetryBounded(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		inst := kmstest.Instrument(newLocal(t, "local:r"))
 		inst.SetDown(true)
 		timed := script(inst)
@@ -47,7 +47,7 @@ func TestRetryBounded(t *testing.T) {
 }
 
 func TestRetryDefaults(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		inst := kmstest.Instrument(newLocal(t, "local:r"))
 		inst.SetDown(true)
 		var sleeps []time.Duration
@@ -113,7 +113,7 @@ func TestRetryStopsWhenContextEnds(t *testing.T) {
 }
 
 func TestRetryDoesNotSleepPastDeadline(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, kms.ErrUnavailable)
 		k := kms.WithRetry(inner, kms.RetryConfig{MaxAttempts: 3, BaseDelay: time.Hour, Jitter: noJitter})
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -128,7 +128,7 @@ func TestRetryDoesNotSleepPastDeadline(t *testing.T) {
 }
 
 func TestRetryAttemptsObserved(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		var events []kms.Event
 		inner := script(newLocal(t, "local:r"), kms.ErrUnavailable, kms.ErrUnavailable)
 		obs := kms.WithObserver(inner, kms.ObserverConfig{Observe: func(_ context.Context, e kms.Event) { events = append(events, e) }})
@@ -145,7 +145,7 @@ func TestRetryAttemptsObserved(t *testing.T) {
 }
 
 func TestRetryRewrap(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
 		sh := shapes(t, "local:r")["both"]
 		inst := &flakyRewrapper{KEK: sh.kek, fails: 1}
