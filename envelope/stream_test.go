@@ -956,7 +956,11 @@ func TestStreamBoundedMemory(t *testing.T) {
 	bigBytes, bigObjects, peak := measure(size)
 	t.Logf("1 MiB: %d B in %d objects; %d MiB: %d B in %d objects; live heap peak +%d KiB", smallBytes, smallObjects, size>>20, bigBytes, bigObjects, peak>>10)
 	assert.Less(t, bigBytes, uint64(1<<20), "bytes allocated while streaming %d MiB", size>>20)
-	assert.Less(t, bigBytes, smallBytes+128<<10, "allocation grows with the stream")
+	// A long stream spans garbage collections, which may empty the
+	// stream buffer pool: one 128 KiB buffer allocated again is a
+	// constant, not growth (per-segment allocations show in the object
+	// count below).
+	assert.Less(t, bigBytes, smallBytes+256<<10, "allocation grows with the stream")
 	assert.Less(t, bigObjects, smallObjects+100, "allocations per segment (%d MiB is %d segments)", size>>20, size>>16)
 	assert.Less(t, peak, int64(4<<20), "live heap while streaming")
 }
