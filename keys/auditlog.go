@@ -264,19 +264,14 @@ func (l *AuditLog) appendBatch(ctx context.Context, batch []*auditWaiter) error 
 		if err := q.QueryRowContext(ctx, head).Scan(&seq, &mac); err != nil {
 			return err
 		}
-		insert := make([]byte, 0, 64+len(batch)*12)
-		insert = append(insert, "INSERT INTO phicrypt_audit (seq, event, mac) VALUES "...)
 		args := make([]any, 0, 3*len(batch))
-		for i, w := range batch {
+		for _, w := range batch {
 			seq++
 			mac = l.chainMAC(mac, seq, w.event)
-			if i > 0 {
-				insert = append(insert, ',')
-			}
-			insert = append(insert, "(?, ?, ?)"...)
 			args = append(args, seq, string(w.event), mac)
 		}
-		if _, err := q.ExecContext(ctx, l.dialect.Rebind(string(insert)), args...); err != nil {
+		insert := "INSERT INTO phicrypt_audit (seq, event, mac) VALUES " + valueRows(len(batch), 3)
+		if _, err := q.ExecContext(ctx, l.dialect.Rebind(insert), args...); err != nil {
 			return err
 		}
 		_, err := q.ExecContext(ctx, l.dialect.Rebind("UPDATE phicrypt_audit_head SET seq = ?, mac = ? WHERE id = 1"), seq, mac)

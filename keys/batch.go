@@ -220,25 +220,15 @@ func (s *SQLStore) createSets(ctx context.Context, q querier, ids []ID) (map[ID]
 	created := make(map[ID]bool, len(ids))
 	for start := 0; start < len(ids); start += batchRows {
 		chunk := ids[start:min(len(ids), start+batchRows)]
-		var b strings.Builder
+		query := "INSERT OR IGNORE INTO phicrypt_key_sets (scope, name) VALUES " + valueRows(len(chunk), 2) + " RETURNING scope, name"
 		if s.dialect == Postgres {
-			b.WriteString("INSERT INTO phicrypt_key_sets (scope, name) VALUES ")
-		} else {
-			b.WriteString("INSERT OR IGNORE INTO phicrypt_key_sets (scope, name) VALUES ")
+			query = "INSERT INTO phicrypt_key_sets (scope, name) VALUES " + valueRows(len(chunk), 2) + " ON CONFLICT DO NOTHING RETURNING scope, name"
 		}
 		args := make([]any, 0, 2*len(chunk))
-		for i, id := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?)")
+		for _, id := range chunk {
 			args = append(args, id.Scope, id.Name)
 		}
-		if s.dialect == Postgres {
-			b.WriteString(" ON CONFLICT DO NOTHING")
-		}
-		b.WriteString(" RETURNING scope, name")
-		rows, err := q.QueryContext(ctx, s.dialect.Rebind(b.String()), args...)
+		rows, err := q.QueryContext(ctx, s.dialect.Rebind(query), args...)
 		if err != nil {
 			return nil, fmt.Errorf("keys: create key sets: %w", err)
 		}
@@ -273,19 +263,14 @@ func (s *SQLStore) writeNew(ctx context.Context, q querier, sets []*KeySet) erro
 	}
 	for start := 0; start < len(recs); start += batchRows {
 		chunk := recs[start:min(len(recs), start+batchRows)]
-		var b strings.Builder
-		b.WriteString("INSERT INTO phicrypt_keys (scope, name, " + keyColumns + ") VALUES ")
 		args := make([]any, 0, 11*len(chunk))
-		for i, c := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		for _, c := range chunk {
 			r := c.r
 			args = append(args, c.id.Scope, c.id.Name, int64(r.Version), int64(r.State), int64(r.Suite), r.Wrapped.KeyID, nullBytes(r.Wrapped.Ciphertext),
 				r.Created.UnixNano(), r.Changed.UnixNano(), r.WrappedAt.UnixNano(), int64(r.Reserved))
 		}
-		if _, err := q.ExecContext(ctx, s.dialect.Rebind(b.String()), args...); err != nil {
+		query := "INSERT INTO phicrypt_keys (scope, name, " + keyColumns + ") VALUES " + valueRows(len(chunk), 11)
+		if _, err := q.ExecContext(ctx, s.dialect.Rebind(query), args...); err != nil {
 			return fmt.Errorf("keys: write new key versions: %w", err)
 		}
 	}
@@ -293,19 +278,14 @@ func (s *SQLStore) writeNew(ctx context.Context, q querier, sets []*KeySet) erro
 	// primary key, with no join for the planner to get wrong.
 	for start := 0; start < len(sets); start += batchRows {
 		chunk := sets[start:min(len(sets), start+batchRows)]
-		var b strings.Builder
-		b.WriteString("INSERT INTO phicrypt_key_sets (scope, name, min_decrypt_version, meta_counter, meta_mac) VALUES ")
 		args := make([]any, 0, 5*len(chunk))
-		for i, ks := range chunk {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			b.WriteString("(?, ?, ?, ?, ?)")
+		for _, ks := range chunk {
 			args = append(args, ks.ID.Scope, ks.ID.Name, int64(ks.MinDecryptVersion), int64(ks.MetaCounter), nullBytes(ks.MetaMAC))
 		}
-		b.WriteString(" ON CONFLICT (scope, name) DO UPDATE SET min_decrypt_version = excluded.min_decrypt_version," +
-			" meta_counter = excluded.meta_counter, meta_mac = excluded.meta_mac")
-		if _, err := q.ExecContext(ctx, s.dialect.Rebind(b.String()), args...); err != nil {
+		query := "INSERT INTO phicrypt_key_sets (scope, name, min_decrypt_version, meta_counter, meta_mac) VALUES " + valueRows(len(chunk), 5) +
+			" ON CONFLICT (scope, name) DO UPDATE SET min_decrypt_version = excluded.min_decrypt_version," +
+			" meta_counter = excluded.meta_counter, meta_mac = excluded.meta_mac"
+		if _, err := q.ExecContext(ctx, s.dialect.Rebind(query), args...); err != nil {
 			return fmt.Errorf("keys: write new key sets: %w", err)
 		}
 	}

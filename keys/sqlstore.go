@@ -81,6 +81,13 @@ func (s *SQLStore) DB() *sql.DB { return s.db }
 // Dialect returns the store's dialect.
 func (s *SQLStore) Dialect() Dialect { return s.dialect }
 
+// valueRows returns the VALUES list of a multi-row INSERT: rows tuples of
+// cols placeholders each, "(?, ?), (?, ?)".
+func valueRows(rows, cols int) string {
+	tuple := "(" + strings.TrimSuffix(strings.Repeat("?, ", cols), ", ") + ")"
+	return strings.TrimSuffix(strings.Repeat(tuple+", ", rows), ", ")
+}
+
 // Rebind rewrites the ? placeholders of query for the dialect: $1, $2, … for
 // PostgreSQL, unchanged for SQLite.
 func (d Dialect) Rebind(query string) string {
