@@ -54,8 +54,7 @@ func (e *SchemaError) Unwrap() []error {
 // with ";\n". A role that runs no DDL then opens the store with
 // OpenSQLStore.
 func SchemaMigrations(d Dialect) ([]string, error) {
-	bytesType, err := bytesType(d)
-	if err != nil {
+	if err := checkDialect(d); err != nil {
 		return nil, err
 	}
 	out := make([]string, len(migrations))
@@ -66,8 +65,10 @@ func SchemaMigrations(d Dialect) ([]string, error) {
 			b.WriteString("INSERT INTO phicrypt_schema (version) VALUES (0);\n")
 		}
 		for _, stmt := range stmts {
-			b.WriteString(strings.ReplaceAll(stmt, "{bytes}", bytesType))
-			b.WriteString(";\n")
+			if stmt, ok := statement(stmt, d); ok {
+				b.WriteString(stmt)
+				b.WriteString(";\n")
+			}
 		}
 		fmt.Fprintf(&b, "UPDATE phicrypt_schema SET version = %d;\n", v+1)
 		out[v] = b.String()
@@ -75,14 +76,11 @@ func SchemaMigrations(d Dialect) ([]string, error) {
 	return out, nil
 }
 
-func bytesType(d Dialect) (string, error) {
-	switch d {
-	case Postgres:
-		return "BYTEA", nil
-	case SQLite:
-		return "BLOB", nil
+func checkDialect(d Dialect) error {
+	if d != Postgres && d != SQLite {
+		return fmt.Errorf("keys: unknown dialect %d", d)
 	}
-	return "", fmt.Errorf("keys: unknown dialect %d", d)
+	return nil
 }
 
 // CheckSchema checks, without any DDL, that db holds this package's
@@ -144,7 +142,7 @@ func OpenSQLStore(ctx context.Context, db *sql.DB, dialect Dialect) (*SQLStore, 
 	if db == nil {
 		return nil, errors.New("keys: nil database")
 	}
-	if _, err := bytesType(dialect); err != nil {
+	if err := checkDialect(dialect); err != nil {
 		return nil, err
 	}
 	if err := CheckSchema(ctx, db, dialect); err != nil {

@@ -27,6 +27,7 @@ func ExampleSchemaMigrations() {
 	// Output:
 	// V1__phicrypt_keys.sql: 8 statements
 	// V2__phicrypt_keys.sql: 4 statements
+	// V3__phicrypt_keys.sql: 2 statements
 }
 
 // OpenSQLStore checks the schema version and creates nothing: a database
@@ -56,7 +57,7 @@ func ExampleOpenSQLStore() {
 	store, err := keys.OpenSQLStore(ctx, db, keys.SQLite)
 	fmt.Println(store != nil, err)
 	// Output:
-	// keys: keys tables not installed (want schema version 2)
+	// keys: keys tables not installed (want schema version 3)
 	// true <nil>
 }
 

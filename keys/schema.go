@@ -9,10 +9,11 @@ import (
 )
 
 // SchemaVersion is the version of the tables this package creates.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // migrations[i] upgrades the schema from version i to i+1. Statements use
-// {bytes} for the binary column type. Never edit a released migration: add
+// {bytes} for the binary column type; a statement that starts with
+// {postgres} runs on PostgreSQL only. Never edit a released migration: add
 // one.
 var migrations = [][]string{
 	{
@@ -64,6 +65,32 @@ var migrations = [][]string{
 			mac {bytes} NOT NULL
 		)`,
 	},
+	{
+		// Key sets in byte order, for List's pages and Under's ranges: on
+		// PostgreSQL they compare scopes COLLATE "C", which the primary
+		// key (in the database's collation) cannot serve, so every page
+		// was a scan of the whole table. SQLite compares bytes already.
+		`{postgres}CREATE INDEX phicrypt_key_sets_bytes ON phicrypt_key_sets (scope COLLATE "C", name COLLATE "C")`,
+	},
+}
+
+// onlyPostgres starts a migration statement that runs on PostgreSQL only.
+const onlyPostgres = "{postgres}"
+
+// statement returns migration statement stmt for dialect d, and false when
+// d skips it.
+func statement(stmt string, d Dialect) (string, bool) {
+	if rest, ok := strings.CutPrefix(stmt, onlyPostgres); ok {
+		if d != Postgres {
+			return "", false
+		}
+		stmt = rest
+	}
+	bytesType := "BYTEA"
+	if d == SQLite {
+		bytesType = "BLOB"
+	}
+	return strings.ReplaceAll(stmt, "{bytes}", bytesType), true
 }
 
 // Migrate creates the tables of this package in db, or upgrades them to
@@ -78,10 +105,6 @@ var migrations = [][]string{
 // tool from SchemaMigrations (or a privileged Migrate) and open the store
 // with OpenSQLStore, which only checks the version.
 func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
-	bytesType := "BYTEA"
-	if d == SQLite {
-		bytesType = "BLOB"
-	}
 	return writeTx(ctx, db, d, func(q querier) error {
 		if d == Postgres {
 			// An arbitrary constant: "phicrypt" in ASCII.
@@ -107,7 +130,10 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect) error {
 		}
 		for v := version; v < SchemaVersion; v++ {
 			for _, stmt := range migrations[v] {
-				stmt = strings.ReplaceAll(stmt, "{bytes}", bytesType)
+				stmt, ok := statement(stmt, d)
+				if !ok {
+					continue
+				}
 				if _, err := q.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("keys: migrate to schema version %d: %w", v+1, err)
 				}

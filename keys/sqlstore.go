@@ -65,8 +65,8 @@ func NewSQLStore(ctx context.Context, db *sql.DB, dialect Dialect) (*SQLStore, e
 	if db == nil {
 		return nil, errors.New("keys: nil database")
 	}
-	if dialect != Postgres && dialect != SQLite {
-		return nil, fmt.Errorf("keys: unknown dialect %d", dialect)
+	if err := checkDialect(dialect); err != nil {
+		return nil, err
 	}
 	s := &SQLStore{db: db, dialect: dialect}
 	if err := Migrate(ctx, db, dialect); err != nil {
@@ -286,24 +286,31 @@ func recordEqual(a, b Record) bool {
 
 // List implements Store. It reads the page from one snapshot, in two
 // queries: the key sets, then their versions.
+//
+// Pages are in byte order of (scope, name), through a row-value
+// comparison that an index serves: phicrypt_key_sets_bytes on PostgreSQL
+// (whose primary key follows the database's collation), the primary key
+// on SQLite. Each page costs its own rows, not a scan of the table.
 func (s *SQLStore) List(ctx context.Context, scope string, after ID, limit int) ([]*KeySet, error) {
 	collate := ""
 	if s.dialect == Postgres {
 		collate = ` COLLATE "C"`
 	}
-	where := "(scope" + collate + " > ? OR (scope = ? AND name" + collate + " > ?))"
-	args := []any{after.Scope, after.Scope, after.Name}
+	where := "(scope" + collate + ", name" + collate + ") > (?, ?)"
+	args := []any{after.Scope, after.Name}
 	if scope != "" {
 		where += " AND scope = ?"
 		args = append(args, scope)
 	}
+	args = append(args, limit)
 	order := " ORDER BY scope" + collate + ", name" + collate
+	page := "FROM phicrypt_key_sets WHERE " + where + order + " LIMIT ?"
 	tx, err := s.readTx(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, s.dialect.Rebind("SELECT scope, name, min_decrypt_version, meta_counter, meta_mac FROM phicrypt_key_sets WHERE "+where+order+" LIMIT ?"), append(args, limit)...)
+	rows, err := tx.QueryContext(ctx, s.dialect.Rebind("SELECT scope, name, min_decrypt_version, meta_counter, meta_mac "+page), args...)
 	if err != nil {
 		return nil, fmt.Errorf("keys: list: %w", err)
 	}
@@ -330,9 +337,9 @@ func (s *SQLStore) List(ctx context.Context, scope string, after ID, limit int) 
 	if len(out) == 0 {
 		return out, nil
 	}
-	last := out[len(out)-1].ID
-	rows, err = tx.QueryContext(ctx, s.dialect.Rebind("SELECT scope, name, "+keyColumns+" FROM phicrypt_keys WHERE "+where+
-		" AND (scope"+collate+" < ? OR (scope = ? AND name"+collate+" <= ?))"+order+", version"), append(args, last.Scope, last.Scope, last.Name)...)
+	// The same page again, joined to its versions by primary key.
+	rows, err = tx.QueryContext(ctx, s.dialect.Rebind("SELECT k.scope, k.name, "+keyColumns+" FROM phicrypt_keys k JOIN (SELECT scope, name "+page+
+		") p ON k.scope = p.scope AND k.name = p.name ORDER BY k.scope"+collate+", k.name"+collate+", k.version"), args...)
 	if err != nil {
 		return nil, fmt.Errorf("keys: list: %w", err)
 	}
