@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"cmp"
+	"encoding/binary"
 	"fmt"
 	"slices"
 
@@ -74,7 +75,7 @@ func (b *Binding) check() ([]Attr, int, error) {
 		n += len(s)
 	}
 	extra := b.Extra
-	if !slices.IsSortedFunc(extra, compareAttr) {
+	if len(extra) > 1 && !slices.IsSortedFunc(extra, compareAttr) {
 		extra = slices.Clone(extra)
 		slices.SortFunc(extra, compareAttr)
 	}
@@ -101,7 +102,7 @@ func (b *Binding) appendAAD(dst []byte, extra []Attr) []byte {
 	dst = format.AppendString(dst, b.Table)
 	dst = format.AppendString(dst, b.Column)
 	dst = format.AppendString(dst, b.RecordID)
-	dst = append(dst, byte(len(extra)>>24), byte(len(extra)>>16), byte(len(extra)>>8), byte(len(extra)))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(extra)))
 	for _, a := range extra {
 		dst = format.AppendString(dst, a.Key)
 		dst = format.AppendString(dst, a.Value)

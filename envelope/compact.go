@@ -146,49 +146,69 @@ func (c *Compact) Decrypt(ctx context.Context, ciphertext []byte, b Binding) ([]
 // dst makes no allocation; scratch space that would overlap ciphertext is
 // never used.
 func (c *Compact) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b Binding) ([]byte, error) {
-	return c.appendDecrypt(ctx, dst, ciphertext, b, nil)
+	return c.appendDecrypt(ctx, dst, ciphertext, &b, nil)
 }
 
 // appendDecrypt is AppendDecrypt, taking the key from op when op holds the
 // version the ciphertext names, and leaving it there when op may reuse it.
-func (c *Compact) appendDecrypt(ctx context.Context, dst, ciphertext []byte, b Binding, op *Opener) ([]byte, error) {
+func (c *Compact) appendDecrypt(ctx context.Context, dst, ciphertext []byte, b *Binding, op *Opener) ([]byte, error) {
 	extra, bindingSize, err := b.check()
 	if err != nil {
 		return dst, err
 	}
-	var o opening
 	if suite, version, ok := format.ParseCompact(ciphertext); ok {
-		// The common case, binary and well formed, without newOpening.
+		// The common case, binary and well formed, straight to the body.
 		nonce, tag, _ := suite.Params()
 		if len(ciphertext)-format.CompactHeaderSize-nonce-tag > c.max {
 			return dst, ErrTooLarge
 		}
-		o = opening{h: format.Header{Form: format.FormCompact, Suite: suite, KeyVersion: version, Size: format.CompactHeaderSize}, bin: ciphertext, dst: dst}
-	} else if o, err = newOpening(dst, ciphertext, bindingSize, c.max); err != nil {
+		dek, err := c.decryptionKey(ctx, b.Scope, suite, version, op)
+		if err != nil {
+			return dst, err
+		}
+		out, err := openBody(dst, dek.aead, ciphertext, format.CompactHeaderSize, b, extra, bindingSize, false)
+		if err != nil {
+			return dst, err
+		}
+		return out, nil
+	}
+	o, err := newOpening(dst, ciphertext, bindingSize, c.max)
+	if err != nil {
 		return dst, err
 	}
 	if o.h.Form != format.FormCompact {
 		return dst, errWrongForm()
 	}
+	dek, err := c.decryptionKey(ctx, b.Scope, o.h.Suite, o.h.KeyVersion, op)
+	if err != nil {
+		return dst, err
+	}
+	out, err := o.open(dek.aead, b, extra, bindingSize)
+	if err != nil {
+		return dst, err
+	}
+	return out, nil
+}
+
+// decryptionKey returns version of scope's data key, from op when it holds
+// that version, and checks that its suite is the ciphertext's.
+func (c *Compact) decryptionKey(ctx context.Context, scope string, suite format.Suite, version uint32, op *Opener) (*DEK, error) {
 	var dek *DEK
-	if op != nil && op.dek != nil && op.dek.version == o.h.KeyVersion {
+	if op != nil && op.dek != nil && op.dek.version == version {
 		dek = op.dek
 	} else {
-		if dek, err = c.keyring.DecryptionKey(ctx, b.Scope, o.h.KeyVersion); err != nil {
-			return dst, fmt.Errorf("envelope: decryption key version %d: %w", o.h.KeyVersion, err)
+		var err error
+		if dek, err = c.keyring.DecryptionKey(ctx, scope, version); err != nil {
+			return nil, fmt.Errorf("envelope: decryption key version %d: %w", version, err)
 		}
 		if op != nil && op.reuse {
 			op.dek = dek
 		}
 	}
-	if dek.suite != Suite(o.h.Suite) {
-		return dst, ErrDecrypt
+	if dek.suite != Suite(suite) {
+		return nil, ErrDecrypt
 	}
-	out, err := o.open(dek.aead, &b, extra, bindingSize)
-	if err != nil {
-		return dst, err
-	}
-	return out, nil
+	return dek, nil
 }
 
 // A Sealer encrypts several values of one scope, such as the fields of a
@@ -282,5 +302,5 @@ func (o *Opener) AppendDecrypt(ctx context.Context, dst, ciphertext []byte, b Bi
 	if b.Scope != o.scope {
 		return o.c.AppendDecrypt(ctx, dst, ciphertext, b)
 	}
-	return o.c.appendDecrypt(ctx, dst, ciphertext, b, o)
+	return o.c.appendDecrypt(ctx, dst, ciphertext, &b, o)
 }

@@ -100,23 +100,32 @@ func newOpening(dst, ciphertext []byte, bindingSize, max int) (opening, error) {
 }
 
 // open authenticates and decrypts the body with a, binding b, whose
-// encoding is bindingSize bytes, and appends the plaintext to o.dst. The
-// AAD is built in o.dst's spare capacity past the plaintext. On failure it
-// returns nil.
+// encoding is bindingSize bytes, and appends the plaintext to o.dst. On
+// failure it returns nil.
 func (o *opening) open(a cipher.AEAD, b *Binding, extra []Attr, bindingSize int) ([]byte, error) {
-	body := o.bin[o.h.Size:]
+	return openBody(o.dst, a, o.bin, o.h.Size, b, extra, bindingSize, o.armored)
+}
+
+// openBody authenticates and decrypts the body of the binary ciphertext
+// bin, whose header is its first hdrSize bytes, with a, binding b (whose
+// encoding is bindingSize bytes), and appends the plaintext to dst. The
+// AAD is built in dst's spare capacity past the plaintext, which must
+// have room for it when roomy is set (an armored input decoded there);
+// otherwise dst grows when it lacks the room or its spare capacity
+// overlaps bin. On failure it returns nil.
+func openBody(dst []byte, a cipher.AEAD, bin []byte, hdrSize int, b *Binding, extra []Attr, bindingSize int, roomy bool) ([]byte, error) {
+	body := bin[hdrSize:]
 	n := len(body) - a.Overhead()
 	if n < 0 {
 		return nil, ErrDecrypt
 	}
-	need := n + o.h.Size + bindingSize
-	dst := o.dst
-	if !o.armored {
-		dst = grow(dst, need, o.bin)
+	need := n + hdrSize + bindingSize
+	if !roomy {
+		dst = grow(dst, need, bin)
 	}
 	base := len(dst)
 	buf := dst[base : base+need]
-	aad := b.appendAAD(append(buf[n:n], o.bin[:o.h.Size]...), extra)
+	aad := b.appendAAD(append(buf[n:n], bin[:hdrSize]...), extra)
 	if _, err := a.Open(buf[:0], nil, body, aad); err != nil {
 		return nil, ErrDecrypt
 	}
