@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -232,8 +233,9 @@ func (c *Codec) Plan(v any) error {
 
 // records calls fn for each struct that v holds: v is a pointer to a
 // struct, a slice of structs or of pointers to structs, or a pointer to
-// such a slice.
-func (c *Codec) records(v any, fn func(p *plan, rv reflect.Value) error) error {
+// such a slice. fn gets pooled scratch space. ctx is checked before each
+// spreadChunk records of a slice.
+func (c *Codec) records(ctx context.Context, v any, fn recordFunc) error {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() == reflect.Pointer && !rv.IsNil() && rv.Elem().Kind() == reflect.Slice {
 		rv = rv.Elem()
@@ -244,35 +246,130 @@ func (c *Codec) records(v any, fn func(p *plan, rv reflect.Value) error) error {
 		if err != nil {
 			return err
 		}
-		return fn(p, rv.Elem())
+		sc := c.getScratch()
+		defer c.putScratch(sc)
+		return fn(c, ctx, p, rv.Elem(), sc)
 	case rv.Kind() == reflect.Slice:
-		et := rv.Type().Elem()
-		ptr := et.Kind() == reflect.Pointer
-		if ptr {
-			et = et.Elem()
-		}
-		if et.Kind() != reflect.Struct {
-			return ErrUnsupported
-		}
-		p, err := c.plan(et)
+		p, ptr, err := c.slicePlan(rv)
 		if err != nil {
 			return err
 		}
-		for i := 0; i < rv.Len(); i++ {
-			r := rv.Index(i)
-			if ptr {
-				if r.IsNil() {
-					continue
-				}
-				r = r.Elem()
-			}
-			if err := fn(p, r); err != nil {
+		sc := c.getScratch()
+		defer c.putScratch(sc)
+		return eachOf(ctx, rv, ptr, 0, rv.Len(), func(r reflect.Value) error { return fn(c, ctx, p, r, sc) })
+	}
+	return ErrUnsupported
+}
+
+// A recordFunc seals or opens one record: (*Codec).sealRecord or
+// openRecord. A method expression, not a closure, so that passing it
+// allocates nothing.
+type recordFunc func(c *Codec, ctx context.Context, p *plan, rv reflect.Value, sc *scratch) error
+
+// slicePlan returns the plan of the records of slice rv, and whether they
+// are pointers.
+func (c *Codec) slicePlan(rv reflect.Value) (*plan, bool, error) {
+	et := rv.Type().Elem()
+	ptr := et.Kind() == reflect.Pointer
+	if ptr {
+		et = et.Elem()
+	}
+	if et.Kind() != reflect.Struct {
+		return nil, false, ErrUnsupported
+	}
+	p, err := c.plan(et)
+	return p, ptr, err
+}
+
+// eachOf calls fn for the records rv[from:to] (skipping nil pointers),
+// checking ctx before each spreadChunk of them.
+func eachOf(ctx context.Context, rv reflect.Value, ptr bool, from, to int, fn func(r reflect.Value) error) error {
+	for i := from; i < to; i++ {
+		if (i-from)%spreadChunk == 0 {
+			if err := ctx.Err(); err != nil {
 				return err
 			}
 		}
-		return nil
+		r := rv.Index(i)
+		if ptr {
+			if r.IsNil() {
+				continue
+			}
+			r = r.Elem()
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
 	}
-	return ErrUnsupported
+	return nil
+}
+
+// spreadChunk is the number of records a goroutine of a spread batch
+// takes at a time (see spread).
+const spreadChunk = 256
+
+// spread is records for a batch large enough to be worth several
+// goroutines, and reports false (doing nothing) for anything else: a
+// slice of at least 2*spreadChunk records is handed to up to GOMAXPROCS
+// goroutines, spreadChunk records at a time, in order. The error returned
+// is that of the first failing record, as in a serial run, and every
+// record before it has been processed (records after it may have been
+// too); ctx is checked before each chunk.
+func (c *Codec) spread(ctx context.Context, v any, fn recordFunc) (bool, error) {
+	rv := reflect.ValueOf(v)
+	if rv.Kind() == reflect.Pointer && !rv.IsNil() {
+		rv = rv.Elem()
+	}
+	if rv.Kind() != reflect.Slice {
+		return false, nil
+	}
+	n := rv.Len()
+	workers := min(runtime.GOMAXPROCS(0), n/spreadChunk)
+	if workers < 2 {
+		return false, nil
+	}
+	p, ptr, err := c.slicePlan(rv)
+	if err != nil {
+		return true, err
+	}
+	return true, c.spreadSlice(ctx, rv, ptr, p, workers, fn)
+}
+
+// spreadSlice is spread's work, apart so that the variables its
+// goroutines share are allocated only for a batch that is spread.
+func (c *Codec) spreadSlice(ctx context.Context, rv reflect.Value, ptr bool, p *plan, workers int, fn recordFunc) error {
+	n := rv.Len()
+	var (
+		next   atomic.Int64
+		failed atomic.Bool
+		mu     sync.Mutex
+		first  = n
+		firstE error
+		wg     sync.WaitGroup
+	)
+	for range workers {
+		wg.Go(func() {
+			sc := c.getScratch()
+			defer c.putScratch(sc)
+			for !failed.Load() {
+				from := int(next.Add(spreadChunk)) - spreadChunk
+				if from >= n {
+					return
+				}
+				err := eachOf(ctx, rv, ptr, from, min(n, from+spreadChunk), func(r reflect.Value) error { return fn(c, ctx, p, r, sc) })
+				if err != nil {
+					mu.Lock()
+					if from < first {
+						first, firstE = from, err
+					}
+					mu.Unlock()
+					failed.Store(true)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return firstE
 }
 
 // ident reads a record's scope and id.
@@ -319,56 +416,58 @@ func (c *Codec) Seal(ctx context.Context, v any) error {
 	if err := c.Plan(v); err != nil {
 		return err
 	}
-	sc := c.getScratch()
-	defer c.putScratch(sc)
-	return c.records(v, func(p *plan, rv reflect.Value) error {
-		scope, id, err := p.ident(rv)
+	return c.records(ctx, v, (*Codec).sealRecord)
+}
+
+// sealRecord seals the fields of record rv that hold plaintext and
+// computes its blind indexes.
+func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *scratch) error {
+	scope, id, err := p.ident(rv)
+	if err != nil {
+		return err
+	}
+	base := recordBase(rv)
+	// One key lookup per record for each of the random and the
+	// deterministic keys, made at the first field that needs it,
+	// for the fields of its kind from there on.
+	var sealers [2]envelope.Sealer
+	var made [2]bool
+	for i := range p.fields {
+		f := &p.fields[i]
+		vf := f.field(base)
+		if s := vf.fieldState(); s != statePlain && s != stateSealed {
+			continue
+		}
+		pt, err := vf.appendPlain(sc.buf[0][:0])
+		sc.buf[0] = pt
 		if err != nil {
+			return p.fieldErr(f, err)
+		}
+		k := 0
+		if f.deterministic {
+			k = 1
+		}
+		if !made[k] {
+			if sealers[k], err = c.aead(f).Sealer(ctx, scope, p.countFrom(i, f.deterministic)); err != nil {
+				return p.fieldErr(f, err)
+			}
+			made[k] = true
+		}
+		// Sealed in scratch space, which also holds the AAD, then
+		// copied out: the value keeps an allocation of its own size.
+		out, err := sealers[k].AppendEncrypt(ctx, sc.ct[:0], pt, p.binding(f, scope, id))
+		if err != nil {
+			return p.fieldErr(f, err)
+		}
+		sc.ct = out
+		vf.sealWith(bytes.Clone(out))
+	}
+	for i := range p.indexes {
+		if err := c.computeIndex(ctx, p, &p.indexes[i], rv, scope, sc); err != nil {
 			return err
 		}
-		base := recordBase(rv)
-		// One key lookup per record for each of the random and the
-		// deterministic keys, made at the first field that needs it,
-		// for the fields of its kind from there on.
-		var sealers [2]envelope.Sealer
-		var made [2]bool
-		for i := range p.fields {
-			f := &p.fields[i]
-			vf := f.field(base)
-			if s := vf.fieldState(); s != statePlain && s != stateSealed {
-				continue
-			}
-			pt, err := vf.appendPlain(sc.buf[0][:0])
-			sc.buf[0] = pt
-			if err != nil {
-				return p.fieldErr(f, err)
-			}
-			k := 0
-			if f.deterministic {
-				k = 1
-			}
-			if !made[k] {
-				if sealers[k], err = c.aead(f).Sealer(ctx, scope, p.countFrom(i, f.deterministic)); err != nil {
-					return p.fieldErr(f, err)
-				}
-				made[k] = true
-			}
-			// Sealed in scratch space, which also holds the AAD, then
-			// copied out: the value keeps an allocation of its own size.
-			out, err := sealers[k].AppendEncrypt(ctx, sc.ct[:0], pt, p.binding(f, scope, id))
-			if err != nil {
-				return p.fieldErr(f, err)
-			}
-			sc.ct = out
-			vf.sealWith(bytes.Clone(out))
-		}
-		for i := range p.indexes {
-			if err := c.computeIndex(ctx, p, &p.indexes[i], rv, scope, sc); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	}
+	return nil
 }
 
 // countFrom counts the fields from the i-th on that are deterministic or
@@ -402,53 +501,62 @@ func (p *plan) fieldErr(f *fieldPlan, err error) error {
 // substitution, adjacent transposition; ASCII case ignored) of the armor
 // prefix "phicrypt:"; or it starts with base64 of such a header (the
 // armor prefix lost).
+//
+// A batch of 512 records or more (a bulk read, an export) is opened on up
+// to GOMAXPROCS goroutines, 256 records at a time. Its error is the first
+// failing record's, as in a serial run, and every record before that one
+// is opened; records after it may be opened too (Opened tells).
 func (c *Codec) Open(ctx context.Context, v any) error {
-	sc := c.getScratch()
-	defer c.putScratch(sc)
-	return c.records(v, func(p *plan, rv reflect.Value) error {
-		scope, id, err := p.ident(rv)
+	if ok, err := c.spread(ctx, v, (*Codec).openRecord); ok {
+		return err
+	}
+	return c.records(ctx, v, (*Codec).openRecord)
+}
+
+// openRecord opens the scanned fields of record rv.
+func (c *Codec) openRecord(ctx context.Context, p *plan, rv reflect.Value, sc *scratch) error {
+	scope, id, err := p.ident(rv)
+	if err != nil {
+		return err
+	}
+	base := recordBase(rv)
+	// Each key version is looked up once per record (unless uses
+	// are audited), for the random and the deterministic keys.
+	var openers [2]envelope.Opener
+	var made [2]bool
+	for i := range p.fields {
+		f := &p.fields[i]
+		vf := f.field(base)
+		if vf.fieldState() != stateScanned {
+			continue
+		}
+		ct, legacy := vf.ciphertext()
+		if legacy != nil || (!isArmored(ct) && (len(ct) == 0 || ct[0] != envelopeMagic)) {
+			if legacy == nil && nearCiphertext(ct) {
+				return p.fieldErr(f, errDamaged)
+			}
+			if err := c.openLegacy(ctx, p, f, vf, ct, legacy, scope, id); err != nil {
+				return err
+			}
+			continue
+		}
+		k := 0
+		if f.deterministic {
+			k = 1
+		}
+		if !made[k] {
+			openers[k], made[k] = c.aead(f).Opener(scope), true
+		}
+		pt, err := openers[k].AppendDecrypt(ctx, sc.buf[0][:0], ct, p.binding(f, scope, id))
 		if err != nil {
-			return err
+			return p.fieldErr(f, err)
 		}
-		base := recordBase(rv)
-		// Each key version is looked up once per record (unless uses
-		// are audited), for the random and the deterministic keys.
-		var openers [2]envelope.Opener
-		var made [2]bool
-		for i := range p.fields {
-			f := &p.fields[i]
-			vf := f.field(base)
-			if vf.fieldState() != stateScanned {
-				continue
-			}
-			ct, legacy := vf.ciphertext()
-			if legacy != nil || (!isArmored(ct) && (len(ct) == 0 || ct[0] != envelopeMagic)) {
-				if legacy == nil && nearCiphertext(ct) {
-					return p.fieldErr(f, errDamaged)
-				}
-				if err := c.openLegacy(ctx, p, f, vf, ct, legacy, scope, id); err != nil {
-					return err
-				}
-				continue
-			}
-			k := 0
-			if f.deterministic {
-				k = 1
-			}
-			if !made[k] {
-				openers[k], made[k] = c.aead(f).Opener(scope), true
-			}
-			pt, err := openers[k].AppendDecrypt(ctx, sc.buf[0][:0], ct, p.binding(f, scope, id))
-			if err != nil {
-				return p.fieldErr(f, err)
-			}
-			sc.buf[0] = pt
-			if err := vf.openWith(pt); err != nil {
-				return p.fieldErr(f, err)
-			}
+		sc.buf[0] = pt
+		if err := vf.openWith(pt); err != nil {
+			return p.fieldErr(f, err)
 		}
-		return nil
-	})
+	}
+	return nil
 }
 
 func (c *Codec) openLegacy(ctx context.Context, p *plan, f *fieldPlan, vf valueField, raw []byte, legacy any, scope, id string) error {

@@ -326,14 +326,29 @@ type scratch struct {
 
 func (c *Codec) getScratch() *scratch { return c.scratches.Get().(*scratch) }
 
+// maxPooledScratch is the largest buffer a scratch keeps in the pool: a
+// larger one (from a large value) is cleared once and dropped, so that
+// later calls do not clear it again on every return.
+const maxPooledScratch = 64 << 10
+
 func (c *Codec) putScratch(s *scratch) {
 	for i := range s.buf {
-		clear(s.buf[i][:cap(s.buf[i])])
-		s.buf[i] = s.buf[i][:0]
+		s.buf[i] = clearScratch(s.buf[i])
 	}
 	clear(s.mac[:])
-	s.ct = s.ct[:0]
+	s.ct = clearScratch(s.ct)
 	c.scratches.Put(s)
+}
+
+// clearScratch clears b up to its capacity (scratch space past its length
+// may hold plaintext or an AAD too) and returns it emptied, or nil when it
+// is too large to keep.
+func clearScratch(b []byte) []byte {
+	clear(b[:cap(b)])
+	if cap(b) > maxPooledScratch {
+		return nil
+	}
+	return b[:0]
 }
 
 func (s *scratch) tmp() *[2][]byte { return (*[2][]byte)(s.buf[1:3]) }

@@ -1,0 +1,89 @@
+package fields_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/envelope"
+	"github.com/phicrypt/phicrypt/fields"
+)
+
+// pair is a record with two encrypted fields, so that a test can tell
+// which record and field an error comes from.
+type pair struct {
+	ID       string        `phi:"id,table=pairs"`
+	TenantID string        `phi:"scope"`
+	A        fields.String `phi:"encrypt"`
+	B        fields.String `phi:"encrypt"`
+}
+
+// scannedPairs returns n records as Scan leaves them: sealed, then their
+// ciphertexts read back.
+func scannedPairs(t *testing.T, c *fields.Codec, n int) []*pair {
+	t.Helper()
+	ctx := context.Background()
+	sealed := make([]*pair, n)
+	for i := range sealed {
+		sealed[i] = &pair{ID: fmt.Sprint(i), TenantID: "tenant:spread", A: fields.New(fmt.Sprint("a", i)), B: fields.New(fmt.Sprint("b", i))}
+	}
+	require.NoError(t, c.Seal(ctx, sealed))
+	out := make([]*pair, n)
+	for i, p := range sealed {
+		out[i] = &pair{ID: p.ID, TenantID: p.TenantID}
+		a, _ := p.A.Value()
+		b, _ := p.B.Value()
+		require.NoError(t, out[i].A.Scan(a))
+		require.NoError(t, out[i].B.Scan(b))
+	}
+	return out
+}
+
+// TestOpenSpreadBatch: a large batch, which Open spreads over goroutines,
+// opens every record as a serial run does.
+func TestOpenSpreadBatch(t *testing.T) {
+	c := newCodec(t, fields.Config{})
+	ps := scannedPairs(t, c, 3000)
+	require.NoError(t, c.Open(context.Background(), ps))
+	for i, p := range ps {
+		require.Equal(t, fmt.Sprint("a", i), p.A.Get())
+		require.Equal(t, fmt.Sprint("b", i), p.B.Get())
+	}
+}
+
+// TestOpenSpreadFirstError: with two failing records in a spread batch,
+// Open returns the first one's error, as a serial run would, even when a
+// later chunk fails sooner, and every record before it is opened.
+func TestOpenSpreadFirstError(t *testing.T) {
+	ctx := context.Background()
+	c := newCodec(t, fields.Config{})
+	for range 20 {
+		ps := scannedPairs(t, c, 2048)
+		// Record 255 ends the first chunk, 256 starts the second: the
+		// second chunk's goroutine fails first.
+		ps[255].ID = "moved" // its values were bound to id 255
+		ps[256].TenantID = "tenant:other"
+		err := c.Open(ctx, ps)
+		require.ErrorIs(t, err, envelope.ErrDecrypt)
+		var fe *fields.FieldError
+		require.ErrorAs(t, err, &fe)
+		assert.Equal(t, "A", fe.Field)
+		for i := range 255 {
+			require.True(t, ps[i].A.Opened() && ps[i].B.Opened(), "record %d", i)
+		}
+		assert.False(t, ps[255].A.Opened())
+	}
+}
+
+// TestOpenSpreadCanceled: a canceled context stops a spread batch.
+func TestOpenSpreadCanceled(t *testing.T) {
+	c := newCodec(t, fields.Config{})
+	ps := scannedPairs(t, c, 1024)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	require.ErrorIs(t, c.Open(ctx, ps), context.Canceled)
+	assert.False(t, ps[len(ps)-1].A.Opened())
+}
