@@ -35,6 +35,8 @@ type Plugin struct {
 	cache  sync.Map // *schema.Schema -> *modelResult
 	tables sync.Map // table name -> *model, for statements without a model
 	tags   sync.Map // reflect.Type -> bool: has phi tags
+	// layouts holds fields.Describe of the types that open has met.
+	layouts sync.Map // reflect.Type -> *fields.Layout
 }
 
 type modelResult struct {
@@ -136,6 +138,19 @@ func (p *Plugin) tagged(t reflect.Type) bool {
 	has := hasPHITags(t, map[reflect.Type]bool{})
 	p.tags.Store(t, has)
 	return has
+}
+
+// layout returns fields.Describe(t), cached.
+func (p *Plugin) layout(t reflect.Type) (*fields.Layout, error) {
+	if l, ok := p.layouts.Load(t); ok {
+		return l.(*fields.Layout), nil
+	}
+	l, err := fields.Describe(t)
+	if err != nil {
+		return nil, err
+	}
+	p.layouts.Store(t, l)
+	return l, nil
 }
 
 // pluginOf returns the plugin registered on db.

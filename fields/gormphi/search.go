@@ -2,6 +2,7 @@ package gormphi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 
@@ -10,6 +11,9 @@ import (
 
 	"github.com/phicrypt/phicrypt/fields"
 )
+
+// errScanned stops open's search for a value to open.
+var errScanned = errors.New("gormphi: a scanned value")
 
 // open opens the records of rv (a struct or a slice of structs or
 // pointers) that hold values read from the database. Records whose
@@ -29,21 +33,19 @@ func (p *Plugin) open(ctx context.Context, rv reflect.Value) error {
 	if t.Kind() != reflect.Struct || !p.tagged(t) {
 		return nil
 	}
-	l, err := fields.Describe(t)
+	l, err := p.layout(t)
 	if err != nil {
 		return err
 	}
-	scanned := false
-	eachRecord(rv, func(r reflect.Value) error {
+	// Anything to open? The first scanned value ends the search.
+	if eachRecord(rv, func(r reflect.Value) error {
 		for _, f := range l.Fields {
-			v := r.FieldByIndex(f.Index).Addr().Interface().(openable)
-			if !v.IsNull() && !v.Opened() {
-				scanned = true
+			if v := r.FieldByIndex(f.Index).Addr().Interface().(openable); !v.IsNull() && !v.Opened() {
+				return errScanned
 			}
 		}
 		return nil
-	})
-	if !scanned {
+	}) == nil {
 		return nil
 	}
 	recs, ok := recordsOf(rv)
