@@ -5,6 +5,7 @@ import (
 	"database/sql/driver"
 	"fmt"
 	"log/slog"
+	"math"
 	"reflect"
 	"unsafe"
 
@@ -61,17 +62,19 @@ type Encrypted[T any] struct {
 	_ *T
 	_ [0]func() // not comparable: compare Get, not the values
 	// pt is the plaintext: for string and []byte T, its first byte (ptn
-	// bytes), else a *T. ct is the first byte of the ciphertext (or of
-	// legacy plaintext bytes), ctn bytes long; legacy a *any holding a
-	// scanned non-text, non-binary value. What they point to is never
-	// changed once stored: copies of an Encrypted share it safely, and
-	// every change stores new pointers.
-	pt     unsafe.Pointer
-	ptn    int
-	ct     unsafe.Pointer
-	ctn    int
-	legacy unsafe.Pointer
-	state  state
+	// bytes), else a *T; while scanned, nil or a *any holding a scanned
+	// value that is neither text nor bytes (legacy plaintext). ct is the
+	// first byte of the ciphertext (or of legacy plaintext bytes), ctn
+	// bytes long. What they point to is never changed once stored:
+	// copies of an Encrypted share it safely, and every change stores
+	// new pointers. The layout keeps the struct at 40 bytes on 64-bit
+	// platforms: records hold many, and ORMs copy and grow slices of
+	// records.
+	pt    unsafe.Pointer
+	ptn   int
+	ct    unsafe.Pointer
+	ctn   uint32
+	state state
 }
 
 // plainKind says how an Encrypted[T] holds its plaintext.
@@ -141,13 +144,20 @@ func (e *Encrypted[T]) ctBytes() []byte {
 	return unsafe.Slice((*byte)(e.ct), e.ctn)
 }
 
+// setCT stores ct, at most maxCiphertext bytes (Scan checks; sealed
+// values are far smaller).
 func (e *Encrypted[T]) setCT(ct []byte) {
 	if ct == nil {
 		e.ct, e.ctn = nil, 0
 		return
 	}
-	e.ct, e.ctn = unsafe.Pointer(unsafe.SliceData(ct)), len(ct)
+	e.ct, e.ctn = unsafe.Pointer(unsafe.SliceData(ct)), uint32(len(ct))
 }
+
+// maxCiphertext is the largest value Scan keeps: a ciphertext's length
+// is held in 32 bits. Sealed values are at most
+// envelope.MaxPlaintextSizeLimit (1 GiB) and a few bytes of overhead.
+const maxCiphertext = math.MaxUint32
 
 // New returns an Encrypted holding v, to be sealed.
 func New[T any](v T) Encrypted[T] {
@@ -233,13 +243,21 @@ func (e *Encrypted[T]) Scan(src any) error {
 	case nil:
 		e.state = stateNull
 	case []byte:
+		if uint64(len(s)) > maxCiphertext {
+			*e = Encrypted[T]{}
+			return fmt.Errorf("%w: a value of %d bytes", envelope.ErrTooLarge, len(s))
+		}
 		e.setCT(bytes.Clone(s))
 	case string:
+		if uint64(len(s)) > maxCiphertext {
+			*e = Encrypted[T]{}
+			return fmt.Errorf("%w: a value of %d bytes", envelope.ErrTooLarge, len(s))
+		}
 		e.setCT([]byte(s))
 	default:
 		l := new(any)
 		*l = src
-		e.legacy = unsafe.Pointer(l)
+		e.pt = unsafe.Pointer(l)
 	}
 	return nil
 }
@@ -345,12 +363,12 @@ func (e *Encrypted[T]) indexText(dst []byte) ([]byte, error) {
 // sealWith stores ct as the ciphertext of the current plaintext.
 func (e *Encrypted[T]) sealWith(ct []byte) {
 	e.setCT(ct)
-	e.legacy, e.state = nil, stateSealed
+	e.state = stateSealed
 }
 
 func (e *Encrypted[T]) ciphertext() ([]byte, any) {
-	if e.legacy != nil {
-		return e.ctBytes(), *(*any)(e.legacy)
+	if e.state == stateScanned && e.pt != nil {
+		return e.ctBytes(), *(*any)(e.pt)
 	}
 	return e.ctBytes(), nil
 }
