@@ -41,12 +41,27 @@ func newBreaker(t *testing.T, failures int) (*kms.Breaker, *transitions) {
 	return b, tr
 }
 
+// guarded returns a breaker that opens after failures (newBreaker), the
+// instrumented local KEK it guards, and the guarded KEK.
+func guarded(t *testing.T, failures int) (*kms.Breaker, *transitions, *kmstest.Instrumented, kms.KEK) {
+	t.Helper()
+	b, tr := newBreaker(t, failures)
+	inst := kmstest.Instrument(newLocal(t, "local:b"))
+	return b, tr, inst, b.Guard(inst)
+}
+
+// tripAndCool takes the KMS down, opens a one-failure breaker with a
+// call through k, and waits out its cool-down: the next call is the probe.
+func tripAndCool(ctx context.Context, inst *kmstest.Instrumented, k kms.KEK) {
+	inst.SetDown(true)
+	k.Wrap(ctx, make([]byte, 32), nil)
+	time.Sleep(time.Minute)
+}
+
 func TestBreakerOpensAndFailsFast(t *testing.T) {
 	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		b, tr := newBreaker(t, 3)
-		inst := kmstest.Instrument(newLocal(t, "local:b"))
-		k := b.Guard(inst)
+		b, tr, inst, k := guarded(t, 3)
 		wk, err := k.Wrap(ctx, make([]byte, 32), nil)
 		require.NoError(t, err)
 
@@ -88,9 +103,7 @@ func TestBreakerCountsConsecutiveFailuresOnly(t *testing.T) {
 func TestBreakerIgnoresCallerErrors(t *testing.T) {
 	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		b, tr := newBreaker(t, 2)
-		inst := kmstest.Instrument(newLocal(t, "local:b"))
-		k := b.Guard(inst)
+		b, tr, inst, k := guarded(t, 2)
 		wk, err := k.Wrap(ctx, make([]byte, 32), []byte("right"))
 		require.NoError(t, err)
 		for range 10 {
@@ -133,9 +146,7 @@ func TestBreakerIgnoresCallerErrors(t *testing.T) {
 func TestBreakerHalfOpenAllowsExactlyOneProbe(t *testing.T) {
 	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		b, tr := newBreaker(t, 1)
-		inst := kmstest.Instrument(newLocal(t, "local:b"))
-		k := b.Guard(inst)
+		b, tr, inst, k := guarded(t, 1)
 		inst.SetDown(true)
 		_, err := k.Wrap(ctx, make([]byte, 32), nil)
 		require.ErrorIs(t, err, kms.ErrUnavailable)
@@ -181,12 +192,8 @@ func TestBreakerHalfOpenAllowsExactlyOneProbe(t *testing.T) {
 func TestBreakerFailedProbeReopens(t *testing.T) {
 	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		b, tr := newBreaker(t, 1)
-		inst := kmstest.Instrument(newLocal(t, "local:b"))
-		k := b.Guard(inst)
-		inst.SetDown(true)
-		k.Wrap(ctx, make([]byte, 32), nil)
-		time.Sleep(time.Minute)
+		b, tr, inst, k := guarded(t, 1)
+		tripAndCool(ctx, inst, k)
 		_, err := k.Wrap(ctx, make([]byte, 32), nil)
 		assert.ErrorIs(t, err, kms.ErrUnavailable)
 		assert.NotErrorIs(t, err, kms.ErrCircuitOpen, "the probe reached the KMS")
@@ -202,12 +209,8 @@ func TestBreakerFailedProbeReopens(t *testing.T) {
 func TestBreakerProbeEndedByCallerAllowsAnother(t *testing.T) {
 	bubble.Test(t, func(t *testing.T) {
 		ctx := context.Background()
-		b, _ := newBreaker(t, 1)
-		inst := kmstest.Instrument(newLocal(t, "local:b"))
-		k := b.Guard(inst)
-		inst.SetDown(true)
-		k.Wrap(ctx, make([]byte, 32), nil)
-		time.Sleep(time.Minute)
+		b, _, inst, k := guarded(t, 1)
+		tripAndCool(ctx, inst, k)
 		inst.SetDown(false)
 
 		cctx, cancel := context.WithCancel(ctx)
