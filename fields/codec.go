@@ -340,36 +340,28 @@ func (c *Codec) spread(ctx context.Context, v any, fn recordFunc) (bool, error) 
 func (c *Codec) spreadSlice(ctx context.Context, rv reflect.Value, ptr bool, p *plan, workers int, fn recordFunc) error {
 	n := rv.Len()
 	var (
-		next   atomic.Int64
-		failed atomic.Bool
-		mu     sync.Mutex
-		first  = n
-		firstE error
-		wg     sync.WaitGroup
+		next atomic.Int64
+		fail firstFailure
+		wg   sync.WaitGroup
 	)
 	for range workers {
 		wg.Go(func() {
 			sc := c.getScratch()
 			defer c.putScratch(sc)
-			for !failed.Load() {
+			for !fail.failed.Load() {
 				from := int(next.Add(spreadChunk)) - spreadChunk
 				if from >= n {
 					return
 				}
 				err := eachOf(ctx, rv, ptr, from, min(n, from+spreadChunk), func(r reflect.Value) error { return fn(c, ctx, p, r, sc) })
 				if err != nil {
-					mu.Lock()
-					if from < first {
-						first, firstE = from, err
-					}
-					mu.Unlock()
-					failed.Store(true)
+					fail.record(from, err)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	return firstE
+	return fail.err()
 }
 
 // ident reads a record's scope and id.

@@ -113,3 +113,47 @@ func ExampleSuggestIndexBits() {
 	fmt.Println(bits)
 	// Output: 18
 }
+
+// OpenPipeline opens records while the caller reads more: here the
+// "rows" are ciphertexts already in memory; in an EHR backend they come
+// from rows.Next and rows.Scan.
+func ExampleCodec_OpenPipeline() {
+	ctx := context.Background()
+	codec := exampleCodec()
+
+	// What the table holds: 1,000 sealed patients.
+	var table []driverRow
+	for i := range 1000 {
+		p := ExamplePatient{ID: fmt.Sprint(i), TenantID: "tenant:st-mary", LastName: fields.New(fmt.Sprint("Gottlieb", i))}
+		if err := codec.Seal(ctx, &p); err != nil {
+			log.Fatal(err)
+		}
+		last, _ := p.LastName.Value()
+		table = append(table, driverRow{p.ID, p.TenantID, last})
+	}
+
+	var patients []*ExamplePatient
+	pl := codec.OpenPipeline(ctx)
+	for _, row := range table { // for rows.Next() {
+		p := &ExamplePatient{ID: row.id, TenantID: row.tenant}
+		if err := p.LastName.Scan(row.last); err != nil { // rows.Scan(...)
+			log.Fatal(errors.Join(err, pl.Wait()))
+		}
+		patients = append(patients, p)
+		if pl.Add(p) != nil {
+			break // a record failed: Wait returns the first failure
+		}
+	}
+	if err := pl.Wait(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(patients), patients[999].LastName.Get())
+	// Output:
+	// 1000 Gottlieb999
+}
+
+// driverRow is a row as a database driver returns it.
+type driverRow struct {
+	id, tenant string
+	last       any
+}
