@@ -262,6 +262,16 @@ func (e *Encrypted[T]) Scan(src any) error {
 	return nil
 }
 
+// ScanBytes is Scan for drivers that lend their own memory, such as pgx
+// (its pgtype.BytesScanner): it copies v, nil being NULL, so that a bytea
+// or text column is copied once instead of twice.
+func (e *Encrypted[T]) ScanBytes(v []byte) error {
+	if v == nil {
+		return e.Scan(nil)
+	}
+	return e.Scan(v)
+}
+
 // MarshalJSON writes the JSON string "[redacted]", or null for NULL: never
 // the plaintext, the ciphertext or anything derived from them. JSON is how
 // records reach logs (slog's JSON handler), API responses and caches by

@@ -87,3 +87,22 @@ func TestOpenSpreadCanceled(t *testing.T) {
 	require.ErrorIs(t, c.Open(ctx, ps), context.Canceled)
 	assert.False(t, ps[len(ps)-1].A.Opened())
 }
+
+// TestScanBytesCopies: ScanBytes keeps a copy of the driver's memory,
+// which the driver reuses for the next row, and takes nil as NULL.
+func TestScanBytesCopies(t *testing.T) {
+	c := newCodec(t, fields.Config{Binary: true})
+	ps := scannedPairs(t, c, 2)
+	row := make([]byte, 0, 256)
+	var got pair
+	got.ID, got.TenantID = ps[0].ID, ps[0].TenantID
+	a, _ := ps[0].A.Value()
+	row = append(row[:0], a.([]byte)...)
+	require.NoError(t, got.A.ScanBytes(row))
+	b, _ := ps[1].A.Value() // the next row, in the same driver buffer
+	copy(row[:cap(row)], b.([]byte))
+	require.NoError(t, got.B.ScanBytes(nil))
+	require.NoError(t, c.Open(context.Background(), &got))
+	assert.Equal(t, "a0", got.A.Get())
+	assert.True(t, got.B.IsNull())
+}
