@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -126,6 +127,11 @@ func BenchmarkPostgres(b *testing.B) {
 		ps, err := sqlScan(ctx, sqlStore, columns)
 		return len(ps), err
 	})
+	// Opening while scanning, with fields.Pipeline.
+	selects("sql/select/pipelined", func() (int, error) {
+		ps, err := sqlSelectPipelined(ctx, sqlStore)
+		return len(ps), err
+	})
 	selects("sql/select/plain", func() (int, error) {
 		ps, err := sqlSelectPlain(ctx, sqlStore.db)
 		return len(ps), err
@@ -163,6 +169,26 @@ func BenchmarkPostgres(b *testing.B) {
 			return 0, err
 		}
 		return len(ps), pgxStore.codec.Open(ctx, ps)
+	})
+	selects("pgx/select/pipelined", func() (int, error) {
+		r, err := pgxStore.pool.Query(ctx, "SELECT "+columns+" FROM patients")
+		if err != nil {
+			return 0, err
+		}
+		defer r.Close()
+		pl := pgxStore.codec.OpenPipeline(ctx)
+		n := 0
+		for r.Next() {
+			p := &Patient{}
+			if err := r.Scan(p.fields()...); err != nil {
+				return 0, errors.Join(err, pl.Wait())
+			}
+			n++
+			if err := pl.Add(p); err != nil {
+				break
+			}
+		}
+		return n, errors.Join(r.Err(), pl.Wait())
 	})
 	selects("pgx/select/plain", func() (int, error) {
 		r, err := pgxStore.pool.Query(ctx, "SELECT "+plainColumns+" FROM plain_patients")
@@ -223,6 +249,32 @@ func sqlScan(ctx context.Context, s *SQLStore, cols string) ([]*Patient, error) 
 		ps = append(ps, p)
 	}
 	return ps, r.Err()
+}
+
+// sqlSelectPipelined reads every patient, opening them with a
+// fields.Pipeline while it scans more.
+func sqlSelectPipelined(ctx context.Context, s *SQLStore) ([]*Patient, error) {
+	r, err := s.db.QueryContext(ctx, "SELECT "+columns+" FROM patients")
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	pl := s.codec.OpenPipeline(ctx)
+	var ps []*Patient
+	for r.Next() {
+		p := &Patient{}
+		if err := r.Scan(p.fields()...); err != nil {
+			return nil, errors.Join(err, pl.Wait())
+		}
+		ps = append(ps, p)
+		if err := pl.Add(p); err != nil {
+			break // Wait returns the first failure
+		}
+	}
+	if err := errors.Join(r.Err(), pl.Wait()); err != nil {
+		return nil, err
+	}
+	return ps, nil
 }
 
 func sqlSelectPlain(ctx context.Context, db *sql.DB) ([]*plainPatient, error) {
