@@ -66,16 +66,22 @@ func TestOpenSpreadFirstError(t *testing.T) {
 		// second chunk's goroutine fails first.
 		ps[255].ID = "moved" // its values were bound to id 255
 		ps[256].TenantID = "tenant:other"
-		err := c.Open(ctx, ps)
-		require.ErrorIs(t, err, envelope.ErrDecrypt)
-		var fe *fields.FieldError
-		require.ErrorAs(t, err, &fe)
-		assert.Equal(t, "A", fe.Field)
-		for i := range 255 {
-			require.True(t, ps[i].A.Opened() && ps[i].B.Opened(), "record %d", i)
-		}
-		assert.False(t, ps[255].A.Opened())
+		requireFailedAt255(t, c.Open(ctx, ps), ps)
 	}
+}
+
+// requireFailedAt255 checks that err is the failure of record 255's
+// first field, and that every record before it was opened.
+func requireFailedAt255(t *testing.T, err error, ps []*pair) {
+	t.Helper()
+	require.ErrorIs(t, err, envelope.ErrDecrypt)
+	var fe *fields.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "A", fe.Field)
+	for i := range 255 {
+		require.True(t, ps[i].A.Opened() && ps[i].B.Opened(), "record %d", i)
+	}
+	assert.False(t, ps[255].A.Opened())
 }
 
 // TestOpenSpreadCanceled: a canceled context stops a spread batch.
