@@ -67,6 +67,16 @@
 // a Go field changes its default column and makes its stored values fail to
 // decrypt. Set column= on fields you may rename.
 //
+// # Batches and large reads
+//
+// Seal and Open take a slice as well as one record: one plan lookup, and
+// each key looked up once per record and scope. Open spreads a slice of
+// 512 records or more over GOMAXPROCS goroutines. For a result set too
+// large to wait for, OpenPipeline opens records while the caller scans
+// more rows; either way the error is the first failing record's, as in a
+// serial run. With pgx, Encrypted implements pgtype.BytesScanner
+// (ScanBytes), which spares pgx's copy of each value.
+//
 // # Values
 //
 // Encrypted[T] keeps plaintext and ciphertext apart; see its documentation
