@@ -3,8 +3,11 @@
 // collapses concurrent misses on one key into a single load, so N
 // goroutines that miss on the same data key cause exactly one KMS call.
 //
-// A hit costs a read lock, a map lookup and two atomic loads: no clock
-// read. Each entry carries a timer that expires it at MaxAge, and eviction
+// A hit costs an atomic load of a read-only snapshot of the entries, a map
+// lookup and two atomic loads: no lock and no clock read. The snapshot is
+// republished, as sync.Map does, once lookups have missed it as many times
+// as the cache has entries. An entry that leaves the cache drops its value
+// at once, so a snapshot neither serves nor keeps it. Each entry carries a timer that expires it at MaxAge, and eviction
 // when full is second-chance (CLOCK) on a referenced bit.
 //
 // Values are typically *envelope.DEK, which hold derived cipher state but
@@ -37,9 +40,16 @@ type Config struct {
 type Cache[V comparable] struct {
 	cfg     Config
 	onEvict func(V)
-	mu      sync.RWMutex
+	mu      sync.Mutex
 	entries map[string]*entry[V]
-	flights map[string]*flight[V]
+	// read is a snapshot of entries that lookups read without the lock:
+	// it may lack newer entries and hold removed ones, which hold no value.
+	// readMisses counts the lookups it could not answer since an entry
+	// was added that it lacks (stale); both under mu.
+	read       atomic.Pointer[map[string]*entry[V]]
+	readMisses int
+	stale      bool
+	flights    map[string]*flight[V]
 	// epoch makes Purge and Delete win over loads that started before
 	// them.
 	epoch uint64
@@ -67,10 +77,11 @@ func (c *Cache[V]) Stats() Stats {
 }
 
 type entry[V comparable] struct {
-	v       V
-	expired atomic.Bool
-	ref     atomic.Bool // referenced since the eviction hand last passed
-	stop    func() bool
+	// v is the value, nil once the entry has expired or left the cache:
+	// whoever swaps it to nil passes it to onEvict.
+	v    atomic.Pointer[V]
+	ref  atomic.Bool // referenced since the eviction hand last passed
+	stop func() bool
 }
 
 type flight[V comparable] struct {
@@ -102,10 +113,37 @@ func NewWithEvict[V comparable](cfg Config, onEvict func(V)) *Cache[V] {
 
 // Lookup returns the fresh value cached under key, without loading.
 func (c *Cache[V]) Lookup(key string) (V, bool) {
-	c.mu.RLock()
+	if r := c.read.Load(); r != nil {
+		if v, ok := (*r)[key].hit(); ok {
+			return c.counted(v, true)
+		}
+	}
+	c.mu.Lock()
 	e := c.entries[key]
-	c.mu.RUnlock()
+	c.missedRead()
+	c.mu.Unlock()
 	return c.counted(e.hit())
+}
+
+// missedRead counts a lookup that the snapshot could not answer while it
+// lacks an entry, and publishes a new snapshot once they are as many as
+// the entries, so that the copy costs O(1) per miss over time. Lookups of
+// keys that are not cached publish nothing new. c.mu must be held.
+func (c *Cache[V]) missedRead() {
+	if !c.stale {
+		return
+	}
+	c.readMisses++
+	if c.readMisses < len(c.entries) {
+		return
+	}
+	c.stale = false
+	r := make(map[string]*entry[V], len(c.entries))
+	for k, e := range c.entries {
+		r[k] = e
+	}
+	c.read.Store(&r)
+	c.readMisses = 0
 }
 
 // counted counts a hit of a lookup.
@@ -119,21 +157,40 @@ func (c *Cache[V]) counted(v V, ok bool) (V, bool) {
 // LookupBytes is Lookup for a key held in a byte slice; it does not
 // allocate.
 func (c *Cache[V]) LookupBytes(key []byte) (V, bool) {
-	c.mu.RLock()
+	if r := c.read.Load(); r != nil {
+		if v, ok := (*r)[string(key)].hit(); ok {
+			return c.counted(v, true)
+		}
+	}
+	c.mu.Lock()
 	e := c.entries[string(key)]
-	c.mu.RUnlock()
+	c.missedRead()
+	c.mu.Unlock()
 	return c.counted(e.hit())
 }
 
 func (e *entry[V]) hit() (V, bool) {
-	if e == nil || e.expired.Load() {
+	var p *V
+	if e != nil {
+		p = e.v.Load()
+	}
+	if p == nil {
 		var zero V
 		return zero, false
 	}
 	if !e.ref.Load() {
 		e.ref.Store(true)
 	}
-	return e.v, true
+	return *p, true
+}
+
+// holds reports whether e holds v.
+func (e *entry[V]) holds(v V) bool {
+	if e == nil {
+		return false
+	}
+	p := e.v.Load()
+	return p != nil && *p == v
 }
 
 // Get returns the value cached under key, or loads it with load. While one
@@ -211,9 +268,11 @@ func (c *Cache[V]) store(key string, v V) {
 	for len(c.entries) >= c.cfg.MaxEntries {
 		c.evictOne()
 	}
-	e := &entry[V]{v: v}
+	e := &entry[V]{}
+	e.v.Store(&v)
 	e.stop = time.AfterFunc(c.cfg.MaxAge, func() { c.expire(key, e) }).Stop
 	c.entries[key] = e
+	c.stale = true
 }
 
 // evictOne removes one entry: an expired one if any, else the first that
@@ -222,7 +281,7 @@ func (c *Cache[V]) store(key string, v V) {
 func (c *Cache[V]) evictOne() {
 	for pass := 0; pass < 2; pass++ {
 		for key, e := range c.entries {
-			if e.expired.Load() || !e.ref.Swap(false) {
+			if e.v.Load() == nil || !e.ref.Swap(false) {
 				c.remove(key, e)
 				return
 			}
@@ -235,29 +294,31 @@ func (c *Cache[V]) evictOne() {
 }
 
 func (c *Cache[V]) remove(key string, e *entry[V]) {
-	e.expired.Store(true)
+	v := e.v.Swap(nil)
 	e.stop()
 	delete(c.entries, key)
-	c.evicted(e)
+	c.evicted(v)
 }
 
-// evicted passes the value of an entry that has left the cache to
-// onEvict. c.mu must be held.
-func (c *Cache[V]) evicted(e *entry[V]) {
-	if c.onEvict != nil {
-		c.onEvict(e.v)
+// evicted passes v, the value of an entry that has left the cache, to
+// onEvict, unless another removal of the entry already did (v is nil).
+// c.mu must be held.
+func (c *Cache[V]) evicted(v *V) {
+	if v != nil && c.onEvict != nil {
+		c.onEvict(*v)
 	}
 }
 
-// expire is the timer callback of entry e.
+// expire is the timer callback of entry e. The value stops serving before
+// the lock is taken.
 func (c *Cache[V]) expire(key string, e *entry[V]) {
-	e.expired.Store(true)
+	v := e.v.Swap(nil)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.entries[key] == e {
 		delete(c.entries, key)
-		c.evicted(e)
 	}
+	c.evicted(v)
 }
 
 // Add caches v under key, replacing any entry, as a successful load
@@ -274,17 +335,16 @@ func (c *Cache[V]) Add(key string, v V) {
 // Holds reports whether the cache holds v under key, fresh or not yet
 // removed.
 func (c *Cache[V]) Holds(key string, v V) bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	e := c.entries[key]
-	return e != nil && e.v == v
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.entries[key].holds(v)
 }
 
 // Forget removes the entry of key if it still holds v.
 func (c *Cache[V]) Forget(key string, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e := c.entries[key]; e != nil && e.v == v {
+	if e := c.entries[key]; e.holds(v) {
 		c.remove(key, e)
 	}
 }
@@ -313,7 +373,7 @@ func (c *Cache[V]) Purge() {
 
 // Len returns the number of entries.
 func (c *Cache[V]) Len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return len(c.entries)
 }

@@ -57,8 +57,8 @@ func TestEvictionIsSecondChance(t *testing.T) {
 	c := New[*val](Config{MaxEntries: 2, MaxAge: time.Hour})
 	var calls atomic.Int64
 	present := func(k string) bool {
-		c.mu.RLock()
-		defer c.mu.RUnlock()
+		c.mu.Lock()
+		defer c.mu.Unlock()
 		return c.entries[k] != nil
 	}
 	c.Get(ctx, "a", loader(&calls, &val{1}))
@@ -339,4 +339,49 @@ func TestStats(t *testing.T) {
 func advance(d time.Duration) {
 	time.Sleep(d)
 	synctest.Wait()
+}
+
+// TestSnapshotDropsRemovedValues: lookups read a snapshot of the entries
+// without the lock; an entry forgotten, deleted, replaced, evicted or
+// expired after the snapshot was taken is neither served from it nor kept
+// by it.
+func TestSnapshotDropsRemovedValues(t *testing.T) {
+	ctx := context.Background()
+	removals := map[string]func(c *Cache[*val], v *val){
+		"forget":  func(c *Cache[*val], v *val) { c.Forget("k", v) },
+		"delete":  func(c *Cache[*val], v *val) { c.Delete("k") },
+		"purge":   func(c *Cache[*val], v *val) { c.Purge() },
+		"replace": func(c *Cache[*val], v *val) { c.Add("k", &val{2}) },
+		"evict":   func(c *Cache[*val], v *val) { c.Add("other", &val{3}) },
+	}
+	for name, remove := range removals {
+		t.Run(name, func(t *testing.T) {
+			c := New[*val](Config{MaxEntries: 1, MaxAge: time.Hour})
+			v := &val{1}
+			c.Add("k", v)
+			got, ok := c.Lookup("k") // a miss of the empty snapshot: publishes one
+			require.True(t, ok)
+			require.Same(t, v, got)
+			r := c.read.Load()
+			require.NotNil(t, r)
+			require.True(t, (*r)["k"].holds(v))
+
+			remove(c, v)
+			got, ok = c.Lookup("k")
+			if ok {
+				assert.NotSame(t, v, got, "a removed value is served")
+			}
+			assert.Nil(t, (*r)["k"].v.Load(), "the old snapshot keeps the removed value")
+		})
+	}
+	t.Run("expire", func(t *testing.T) {
+		c := New[*val](Config{MaxEntries: 1, MaxAge: 20 * time.Millisecond})
+		var calls atomic.Int64
+		_, err := c.Get(ctx, "k", loader(&calls, &val{1}))
+		require.NoError(t, err)
+		_, ok := c.Lookup("k")
+		require.True(t, ok)
+		require.NotNil(t, c.read.Load())
+		require.Eventually(t, func() bool { _, ok := c.Lookup("k"); return !ok }, time.Second, 5*time.Millisecond)
+	})
 }
