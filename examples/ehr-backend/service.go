@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -229,9 +231,15 @@ func (s *Service) create(r *http.Request) (int, any, error) {
 // checkMRN fails with errConflict when another patient of the tenant has
 // the MRN. (A blind index cannot be a unique constraint, since it is
 // truncated; a site that needs one in the database stores the MRN with
-// deterministic encryption, which reveals equal values.)
+// deterministic encryption, which reveals equal values.) It first locks
+// the MRN for the rest of tx, so that two transactions cannot both find
+// it free and both write it.
 func (s *Service) checkMRN(tx *gorm.DB, mrn, self string) error {
-	found, err := gormphi.Find(tx, &Patient{TenantID: tenantOf(tx.Statement.Context), MRN: fields.New(mrn)})
+	template := &Patient{TenantID: tenantOf(tx.Statement.Context), MRN: fields.New(mrn)}
+	if err := lockMRN(tx, template); err != nil {
+		return err
+	}
+	found, err := gormphi.Find(tx, template)
 	if err != nil {
 		return err
 	}
@@ -241,6 +249,34 @@ func (s *Service) checkMRN(tx *gorm.DB, mrn, self string) error {
 		}
 	}
 	return nil
+}
+
+// lockMRN takes, on PostgreSQL, a transaction-scoped advisory lock on
+// template's tenant and MRN. SQLite needs none: its write transactions
+// begin IMMEDIATE (gormphi.SQLiteDSN) and so run one at a time. The lock
+// is keyed by the MRN's blind index term, which is keyed by the index
+// key, so that pg_locks shows no hash an attacker could invert by trying
+// every MRN.
+func lockMRN(tx *gorm.DB, template *Patient) error {
+	if tx.Dialector.Name() != "postgres" {
+		return nil
+	}
+	plugin, ok := tx.Config.Plugins[gormphi.Name].(*gormphi.Plugin)
+	if !ok {
+		return errors.New("ehr-backend: the gormphi plugin is not registered")
+	}
+	terms, err := plugin.Codec().IndexTerms(tx.Statement.Context, template, "MRNIndex")
+	if err != nil {
+		return err
+	}
+	term, err := terms[0].Value() // the active index key's
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s", template.TenantID, term)
+	key := int64(binary.BigEndian.Uint64(h.Sum(nil)))
+	return tx.Exec("SELECT pg_advisory_xact_lock(?)", key).Error
 }
 
 // load reads a patient of the caller's tenant, opened.
