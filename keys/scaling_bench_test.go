@@ -84,7 +84,7 @@ func BenchmarkPatientKeyCreate(b *testing.B) {
 func BenchmarkPatientKeyColdRead(b *testing.B) {
 	ctx := context.Background()
 	const pool = 2000
-	for _, name := range []string{"memory", "sqlite"} {
+	for _, name := range []string{"memory", "sqlite", "postgres"} {
 		b.Run(name, func(b *testing.B) {
 			kek, _ := newKEK(b)
 			inner := stores()[name](b)

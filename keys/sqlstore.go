@@ -130,17 +130,49 @@ func writeTx(ctx context.Context, db *sql.DB, d Dialect, fn func(q querier) erro
 
 const keyColumns = "version, state, suite, kek_id, wrapped, created_at, changed_at, wrapped_at, reserved"
 
-// Get implements Store. It reads the key set's row and its versions' rows
-// from one snapshot (readTx): a concurrent writer must not make them
-// disagree, since the metadata MAC covers both.
+// Get implements Store. It reads the key set's row and its versions'
+// rows in one statement, a left join, so from one snapshot and in one
+// round trip: a concurrent writer must not make them disagree, since the
+// metadata MAC covers both.
 func (s *SQLStore) Get(ctx context.Context, id ID) (*KeySet, error) {
-	tx, err := s.readTx(ctx)
+	rows, err := s.db.QueryContext(ctx, s.dialect.Rebind("SELECT s.min_decrypt_version, s.meta_counter, s.meta_mac, "+
+		joinedKeyColumns+" FROM phicrypt_key_sets s LEFT JOIN phicrypt_keys k ON k.scope = s.scope AND k.name = s.name"+
+		" WHERE s.scope = ? AND s.name = ? ORDER BY k.version"), id.Scope, id.Name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
 	}
-	defer tx.Rollback()
-	return s.load(ctx, tx, id, false)
+	defer rows.Close()
+	var ks *KeySet
+	for rows.Next() {
+		var (
+			minVersion, metaCounter int64
+			mac                     []byte
+		)
+		r, ok, err := scanRecord(rows, &minVersion, &metaCounter, &mac)
+		if err != nil {
+			return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
+		}
+		if ks == nil {
+			ks = &KeySet{ID: id, MinDecryptVersion: uint32(minVersion), MetaCounter: uint64(metaCounter)}
+			if len(mac) > 0 {
+				ks.MetaMAC = mac
+			}
+		}
+		if ok { // a set without versions is one row of NULL key columns
+			ks.Versions = append(ks.Versions, r)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
+	}
+	if ks == nil {
+		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, id.kind())
+	}
+	return ks, nil
 }
+
+// joinedKeyColumns are keyColumns of the phicrypt_keys table aliased k.
+const joinedKeyColumns = "k.version, k.state, k.suite, k.kek_id, k.wrapped, k.created_at, k.changed_at, k.wrapped_at, k.reserved"
 
 // load reads key set id; lock takes its row lock on PostgreSQL.
 func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeySet, error) {
@@ -167,7 +199,7 @@ func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeyS
 	}
 	defer rows.Close()
 	for rows.Next() {
-		r, err := scanRecord(rows)
+		r, _, err := scanRecord(rows)
 		if err != nil {
 			return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
 		}
@@ -179,23 +211,29 @@ func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeyS
 	return ks, nil
 }
 
-func scanRecord(rows *sql.Rows, first ...any) (Record, error) {
+// scanRecord scans the columns first, then keyColumns into a Record. It
+// reports false, with no error, when the key columns are NULL: the row of
+// a left join that found no version.
+func scanRecord(rows *sql.Rows, first ...any) (Record, bool, error) {
 	var (
 		r                               Record
-		version, state, suite, reserved int64
-		created, changed, wrappedAt     int64
-		kekID                           string
+		version, state, suite, reserved sql.NullInt64
+		created, changed, wrappedAt     sql.NullInt64
+		kekID                           sql.NullString
 		wrapped                         []byte
 	)
 	if err := rows.Scan(append(first, &version, &state, &suite, &kekID, &wrapped, &created, &changed, &wrappedAt, &reserved)...); err != nil {
-		return r, err
+		return r, false, err
 	}
-	r.Version, r.State, r.Suite, r.Reserved = uint32(version), State(state), envelope.Suite(suite), uint64(reserved)
-	r.Created, r.Changed, r.WrappedAt = time.Unix(0, created).UTC(), time.Unix(0, changed).UTC(), time.Unix(0, wrappedAt).UTC()
+	if !version.Valid {
+		return r, false, nil
+	}
+	r.Version, r.State, r.Suite, r.Reserved = uint32(version.Int64), State(state.Int64), envelope.Suite(suite.Int64), uint64(reserved.Int64)
+	r.Created, r.Changed, r.WrappedAt = time.Unix(0, created.Int64).UTC(), time.Unix(0, changed.Int64).UTC(), time.Unix(0, wrappedAt.Int64).UTC()
 	if len(wrapped) > 0 {
-		r.Wrapped = kms.WrappedKey{KeyID: kekID, Ciphertext: wrapped}
+		r.Wrapped = kms.WrappedKey{KeyID: kekID.String, Ciphertext: wrapped}
 	}
-	return r, nil
+	return r, true, nil
 }
 
 // Update implements Store.
@@ -346,7 +384,7 @@ func (s *SQLStore) List(ctx context.Context, scope string, after ID, limit int) 
 	defer rows.Close()
 	for rows.Next() {
 		var id ID
-		r, err := scanRecord(rows, &id.Scope, &id.Name)
+		r, _, err := scanRecord(rows, &id.Scope, &id.Name)
 		if err != nil {
 			return nil, fmt.Errorf("keys: list: %w", err)
 		}
