@@ -65,10 +65,10 @@ func (c *Codec) OpenPipeline(ctx context.Context) *Pipeline {
 
 // Add queues rec, a non-nil pointer to a struct of a tagged type as Scan
 // left it, to be opened. It fails with ErrUnsupported for anything else,
-// with the type's *TagError if its tags are wrong, with ctx's
-// error once it ends, and with a failing record's error once one failed,
-// so that the caller can stop reading early (Wait's error is the first in
-// order). Add blocks while the goroutines are busy with earlier chunks.
+// with the type's *TagError if its tags are wrong, with ctx's error once
+// it ends, and with a failing record's error once one failed, so that the
+// caller can stop reading early (Wait's error is the first in order). Add
+// blocks while the goroutines are busy with earlier chunks.
 func (pl *Pipeline) Add(rec any) error {
 	if pl.done {
 		return ErrPipelineDone
@@ -80,6 +80,9 @@ func (pl *Pipeline) Add(rec any) error {
 		return err
 	}
 	if err := pl.fail.err(); err != nil {
+		return err
+	}
+	if err := pl.ctx.Err(); err != nil {
 		return err
 	}
 	if pl.chunk == nil {
