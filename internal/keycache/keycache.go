@@ -7,8 +7,9 @@
 // lookup and two atomic loads: no lock and no clock read. The snapshot is
 // republished, as sync.Map does, once lookups have missed it as many times
 // as the cache has entries. An entry that leaves the cache drops its value
-// at once, so a snapshot neither serves nor keeps it. Each entry carries a timer that expires it at MaxAge, and eviction
-// when full is second-chance (CLOCK) on a referenced bit.
+// at once, so a snapshot neither serves nor keeps it. Each entry carries a
+// timer that expires it at MaxAge, and eviction when full is second-chance
+// (CLOCK) on a referenced bit.
 //
 // Values are typically *envelope.DEK, which hold derived cipher state but
 // no raw key bytes: there is nothing for eviction to clear beyond dropping
