@@ -129,7 +129,12 @@ func BenchmarkPostgres(b *testing.B) {
 	})
 	// Opening while scanning, with fields.Pipeline.
 	selects("sql/select/pipelined", func() (int, error) {
-		ps, err := sqlSelectPipelined(ctx, sqlStore)
+		r, err := sqlStore.db.QueryContext(ctx, "SELECT "+columns+" FROM patients")
+		if err != nil {
+			return 0, err
+		}
+		defer r.Close()
+		ps, err := openPipelined(ctx, sqlStore.codec, r)
 		return len(ps), err
 	})
 	selects("sql/select/plain", func() (int, error) {
@@ -176,19 +181,8 @@ func BenchmarkPostgres(b *testing.B) {
 			return 0, err
 		}
 		defer r.Close()
-		pl := pgxStore.codec.OpenPipeline(ctx)
-		n := 0
-		for r.Next() {
-			p := &Patient{}
-			if err := r.Scan(p.fields()...); err != nil {
-				return 0, errors.Join(err, pl.Wait())
-			}
-			n++
-			if err := pl.Add(p); err != nil {
-				break
-			}
-		}
-		return n, errors.Join(r.Err(), pl.Wait())
+		ps, err := openPipelined(ctx, pgxStore.codec, r)
+		return len(ps), err
 	})
 	selects("pgx/select/plain", func() (int, error) {
 		r, err := pgxStore.pool.Query(ctx, "SELECT "+plainColumns+" FROM plain_patients")
@@ -251,15 +245,17 @@ func sqlScan(ctx context.Context, s *SQLStore, cols string) ([]*Patient, error) 
 	return ps, r.Err()
 }
 
-// sqlSelectPipelined reads every patient, opening them with a
+// rowScanner is what *sql.Rows and pgx.Rows have in common.
+type rowScanner interface {
+	Next() bool
+	Scan(dest ...any) error
+	Err() error
+}
+
+// openPipelined scans every patient of r, opening them with a
 // fields.Pipeline while it scans more.
-func sqlSelectPipelined(ctx context.Context, s *SQLStore) ([]*Patient, error) {
-	r, err := s.db.QueryContext(ctx, "SELECT "+columns+" FROM patients")
-	if err != nil {
-		return nil, err
-	}
-	defer r.Close()
-	pl := s.codec.OpenPipeline(ctx)
+func openPipelined(ctx context.Context, codec *fields.Codec, r rowScanner) ([]*Patient, error) {
+	pl := codec.OpenPipeline(ctx)
 	var ps []*Patient
 	for r.Next() {
 		p := &Patient{}
