@@ -131,6 +131,16 @@ func TestStores(t *testing.T) {
 	}
 }
 
+// withVersion1 gives key set id of s an active version 1.
+func withVersion1(t *testing.T, s keys.Store, id keys.ID) {
+	t.Helper()
+	_, err := s.Update(context.Background(), id, func(ks *keys.KeySet) error {
+		ks.Versions = append(ks.Versions, rec(1, keys.Active))
+		return nil
+	})
+	require.NoError(t, err)
+}
+
 // TestStoreUpdatesAreAtomic runs concurrent read-modify-write updates of one
 // key set: none may be lost.
 func TestStoreUpdatesAreAtomic(t *testing.T) {
@@ -139,11 +149,7 @@ func TestStoreUpdatesAreAtomic(t *testing.T) {
 			ctx := context.Background()
 			s := newStore(t)
 			id := keys.DataKey("tenant:count")
-			_, err := s.Update(ctx, id, func(ks *keys.KeySet) error {
-				ks.Versions = append(ks.Versions, rec(1, keys.Active))
-				return nil
-			})
-			require.NoError(t, err)
+			withVersion1(t, s, id)
 			const workers, each = 8, 10
 			var wg sync.WaitGroup
 			for w := 0; w < workers; w++ {
@@ -189,11 +195,7 @@ func TestStoreGetIsOneSnapshot(t *testing.T) {
 			ctx := context.Background()
 			s := newStore(t)
 			id := keys.DataKey("tenant:snapshot")
-			_, err := s.Update(ctx, id, func(ks *keys.KeySet) error {
-				ks.Versions = append(ks.Versions, rec(1, keys.Active))
-				return nil
-			})
-			require.NoError(t, err)
+			withVersion1(t, s, id)
 			done := make(chan struct{})
 			var wg sync.WaitGroup
 			wg.Go(func() {
