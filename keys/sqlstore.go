@@ -174,7 +174,13 @@ func (s *SQLStore) Get(ctx context.Context, id ID) (*KeySet, error) {
 // joinedKeyColumns are keyColumns of the phicrypt_keys table aliased k.
 const joinedKeyColumns = "k.version, k.state, k.suite, k.kek_id, k.wrapped, k.created_at, k.changed_at, k.wrapped_at, k.reserved"
 
-// load reads key set id; lock takes its row lock on PostgreSQL.
+// load reads key set id; lock takes its row lock on PostgreSQL. Unlike
+// Get it takes two statements, and must: under READ COMMITTED, a join
+// with FOR UPDATE OF the set re-reads a concurrently updated set row but
+// keeps the statement's older snapshot of the versions, a torn read that
+// loses updates (TestStoreUpdatesAreAtomic and
+// TestMetadataHeadUnderConcurrentReplicas fail). The versions are read
+// after the lock is held, in a statement of their own.
 func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeySet, error) {
 	query := "SELECT min_decrypt_version, meta_counter, meta_mac FROM phicrypt_key_sets WHERE scope = ? AND name = ?"
 	if lock && s.dialect == Postgres {
