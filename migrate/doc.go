@@ -77,6 +77,23 @@
 // rows that legacy code keeps writing as plaintext in the middle of the
 // key space after their partition ran show up in Verify: run a new job.
 //
+// # What the old rows leave behind
+//
+// A job replaces values (legacy plaintext, for an Encrypt job) in place,
+// and the database keeps older versions of the rows for a while. On
+// SQLite the engine writes with secure_delete on, which zeroes the old
+// bytes in a page when the page is rewritten, and a job that finishes ends
+// with a TRUNCATE checkpoint, so that the write-ahead log no longer holds
+// the pages from before: when Run returns nil, no file of the database
+// holds a replaced value. A connection that keeps a read transaction open
+// past that checkpoint stops it: Run then fails with
+// ErrCheckpointIncomplete, and running the job again after that reader
+// is done completes it. Free space that held plaintext before the job
+// (rows the application deleted or rewrote earlier without secure_delete)
+// is not touched: run VACUUM once. On PostgreSQL the old row versions
+// remain as dead tuples until VACUUM, and in WAL segments, archives and
+// backups; see docs/SHREDDING.md for what to do about each.
+//
 // # Retiring old keys
 //
 // Verify counts, per column, the values per data key version and the

@@ -219,7 +219,10 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return w.report, err
 		}
 		if left == 0 {
-			return w.report, finishJob(ctx, &cfg)
+			if err := finishJob(ctx, &cfg); err != nil {
+				return w.report, err
+			}
+			return w.report, checkpoint(ctx, &cfg)
 		}
 		// Others hold the remaining partitions; one may die and release
 		// its own, so wait and look again.
@@ -351,6 +354,25 @@ func finishJob(ctx context.Context, cfg *Config) error {
 		time.Now().UnixNano(), cfg.Job)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// ErrCheckpointIncomplete means that a job on SQLite finished, but the
+// older versions of the rows it rewrote (for an Encrypt job, the legacy
+// plaintext) may remain in the database's write-ahead log, because a
+// connection kept a read transaction open past the final checkpoint. Run
+// the job again once that reader is done: a finished job only checkpoints
+// again.
+var ErrCheckpointIncomplete = errors.New("migrate: the job is done, but replaced values may remain in SQLite's write-ahead log")
+
+// checkpoint ends a job on SQLite with a TRUNCATE checkpoint, so that the
+// write-ahead log no longer holds the pages the job replaced: the rows
+// the engine rewrote were written with secure_delete on, which zeroes
+// their old bytes in the main file only when the new pages reach it.
+func checkpoint(ctx context.Context, cfg *Config) error {
+	if err := sqltx.TruncateCheckpoint(ctx, cfg.DB, cfg.Dialect == keys.Postgres); err != nil {
+		return fmt.Errorf("%w: %w", ErrCheckpointIncomplete, err)
 	}
 	return nil
 }

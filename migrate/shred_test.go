@@ -149,20 +149,7 @@ func TestShredLeavesNoIndexBytesInSQLiteFiles(t *testing.T) {
 	_, err = kr.Shred(ctx, "patient:0", keys.ShredOptions{Erasers: []keys.IndexEraser{&migrate.Eraser{DB: shredder, Dialect: keys.SQLite, Spec: noteSpec}}})
 	require.NoError(t, err)
 
-	found := func(path string, secret []byte) []string {
-		var where []string
-		for _, name := range []string{path, path + "-wal", path + "-shm"} {
-			b, err := os.ReadFile(name)
-			if errors.Is(err, os.ErrNotExist) {
-				continue
-			}
-			require.NoError(t, err)
-			if bytes.Contains(b, secret) {
-				where = append(where, filepath.Base(name))
-			}
-		}
-		return where
-	}
+	found := func(path string, secret []byte) []string { return filesHolding(t, path, secret) }
 	for i, v := range victimIndexes {
 		assert.Empty(t, found(appPath, v), "index value %d of the shredded patient", i)
 	}
@@ -174,6 +161,83 @@ func TestShredLeavesNoIndexBytesInSQLiteFiles(t *testing.T) {
 	}
 	for _, v := range bystanderKeys {
 		assert.NotEmpty(t, found(keyPath, v), "the bystander's keys are still there")
+	}
+}
+
+// filesHolding returns which of a SQLite database's files (the main file,
+// -wal and -shm) hold secret anywhere, free space included.
+func filesHolding(t *testing.T, path string, secret []byte) []string {
+	var where []string
+	for _, name := range []string{path, path + "-wal", path + "-shm"} {
+		b, err := os.ReadFile(name)
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		require.NoError(t, err)
+		if bytes.Contains(b, secret) {
+			where = append(where, filepath.Base(name))
+		}
+	}
+	return where
+}
+
+// TestEncryptLeavesNoPlaintextInSQLiteFiles: once an Encrypt job on a
+// SQLite table in WAL mode returns without error, no file of the database
+// holds a value it encrypted, though the application kept its connections
+// open (no close-time checkpoint) and wrote the plaintext rows moments
+// before (their frames were still in the write-ahead log). A reader
+// holding an older snapshot keeps the final checkpoint from completing:
+// Run then reports ErrCheckpointIncomplete, and running the finished job
+// again once the reader is done completes it.
+func TestEncryptLeavesNoPlaintextInSQLiteFiles(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "app.db")
+	app, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)")
+	require.NoError(t, err)
+	t.Cleanup(func() { app.Close() })
+	kek, err := local.Create(filepath.Join(dir, "kek.json"), local.Options{KeyID: "local:plaintext-test"})
+	require.NoError(t, err)
+	store, err := keys.NewSQLStore(ctx, app, keys.SQLite)
+	require.NoError(t, err)
+	kr, err := keys.New(keys.Config{KEK: kek, Store: store})
+	require.NoError(t, err)
+	codec, err := fields.NewCodec(fields.Config{Keyring: kr})
+	require.NoError(t, err)
+	_, err = app.Exec("CREATE TABLE notes (id TEXT PRIMARY KEY, patient TEXT NOT NULL, ssn TEXT)")
+	require.NoError(t, err)
+	// An SQL index holds a second copy of each value.
+	_, err = app.Exec("CREATE INDEX notes_ssn ON notes (ssn)")
+	require.NoError(t, err)
+	var ssns [][]byte
+	for i := range 40 {
+		ssn := fmt.Sprintf("999-00-%04d", 7000+i)
+		ssns = append(ssns, []byte(ssn))
+		_, err := app.Exec("INSERT INTO notes (id, patient, ssn) VALUES (?, ?, ?)", fmt.Sprintf("n%03d", i), fmt.Sprintf("patient:%d", i%2), ssn)
+		require.NoError(t, err)
+	}
+	require.NotEmpty(t, filesHolding(t, path, ssns[0]), "the check finds plaintext where it is")
+
+	reader, err := app.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	require.NoError(t, err)
+	var n int
+	require.NoError(t, reader.QueryRowContext(ctx, "SELECT count(*) FROM notes").Scan(&n))
+	cfg := migrate.Config{DB: app, Dialect: keys.SQLite, Codec: codec, Keyring: kr, Job: "enc", Kind: migrate.Encrypt,
+		Spec: migrate.Spec{Table: "notes", ID: "id", ScopeColumn: "patient", Columns: noteSpec.Columns}}
+	report, err := migrate.Run(ctx, cfg)
+	require.ErrorIs(t, err, migrate.ErrCheckpointIncomplete)
+	assert.EqualValues(t, 40, report.Written, "the rows are encrypted all the same")
+	assert.NotEmpty(t, filesHolding(t, path, ssns[0]), "the log still holds plaintext while the reader lives")
+
+	require.NoError(t, reader.Rollback())
+	report, err = migrate.Run(ctx, cfg)
+	require.NoError(t, err)
+	assert.Zero(t, report.Written, "the finished job only checkpoints")
+	var plain int
+	require.NoError(t, app.QueryRow("SELECT count(*) FROM notes WHERE ssn LIKE '999-%'").Scan(&plain))
+	require.Zero(t, plain, "every value is encrypted")
+	for _, ssn := range ssns {
+		assert.Empty(t, filesHolding(t, path, ssn), "plaintext %s", ssn)
 	}
 }
 

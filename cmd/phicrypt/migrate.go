@@ -235,6 +235,9 @@ func migrateRun(ctx context.Context, e *env, kind migrate.Kind, args []string) e
 	fmt.Fprintf(e.stdout, "%s %s: scanned %s, %s %d, %d left by concurrent writes, in %s (%.0f rows/s)\n",
 		kind, spec.Table, plural(total.Scanned, "row"), verb, total.Written, total.Conflicts, el.Round(time.Millisecond), float64(total.Scanned)/el.Seconds())
 	for _, err := range errs {
+		if errors.Is(err, migrate.ErrCheckpointIncomplete) {
+			return fmt.Errorf("%w; run the job again when no other connection holds a long read transaction", err)
+		}
 		if err != nil {
 			return err
 		}
