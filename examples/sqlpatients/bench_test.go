@@ -184,6 +184,25 @@ func BenchmarkPostgres(b *testing.B) {
 		ps, err := openPipelined(ctx, pgxStore.codec, r)
 		return len(ps), err
 	})
+	// The server and the wire alone: every row read, none scanned. What
+	// is left for scanning and Open before the encrypted rate falls below
+	// a given share of plain's.
+	wire := func(table, cols string) func() (int, error) {
+		return func() (int, error) {
+			r, err := pgxStore.pool.Query(ctx, "SELECT "+cols+" FROM "+table)
+			if err != nil {
+				return 0, err
+			}
+			defer r.Close()
+			n := 0
+			for r.Next() {
+				n++
+			}
+			return n, r.Err()
+		}
+	}
+	selects("pgx/select/wire-encrypted", wire("patients", columns))
+	selects("pgx/select/wire-plain", wire("plain_patients", plainColumns))
 	selects("pgx/select/plain", func() (int, error) {
 		r, err := pgxStore.pool.Query(ctx, "SELECT "+plainColumns+" FROM plain_patients")
 		if err != nil {
