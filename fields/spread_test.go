@@ -3,7 +3,9 @@ package fields_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -111,4 +113,33 @@ func TestScanBytesCopies(t *testing.T) {
 	require.NoError(t, c.Open(context.Background(), &got))
 	assert.Equal(t, "a0", got.A.Get())
 	assert.True(t, got.B.IsNull())
+}
+
+// TestScanRefusesValuesOver4GiB: a ciphertext's length is kept in 32 bits,
+// so Scan refuses a longer value with envelope.ErrTooLarge, as bytes, as
+// text and through ScanBytes, and leaves the field empty, instead of
+// keeping a truncated length. The 4 GiB buffer is never written, so the
+// operating system does not back it with memory.
+func TestScanRefusesValuesOver4GiB(t *testing.T) {
+	if strconv.IntSize < 64 {
+		t.Skip("a 4 GiB slice needs a 64-bit platform")
+	}
+	one := 1
+	huge := make([]byte, one<<32)
+	for name, scan := range map[string]func(*fields.Encrypted[string]) error{
+		"bytes":     func(e *fields.Encrypted[string]) error { return e.Scan(huge) },
+		"text":      func(e *fields.Encrypted[string]) error { return e.Scan(unsafe.String(&huge[0], len(huge))) },
+		"ScanBytes": func(e *fields.Encrypted[string]) error { return e.ScanBytes(huge) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := fields.New("kept until the scan")
+			err := scan(&e)
+			require.ErrorIs(t, err, envelope.ErrTooLarge)
+			assert.Contains(t, err.Error(), "4294967296 bytes")
+			v, verr := e.Value()
+			assert.NoError(t, verr)
+			assert.Nil(t, v, "the field is empty")
+			assert.True(t, e.IsNull())
+		})
+	}
 }
