@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -83,70 +84,65 @@ func BenchmarkPostgres(b *testing.B) {
 		require.NoError(b, exec(b, s, "TRUNCATE "+table))
 		b.StartTimer()
 	}
-	rows := func(b *testing.B) { b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s") }
 
 	b.Run("sql/insert/encrypted", func(b *testing.B) {
 		for range b.N {
 			truncate(b, sqlStore, "patients")
 			require.NoError(b, sqlStore.Insert(ctx, enc))
 		}
-		rows(b)
+		reportRows(b)
 	})
 	b.Run("sql/insert/plain", func(b *testing.B) {
 		for range b.N {
 			truncate(b, sqlStore, "plain_patients")
 			require.NoError(b, sqlInsertPlain(ctx, sqlStore.db, plain))
 		}
-		rows(b)
+		reportRows(b)
 	})
-	// selects benchmarks read, which returns the patients it read.
-	selects := func(name string, read func() (int, error)) {
-		b.Run(name, func(b *testing.B) {
-			for range b.N {
-				n, err := read()
-				require.NoError(b, err)
-				require.Equal(b, benchRows, n)
+	// Opening while scanning, with fields.Pipeline, of all twelve
+	// columns or of the nine of the plain table.
+	sqlPipelined := func(cols string) func() (int, error) {
+		return func() (int, error) {
+			r, err := sqlStore.db.QueryContext(ctx, "SELECT "+cols+" FROM patients")
+			if err != nil {
+				return 0, err
 			}
-			rows(b)
-		})
-	}
-	selects("sql/select/encrypted", func() (int, error) {
-		ps, err := sqlSelect(ctx, sqlStore, columns)
-		return len(ps), err
-	})
-	// The plain table's nine columns: the same query without the blind
-	// index columns, which a read that will not write the row back has
-	// no use for.
-	selects("sql/select/encrypted-9", func() (int, error) {
-		ps, err := sqlSelect(ctx, sqlStore, plainColumns)
-		return len(ps), err
-	})
-	// Scanning alone, without Open: what the larger rows cost before
-	// any decryption (the difference to select/encrypted is Open's).
-	selects("sql/select/scan-only", func() (int, error) {
-		ps, err := sqlScan(ctx, sqlStore, columns)
-		return len(ps), err
-	})
-	// Opening while scanning, with fields.Pipeline.
-	selects("sql/select/pipelined", func() (int, error) {
-		r, err := sqlStore.db.QueryContext(ctx, "SELECT "+columns+" FROM patients")
-		if err != nil {
-			return 0, err
+			defer r.Close()
+			ps, err := openPipelined(ctx, sqlStore.codec, r, cols)
+			return len(ps), err
 		}
-		defer r.Close()
-		ps, err := openPipelined(ctx, sqlStore.codec, r)
-		return len(ps), err
-	})
-	selects("sql/select/plain", func() (int, error) {
-		ps, err := sqlSelectPlain(ctx, sqlStore.db)
-		return len(ps), err
+	}
+	runSelects(b, "sql", []read{
+		{"encrypted", "plain", func() (int, error) {
+			ps, err := sqlSelect(ctx, sqlStore, columns)
+			return len(ps), err
+		}},
+		// The plain table's nine columns: the same query without the
+		// blind index columns, which a read that will not write the row
+		// back has no use for.
+		{"encrypted-9", "plain", func() (int, error) {
+			ps, err := sqlSelect(ctx, sqlStore, plainColumns)
+			return len(ps), err
+		}},
+		// Scanning alone, without Open: what the larger rows cost
+		// before any decryption (the difference to encrypted is Open's).
+		{"scan-only", "plain", func() (int, error) {
+			ps, err := sqlScan(ctx, sqlStore, columns)
+			return len(ps), err
+		}},
+		{"pipelined", "plain", sqlPipelined(columns)},
+		{"pipelined-9", "plain", sqlPipelined(plainColumns)},
+		{"plain", "", func() (int, error) {
+			ps, err := sqlSelectPlain(ctx, sqlStore.db)
+			return len(ps), err
+		}},
 	})
 	b.Run("pgx/insert/encrypted", func(b *testing.B) {
 		for range b.N {
 			truncate(b, pgxStore, "patients")
 			require.NoError(b, pgxStore.Insert(ctx, enc))
 		}
-		rows(b)
+		reportRows(b)
 	})
 	b.Run("pgx/insert/plain", func(b *testing.B) {
 		for range b.N {
@@ -159,31 +155,19 @@ func BenchmarkPostgres(b *testing.B) {
 				return tx.SendBatch(ctx, batch).Close()
 			}))
 		}
-		rows(b)
+		reportRows(b)
 	})
-	selects("pgx/select/encrypted", func() (int, error) {
-		r, err := pgxStore.pool.Query(ctx, "SELECT "+columns+" FROM patients")
-		if err != nil {
-			return 0, err
+	pgxPipelined := func(cols string) func() (int, error) {
+		return func() (int, error) {
+			r, err := pgxStore.pool.Query(ctx, "SELECT "+cols+" FROM patients")
+			if err != nil {
+				return 0, err
+			}
+			defer r.Close()
+			ps, err := openPipelined(ctx, pgxStore.codec, r, cols)
+			return len(ps), err
 		}
-		ps, err := pgx.CollectRows(r, func(row pgx.CollectableRow) (*Patient, error) {
-			p := &Patient{}
-			return p, row.Scan(p.fields()...)
-		})
-		if err != nil {
-			return 0, err
-		}
-		return len(ps), pgxStore.codec.Open(ctx, ps)
-	})
-	selects("pgx/select/pipelined", func() (int, error) {
-		r, err := pgxStore.pool.Query(ctx, "SELECT "+columns+" FROM patients")
-		if err != nil {
-			return 0, err
-		}
-		defer r.Close()
-		ps, err := openPipelined(ctx, pgxStore.codec, r)
-		return len(ps), err
-	})
+	}
 	// The server and the wire alone: every row read, none scanned. What
 	// is left for scanning and Open before the encrypted rate falls below
 	// a given share of plain's.
@@ -201,19 +185,100 @@ func BenchmarkPostgres(b *testing.B) {
 			return n, r.Err()
 		}
 	}
-	selects("pgx/select/wire-encrypted", wire("patients", columns))
-	selects("pgx/select/wire-plain", wire("plain_patients", plainColumns))
-	selects("pgx/select/plain", func() (int, error) {
-		r, err := pgxStore.pool.Query(ctx, "SELECT "+plainColumns+" FROM plain_patients")
-		if err != nil {
-			return 0, err
-		}
-		ps, err := pgx.CollectRows(r, func(row pgx.CollectableRow) (*plainPatient, error) {
-			p := &plainPatient{}
-			return p, row.Scan(p.fields()...)
-		})
-		return len(ps), err
+	runSelects(b, "pgx", []read{
+		{"encrypted", "plain", func() (int, error) {
+			r, err := pgxStore.pool.Query(ctx, "SELECT "+columns+" FROM patients")
+			if err != nil {
+				return 0, err
+			}
+			ps, err := pgx.CollectRows(r, func(row pgx.CollectableRow) (*Patient, error) {
+				p := &Patient{}
+				return p, row.Scan(p.fields()...)
+			})
+			if err != nil {
+				return 0, err
+			}
+			return len(ps), pgxStore.codec.Open(ctx, ps)
+		}},
+		{"pipelined", "plain", pgxPipelined(columns)},
+		{"pipelined-9", "plain", pgxPipelined(plainColumns)},
+		{"wire-encrypted", "wire-plain", wire("patients", columns)},
+		{"wire-plain", "", wire("plain_patients", plainColumns)},
+		{"plain", "", func() (int, error) {
+			r, err := pgxStore.pool.Query(ctx, "SELECT "+plainColumns+" FROM plain_patients")
+			if err != nil {
+				return 0, err
+			}
+			ps, err := pgx.CollectRows(r, func(row pgx.CollectableRow) (*plainPatient, error) {
+				p := &plainPatient{}
+				return p, row.Scan(p.fields()...)
+			})
+			return len(ps), err
+		}},
 	})
+}
+
+// read is one way of reading the benchRows patients: f returns how many
+// it read; base names the read it is compared with, if any.
+type read struct {
+	name, base string
+	f          func() (int, error)
+}
+
+// runSelects benchmarks each of reads on its own, as
+// driver/select/NAME in rows/s, then each that has a base against that
+// base, as driver/vs-BASE/NAME (see versus).
+func runSelects(b *testing.B, driver string, reads []read) {
+	byName := map[string]read{}
+	for _, r := range reads {
+		byName[r.name] = r
+		b.Run(driver+"/select/"+r.name, func(b *testing.B) {
+			for range b.N {
+				timed(b, r.f)
+			}
+			reportRows(b)
+		})
+	}
+	for _, r := range reads {
+		if base, ok := byName[r.base]; ok {
+			b.Run(driver+"/vs-"+r.base+"/"+r.name, func(b *testing.B) { versus(b, r.f, base.f) })
+		}
+	}
+}
+
+// versus runs read and base in turn, b.N times each (one first, then the
+// other first), and reports the median over the pairs of read's rate as a
+// percentage of base's: two reads next to each other see the same load
+// on a shared machine, which two benchmarks seconds apart do not.
+func versus(b *testing.B, read, base func() (int, error)) {
+	pct := make([]float64, 0, b.N)
+	for i := range b.N {
+		var tr, tb time.Duration
+		if i%2 == 0 {
+			tr, tb = timed(b, read), timed(b, base)
+		} else {
+			tb, tr = timed(b, base), timed(b, read)
+		}
+		pct = append(pct, 100*tb.Seconds()/tr.Seconds())
+	}
+	slices.Sort(pct)
+	b.ReportMetric(pct[len(pct)/2], "%-of-base")
+}
+
+// reportRows reports b's rate in patients per second.
+func reportRows(b *testing.B) {
+	b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// timed runs read, checks that it read every patient and returns how
+// long it took.
+func timed(b *testing.B, read func() (int, error)) time.Duration {
+	start := time.Now()
+	n, err := read()
+	took := time.Since(start)
+	require.NoError(b, err)
+	require.Equal(b, benchRows, n)
+	return took
 }
 
 func sqlInsertPlain(ctx context.Context, db *sql.DB, plain []*plainPatient) error {
@@ -271,14 +336,16 @@ type rowScanner interface {
 	Err() error
 }
 
-// openPipelined scans every patient of r, opening them with a
-// fields.Pipeline while it scans more.
-func openPipelined(ctx context.Context, codec *fields.Codec, r rowScanner) ([]*Patient, error) {
+// openPipelined scans every patient of r, whose columns are cols (a
+// prefix of columns), opening them with a fields.Pipeline while it scans
+// more.
+func openPipelined(ctx context.Context, codec *fields.Codec, r rowScanner, cols string) ([]*Patient, error) {
+	n := strings.Count(cols, ",") + 1
 	pl := codec.OpenPipeline(ctx)
 	var ps []*Patient
 	for r.Next() {
 		p := &Patient{}
-		if err := r.Scan(p.fields()...); err != nil {
+		if err := r.Scan(p.fields()[:n]...); err != nil {
 			return nil, errors.Join(err, pl.Wait())
 		}
 		ps = append(ps, p)
