@@ -284,9 +284,9 @@ func SuggestIndexBits(rows int64, entropyBits float64) (int, error) {
 // normalized text as a uint32 length and bytes. tmp is scratch space. It
 // reports false when a source is NULL.
 func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.Value) ([]byte, bool, error) {
+	base := recordBase(rv)
 	for i, s := range ip.sources {
-		f := &p.fields[s]
-		vf := f.field(recordBase(rv))
+		vf := p.fields[s].field(base)
 		switch vf.fieldState() {
 		case stateNull:
 			return dst, false, nil

@@ -28,14 +28,17 @@ type accessor struct {
 	path   []int
 	method string
 	name   string // the Go field or method name, for errors
-	plain  bool   // a plain string field: read without conversion
+	// plain is set for a string field of the record itself (id and
+	// scope fields are), read at offset without reflection or conversion.
+	plain  bool
+	offset uintptr
 }
 
 // newAccessor returns the accessor of field sf at path.
 func newAccessor(sf reflect.StructField, path []int, name string) accessor {
 	t := sf.Type
-	plain := t.Kind() == reflect.String && !t.Implements(textMarshalerType) && !t.Implements(stringerType)
-	return accessor{path: path, name: name, plain: plain}
+	plain := len(path) == 1 && t.Kind() == reflect.String && !t.Implements(textMarshalerType) && !t.Implements(stringerType)
+	return accessor{path: path, name: name, plain: plain, offset: sf.Offset}
 }
 
 type fieldPlan struct {
@@ -341,8 +344,9 @@ func offsetOf(t reflect.Type, path []int) uintptr {
 }
 
 // recordBase returns the address of the record rv, a struct value that is
-// addressable (reached through a pointer or a slice).
-func recordBase(rv reflect.Value) unsafe.Pointer { return rv.Addr().UnsafePointer() }
+// addressable (reached through a pointer or a slice). UnsafeAddr reads the
+// address the value holds, where Addr would first look up the pointer type.
+func recordBase(rv reflect.Value) unsafe.Pointer { return unsafe.Pointer(rv.UnsafeAddr()) }
 
 // field returns the field f of the record at base.
 func (f *fieldPlan) field(base unsafe.Pointer) valueField { return f.at(unsafe.Add(base, f.offset)) }
@@ -430,7 +434,7 @@ func asString(v reflect.Value) (string, error) {
 func (a *accessor) read(rv reflect.Value) (string, error) {
 	switch {
 	case a.plain:
-		return rv.FieldByIndex(a.path).String(), nil
+		return *(*string)(unsafe.Add(recordBase(rv), a.offset)), nil
 	case a.method != "":
 		return rv.Addr().MethodByName(a.method).Call(nil)[0].String(), nil
 	}
