@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -176,6 +177,21 @@ var normalizers = map[string]normalizer{
 	// ASCII digit of its value, so a full-width "９９９-１２-３４５６"
 	// normalizes like "999-12-3456".
 	"digits": func(dst, s []byte) []byte {
+		// ASCII first, written in place: no rune decoding, no append.
+		n := len(dst)
+		dst = slices.Grow(dst, len(s))[:n+len(s)]
+		i := 0
+		for ; i < len(s) && s[i] < utf8.RuneSelf; i++ {
+			c := s[i]
+			dst[n] = c
+			if '0' <= c && c <= '9' {
+				n++
+			}
+		}
+		if n < len(dst) {
+			dst[n] = 0 // the last byte written, if not a digit: plaintext
+		}
+		dst, s = dst[:n], s[i:]
 		for len(s) > 0 {
 			if c := s[0]; c < utf8.RuneSelf {
 				if '0' <= c && c <= '9' {

@@ -146,7 +146,7 @@ func TestNYSIISTable(t *testing.T) {
 // FuzzTransforms checks that no transform panics, and that their results
 // keep the properties they promise, on any input.
 func FuzzTransforms(f *testing.F) {
-	for _, s := range []string{"999-12-3456", "Zoë", "Müller", "1993-05-10T00:00:00Z", "\xff\xfe", "", "MACKIE"} {
+	for _, s := range []string{"999-12-3456", "Zoë", "Müller", "1993-05-10T00:00:00Z", "\xff\xfe", "", "MACKIE", "12-ab", "１２-3x", "N/A"} {
 		f.Add(s)
 	}
 	chains := map[string][]normChain{}
@@ -156,6 +156,20 @@ func FuzzTransforms(f *testing.F) {
 		chains[spec] = c
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		// digits: the ASCII digit of every Unicode decimal digit, in
+		// order, appended after what dst held, and nothing of s left in
+		// dst's spare capacity.
+		var want []byte
+		for _, r := range s {
+			if d, ok := digitValue(r); ok {
+				want = append(want, '0'+d)
+			}
+		}
+		dst := make([]byte, 3, 3+2*len(s)+1)
+		copy(dst, "pre")
+		got := normalizers["digits"](dst, []byte(s))
+		assert.Equal(t, "pre"+string(want), string(got), "digits(%q)", s)
+		assert.Equal(t, make([]byte, cap(got)-len(got)), got[len(got):cap(got)], "digits(%q) leaves no byte past its result", s)
 		for spec, c := range chains {
 			out := []byte(s)
 			for _, n := range c[0].fns {
