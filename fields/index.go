@@ -349,22 +349,23 @@ const maxPooledScratch = 64 << 10
 
 func (c *Codec) putScratch(s *scratch) {
 	for i := range s.buf {
-		s.buf[i] = clearScratch(s.buf[i])
+		clearScratch(&s.buf[i])
 	}
 	clear(s.mac[:])
-	s.ct = clearScratch(s.ct)
+	clearScratch(&s.ct)
 	c.scratches.Put(s)
 }
 
-// clearScratch clears b up to its capacity (scratch space past its length
-// may hold plaintext or an AAD too) and returns it emptied, or nil when it
-// is too large to keep.
-func clearScratch(b []byte) []byte {
-	clear(b[:cap(b)])
-	if cap(b) > maxPooledScratch {
-		return nil
+// clearScratch clears *b up to its capacity (scratch space past its
+// length may hold plaintext or an AAD too), and drops it when it is too
+// large to keep. It leaves a kept slice as it is, length included: every
+// user starts from b[:0], and storing the same slice back would cost a
+// write barrier per buffer while the GC runs.
+func clearScratch(b *[]byte) {
+	clear((*b)[:cap(*b)])
+	if cap(*b) > maxPooledScratch {
+		*b = nil
 	}
-	return b[:0]
 }
 
 func (s *scratch) tmp() *[2][]byte { return (*[2][]byte)(s.buf[1:3]) }
