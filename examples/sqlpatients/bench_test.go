@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/phicrypt/phicrypt/fields"
+	"github.com/phicrypt/phicrypt/internal/benchcmp"
 )
 
 // The benchmarks insert and select 10,000 patients on PostgreSQL, with
@@ -229,42 +229,25 @@ type read struct {
 
 // runSelects benchmarks each of reads on its own, as
 // driver/select/NAME in rows/s, then each that has a base against that
-// base, as driver/vs-BASE/NAME (see versus).
+// base, as driver/vs-BASE/NAME (see benchcmp.Versus).
 func runSelects(b *testing.B, driver string, reads []read) {
 	byName := map[string]read{}
 	for _, r := range reads {
 		byName[r.name] = r
 		b.Run(driver+"/select/"+r.name, func(b *testing.B) {
 			for range b.N {
-				timed(b, r.f)
+				readAll(b, r.f)
 			}
 			reportRows(b)
 		})
 	}
 	for _, r := range reads {
 		if base, ok := byName[r.base]; ok {
-			b.Run(driver+"/vs-"+r.base+"/"+r.name, func(b *testing.B) { versus(b, r.f, base.f) })
+			b.Run(driver+"/vs-"+r.base+"/"+r.name, func(b *testing.B) {
+				benchcmp.Versus(b, func() { readAll(b, r.f) }, func() { readAll(b, base.f) })
+			})
 		}
 	}
-}
-
-// versus runs read and base in turn, b.N times each (one first, then the
-// other first), and reports the median over the pairs of read's rate as a
-// percentage of base's: two reads next to each other see the same load
-// on a shared machine, which two benchmarks seconds apart do not.
-func versus(b *testing.B, read, base func() (int, error)) {
-	pct := make([]float64, 0, b.N)
-	for i := range b.N {
-		var tr, tb time.Duration
-		if i%2 == 0 {
-			tr, tb = timed(b, read), timed(b, base)
-		} else {
-			tb, tr = timed(b, base), timed(b, read)
-		}
-		pct = append(pct, 100*tb.Seconds()/tr.Seconds())
-	}
-	slices.Sort(pct)
-	b.ReportMetric(pct[len(pct)/2], "%-of-base")
 }
 
 // reportRows reports b's rate in patients per second.
@@ -272,15 +255,11 @@ func reportRows(b *testing.B) {
 	b.ReportMetric(float64(benchRows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
 
-// timed runs read, checks that it read every patient and returns how
-// long it took.
-func timed(b *testing.B, read func() (int, error)) time.Duration {
-	start := time.Now()
+// readAll runs read and checks that it read every patient.
+func readAll(b *testing.B, read func() (int, error)) {
 	n, err := read()
-	took := time.Since(start)
 	require.NoError(b, err)
 	require.Equal(b, benchRows, n)
-	return took
 }
 
 func pgxInsertPlain(ctx context.Context, pool *pgxpool.Pool, plain []*plainPatient) error {
