@@ -403,7 +403,9 @@ func (c *Codec) aead(f *fieldPlan) *envelope.Compact {
 // pointers (a batch: one plan lookup, keys from the keyring's cache).
 // NULL fields stay NULL; fields read from a database and not opened keep
 // their ciphertext. Every value is bound to the record's scope, table,
-// column and id, which must be set.
+// column and id, which must be set. A record whose field fails to seal
+// keeps its encrypted fields as they were: none takes a new ciphertext
+// unless all of them do.
 func (c *Codec) Seal(ctx context.Context, v any) error {
 	if err := c.Plan(v); err != nil {
 		return err
@@ -424,6 +426,7 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 	// for the fields of its kind from there on.
 	var sealers [2]envelope.Sealer
 	var made [2]bool
+	sc.ct, sc.sealed = sc.ct[:0], sc.sealed[:0]
 	for i := range p.fields {
 		f := &p.fields[i]
 		vf := f.field(base)
@@ -445,14 +448,26 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 			}
 			made[k] = true
 		}
-		// Sealed in scratch space, which also holds the AAD, then
-		// copied out: the value keeps an allocation of its own size.
-		out, err := sealers[k].AppendEncrypt(ctx, sc.ct[:0], pt, p.binding(f, scope, id))
+		// Sealed in scratch space after the fields before it (the AAD
+		// goes past the end, where the next one overwrites it).
+		out, err := sealers[k].AppendEncrypt(ctx, sc.ct, pt, p.binding(f, scope, id))
 		if err != nil {
 			return p.fieldErr(f, err)
 		}
 		sc.ct = out
-		vf.sealWith(bytes.Clone(out))
+		sc.sealed = append(sc.sealed, sealedField{field: i, end: len(out)})
+	}
+	if len(sc.sealed) > 0 {
+		// The ciphertexts, copied out in one allocation of their size:
+		// each field holds its own part of it, a full slice that
+		// nothing can append into a neighbour through. Fields change
+		// only once every one of them is sealed.
+		all := bytes.Clone(sc.ct)
+		start := 0
+		for _, s := range sc.sealed {
+			p.fields[s.field].field(base).sealWith(all[start:s.end:s.end])
+			start = s.end
+		}
 	}
 	for i := range p.indexes {
 		if err := c.computeIndex(ctx, p, &p.indexes[i], rv, scope, sc); err != nil {

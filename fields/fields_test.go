@@ -120,6 +120,41 @@ func TestSwappedFields(t *testing.T) {
 	assert.ErrorIs(t, c.Open(ctx, load(t, a.ID, other.TenantID, ra)), envelope.ErrDecrypt)
 }
 
+// TestSealIsAllOrNothing: Seal stores a record's ciphertexts only once
+// every field of it is sealed, so a field that fails leaves the fields
+// before it as they were: none holds a ciphertext of a record that was
+// never sealed whole. The ciphertexts, which share one allocation, each
+// open in their own field.
+func TestSealIsAllOrNothing(t *testing.T) {
+	ctx := context.Background()
+	c := newCodec(t, fields.Config{MaxPlaintextSize: 16})
+	r := &pair{ID: "p1", TenantID: "tenant:a", A: fields.New("a0"), B: fields.New("b0")}
+	require.NoError(t, c.Seal(ctx, r))
+
+	r.A.Set("a1")
+	r.B.Set(strings.Repeat("b", 64))
+	err := c.Seal(ctx, r)
+	require.ErrorIs(t, err, envelope.ErrTooLarge)
+	var fe *fields.FieldError
+	require.ErrorAs(t, err, &fe)
+	assert.Equal(t, "B", fe.Field)
+	_, err = r.A.Value()
+	assert.ErrorIs(t, err, fields.ErrNotSealed, "A, before the failing field, was not sealed")
+	assert.Equal(t, "a1", r.A.Get())
+
+	r.B.Set("b1")
+	require.NoError(t, c.Seal(ctx, r))
+	got := &pair{ID: r.ID, TenantID: r.TenantID}
+	for _, f := range [][2]*fields.String{{&r.A, &got.A}, {&r.B, &got.B}} {
+		v, err := f[0].Value()
+		require.NoError(t, err)
+		require.NoError(t, f[1].Scan(v))
+	}
+	require.NoError(t, c.Open(ctx, got))
+	assert.Equal(t, "a1", got.A.Get())
+	assert.Equal(t, "b1", got.B.Get())
+}
+
 func TestUnsealedRecordHasNoDriverValue(t *testing.T) {
 	p := loadCSV(t)[0]
 	_, err := p.SSN.Value()

@@ -335,10 +335,16 @@ func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.V
 type scratch struct {
 	buf [3][]byte
 	mac [64]byte
-	// ct is where Seal builds a ciphertext and its AAD before copying
-	// the ciphertext out at its exact size.
+	// ct is where Seal builds a record's ciphertexts, one after the
+	// other, and each one's AAD past them, before copying them out.
 	ct []byte
+	// sealed lists the fields whose ciphertexts ct holds, in order.
+	sealed []sealedField
 }
+
+// sealedField is a field sealed into scratch.ct, whose ciphertext ends at
+// end.
+type sealedField struct{ field, end int }
 
 func (c *Codec) getScratch() *scratch { return c.scratches.Get().(*scratch) }
 
