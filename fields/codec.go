@@ -426,7 +426,11 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 	// for the fields of its kind from there on.
 	var sealers [2]envelope.Sealer
 	var made [2]bool
-	sc.ct, sc.sealed = sc.ct[:0], sc.sealed[:0]
+	// The fields sealed into sc.ct, in order (on the stack for up to 32
+	// fields).
+	var sealedAt [32]sealedField
+	sealed := sealedAt[:0]
+	sc.ct = sc.ct[:0]
 	for i := range p.fields {
 		f := &p.fields[i]
 		vf := f.field(base)
@@ -455,16 +459,16 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 			return p.fieldErr(f, err)
 		}
 		sc.ct = out
-		sc.sealed = append(sc.sealed, sealedField{field: i, end: len(out)})
+		sealed = append(sealed, sealedField{field: i, end: len(out)})
 	}
-	if len(sc.sealed) > 0 {
+	if len(sealed) > 0 {
 		// The ciphertexts, copied out in one allocation of their size:
 		// each field holds its own part of it, a full slice that
 		// nothing can append into a neighbour through. Fields change
 		// only once every one of them is sealed.
 		all := bytes.Clone(sc.ct)
 		start := 0
-		for _, s := range sc.sealed {
+		for _, s := range sealed {
 			p.fields[s.field].field(base).sealWith(all[start:s.end:s.end])
 			start = s.end
 		}
@@ -476,6 +480,10 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 	}
 	return nil
 }
+
+// sealedField is the field of index field in a plan, sealed into
+// scratch.ct, where its ciphertext ends at end.
+type sealedField struct{ field, end int }
 
 // countFrom counts the fields from the i-th on that are deterministic or
 // not, as det says.

@@ -5,6 +5,8 @@ import (
 	"crypto/fips140"
 	"database/sql/driver"
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -153,6 +155,47 @@ func TestSealIsAllOrNothing(t *testing.T) {
 	require.NoError(t, c.Open(ctx, got))
 	assert.Equal(t, "a1", got.A.Get())
 	assert.Equal(t, "b1", got.B.Get())
+}
+
+// TestSealWideRecord: a record of more fields than Seal keeps track of on
+// the stack (40) seals and opens, each field in its own part of the
+// shared allocation.
+func TestSealWideRecord(t *testing.T) {
+	const n = 40
+	sf := []reflect.StructField{
+		{Name: "ID", Type: reflect.TypeFor[string](), Tag: `phi:"id,table=wide"`},
+		{Name: "Tenant", Type: reflect.TypeFor[string](), Tag: `phi:"scope"`},
+	}
+	for i := range n {
+		sf = append(sf, reflect.StructField{Name: fmt.Sprintf("F%d", i), Type: reflect.TypeFor[fields.String](), Tag: `phi:"encrypt"`})
+	}
+	typ := reflect.StructOf(sf)
+	newRecord := func() reflect.Value {
+		r := reflect.New(typ)
+		r.Elem().Field(0).SetString("w1")
+		r.Elem().Field(1).SetString("tenant:a")
+		return r
+	}
+	field := func(r reflect.Value, i int) *fields.String {
+		return r.Elem().Field(2 + i).Addr().Interface().(*fields.String)
+	}
+	ctx := context.Background()
+	c := newCodec(t, fields.Config{Binary: true})
+	r := newRecord()
+	for i := range n {
+		field(r, i).Set(strings.Repeat(string(rune('a'+i%26)), i))
+	}
+	require.NoError(t, c.Seal(ctx, r.Interface()))
+	got := newRecord()
+	for i := range n {
+		v, err := field(r, i).Value()
+		require.NoError(t, err)
+		require.NoError(t, field(got, i).Scan(v))
+	}
+	require.NoError(t, c.Open(ctx, got.Interface()))
+	for i := range n {
+		assert.Equal(t, field(r, i).Get(), field(got, i).Get(), "field %d", i)
+	}
 }
 
 func TestUnsealedRecordHasNoDriverValue(t *testing.T) {

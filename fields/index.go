@@ -338,13 +338,7 @@ type scratch struct {
 	// ct is where Seal builds a record's ciphertexts, one after the
 	// other, and each one's AAD past them, before copying them out.
 	ct []byte
-	// sealed lists the fields whose ciphertexts ct holds, in order.
-	sealed []sealedField
 }
-
-// sealedField is a field sealed into scratch.ct, whose ciphertext ends at
-// end.
-type sealedField struct{ field, end int }
 
 func (c *Codec) getScratch() *scratch { return c.scratches.Get().(*scratch) }
 
