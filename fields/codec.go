@@ -430,6 +430,7 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 	// fields).
 	var sealedAt [32]sealedField
 	sealed := sealedAt[:0]
+	var large [][]byte
 	sc.ct = sc.ct[:0]
 	for i := range p.fields {
 		f := &p.fields[i]
@@ -452,6 +453,19 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 			}
 			made[k] = true
 		}
+		if len(pt) > maxSharedPlaintext {
+			// A large value is sealed on its own and copied out at its
+			// size: appended to the others, it would make every later
+			// value copy it again as the scratch space grows.
+			out, err := sealers[k].AppendEncrypt(ctx, sc.buf[1][:0], pt, p.binding(f, scope, id))
+			if err != nil {
+				return p.fieldErr(f, err)
+			}
+			sc.buf[1] = out
+			large = append(large, bytes.Clone(out))
+			sealed = append(sealed, sealedField{field: i, end: -1})
+			continue
+		}
 		// Sealed in scratch space after the fields before it (the AAD
 		// goes past the end, where the next one overwrites it).
 		out, err := sealers[k].AppendEncrypt(ctx, sc.ct, pt, p.binding(f, scope, id))
@@ -461,17 +475,24 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 		sc.ct = out
 		sealed = append(sealed, sealedField{field: i, end: len(out)})
 	}
-	if len(sealed) > 0 {
-		// The ciphertexts, copied out in one allocation of their size:
-		// each field holds its own part of it, a full slice that
-		// nothing can append into a neighbour through. Fields change
-		// only once every one of them is sealed.
-		all := bytes.Clone(sc.ct)
-		start := 0
-		for _, s := range sealed {
-			p.fields[s.field].field(base).sealWith(all[start:s.end:s.end])
-			start = s.end
+	// The ciphertexts of the small values, copied out in one allocation
+	// of their size: each field holds its own part of it, a full slice
+	// that nothing can append into a neighbour through. Fields change
+	// only once every one of them is sealed.
+	var all []byte
+	if len(sc.ct) > 0 {
+		all = bytes.Clone(sc.ct)
+	}
+	start := 0
+	for _, s := range sealed {
+		vf := p.fields[s.field].field(base)
+		if s.end < 0 {
+			vf.sealWith(large[0])
+			large = large[1:]
+			continue
 		}
+		vf.sealWith(all[start:s.end:s.end])
+		start = s.end
 	}
 	for i := range p.indexes {
 		if err := c.computeIndex(ctx, p, &p.indexes[i], rv, scope, sc); err != nil {
@@ -482,8 +503,13 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 }
 
 // sealedField is the field of index field in a plan, sealed into
-// scratch.ct, where its ciphertext ends at end.
+// scratch.ct, where its ciphertext ends at end; or, when end is -1, sealed
+// on its own (the next of Seal's large values).
 type sealedField struct{ field, end int }
+
+// maxSharedPlaintext is the size of the largest value whose ciphertext
+// Seal copies out together with the record's other values.
+const maxSharedPlaintext = 1 << 10
 
 // countFrom counts the fields from the i-th on that are deterministic or
 // not, as det says.

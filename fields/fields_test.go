@@ -158,8 +158,9 @@ func TestSealIsAllOrNothing(t *testing.T) {
 }
 
 // TestSealWideRecord: a record of more fields than Seal keeps track of on
-// the stack (40) seals and opens, each field in its own part of the
-// shared allocation.
+// the stack (40), with small values, which share one allocation, and large
+// ones (over 1 KiB), which Seal copies out on their own, seals and opens
+// in binary and in text, each field with its own value.
 func TestSealWideRecord(t *testing.T) {
 	const n = 40
 	sf := []reflect.StructField{
@@ -179,22 +180,31 @@ func TestSealWideRecord(t *testing.T) {
 	field := func(r reflect.Value, i int) *fields.String {
 		return r.Elem().Field(2 + i).Addr().Interface().(*fields.String)
 	}
+	value := func(i int) string {
+		size := i
+		if i%7 == 3 {
+			size = 1000 + 700*i // from 1,100 bytes up: sealed on their own
+		}
+		return strings.Repeat(string(rune('a'+i%26)), size)
+	}
 	ctx := context.Background()
-	c := newCodec(t, fields.Config{Binary: true})
-	r := newRecord()
-	for i := range n {
-		field(r, i).Set(strings.Repeat(string(rune('a'+i%26)), i))
-	}
-	require.NoError(t, c.Seal(ctx, r.Interface()))
-	got := newRecord()
-	for i := range n {
-		v, err := field(r, i).Value()
-		require.NoError(t, err)
-		require.NoError(t, field(got, i).Scan(v))
-	}
-	require.NoError(t, c.Open(ctx, got.Interface()))
-	for i := range n {
-		assert.Equal(t, field(r, i).Get(), field(got, i).Get(), "field %d", i)
+	for _, binary := range []bool{true, false} {
+		c := newCodec(t, fields.Config{Binary: binary})
+		r := newRecord()
+		for i := range n {
+			field(r, i).Set(value(i))
+		}
+		require.NoError(t, c.Seal(ctx, r.Interface()))
+		got := newRecord()
+		for i := range n {
+			v, err := field(r, i).Value()
+			require.NoError(t, err)
+			require.NoError(t, field(got, i).Scan(v))
+		}
+		require.NoError(t, c.Open(ctx, got.Interface()))
+		for i := range n {
+			assert.Equal(t, value(i), field(got, i).Get(), "binary %v, field %d", binary, i)
+		}
 	}
 }
 
