@@ -453,27 +453,28 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 			}
 			made[k] = true
 		}
-		if len(pt) > maxSharedPlaintext {
-			// A large value is sealed on its own and copied out at its
-			// size: appended to the others, it would make every later
-			// value copy it again as the scratch space grows.
-			out, err := sealers[k].AppendEncrypt(ctx, sc.buf[1][:0], pt, p.binding(f, scope, id))
-			if err != nil {
-				return p.fieldErr(f, err)
-			}
-			sc.buf[1] = out
-			large = append(large, bytes.Clone(out))
-			sealed = append(sealed, sealedField{field: i, end: -1})
-			continue
+		// A small value is sealed into scratch space after those before
+		// it (the AAD goes past the end, where the next one overwrites
+		// it). A large one is sealed on its own and copied out at its
+		// size: appended to the others, it would make every later value
+		// copy it again as the scratch space grows.
+		small := len(pt) <= maxSharedPlaintext
+		dst := sc.ct
+		if !small {
+			dst = sc.buf[1][:0]
 		}
-		// Sealed in scratch space after the fields before it (the AAD
-		// goes past the end, where the next one overwrites it).
-		out, err := sealers[k].AppendEncrypt(ctx, sc.ct, pt, p.binding(f, scope, id))
+		out, err := sealers[k].AppendEncrypt(ctx, dst, pt, p.binding(f, scope, id))
 		if err != nil {
 			return p.fieldErr(f, err)
 		}
-		sc.ct = out
-		sealed = append(sealed, sealedField{field: i, end: len(out)})
+		if small {
+			sc.ct = out
+			sealed = append(sealed, sealedField{field: i, end: len(out)})
+		} else {
+			sc.buf[1] = out
+			large = append(large, bytes.Clone(out))
+			sealed = append(sealed, sealedField{field: i, end: -1})
+		}
 	}
 	// The ciphertexts of the small values, copied out in one allocation
 	// of their size: each field holds its own part of it, a full slice
