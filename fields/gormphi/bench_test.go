@@ -132,7 +132,9 @@ func BenchmarkPostgres(b *testing.B) {
 			rows(b)
 		})
 	}
-	for _, s := range selects[:3] {
+	// The plain reads, each once: the last entry compares binary values
+	// with the same plain read as -pointers.
+	for _, s := range selects[:len(selects)-1] {
 		b.Run("gorm/select"+s.name+"/plain", func(b *testing.B) {
 			for range b.N {
 				s.plain(b)
