@@ -86,6 +86,13 @@ func BenchmarkPostgres(b *testing.B) {
 	require.NoError(b, sqlInsertPlain(ctx, sqlStore.db, plain))
 	require.NoError(b, pgxStore.Insert(ctx, enc))
 	require.NoError(b, pgxInsertPlain(ctx, pgxStore.pool, plain))
+	raw := newRawGCM()
+	_, err = sqlStore.db.ExecContext(ctx, rawSchema)
+	require.NoError(b, err)
+	_, err = pgxStore.pool.Exec(ctx, rawSchema)
+	require.NoError(b, err)
+	require.NoError(b, sqlInsertRaw(ctx, sqlStore.db, raw, plain))
+	require.NoError(b, pgxInsertRaw(ctx, pgxStore.pool, raw, plain))
 
 	truncate := func(b *testing.B, s Store, table string) {
 		b.StopTimer()
@@ -121,7 +128,7 @@ func BenchmarkPostgres(b *testing.B) {
 		}
 	}
 	runSelects(b, "sql", []read{
-		{"encrypted", "plain", func() (int, error) {
+		{"encrypted", "plain raw-gcm", func() (int, error) {
 			ps, err := sqlSelect(ctx, sqlStore, columns)
 			return len(ps), err
 		}},
@@ -140,6 +147,8 @@ func BenchmarkPostgres(b *testing.B) {
 		}},
 		{"pipelined", "plain", sqlPipelined(columns)},
 		{"pipelined-9", "plain", sqlPipelined(plainColumns)},
+		// The floor: the same rows, encrypted by hand (rawgcm_bench_test.go).
+		{"raw-gcm", "plain", func() (int, error) { return sqlSelectRaw(ctx, sqlStore.db, raw) }},
 		{"plain", "", func() (int, error) {
 			ps, err := sqlSelectPlain(ctx, sqlStore.db)
 			return len(ps), err
@@ -188,7 +197,7 @@ func BenchmarkPostgres(b *testing.B) {
 		}
 	}
 	runSelects(b, "pgx", []read{
-		{"encrypted", "plain", func() (int, error) {
+		{"encrypted", "plain raw-gcm", func() (int, error) {
 			r, err := pgxStore.pool.Query(ctx, "SELECT "+columns+" FROM patients")
 			if err != nil {
 				return 0, err
@@ -202,8 +211,9 @@ func BenchmarkPostgres(b *testing.B) {
 			}
 			return len(ps), pgxStore.codec.Open(ctx, ps)
 		}},
-		{"pipelined", "plain", pgxPipelined(columns)},
+		{"pipelined", "plain raw-gcm", pgxPipelined(columns)},
 		{"pipelined-9", "plain", pgxPipelined(plainColumns)},
+		{"raw-gcm", "plain", func() (int, error) { return pgxSelectRaw(ctx, pgxStore.pool, raw) }},
 		{"wire-encrypted", "wire-plain", wire("patients", columns)},
 		{"wire-plain", "", wire("plain_patients", plainColumns)},
 		{"plain", "", func() (int, error) {
@@ -221,14 +231,15 @@ func BenchmarkPostgres(b *testing.B) {
 }
 
 // read is one way of reading the benchRows patients: f returns how many
-// it read; base names the read it is compared with, if any.
+// it read; bases names the reads it is compared with, if any, separated by
+// spaces.
 type read struct {
-	name, base string
-	f          func() (int, error)
+	name, bases string
+	f           func() (int, error)
 }
 
 // runSelects benchmarks each of reads on its own, as
-// driver/select/NAME in rows/s, then each that has a base against that
+// driver/select/NAME in rows/s, then each that has bases against each
 // base, as driver/vs-BASE/NAME (see benchcmp.Versus).
 func runSelects(b *testing.B, driver string, reads []read) {
 	byName := map[string]read{}
@@ -242,8 +253,9 @@ func runSelects(b *testing.B, driver string, reads []read) {
 		})
 	}
 	for _, r := range reads {
-		if base, ok := byName[r.base]; ok {
-			b.Run(driver+"/vs-"+r.base+"/"+r.name, func(b *testing.B) {
+		for _, name := range strings.Fields(r.bases) {
+			base := byName[name]
+			b.Run(driver+"/vs-"+name+"/"+r.name, func(b *testing.B) {
 				benchcmp.Versus(b, func() { readAll(b, r.f) }, func() { readAll(b, base.f) })
 			})
 		}
