@@ -40,11 +40,13 @@ func rawBytes(t *testing.T, r *rawKey) []byte {
 	return r.b
 }
 
-func wrappedOf(t *testing.T, ct []byte) []byte {
+// cachedOpening returns the unwrapped data key that s caches for ct's
+// header and scope.
+func cachedOpening(t *testing.T, s *SelfContained, ct []byte, scope string) (*openingKey, bool) {
 	t.Helper()
 	h, err := format.Parse(ct)
 	require.NoError(t, err)
-	return h.Wrapped
+	return s.opening.Lookup(string(appendOpeningCacheKey(nil, &h, scope)))
 }
 
 // TestEvictedDataKeysAreZeroed checks that the data key bytes that the
@@ -63,7 +65,7 @@ func TestEvictedDataKeysAreZeroed(t *testing.T) {
 		require.NoError(t, err)
 		_, err = s.Decrypt(ctx, ctA, a)
 		require.NoError(t, err)
-		k, ok := s.opening.Lookup(string(wrappedOf(t, ctA)))
+		k, ok := cachedOpening(t, s, ctA, a.Scope)
 		require.True(t, ok)
 		raw := rawBytes(t, k.dek)
 		_, err = s.Decrypt(ctx, ctB, b) // evicts a's key
@@ -82,7 +84,7 @@ func TestEvictedDataKeysAreZeroed(t *testing.T) {
 		require.NoError(t, err)
 		_, err = s.Decrypt(ctx, ct, a)
 		require.NoError(t, err)
-		k, ok := s.opening.Lookup(string(wrappedOf(t, ct)))
+		k, ok := cachedOpening(t, s, ct, a.Scope)
 		require.True(t, ok)
 		raw := rawBytes(t, k.dek)
 		assert.Eventually(t, func() bool {
@@ -152,7 +154,7 @@ func TestStreamAfterKeyZeroed(t *testing.T) {
 
 	h, err := format.ParseHeader(ct)
 	require.NoError(t, err)
-	okey, ok := s.opening.Lookup(string(h.Wrapped))
+	okey, ok := s.opening.Lookup(string(appendOpeningCacheKey(nil, &h, b.Scope)))
 	require.True(t, ok)
 	okey.dek.wipe()
 	before := kek.Unwraps()

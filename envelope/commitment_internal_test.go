@@ -109,7 +109,9 @@ func newCommitmentFixture(t *testing.T) *commitmentFixture {
 		require.NoError(t, err)
 	}
 	install := func(k knownKey) *countingAEAD {
-		ok, hit := s.opening.Lookup(string(k.wrapped))
+		h, err := format.ParseHeader(k.header(t, f.keyID, k.commitment))
+		require.NoError(t, err)
+		ok, hit := s.opening.Lookup(string(appendOpeningCacheKey(nil, &h, f.b.Scope)))
 		require.True(t, hit, "the unwrapped key is cached")
 		c := &countingAEAD{AEAD: ok.aead}
 		ok.aead = c

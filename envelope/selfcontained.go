@@ -200,13 +200,11 @@ type sealingKey struct {
 	commitment []byte
 }
 
-// openingKey is an unwrapped data key, with what it was unwrapped for.
+// openingKey is an unwrapped data key. The cache holds it under what it
+// was unwrapped for (appendOpeningCacheKey).
 type openingKey struct {
 	aead       cipher.AEAD
 	commitment []byte
-	kekID      string
-	scope      string
-	suite      format.Suite
 	dek        *rawKey // derives the keys of streams
 }
 
@@ -412,7 +410,7 @@ func (s *SelfContained) AppendDecrypt(ctx context.Context, dst, ciphertext []byt
 		return dst, err
 	}
 	if fresh {
-		defer s.doneOpening(&o.h, k)
+		defer s.doneOpening(&o.h, b.Scope, k)
 	}
 	out, err := o.open(k.aead, &b, extra, bindingSize)
 	if err != nil {
@@ -426,26 +424,44 @@ func (s *SelfContained) AppendDecrypt(ctx context.Context, dst, ciphertext []byt
 // come from the cache's fast path: the caller passes it to doneOpening
 // when done.
 func (s *SelfContained) openingKey(ctx context.Context, h *format.Header, scope string) (k *openingKey, fresh bool, err error) {
-	k, ok := s.opening.LookupBytes(h.Wrapped)
-	if !ok || !k.matches(h, scope) {
-		if k, err = s.unwrap(ctx, h, scope); err != nil {
+	var buf [512]byte
+	ck := appendOpeningCacheKey(buf[:0], h, scope)
+	k, ok := s.opening.LookupBytes(ck)
+	if !ok {
+		load := func(ctx context.Context) (*openingKey, error) { return s.load(ctx, h, scope) }
+		if k, err = s.opening.Get(ctx, string(ck), load); err != nil {
 			return nil, false, err
 		}
 		fresh = true
 	}
 	if !k.commits(h) {
 		if fresh {
-			s.doneOpening(h, k)
+			s.doneOpening(h, scope, k)
 		}
 		return nil, false, ErrDecrypt
 	}
 	return k, fresh, nil
 }
 
-// doneOpening zeroes the data key of k unless the cache keeps it (the
-// cache zeroes it on eviction).
-func (s *SelfContained) doneOpening(h *format.Header, k *openingKey) {
-	if !s.opening.Holds(string(h.Wrapped), k) {
+// appendOpeningCacheKey appends the key of h's data key for scope in the
+// cache of unwrapped keys: everything the unwrap depends on (the KEK id,
+// the suite and scope of the wrap's AAD, the wrapped bytes), so that
+// callers who share a load, or find its result, would all have made the
+// same KEK call. Keyed by the wrapped bytes alone, a forged copy naming
+// another scope or KEK would share its failure with the genuine value's
+// concurrent readers.
+func appendOpeningCacheKey(dst []byte, h *format.Header, scope string) []byte {
+	dst = format.AppendString(dst, string(h.KEKID))
+	dst = append(dst, byte(h.Suite))
+	dst = format.AppendString(dst, scope)
+	return append(dst, h.Wrapped...)
+}
+
+// doneOpening zeroes the data key of k, opened for h and scope, unless the
+// cache keeps it (the cache zeroes it on eviction).
+func (s *SelfContained) doneOpening(h *format.Header, scope string, k *openingKey) {
+	var buf [512]byte
+	if !s.opening.Holds(string(appendOpeningCacheKey(buf[:0], h, scope)), k) {
 		k.dek.wipe()
 	}
 }
@@ -455,23 +471,6 @@ func (s *SelfContained) doneOpening(h *format.Header, k *openingKey) {
 // makes a ciphertext open under one data key only.
 func (k *openingKey) commits(h *format.Header) bool {
 	return subtle.ConstantTimeCompare(k.commitment, h.Commitment) == 1
-}
-
-func (k *openingKey) matches(h *format.Header, scope string) bool {
-	return k.suite == h.Suite && k.scope == scope && k.kekID == string(h.KEKID)
-}
-
-// unwrap unwraps the data key of h for scope through the cache, which is
-// keyed by the wrapped bytes. Should the cache hold a key under the same
-// wrapped bytes for another KEK id, scope or suite, that entry is bypassed,
-// not used.
-func (s *SelfContained) unwrap(ctx context.Context, h *format.Header, scope string) (*openingKey, error) {
-	load := func(ctx context.Context) (*openingKey, error) { return s.load(ctx, h, scope) }
-	k, err := s.opening.Get(ctx, string(h.Wrapped), load)
-	if err == nil && !k.matches(h, scope) {
-		return load(ctx)
-	}
-	return k, err
 }
 
 // load unwraps the data key of h for scope with the KEK. An unwrap that
@@ -507,7 +506,7 @@ func (s *SelfContained) load(ctx context.Context, h *format.Header, scope string
 	if err != nil {
 		return nil, err
 	}
-	return &openingKey{aead: a, commitment: commitment, kekID: wk.KeyID, scope: scope, suite: h.Suite, dek: newRawKey(dek)}, nil
+	return &openingKey{aead: a, commitment: commitment, dek: newRawKey(dek)}, nil
 }
 
 // failedKey is the key of h's unwrap for scope in the cache of failed

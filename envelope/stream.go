@@ -241,7 +241,7 @@ func (s *SelfContained) openingStreamKey(ctx context.Context, h *format.Header, 
 	}
 	a, ok, err := k.dek.deriveStream(Suite(h.Suite), h.Salt)
 	if fresh {
-		s.doneOpening(h, k)
+		s.doneOpening(h, scope, k)
 	}
 	if ok || err != nil {
 		return a, err
