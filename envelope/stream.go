@@ -172,6 +172,9 @@ func (s *SelfContained) DecryptStream(ctx context.Context, src io.Reader, b Bind
 		return nil, err
 	}
 	h, hdr, err := format.ReadHeader(src)
+	if errors.Is(err, format.ErrArmored) {
+		return nil, errWrongForm()
+	}
 	if err != nil {
 		var fe *FormatError
 		if errors.As(err, &fe) || errors.Is(err, ErrNotEncrypted) {

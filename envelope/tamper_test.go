@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/fips140"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"strings"
@@ -85,6 +86,47 @@ func TestTamperMatrix(t *testing.T) {
 				assert.Positive(t, kinds["decrypt"])
 				t.Logf("failure kinds: %v", kinds)
 			})
+		}
+	}
+}
+
+// TestArmoredIsNeverPlaintext gives the decrypters values that begin with
+// the armor prefix but are not armored ciphertexts, and an armored value
+// to DecryptStream: each is malformed (a *FormatError), never
+// ErrNotEncrypted, which callers may take as a legacy plaintext to let
+// through.
+func TestArmoredIsNeverPlaintext(t *testing.T) {
+	ctx := context.Background()
+	kek, _ := newLocalKEK(t)
+	s, err := envelope.NewSelfContained(envelope.SelfContainedConfig{KEK: kek, Encoding: envelope.Text})
+	require.NoError(t, err)
+	c, err := envelope.NewCompact(envelope.CompactConfig{Keyring: newTestKeyring("armor", envelope.AES256GCM)})
+	require.NoError(t, err)
+	for _, in := range []string{
+		envelope.ArmorPrefix,
+		envelope.ArmorPrefix + base64.RawURLEncoding.EncodeToString([]byte("999-12-3456")),
+	} {
+		var fe *envelope.FormatError
+		_, err := s.Decrypt(ctx, []byte(in), patientBinding)
+		assert.ErrorAs(t, err, &fe, "SelfContained.Decrypt(%q)", in)
+		assert.NotErrorIs(t, err, envelope.ErrNotEncrypted)
+		_, err = c.Decrypt(ctx, []byte(in), patientBinding)
+		assert.ErrorAs(t, err, &fe, "Compact.Decrypt(%q)", in)
+		assert.NotErrorIs(t, err, envelope.ErrNotEncrypted)
+		_, err = envelope.Inspect([]byte(in))
+		assert.ErrorAs(t, err, &fe, "Inspect(%q)", in)
+		assert.NotErrorIs(t, err, envelope.ErrNotEncrypted)
+	}
+
+	v, err := s.Encrypt(ctx, []byte("999-12-3456"), patientBinding)
+	require.NoError(t, err)
+	require.True(t, strings.HasPrefix(string(v), envelope.ArmorPrefix))
+	for _, in := range [][]byte{v, v[:len(envelope.ArmorPrefix)], v[:5]} {
+		_, err = s.DecryptStream(ctx, bytes.NewReader(in), patientBinding)
+		if len(in) >= len(envelope.ArmorPrefix) {
+			assert.ErrorIs(t, err, envelope.ErrWrongForm, "an armored value is not a stream")
+		} else {
+			assert.ErrorIs(t, err, envelope.ErrNotEncrypted, "a prefix of the prefix is just bytes")
 		}
 	}
 }

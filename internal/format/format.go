@@ -201,8 +201,9 @@ func ParseHeader(b []byte) (Header, error) {
 // past the header, so r is left at the body. It returns the header and its
 // bytes, to which the header's slices point. An input that ends before the
 // header does is an *Error, except an empty one, which is plaintext
-// (ErrNotEncrypted) like the empty value; any other read error is returned
-// as it is.
+// (ErrNotEncrypted) like the empty value; so is an armored value (streams
+// are binary only), whose *Error wraps ErrArmored. Any other read error is
+// returned as it is.
 func ReadHeader(r io.Reader) (Header, []byte, error) {
 	buf := make([]byte, 0, 128)
 	for {
@@ -211,6 +212,9 @@ func ReadHeader(r io.Reader) (Header, []byte, error) {
 			return h, buf, nil
 		}
 		if need == 0 {
+			if errors.Is(err, ErrNotEncrypted) && armoredAhead(r, buf) {
+				err = &Error{Field: "armor", Offset: 0, Reason: "an armored value, and streams are binary only", Err: ErrArmored}
+			}
 			return h, nil, err
 		}
 		if cap(buf) < need {
@@ -229,6 +233,25 @@ func ReadHeader(r io.Reader) (Header, []byte, error) {
 			return Header{}, nil, rerr
 		}
 	}
+}
+
+// ErrArmored classifies the *Error of ReadHeader given an armored value.
+var ErrArmored = errors.New("format: armored value where a stream was expected")
+
+// armoredAhead reports whether read, which lacks the magic byte, and the
+// bytes r holds next begin with the armor prefix. It reads up to the
+// prefix's length from r: the caller fails anyway.
+func armoredAhead(r io.Reader, read []byte) bool {
+	prefix := []byte(ArmorPrefix)
+	if len(read) >= len(prefix) {
+		return bytes.HasPrefix(read, prefix)
+	}
+	if !bytes.HasPrefix(prefix, read) {
+		return false
+	}
+	rest := make([]byte, len(prefix)-len(read))
+	_, err := io.ReadFull(r, rest)
+	return err == nil && bytes.Equal(rest, prefix[len(read):])
 }
 
 // parseHeader parses the header at the start of b. When b is too short but
@@ -444,6 +467,11 @@ func Dearmor(dst, s []byte) ([]byte, error) {
 	n, err := b64.Decode(dst, body)
 	if err != nil {
 		return nil, errAt("armor", -1, "not canonical unpadded base64url")
+	}
+	// Past the prefix, the value is a ciphertext or malformed: never
+	// plaintext (ErrNotEncrypted), which callers may let through.
+	if n == 0 || dst[0] != Magic {
+		return nil, errAt("magic", 0, "the armored bytes are not a ciphertext")
 	}
 	return dst[:n], nil
 }
