@@ -1,9 +1,6 @@
 package migrate
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -12,6 +9,7 @@ import (
 	"unicode"
 
 	"github.com/phicrypt/phicrypt/fields"
+	"github.com/phicrypt/phicrypt/internal/strictjson"
 )
 
 // SpecOption adjusts the Spec that SpecFor builds, for what the struct
@@ -182,13 +180,8 @@ func ReadSpec(r io.Reader) (Spec, error) {
 	if len(data) > maxSpecSize {
 		return s, fmt.Errorf("%w: larger than %d bytes", ErrSpec, maxSpecSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
+	if err := strictjson.Decode(data, &s); err != nil {
 		return Spec{}, fmt.Errorf("%w: %v", ErrSpec, err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Spec{}, fmt.Errorf("%w: data after the spec", ErrSpec)
 	}
 	if err := s.Validate(); err != nil {
 		return Spec{}, err

@@ -132,6 +132,8 @@ func TestReadSpecRefuses(t *testing.T) {
 		"syntax":         `{"Table": "patients",`,
 		"unknown field":  strings.Replace(string(good), `"Table"`, `"Tabel":"x","Table"`, 1),
 		"second value":   string(good) + ` {}`,
+		"trailing brace": string(good) + `}`,
+		"duplicate":      strings.Replace(string(good), `"Table"`, `"table":"other","Table"`, 1),
 		"no columns":     `{"Table":"patients","ID":"id","Scope":"s"}`,
 		"bad identifier": strings.Replace(string(good), `"patients"`, `"patients; DROP TABLE x"`, 1),
 		"bits":           strings.Replace(string(good), `"Bits":8`, `"Bits":65`, 1),

@@ -141,7 +141,9 @@ func TestParseProfile(t *testing.T) {
 	_, err = fhir.ParseProfile([]byte(`{"resources": {"Patient": ["name[x"]}}`))
 	assert.ErrorIs(t, err, fhir.ErrInvalidPath)
 	_, err = fhir.ParseProfile([]byte(`{"resources": {}} {}`))
-	assert.ErrorContains(t, err, "after the JSON object")
+	assert.ErrorContains(t, err, "after the JSON value")
+	_, err = fhir.ParseProfile([]byte(`{"resources": {"Patient": ["birthDate"], "patient": []}}`))
+	assert.ErrorContains(t, err, "duplicate member", "a second Patient list would silently replace the first")
 
 	m := fhir.Merge("m", fhir.USCorePatient(), &fhir.Profile{Resources: map[string][]string{"Patient": {"birthDate", "gender"}}})
 	assert.Equal(t, 1, countOf(m.Resources["Patient"], "birthDate"), "no duplicates")

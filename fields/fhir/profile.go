@@ -1,12 +1,12 @@
 package fhir
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
 	"sort"
+
+	"github.com/phicrypt/phicrypt/internal/strictjson"
 )
 
 // AnyResource is the key of Profile.Resources whose paths apply to every
@@ -45,14 +45,9 @@ type Profile struct {
 // ParseProfile reads a profile from JSON and checks its paths. Unknown
 // fields are refused, so a misspelt key is not silently ignored.
 func ParseProfile(data []byte) (*Profile, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var p Profile
-	if err := dec.Decode(&p); err != nil {
+	if err := strictjson.Decode(data, &p); err != nil {
 		return nil, fmt.Errorf("fhir: profile: %w", err)
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("fhir: profile: data after the JSON object")
 	}
 	if _, err := p.compile(); err != nil {
 		return nil, err

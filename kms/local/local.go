@@ -49,7 +49,6 @@
 package local
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -71,7 +70,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"github.com/phicrypt/phicrypt/internal/jsonerr"
+	"github.com/phicrypt/phicrypt/internal/strictjson"
 	"github.com/phicrypt/phicrypt/kms"
 )
 
@@ -403,14 +402,9 @@ func parse(data []byte) (*file, error) {
 	if len(data) > maxFileSize {
 		return nil, fmt.Errorf("%w: larger than %d bytes", ErrInvalidKeyFile, maxFileSize)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var f file
-	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, jsonerr.Describe(err))
-	}
-	if dec.More() {
-		return nil, fmt.Errorf("%w: trailing data", ErrInvalidKeyFile)
+	if err := strictjson.Decode(data, &f); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidKeyFile, err)
 	}
 	if f.Format != FormatName {
 		return nil, fmt.Errorf("%w: format is not %q", ErrInvalidKeyFile, FormatName)
@@ -497,8 +491,8 @@ func (f *file) unseal(passphrase []byte) ([]keyVersion, error) {
 	}
 	defer clear(plain)
 	var keys []keyVersion
-	if err := json.Unmarshal(plain, &keys); err != nil {
-		return nil, fmt.Errorf("%w: sealed keys: %v", ErrInvalidKeyFile, jsonerr.Describe(err))
+	if err := strictjson.Decode(plain, &keys); err != nil {
+		return nil, fmt.Errorf("%w: sealed keys: %v", ErrInvalidKeyFile, err)
 	}
 	if err := checkKeys(keys); err != nil {
 		clearKeys(keys)

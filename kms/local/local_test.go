@@ -1,6 +1,7 @@
 package local_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/fips140"
 	"encoding/base64"
@@ -207,17 +208,24 @@ func TestInvalidKeyFiles(t *testing.T) {
 	}
 	keys := func(m map[string]any) []any { return m["keys"].([]any) }
 	cases := map[string][]byte{
-		"empty":         {},
-		"not json":      []byte("hello"),
-		"trailing":      append(append([]byte{}, good...), []byte(`{}`)...),
-		"wrong format":  mutate(func(m map[string]any) { m["format"] = "other/v9" }),
-		"bad key id":    mutate(func(m map[string]any) { m["key_id"] = "no scheme" }),
-		"unknown field": mutate(func(m map[string]any) { m["extra"] = 1 }),
-		"no keys":       mutate(func(m map[string]any) { delete(m, "keys") }),
-		"version zero":  mutate(func(m map[string]any) { keys(m)[0].(map[string]any)["version"] = 0 }),
-		"short secret":  mutate(func(m map[string]any) { keys(m)[0].(map[string]any)["secret"] = "AAAA" }),
-		"duplicate":     mutate(func(m map[string]any) { m["keys"] = append(keys(m), keys(m)[0]) }),
-		"keys and kdf":  mutate(func(m map[string]any) { m["kdf"] = map[string]any{"algorithm": "argon2id"} }),
+		"empty":    {},
+		"not json": []byte("hello"),
+		"trailing": append(append([]byte{}, good...), []byte(`{}`)...),
+		// A closing brace or bracket after the file, and what follows it,
+		// once passed the check for trailing data.
+		"trailing brace":   append(append([]byte{}, good...), []byte(`}garbage`)...),
+		"trailing bracket": append(append([]byte{}, good...), []byte(`]`)...),
+		// encoding/json keeps the last of two members, and matches names
+		// ignoring case: the first list of key versions would be dropped.
+		"duplicate member": bytes.Replace(good, []byte(`"keys"`), []byte(`"KEYS":[],"keys"`), 1),
+		"wrong format":     mutate(func(m map[string]any) { m["format"] = "other/v9" }),
+		"bad key id":       mutate(func(m map[string]any) { m["key_id"] = "no scheme" }),
+		"unknown field":    mutate(func(m map[string]any) { m["extra"] = 1 }),
+		"no keys":          mutate(func(m map[string]any) { delete(m, "keys") }),
+		"version zero":     mutate(func(m map[string]any) { keys(m)[0].(map[string]any)["version"] = 0 }),
+		"short secret":     mutate(func(m map[string]any) { keys(m)[0].(map[string]any)["secret"] = "AAAA" }),
+		"duplicate":        mutate(func(m map[string]any) { m["keys"] = append(keys(m), keys(m)[0]) }),
+		"keys and kdf":     mutate(func(m map[string]any) { m["kdf"] = map[string]any{"algorithm": "argon2id"} }),
 		"huge argon": mutate(func(m map[string]any) {
 			delete(m, "keys")
 			m["sealed"] = "AAAA"
