@@ -667,3 +667,28 @@ func TestScopeBoundWithSharedKey(t *testing.T) {
 	_, err = c.Decrypt(ctx, ct, other)
 	assert.ErrorIs(t, err, envelope.ErrDecrypt)
 }
+
+// TestAppendEncryptGrowsGeometrically appends a thousand values to one
+// buffer that never has room to spare: the buffer must grow as append
+// grows, a few dozen times, not once per value (which copies everything
+// appended so far each time: quadratic in the output, as a JSON document
+// of many encrypted values is).
+func TestAppendEncryptGrowsGeometrically(t *testing.T) {
+	ctx := context.Background()
+	c, err := envelope.NewCompact(envelope.CompactConfig{Keyring: newTestKeyring("grow", envelope.AES256GCM), Encoding: envelope.Text})
+	require.NoError(t, err)
+	var out []byte
+	grown := 0
+	for range 1000 {
+		before := cap(out)
+		out, err = c.AppendEncrypt(ctx, out, field64, patientBinding)
+		require.NoError(t, err)
+		if cap(out) != before {
+			grown++
+		}
+	}
+	assert.Less(t, grown, 64, "the buffer grew %d times for 1000 values", grown)
+	pt, err := c.Decrypt(ctx, out[len(out)-len(out)/1000:], patientBinding)
+	require.NoError(t, err)
+	assert.Equal(t, field64, pt)
+}

@@ -2,6 +2,7 @@ package envelope
 
 import (
 	"crypto/cipher"
+	"slices"
 
 	"github.com/phicrypt/phicrypt/internal/alias"
 	"github.com/phicrypt/phicrypt/internal/format"
@@ -28,9 +29,7 @@ func appendSeal(dst []byte, a cipher.AEAD, enc Encoding, hdr, plaintext []byte, 
 	need := aadAt + len(hdr) + bindingSize
 	base := len(dst)
 	if cap(dst)-base < need || alias.AnyOverlap(dst[base:cap(dst)], plaintext) {
-		grown := make([]byte, base, base+need)
-		copy(grown, dst)
-		dst = grown
+		dst = regrow(dst, need)
 	}
 	buf := dst[base : base+need]
 	aad := b.appendAAD(append(buf[aadAt:aadAt], hdr...), extra)
@@ -45,11 +44,16 @@ func appendSeal(dst []byte, a cipher.AEAD, enc Encoding, hdr, plaintext []byte, 
 // array if dst lacks the room or its spare capacity overlaps in.
 func grow(dst []byte, need int, in []byte) []byte {
 	if cap(dst)-len(dst) < need || alias.AnyOverlap(dst[len(dst):cap(dst)], in) {
-		grown := make([]byte, len(dst), len(dst)+need)
-		copy(grown, dst)
-		return grown
+		return regrow(dst, need)
 	}
 	return dst
+}
+
+// regrow returns dst's bytes in a new array with room for need more, grown
+// as append grows: a caller appending value after value to one buffer
+// copies it O(log n) times, not once per value.
+func regrow(dst []byte, need int) []byte {
+	return slices.Grow(dst[:len(dst):len(dst)], need)
 }
 
 // opening is a ciphertext whose header has been parsed, and the buffer its
