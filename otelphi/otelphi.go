@@ -76,6 +76,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -354,8 +355,28 @@ func (a *auditor) Audit(ctx context.Context, e keys.Event) error {
 	return a.next.Audit(ctx, e)
 }
 
+// kekID returns the KEK id of an audit event as an attribute may carry it.
+// A key wrapped under a parent key names it by version and scope
+// (keys.ParentWrapPrefix): the scope goes as AuditScope maps it, or not at
+// all, as the event's own scope does.
+func (t *Telemetry) kekID(id string) string {
+	rest, ok := strings.CutPrefix(id, keys.ParentWrapPrefix)
+	if !ok {
+		return id
+	}
+	version, parent, _ := strings.Cut(rest, ":")
+	out := keys.ParentWrapPrefix + version
+	if t.cfg.AuditScope != nil && parent != "" {
+		if s := t.cfg.AuditScope(parent); s != "" {
+			out += ":" + s
+		}
+	}
+	return out
+}
+
 // auditAttrs returns the attributes of e's span event: never the scope
-// unless AuditScope maps it, never the principal unless AuditPrincipal.
+// unless AuditScope maps it (the parent scope in a KEK id included), never
+// the principal unless AuditPrincipal.
 func (t *Telemetry) auditAttrs(e keys.Event) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{AttrKeyOp.String(string(e.Op)), AttrKeyOutcome.String(string(e.Outcome))}
 	if t.cfg.AuditScope != nil {
@@ -375,7 +396,7 @@ func (t *Telemetry) auditAttrs(e keys.Event) []attribute.KeyValue {
 	for _, kv := range []struct {
 		k attribute.Key
 		v string
-	}{{AttrKeyName, e.Key}, {AttrKeyKEKID, e.KEKID}, {AttrKeyUse, e.Use}, {AttrKeyErrorClass, e.ErrorClass}, {AttrKeyPurpose, e.Purpose}} {
+	}{{AttrKeyName, e.Key}, {AttrKeyKEKID, t.kekID(e.KEKID)}, {AttrKeyUse, e.Use}, {AttrKeyErrorClass, e.ErrorClass}, {AttrKeyPurpose, e.Purpose}} {
 		if kv.v != "" {
 			attrs = append(attrs, kv.k.String(kv.v))
 		}

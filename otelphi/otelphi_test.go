@@ -389,3 +389,38 @@ func TestOutcome(t *testing.T) {
 		assert.Equal(t, want, otelphi.Outcome(e), "%v", err)
 	}
 }
+
+// TestParentScopeNotInKEKID creates keys under a parent key (keys.Config
+// Parent), whose audit events name the parent key, scope included, in
+// their KEK id: the attribute carries the parent key's version, and its
+// scope only as AuditScope maps it.
+func TestParentScopeNotInKEKID(t *testing.T) {
+	for name, tc := range map[string]struct {
+		auditScope func(string) string
+		want       string
+	}{
+		"no scopes":     {nil, keys.ParentWrapPrefix + "1"},
+		"scopes mapped": {func(s string) string { return "hashed-" + fmt.Sprint(len(s)) }, keys.ParentWrapPrefix + "1:hashed-15"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			tel, rec, _, app := setup(t, otelphi.Config{AuditScope: tc.auditScope})
+			kr, err := keys.New(keys.Config{KEK: newLocal(t, "local:parent"), Store: keys.NewMemoryStore(),
+				Auditor: tel.Auditor(nil), Parent: keys.TenantParent})
+			require.NoError(t, err)
+			ctx, span := app.Start(ctx, "req")
+			_, err = kr.EncryptionKey(ctx, "tenant:MRN-4471/patient/p-1")
+			require.NoError(t, err)
+			span.End()
+			var kekIDs []string
+			for _, ev := range spansNamed(rec, "req")[0].Events() {
+				assert.NotContains(t, fmt.Sprint(ev.Attributes), "MRN-4471", ev.Name)
+				if v, ok := attrOf(ev.Attributes, otelphi.AttrKeyKEKID); ok {
+					kekIDs = append(kekIDs, v.AsString())
+				}
+			}
+			assert.Contains(t, kekIDs, tc.want, "the child's key, wrapped under the parent key")
+			assert.Contains(t, kekIDs, "local:parent", "the parent's key, wrapped by the KEK")
+		})
+	}
+}
