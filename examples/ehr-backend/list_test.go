@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -96,7 +97,14 @@ func testList(t *testing.T, dialect string) {
 		status, _ := list(q[0], q[1])
 		assert.Equal(t, http.StatusBadRequest, status, q)
 	}
-	status, _ := s.call(t, "GET", "/patients?last=smi", "", nil, nil)
+	// The error says how long a prefix must be: as long as the prefix
+	// index's (it once said 2, for an index of 3).
+	status, body := s.call(t, "GET", "/patients?last=sm", user, nil, nil)
+	require.Equal(t, http.StatusBadRequest, status)
+	assert.Contains(t, body, fmt.Sprintf("at least %d characters", minLastPrefix))
+	status, _ = list(strings.Repeat("s", minLastPrefix), "")
+	assert.Equal(t, http.StatusOK, status, "a prefix of the minimum length")
+	status, _ = s.call(t, "GET", "/patients?last=smi", "", nil, nil)
 	assert.Equal(t, http.StatusUnauthorized, status)
 
 	// Another tenant sees no one.

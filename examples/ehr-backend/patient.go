@@ -51,6 +51,10 @@ type Patient struct {
 	BornMonth fields.BlindIndex `gorm:"index:idx_patients_born_month,priority:2" phi:"index,of=BirthDate,normalize=yearmonth,bits=6"`
 }
 
+// minLastPrefix is the shortest last-name prefix the front-desk search
+// takes: that of the one prefix index, LastP3.
+const minLastPrefix = 3
+
 // PatientInput is the JSON body of a create (every field but Phone and
 // Gender required) or an update (only the fields present change; null
 // clears Phone).

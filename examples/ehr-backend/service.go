@@ -449,7 +449,7 @@ type ListOutput struct {
 }
 
 // list is GET /patients?last=smi&born=1980-03..1985-06: the patients of
-// the tenant whose last name starts with last (2 characters or more,
+// the tenant whose last name starts with last (3 characters or more,
 // case and accents' composition aside) and who were born in born (YYYY,
 // YYYY-MM or YYYY-MM-DD at each end, both included), either or both.
 func (s *Service) list(r *http.Request) (int, any, error) {
@@ -480,7 +480,7 @@ func (s *Service) list(r *http.Request) (int, any, error) {
 	found, err := gormphi.Query[Patient](s.db.WithContext(ctx).Order("id"), q)
 	switch {
 	case errors.Is(err, fields.ErrPrefixTooShort):
-		return 0, nil, &ValidationError{"last", "at least 2 characters"}
+		return 0, nil, &ValidationError{"last", fmt.Sprintf("at least %d characters", minLastPrefix)}
 	case errors.Is(err, fields.ErrTooManyTerms):
 		return 0, nil, &ValidationError{"born", "range too wide: narrow it, or give whole years"}
 	case err != nil:
