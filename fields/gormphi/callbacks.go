@@ -172,7 +172,7 @@ func (p *Plugin) beforeUpdate(db *gorm.DB) {
 	}
 	var touched []int // indexes into set of encrypted assignments
 	for i, a := range set {
-		if c := m.byColumn[a.Column.Name]; c != nil {
+		if c := m.column(a.Column.Name); c != nil {
 			v, ok := c.value(a.Value)
 			if err := c.check(a.Value, stmt.SkipHooks); err != nil {
 				db.AddError(err)
@@ -216,7 +216,7 @@ func (p *Plugin) sealAssignments(db *gorm.DB, m *model, set clause.Set, touched 
 	work.Set(rec)
 	assigned := map[*column]int{}
 	for _, i := range touched {
-		c := m.byColumn[set[i].Column.Name]
+		c := m.column(set[i].Column.Name)
 		assigned[c] = i
 		f := work.FieldByIndex(c.index)
 		if set[i].Value == nil {
@@ -273,7 +273,7 @@ func (p *Plugin) sealAssignments(db *gorm.DB, m *model, set clause.Set, touched 
 		v := work.FieldByIndex(c.index)
 		found := false
 		for i := range set {
-			if set[i].Column.Name == c.db {
+			if m.column(set[i].Column.Name) == c {
 				set[i].Value, found = v.Interface(), true
 			}
 		}

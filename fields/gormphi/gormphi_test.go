@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/text/cases"
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/phicrypt/phicrypt/envelope"
 	"github.com/phicrypt/phicrypt/fields"
@@ -376,4 +377,38 @@ func TestContext(t *testing.T) {
 	// sql.ErrTxDone, and GORM keeps only the last error in the chain.
 	err := e.db.Session(&gorm.Session{SkipDefaultTransaction: true}).WithContext(ctx).Create(loadPatients(t)[0].record()).Error
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+// TestPlaintextRefusedUnderAnyColumnSpelling writes plaintext to the ssn
+// column under spellings that SQLite (and MySQL) resolve to it: another
+// letter case, quotes, a table prefix. Each is refused as the plain
+// spelling is; a sealed value under another spelling is sealed as usual.
+func TestPlaintextRefusedUnderAnyColumnSpelling(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	p := seed(t, e, 1)[0]
+	before := rawRows(t, e.db, "patients")
+	const ssn = "999-00-1234"
+	for _, col := range []string{"sSn", "SSN ", "`ssn`", "patients.ssn", "PATIENTS.Ssn", "Ssn_Index"} {
+		t.Run(col, func(t *testing.T) {
+			for name, tx := range map[string]*gorm.DB{
+				"Updates":  e.db.Model(p).Updates(map[string]any{col: ssn}),
+				"Update":   e.db.Model(p).Update(col, ssn),
+				"Column":   e.db.Model(p).UpdateColumn(col, ssn),
+				"Set":      e.db.Model(p).Clauses(clause.Set{{Column: clause.Column{Name: col}, Value: ssn}}).Updates(map[string]any{"gender": "F"}),
+				"Table":    e.db.Table("patients").Where("id = ?", p.ID).Updates(map[string]any{col: ssn}),
+				"Create":   e.db.Model(&Patient{}).Create(map[string]any{"id": "x", "tenant_id": "t", col: ssn}),
+				"CreateTo": e.db.Table("patients").Create(map[string]any{"id": "y", "tenant_id": "t", col: ssn}),
+			} {
+				assert.ErrorIs(t, tx.Error, gormphi.ErrPlaintext, name)
+			}
+		})
+	}
+	assert.Equal(t, before, rawRows(t, e.db, "patients"), "nothing changed")
+
+	require.NoError(t, e.db.Model(p).Updates(map[string]any{"sSn": fields.New(ssn)}).Error)
+	var got Patient
+	require.NoError(t, e.db.First(&got, "id = ?", p.ID).Error)
+	assert.Equal(t, ssn, got.SSN.Get())
+	assert.True(t, got.SSNIndex.Equal(p.SSNIndex), "the index follows the sealed value")
+	assert.Empty(t, leaks(rawRows(t, e.db, "patients"), []string{ssn}))
 }

@@ -18,8 +18,8 @@ import (
 type model struct {
 	layout *fields.Layout
 	table  string // GORM's table
-	// byColumn maps a GORM column (DBName) to an encrypted field or a
-	// blind index.
+	// byColumn maps a GORM column (DBName), as columnKey spells it, to
+	// an encrypted field or a blind index: use column to look one up.
 	byColumn map[string]*column
 	cols     []*column // encrypted fields, then indexes, in layout order
 	scopeCol string    // GORM column of the scope field, "" if none
@@ -87,7 +87,7 @@ func buildModel(s *schema.Schema, codec *fields.Codec) (*model, error) {
 		}
 		c := &column{name: fl.Name, db: f.DBName, index: fl.Index, typ: f.FieldType}
 		byName[fl.Name] = c
-		m.byColumn[c.db] = c
+		m.byColumn[columnKey(c.db)] = c
 		m.cols = append(m.cols, c)
 	}
 	for i := range l.Indexes {
@@ -120,7 +120,7 @@ func buildModel(s *schema.Schema, codec *fields.Codec) (*model, error) {
 			}
 			c.scope = g.DBName
 		}
-		m.byColumn[c.db] = c
+		m.byColumn[columnKey(c.db)] = c
 		m.cols = append(m.cols, c)
 	}
 	return m, nil
@@ -171,22 +171,48 @@ func hasPHITags(t reflect.Type, seen map[reflect.Type]bool) bool {
 }
 
 // lookup finds the encrypted field or blind index of a GORM column or Go
-// field name, as GORM's Schema.LookUpField does.
+// field name, as GORM's Schema.LookUpField does, but comparing names as
+// a database does (see columnKey), so that no spelling of a column that
+// reaches it escapes the checks.
 func (m *model) lookup(s *schema.Schema, key string) *column {
-	if c, ok := m.byColumn[key]; ok {
+	if c := m.column(key); c != nil {
 		return c
 	}
 	if s != nil {
 		if f := s.LookUpField(key); f != nil {
-			return m.byColumn[f.DBName]
+			return m.column(f.DBName)
 		}
 	}
 	for _, c := range m.cols {
-		if c.name == key {
+		if strings.EqualFold(c.name, key) {
 			return c
 		}
 	}
 	return nil
+}
+
+// column returns the encrypted field or blind index whose column is
+// name, however the statement spells it; nil if none.
+func (m *model) column(name string) *column {
+	return m.byColumn[columnKey(name)]
+}
+
+// columnKey returns the column that name reaches in SQL, in the form the
+// plugin compares: without surrounding spaces, without quotes (`, ", [ ])
+// or a table prefix (patients.ssn), in lower case. SQLite and MySQL
+// compare column names without case, so "SSN" and "sSn" write the ssn
+// column; PostgreSQL folds unquoted names to lower case.
+func columnKey(name string) string {
+	name = strings.Map(func(r rune) rune {
+		if strings.ContainsRune("`\"[]", r) {
+			return -1
+		}
+		return r
+	}, name)
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		name = name[i+1:]
+	}
+	return strings.ToLower(strings.TrimSpace(name))
 }
 
 // LayoutError is a disagreement between a record type's phi tags and its
