@@ -1,6 +1,7 @@
 package gormphi
 
 import (
+	"context"
 	"fmt"
 	"reflect"
 
@@ -12,17 +13,33 @@ import (
 	"github.com/phicrypt/phicrypt/fields"
 )
 
-// statementModel returns the model of the statement's schema, or of its
-// table when GORM has no schema (db.Table("patients")): nil when the
-// statement writes no known PHI table.
+// statementModel returns the model of the statement's schema, or, when
+// GORM has no schema (db.Table("patients")) or a schema without phi tags
+// (db.Table("patients").Model(&Row{})), the model of the table it writes:
+// nil when the statement writes no known PHI table.
 func (p *Plugin) statementModel(db *gorm.DB) (*model, error) {
 	if s := db.Statement.Schema; s != nil {
-		return p.model(s)
+		if m, err := p.model(s); err != nil || m != nil {
+			return m, err
+		}
 	}
-	if m, ok := p.tables.Load(db.Statement.Table); ok {
-		return m.(*model), nil
+	return p.tableModel(db.Statement), nil
+}
+
+// tableModel returns the model of the table a statement names, compared
+// as the database does (see tableKey): the table expression first, since
+// GORM sets Statement.Table to the alias of "patients p".
+func (p *Plugin) tableModel(stmt *gorm.Statement) *model {
+	names := []string{stmt.Table}
+	if stmt.TableExpr != nil {
+		names = []string{stmt.TableExpr.SQL, stmt.Table}
 	}
-	return nil, nil
+	for _, n := range names {
+		if m, ok := p.tables.Load(tableKey(n)); ok {
+			return m.(*model)
+		}
+	}
+	return nil
 }
 
 // beforeCreate seals the records of an INSERT, or checks the values of a
@@ -46,6 +63,12 @@ func (p *Plugin) beforeCreate(db *gorm.DB) {
 				return
 			}
 		}
+		return
+	}
+	if s := db.Statement.Schema; s != nil && s.ModelType != m.layout.Type {
+		// Records of another type written to m's table
+		// (db.Table("patients").Create(&row)): checked, not sealed.
+		db.AddError(m.checkRecords(db.Statement.Context, s, db.Statement.ReflectValue))
 		return
 	}
 	if db.Statement.SkipHooks {
@@ -92,6 +115,22 @@ func (m *model) checkMap(s *schema.Schema, values map[string]any) error {
 		}
 	}
 	return nil
+}
+
+// checkRecords checks the values that records of schema s, a type other
+// than m's, give to m's encrypted and index columns, as checkMap does.
+func (m *model) checkRecords(ctx context.Context, s *schema.Schema, rv reflect.Value) error {
+	return eachRecord(rv, func(r reflect.Value) error {
+		for _, f := range s.Fields {
+			if c := m.column(f.DBName); c != nil && f.DBName != "" {
+				v, _ := f.ValueOf(ctx, r)
+				if err := c.check(v, true); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
 }
 
 // check checks a value written to column c: nil (NULL), a value of the

@@ -80,8 +80,12 @@
 // callbacks entirely; there, an unsealed fields.Encrypted still refuses to
 // become a driver value (fields.ErrNotSealed), but a plain Go string is
 // written as given: never pass PHI to raw SQL as a string. Statements
-// without a model (db.Table("patients")) are checked by table name for
-// the tables of types the plugin has seen (see Config.Models).
+// without a model (db.Table("patients")), or with a model without phi
+// tags, are checked by table name for the tables of types the plugin has
+// seen (see Config.Models). Table and column names are compared as the
+// database resolves them: without letter case, quotes, a schema or table
+// prefix, or an alias, so "PATIENTS", "main.patients" and "sSn" are
+// checked as patients and ssn are.
 //
 // Scan, Row, Rows, ScanRows and Pluck run no query callbacks after the
 // row is read: their values stay sealed (Opened is false, Get returns the

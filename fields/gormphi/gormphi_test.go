@@ -412,3 +412,34 @@ func TestPlaintextRefusedUnderAnyColumnSpelling(t *testing.T) {
 	assert.True(t, got.SSNIndex.Equal(p.SSNIndex), "the index follows the sealed value")
 	assert.Empty(t, leaks(rawRows(t, e.db, "patients"), []string{ssn}))
 }
+
+// plainRow is an untagged view of the patients table.
+type plainRow struct {
+	ID, TenantID, SSN string
+}
+
+// TestPlaintextRefusedUnderAnyTableSpelling writes plaintext to the
+// patients table through db.Table under names that SQLite resolves to
+// it (another letter case, quotes, a schema, an alias), and with an
+// untagged model: each is refused as db.Table("patients") is.
+func TestPlaintextRefusedUnderAnyTableSpelling(t *testing.T) {
+	e := newEnv(t, "sqlite")
+	p := seed(t, e, 1)[0]
+	before := rawRows(t, e.db, "patients")
+	const ssn = "999-00-1234"
+	for _, table := range []string{"patients", "Patients", "PATIENTS", "main.patients", "`Patients`", "patients p", "Patients AS p"} {
+		t.Run(table, func(t *testing.T) {
+			for name, tx := range map[string]*gorm.DB{
+				"Create":  e.db.Table(table).Create(map[string]any{"id": "x", "tenant_id": "t", "ssn": ssn}),
+				"Creates": e.db.Table(table).Create([]map[string]any{{"id": "x", "tenant_id": "t", "ssn": ssn}}),
+				"Updates": e.db.Table(table).Where("id = ?", p.ID).Updates(map[string]any{"ssn": ssn}),
+				"Update":  e.db.Table(table).Where("id = ?", p.ID).Update("ssn", ssn),
+				"Row":     e.db.Table(table).Create(&plainRow{ID: "x", TenantID: "t", SSN: ssn}),
+				"Model":   e.db.Table(table).Model(&plainRow{}).Where("id = ?", p.ID).Updates(&plainRow{SSN: ssn}),
+			} {
+				assert.ErrorIs(t, tx.Error, gormphi.ErrPlaintext, name)
+			}
+		})
+	}
+	assert.Equal(t, before, rawRows(t, e.db, "patients"), "nothing changed")
+}

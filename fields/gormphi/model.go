@@ -215,6 +215,20 @@ func columnKey(name string) string {
 	return strings.ToLower(strings.TrimSpace(name))
 }
 
+// tableKey returns the table that a table name or expression (as given
+// to db.Table) writes, in the form the plugin compares: its first word
+// (without an alias: "patients p", "patients AS p"), without quotes or a
+// schema prefix (public.patients), in lower case. MySQL on Windows and
+// macOS and SQLite compare table names without case, and PostgreSQL
+// folds unquoted names to lower case, so "Patients" writes patients.
+func tableKey(name string) string {
+	name = strings.TrimSpace(name)
+	if i := strings.IndexAny(name, " \t\n\r,"); i >= 0 {
+		name = name[:i]
+	}
+	return columnKey(name)
+}
+
 // LayoutError is a disagreement between a record type's phi tags and its
 // GORM schema, found when the plugin first sees the type (or registers it,
 // see Config.Models). It names fields, never values.

@@ -33,7 +33,7 @@ type Plugin struct {
 	codec  *fields.Codec
 	models []any
 	cache  sync.Map // *schema.Schema -> *modelResult
-	tables sync.Map // table name -> *model, for statements without a model
+	tables sync.Map // tableKey(table) -> *model, for statements without a model
 	tags   sync.Map // reflect.Type -> bool: has phi tags
 	// layouts holds fields.Describe of the types that open has met.
 	layouts sync.Map // reflect.Type -> *fields.Layout
@@ -125,7 +125,7 @@ func (p *Plugin) model(s *schema.Schema) (*model, error) {
 	m, err := buildModel(s, p.codec)
 	r, _ := p.cache.LoadOrStore(s, &modelResult{m, err})
 	if m != nil {
-		p.tables.LoadOrStore(s.Table, m)
+		p.tables.LoadOrStore(tableKey(s.Table), m)
 	}
 	return r.(*modelResult).m, r.(*modelResult).err
 }
