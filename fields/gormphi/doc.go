@@ -118,8 +118,11 @@
 // registered (Config.Models) or first used, and refuses it with a
 // *LayoutError (ErrLayout) when: a column differs, the phi table is not
 // GORM's table, an encrypted field or index is not a GORM column (a field
-// of a named, non-embedded struct, or tagged gorm:"-"), or a gorm type
-// tag gives a column a type that cannot hold what it stores. Tag
+// of a named, non-embedded struct, or tagged gorm:"-"), a phi-tagged
+// field is a GORM column that package fields does not see (reached
+// through an embedded *struct, or in an embedded struct tagged phi:"-"),
+// or a gorm type tag gives a column a type that cannot hold what it
+// stores. Tag
 // association fields (has many, belongs to) phi:"-": they are records of
 // their own, sealed by their own callbacks.
 //

@@ -1,6 +1,7 @@
 package gormphi_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -46,6 +47,62 @@ type (
 )
 
 func (aligned) TableName() string { return "aligned" }
+
+// Phi-tagged fields that package fields does not describe but GORM makes
+// columns of the record: through an embedded pointer, or in an embedded
+// struct tagged phi:"-".
+type (
+	UnseenPhone struct {
+		Phone fields.String `phi:"encrypt"`
+	}
+	embeddedPointer struct {
+		ID       string        `phi:"id,table=embedded_pointers"`
+		TenantID string        `phi:"scope"`
+		SSN      fields.String `phi:"encrypt"`
+		*UnseenPhone
+	}
+	embeddedSkipped struct {
+		ID          string        `phi:"id,table=embedded_skippeds"`
+		TenantID    string        `phi:"scope"`
+		SSN         fields.String `phi:"encrypt"`
+		UnseenPhone `phi:"-"`
+	}
+	onlyEmbedded struct { // its only phi tags are the embedded struct's
+		ID          string `gorm:"primaryKey"`
+		UnseenPhone `phi:"-"`
+	}
+)
+
+// TestLayoutRefusesUnseenPHIColumns checks that a type whose GORM columns
+// include a phi-tagged field that the codec would neither seal nor check
+// is refused, rather than left to take plaintext through Updates(map).
+func TestLayoutRefusesUnseenPHIColumns(t *testing.T) {
+	codec, _ := newCodec(t, fields.Config{})
+	for _, model := range []any{&embeddedPointer{}, &embeddedSkipped{}, &onlyEmbedded{}} {
+		db, err := gorm.Open(dialects["sqlite"](t), &gorm.Config{Logger: logger.Discard})
+		require.NoError(t, err)
+		plugin, err := gormphi.New(gormphi.Config{Codec: codec})
+		require.NoError(t, err)
+		require.NoError(t, db.Use(plugin))
+		err = plugin.Check(db, model)
+		// The plugin's own check, or package fields refusing the type.
+		var le *gormphi.LayoutError
+		var te *fields.TagError
+		assert.True(t, errors.As(err, &le) || errors.As(err, &te), "%T: %v", model, err)
+		// On first use too, before anything is written.
+		err = db.Model(model).Create(map[string]any{"id": "1", "tenant_id": "t", "phone": "555-0100"}).Error
+		assert.True(t, errors.As(err, &le) || errors.As(err, &te), "%T: %v", model, err)
+	}
+	// Package fields skips a struct tagged phi:"-" without error: the
+	// refusal is the plugin's.
+	db := openDB(t, "sqlite", nil)
+	plugin, err := gormphi.New(gormphi.Config{Codec: codec})
+	require.NoError(t, err)
+	var le *gormphi.LayoutError
+	require.ErrorAs(t, plugin.Check(db, &embeddedSkipped{}), &le)
+	assert.Equal(t, "Phone", le.Field)
+	assert.ErrorIs(t, le, gormphi.ErrLayout)
+}
 
 func TestLayoutChecks(t *testing.T) {
 	codec, _ := newCodec(t, fields.Config{})

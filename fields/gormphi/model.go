@@ -123,6 +123,22 @@ func buildModel(s *schema.Schema, codec *fields.Codec) (*model, error) {
 		m.byColumn[columnKey(c.db)] = c
 		m.cols = append(m.cols, c)
 	}
+	// A phi-tagged field that package fields does not describe (one
+	// reached through an embedded *struct, say) would be a GORM column
+	// that the plugin neither seals nor checks: refuse the type.
+	described := [][]int{l.IDIndex, l.ScopeIndex}
+	for _, c := range m.cols {
+		described = append(described, c.index)
+	}
+	for _, f := range s.Fields {
+		tag, ok := f.StructField.Tag.Lookup("phi")
+		if !ok || tag == "-" || f.DBName == "" {
+			continue
+		}
+		if !slices.ContainsFunc(described, func(ix []int) bool { return slices.Equal(ix, f.StructField.Index) }) {
+			return nil, bad(f.Name, "phi tag %q on GORM column %q, but package fields does not see the field (reached through an embedded pointer?): embed the struct by value", tag, f.DBName)
+		}
+	}
 	return m, nil
 }
 
@@ -152,7 +168,9 @@ func columnKind(f *schema.Field) string {
 	return typ
 }
 
-// hasPHITags reports whether t or a struct it holds has a phi tag.
+// hasPHITags reports whether t has a phi tag, or a struct it holds or
+// that GORM flattens into its columns (an embedded struct or *struct,
+// even one tagged phi:"-") has one.
 func hasPHITags(t reflect.Type, seen map[reflect.Type]bool) bool {
 	if t.Kind() != reflect.Struct || seen[t] {
 		return false
@@ -160,10 +178,16 @@ func hasPHITags(t reflect.Type, seen map[reflect.Type]bool) bool {
 	seen[t] = true
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
-		if tag, ok := sf.Tag.Lookup("phi"); ok && tag != "-" {
+		tag, tagged := sf.Tag.Lookup("phi")
+		if tagged && tag != "-" {
 			return true
 		}
-		if _, ok := sf.Tag.Lookup("phi"); !ok && sf.Type.Kind() == reflect.Struct && hasPHITags(sf.Type, seen) {
+		ft := sf.Type
+		flattened := sf.Anonymous || strings.Contains(strings.ToUpper(sf.Tag.Get("gorm")), "EMBEDDED")
+		if flattened && ft.Kind() == reflect.Pointer {
+			ft = ft.Elem()
+		}
+		if (!tagged || flattened) && hasPHITags(ft, seen) {
 			return true
 		}
 	}
