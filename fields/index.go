@@ -523,9 +523,12 @@ func indexTerms(ks []*keys.IndexKey, params string, mac, msg []byte, bits int, t
 	return out
 }
 
-// Match reports whether the opened record rec has, in the sources of blind
-// index index, the same normalized plaintext as template: the post-filter
-// that removes the false positives of a truncated index.
+// Match reports whether the opened record rec has the template's scope
+// (the scope that keys the index: the index's scope field, or the
+// record's) and, in the sources of blind index index, the same normalized
+// plaintext as template: the post-filter that removes the false
+// positives of a truncated index, and the rows of other scopes, whose
+// index values under their own keys may equal a term by chance.
 func (c *Codec) Match(rec, template any, index string) (bool, error) {
 	p, ip, rv, err := c.indexOf(rec, index)
 	if err != nil {
@@ -537,6 +540,18 @@ func (c *Codec) Match(rec, template any, index string) (bool, error) {
 	}
 	if tv.Type() != rv.Type() {
 		return false, fmt.Errorf("fields: record and template are of different types")
+	}
+	scope := &p.scope
+	if ip.scope != nil {
+		scope = ip.scope
+	}
+	rs, err := scope.read(rv)
+	if err != nil {
+		return false, err
+	}
+	ts, err := scope.read(tv)
+	if err != nil || rs != ts {
+		return false, err
 	}
 	sa, sb := c.getScratch(), c.getScratch()
 	defer c.putScratch(sa)

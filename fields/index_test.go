@@ -197,6 +197,41 @@ func TestIndexScope(t *testing.T) {
 	assert.True(t, terms[0].Equal(a.SSNIndex))
 }
 
+// orgScoped takes its scope from a method, so no column holds it and a
+// query by index alone returns every organisation's candidates.
+type orgScoped struct {
+	ID       string            `phi:"id,table=org_scoped"`
+	Org      string            //
+	SSN      fields.String     `phi:"encrypt"`
+	SSNIndex fields.BlindIndex `phi:"index,of=SSN,normalize=digits,bits=8"`
+}
+
+func (r *orgScoped) PHIScope() string { return "tenant:" + r.Org }
+
+// TestMatchChecksScope checks that Match keeps only the records of the
+// scope that keys the index, whatever their plaintext: the record's
+// scope, from a field or a method, or the index's own scope field.
+func TestMatchChecksScope(t *testing.T) {
+	c := newCodec(t, fields.Config{})
+	const ssn = "999-12-3456"
+	match := func(rec, template any) bool {
+		t.Helper()
+		ok, err := c.Match(rec, template, "SSNIndex")
+		require.NoError(t, err)
+		return ok
+	}
+	assert.True(t, match(&tiny{TenantID: "tenant:a", SSN: fields.New(ssn)}, &tiny{TenantID: "tenant:a", SSN: fields.New(ssn)}))
+	assert.False(t, match(&tiny{TenantID: "tenant:b", SSN: fields.New(ssn)}, &tiny{TenantID: "tenant:a", SSN: fields.New(ssn)}))
+	assert.True(t, match(&orgScoped{Org: "a", SSN: fields.New(ssn)}, &orgScoped{Org: "a", SSN: fields.New(ssn)}))
+	assert.False(t, match(&orgScoped{Org: "b", SSN: fields.New(ssn)}, &orgScoped{Org: "a", SSN: fields.New(ssn)}))
+	// A tenant-wide index over per-patient keys: any patient of the
+	// tenant, no patient of another.
+	assert.True(t, match(&perPatient{Patient: "patient:1", TenantID: "tenant:a", SSN: fields.New(ssn)},
+		&perPatient{Patient: "patient:2", TenantID: "tenant:a", SSN: fields.New(ssn)}))
+	assert.False(t, match(&perPatient{Patient: "patient:1", TenantID: "tenant:b", SSN: fields.New(ssn)},
+		&perPatient{Patient: "patient:1", TenantID: "tenant:a", SSN: fields.New(ssn)}))
+}
+
 func TestNormalizers(t *testing.T) {
 	ctx := context.Background()
 	c := newCodec(t, fields.Config{InsecureSkipIndexPlanner: true}) // 32-bit indexes, free of collisions
