@@ -358,5 +358,9 @@ func (p *Plugin) afterQuery(db *gorm.DB) {
 	if db.Error != nil || db.Statement.SkipHooks || db.RowsAffected == 0 {
 		return
 	}
-	db.AddError(p.open(db.Statement.Context, db.Statement.ReflectValue))
+	var keep func(reflect.Value) bool
+	if scope, ok := db.Statement.Settings.Load(settingOpenScope); ok {
+		keep = inScope(scope.(string))
+	}
+	db.AddError(p.open(db.Statement.Context, db.Statement.ReflectValue, keep))
 }

@@ -19,7 +19,10 @@
 //
 // Find searches by example through the blind indexes whose sources the
 // template sets; Query runs a fields.Query (prefixes, sounds-like names,
-// date ranges, equality), and both post-filter the opened rows.
+// date ranges, equality), and both post-filter the opened rows. Searches
+// return only rows of the template's scope; when a PHIScope method gives
+// the scope, no column holds it, so the query reads candidates of other
+// scopes too, and the plugin leaves those sealed.
 //
 // # Callbacks, not serializers
 //

@@ -67,8 +67,10 @@ func Query[T any](db *gorm.DB, q *fields.Query) ([]T, error) {
 // Where is a GORM scope that narrows a query to the candidates of q: the
 // rows of the template's scope whose blind indexes hold q's terms (see
 // fields.Codec.Search). The candidates include the false positives of
-// truncated indexes and of a range's edge buckets: keep those for which
-// the Search's Match is true, or call Query, which does both.
+// truncated indexes and of a range's edge buckets, and, when a PHIScope
+// method gives the scope (no column holds it), the rows of other scopes,
+// which the plugin leaves sealed: keep those for which the Search's Match
+// is true, or call Query, which does both.
 func Where(q *fields.Query) func(*gorm.DB) *gorm.DB {
 	return func(db *gorm.DB) *gorm.DB {
 		p, err := pluginOf(db)
@@ -143,6 +145,11 @@ func (p *Plugin) search(db *gorm.DB, q *fields.Query) (*fields.Search, func(*gor
 	return s, func(db *gorm.DB) *gorm.DB {
 		for _, e := range exprs {
 			db = db.Where(e)
+		}
+		if m.scopeCol == "" {
+			// A PHIScope method gives the scope: open only the rows of
+			// the template's (Match refuses the others).
+			db = db.Set(settingOpenScope, s.Scope)
 		}
 		return db
 	}, nil

@@ -333,3 +333,55 @@ func TestFindRefusesUnsafeColumns(t *testing.T) {
 	err = db.Scopes(gormphi.Where(fields.NewQuery(&hostileRow{TenantID: "t", Name: fields.New("Ann")}).Equal("NameIdx"))).Find(&[]hostileRow{}).Error
 	assert.ErrorIs(t, err, fields.ErrUnsafeIdentifier)
 }
+
+// OrgChart takes its scope from a PHIScope method: no column holds it,
+// so the WHERE clause cannot narrow a search to the organisation. Its
+// 1-bit index makes half of the other organisations' rows candidates.
+type OrgChart struct {
+	ID       string            `gorm:"primaryKey" phi:"id,table=org_charts"`
+	Org      string            `gorm:"index"`
+	SSN      fields.String     `phi:"encrypt"`
+	SSNIndex fields.BlindIndex `phi:"index,of=SSN,normalize=digits,bits=1"`
+}
+
+// PHIScope is the organisation's scope.
+func (c OrgChart) PHIScope() string { return "org:" + c.Org }
+
+// TestSearchStaysInMethodScope searches one organisation's records of a
+// patient known to 40 organisations: Search, Find and Query return only
+// its record, and WhereIndex and Where leave the other organisations'
+// candidates sealed.
+func TestSearchStaysInMethodScope(t *testing.T) {
+	codec, _ := newCodec(t, fields.Config{})
+	db := openDB(t, "sqlite", codec, &OrgChart{})
+	const ssn = "999-12-3456"
+	for i := range 40 {
+		org := string(rune('a'+i%26)) + strings.Repeat("x", i/26)
+		require.NoError(t, db.Create(&OrgChart{ID: "c-" + org, Org: org, SSN: fields.New(ssn)}).Error)
+	}
+	template := &OrgChart{Org: "a", SSN: fields.New(ssn)}
+
+	found, err := gormphi.Search(db, template, "SSNIndex")
+	require.NoError(t, err)
+	require.Len(t, found, 1)
+	assert.Equal(t, "a", found[0].Org)
+	found, err = gormphi.Find(db, template)
+	require.NoError(t, err)
+	require.Len(t, found, 1)
+	assert.Equal(t, "a", found[0].Org)
+
+	for name, scope := range map[string]func(*gorm.DB) *gorm.DB{
+		"WhereIndex": gormphi.WhereIndex(template, "SSNIndex"),
+		"Where":      gormphi.Where(fields.NewQuery(template).EqualSet()),
+	} {
+		var candidates []OrgChart
+		require.NoError(t, db.Scopes(scope).Find(&candidates).Error, name)
+		require.Greater(t, len(candidates), 1, "%s: other organisations' rows are candidates", name)
+		for i, c := range candidates {
+			assert.Equal(t, c.Org == "a", c.SSN.Opened(), "%s: %s opened only in the template's scope", name, c.Org)
+			ok, err := codec.Match(&candidates[i], template, "SSNIndex")
+			require.NoError(t, err, name)
+			assert.Equal(t, c.Org == "a", ok, "%s: %s", name, c.Org)
+		}
+	}
+}
