@@ -1,6 +1,7 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,9 +15,9 @@ var errUnchanged = errors.New("keys: unchanged")
 
 // batchMetaStore is implemented by the stores of this package: updateMeta
 // for several key sets in one transaction, the head written once. fn is
-// called for each set in the order of ids, with the same head.
+// called for each set in the order of ids, with the same tx.
 type batchMetaStore interface {
-	updateMetaBatch(ctx context.Context, ids []ID, fn func(i int, ks *KeySet, head *metaHead) error) ([]*KeySet, error)
+	updateMetaBatch(ctx context.Context, ids []ID, fn func(i int, ks *KeySet, tx *metaTx) error) ([]*KeySet, error)
 }
 
 var (
@@ -25,18 +26,25 @@ var (
 )
 
 // sealSet checks ks (unless it is new, or unsealed and check is unset),
-// lets fn change it, then seals it with the next counter and folds its
-// MAC into head (when not nil). If fn returns errUnchanged, ks is left as
-// it was.
-func (s *sealer) sealSet(key []byte, ks *KeySet, head *metaHead, floor uint64, check bool, fn func(ks *KeySet) error) error {
+// lets fn change it, refuses versions fn added in a destroyed scope (when
+// guard is not nil: see scopeGuard), then seals it with the next counter
+// and folds its MAC into head (when not nil). If fn returns errUnchanged,
+// ks is left as it was.
+func (s *sealer) sealSet(key []byte, ks *KeySet, head *metaHead, guard *scopeGuard, floor uint64, check bool, fn func(ks *KeySet) error) error {
 	oldMAC := ks.MetaMAC
 	if (!isNew(ks) || floor > 0) && (check || len(oldMAC) > 0) {
 		if err := s.verify(key, ks, floor); err != nil {
 			return err
 		}
 	}
+	n := len(ks.Versions)
 	if err := fn(ks); err != nil {
 		return err
+	}
+	if guard != nil && len(ks.Versions) > n && ks.ID.Scope != TombstoneScope {
+		if err := guard.check(createdScopes(ks, n)); err != nil {
+			return err
+		}
 	}
 	ks.MetaCounter++
 	ks.MetaMAC = metaMAC(key, ks)
@@ -52,15 +60,17 @@ func (s *sealer) sealSet(key []byte, ks *KeySet, head *metaHead, floor uint64, c
 // updateBatch is Update for several key sets of non-reserved scopes, in
 // (Scope, Name) order without duplicates: in one transaction when the
 // store is a batchMetaStore, one Update each otherwise. fn may return
-// errUnchanged to leave a set as it is.
+// errUnchanged to leave a set as it is; a set to which fn adds versions
+// in a destroyed scope (see TombstoneScope) is left as it is too, and
+// returned as it is stored (nil from a Store outside this package).
 func (s *sealer) updateBatch(ctx context.Context, ids []ID, fn func(i int, ks *KeySet) error) ([]*KeySet, error) {
 	bs, ok := s.Store.(batchMetaStore)
 	if !ok {
 		out := make([]*KeySet, len(ids))
 		for i, id := range ids {
 			ks, err := s.Update(ctx, id, func(ks *KeySet) error { return fn(i, ks) })
-			if errors.Is(err, errUnchanged) {
-				err = nil
+			if errors.Is(err, errUnchanged) || errors.Is(err, errScopeDestroyed) {
+				ks, err = nil, nil
 			}
 			if err != nil {
 				return nil, err
@@ -81,14 +91,24 @@ func (s *sealer) updateBatch(ctx context.Context, ids []ID, fn func(i int, ks *K
 	headFloor := s.headSeen
 	s.mu.Unlock()
 	var newHead uint64
-	out, err := bs.updateMetaBatch(ctx, ids, func(i int, ks *KeySet, head *metaHead) error {
+	guard := &scopeGuard{s: s, key: key, batch: make([]string, 0, len(ids))}
+	for _, id := range ids {
+		if n := len(guard.batch); n == 0 || guard.batch[n-1] != id.Scope {
+			guard.batch = append(guard.batch, id.Scope)
+		}
+	}
+	out, err := bs.updateMetaBatch(ctx, ids, func(i int, ks *KeySet, tx *metaTx) error {
 		if i == 0 {
-			if err := s.checkHead(key, head, headFloor); err != nil {
+			if err := s.checkHead(key, tx.head, headFloor); err != nil {
 				return err
 			}
 		}
-		err := s.sealSet(key, ks, head, floors[i], true, func(ks *KeySet) error { return fn(i, ks) })
-		newHead = head.Counter
+		guard.read = tx.tombstones
+		err := s.sealSet(key, ks, tx.head, guard, floors[i], true, func(ks *KeySet) error { return fn(i, ks) })
+		if errors.Is(err, errScopeDestroyed) {
+			err = errUnchanged
+		}
+		newHead = tx.head.Counter
 		return err
 	})
 	if err != nil {
@@ -104,23 +124,26 @@ func (s *sealer) updateBatch(ctx context.Context, ids []ID, fn func(i int, ks *K
 }
 
 // updateMetaBatch implements batchMetaStore.
-func (m *MemoryStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i int, ks *KeySet, head *metaHead) error) ([]*KeySet, error) {
+func (m *MemoryStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i int, ks *KeySet, tx *metaTx) error) ([]*KeySet, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	head := m.head.clone()
+	tx := &metaTx{head: head, tombstones: m.tombstones}
 	sets := make([]*KeySet, len(ids))
+	keep := make([]bool, len(ids)) // whether to store sets[i]
 	for i, id := range ids {
 		old, ok := m.sets[id]
 		if !ok {
 			old = &KeySet{ID: id}
 		}
 		ks := old.clone()
-		switch err := fn(i, ks, head); {
+		keep[i] = true
+		switch err := fn(i, ks, tx); {
 		case errors.Is(err, errUnchanged):
-			ks = old
+			ks, keep[i] = old, ok // nothing to store for a set that did not exist
 		case err != nil:
 			return nil, err
 		}
@@ -131,7 +154,9 @@ func (m *MemoryStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i i
 	}
 	out := make([]*KeySet, len(ids))
 	for i, ks := range sets {
-		m.sets[ks.ID] = ks
+		if keep[i] {
+			m.sets[ks.ID] = ks
+		}
 		out[i] = ks.clone()
 	}
 	m.head = *head
@@ -142,7 +167,7 @@ func (m *MemoryStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i i
 // locked (created if need be) in the order of ids, then the head's, in
 // one transaction. Key sets created now are written with a few
 // multi-row statements, not a few statements each.
-func (s *SQLStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i int, ks *KeySet, head *metaHead) error) ([]*KeySet, error) {
+func (s *SQLStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i int, ks *KeySet, tx *metaTx) error) ([]*KeySet, error) {
 	out := make([]*KeySet, len(ids))
 	err := s.tx(ctx, func(q querier) error {
 		created, err := s.createSets(ctx, q, ids)
@@ -175,12 +200,23 @@ func (s *SQLStore) updateMetaBatch(ctx context.Context, ids []ID, fn func(i int,
 		if head == nil {
 			head = &metaHead{}
 		}
+		// Tombstones are read after the head's lock: see scopeGuard.
+		tx := &metaTx{head: head, tombstones: func(scopes []string) (map[string]*KeySet, error) {
+			return s.tombstones(ctx, q, scopes)
+		}}
 		var fresh []*KeySet
 		for i, old := range olds {
 			ks := old.clone()
-			switch err := fn(i, ks, head); {
+			switch err := fn(i, ks, tx); {
 			case errors.Is(err, errUnchanged):
 				out[i] = old
+				if created[ks.ID] {
+					// Created for nothing (a destroyed scope): a key set
+					// row without versions must not be left behind.
+					if _, err := q.ExecContext(ctx, s.dialect.Rebind("DELETE FROM phicrypt_key_sets WHERE scope = ? AND name = ?"), ks.ID.Scope, ks.ID.Name); err != nil {
+						return fmt.Errorf("keys: update %s: %w", ks.ID.kind(), err)
+					}
+				}
 				continue
 			case err != nil:
 				return err
@@ -304,9 +340,11 @@ func (s *SQLStore) writeNew(ctx context.Context, q querier, sets []*KeySet) erro
 // what it saves.
 //
 // Scopes that already have a data key, or whose latest one is destroyed,
-// are left as they are (EncryptionKey then behaves as always). It returns
-// the number of keys it created. Scopes are checked as in EncryptionKey;
-// an invalid one fails the call before anything is stored.
+// are left as they are (EncryptionKey then behaves as always), and so are
+// destroyed scopes (see TombstoneScope) and, with Config.Parent, scopes
+// whose parent is destroyed. It returns the number of keys it created.
+// Scopes are checked as in EncryptionKey; an invalid one fails the call
+// before anything is stored.
 func (k *Keyring) CreateKeys(ctx context.Context, scopes []string) (int, error) {
 	ids := make([]ID, 0, len(scopes))
 	for _, scope := range scopes {
@@ -319,21 +357,26 @@ func (k *Keyring) CreateKeys(ctx context.Context, scopes []string) (int, error) 
 	ids = slices.Compact(ids)
 	fresh := make([]*newVersion, len(ids))
 	for i, id := range ids {
-		var err error
-		if fresh[i], err = k.newVersion(ctx, id, 1); err != nil {
+		err := k.precheckDestroyed(ctx, id)
+		if err == nil {
+			fresh[i], err = k.newVersion(ctx, id, 1)
+		}
+		if errors.Is(err, ErrKeyDestroyed) {
+			fresh[i] = nil // it or its parent is destroyed: left as it is
+		} else if err != nil {
 			return 0, err
 		}
 	}
-	inserted := make([]bool, len(ids))
-	_, err := k.sealer.updateBatch(ctx, ids, func(i int, ks *KeySet) error {
-		inserted[i] = false
-		if len(ks.Versions) > 0 {
+	// A Destroy that lands before the keys are cached (during the audit,
+	// say) forgets them: they must not be cached after that.
+	keysEpoch, activeEpoch := k.keys.Epoch(), k.active.Epoch()
+	out, err := k.sealer.updateBatch(ctx, ids, func(i int, ks *KeySet) error {
+		if len(ks.Versions) > 0 || fresh[i] == nil {
 			return errUnchanged
 		}
 		rec := fresh[i].rec
 		rec.Reserved = k.reserveBlock(ks.ID)
 		ks.Versions = append(ks.Versions, rec)
-		inserted[i] = true
 		return nil
 	})
 	if err != nil {
@@ -341,7 +384,9 @@ func (k *Keyring) CreateKeys(ctx context.Context, scopes []string) (int, error) 
 	}
 	n := 0
 	for i, id := range ids {
-		if !inserted[i] {
+		// Inserted: stored with the key generated here. Scopes that had
+		// a key, and destroyed ones (left as they are), were not.
+		if ks := out[i]; ks == nil || fresh[i] == nil || len(ks.Versions) != 1 || !bytes.Equal(ks.Versions[0].Wrapped.Ciphertext, fresh[i].rec.Wrapped.Ciphertext) {
 			continue
 		}
 		n++
@@ -349,8 +394,8 @@ func (k *Keyring) CreateKeys(ctx context.Context, scopes []string) (int, error) 
 		if err := k.auditCreated(ctx, id, rec, false); err != nil {
 			return n, err
 		}
-		k.keys.Add(string(cacheKey(nil, id, 1)), fresh[i].key)
-		k.active.Add(string(cacheKey(nil, id, 0)), &activeKey{version: 1, key: fresh[i].key, limit: k.reserveBlock(id)})
+		k.keys.AddSince(string(cacheKey(nil, id, 1)), fresh[i].key, keysEpoch)
+		k.active.AddSince(string(cacheKey(nil, id, 0)), &activeKey{version: 1, key: fresh[i].key, limit: k.reserveBlock(id)}, activeEpoch)
 	}
 	return n, nil
 }

@@ -132,7 +132,13 @@
 // wraps), which reads the whole store; calling it again finishes a run
 // that failed. Children's rows stay as destroyed versions without key
 // material, as after a patient's shred: they keep the metadata head whole
-// and keep a new key from being created for a shredded patient.
+// and keep a new key from being created for a shredded patient. No new
+// child gets a key either: a key wrapped under the parent key of a
+// destroyed scope is refused (ErrKeyDestroyed), even by a keyring that
+// still has that parent key cached, and no parent key is created in a
+// destroyed scope. A tenant shredded before it had a parent key (its
+// patients still wrapped by the KEK, the hierarchy just turned on) is
+// searched for children by Config.Parent all the same.
 //
 // # Budgets and rotation
 //
@@ -205,7 +211,8 @@
 // Someone who can use the KEK can forge anything; the KEK's access policy
 // is the boundary. Key sets of reserved scopes (the audit chain key, the
 // MAC key) carry no MAC: their keys are bound to their identity by the
-// wrapping AAD, so changing their rows can only make them unusable. A
+// wrapping AAD, so changing their rows can only make them unusable.
+// Tombstones (TombstoneScope) have no key and do carry one. A
 // Store implemented outside this package must persist MetaCounter and
 // MetaMAC; it keeps no head, so only the per-key-set checks apply.
 //
@@ -237,7 +244,18 @@
 // encrypted under them fails with ErrKeyDestroyed: at once in the calling
 // process, and in other processes within their CacheMaxAge (set it to what
 // your erasure policy can tolerate). Other scopes are unaffected, and no
-// new key is ever created for a destroyed scope.
+// new key is ever created for a destroyed scope: before it lists the
+// scope's key sets, Destroy records the scope in the store as destroyed,
+// a tombstone in the reserved scope TombstoneScope (a sealed key set named
+// after the scope, one destroyed version, no key material), even when the
+// scope has no key yet. Every write that adds a key version checks, in
+// the store's transaction, that neither the key's scope nor the parent it
+// is wrapped under has a tombstone, and fails with ErrKeyDestroyed if one
+// does; so a key created while Destroy runs is either refused or listed
+// and destroyed by it. (A Store implemented outside this package cannot
+// read inside its transaction: the keyring checks before the write, and
+// after it destroys a version that a concurrent Destroy missed.) Deleting
+// a tombstone's rows shows in the metadata head like any other key set.
 //
 // Shred(scope, ShredOptions{Erasers: ...}) makes shredding complete where
 // blind indexes are concerned. A search across a tenant needs the tenant's

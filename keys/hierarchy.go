@@ -87,7 +87,7 @@ func (k *Keyring) activeCache(id ID) *keycache.Cache[*activeKey] {
 // names an invalid parent (empty, reserved, or the scope itself) fails
 // with ErrInvalidID rather than falling back to the KEK.
 func (k *Keyring) parentOf(id ID) (string, bool, error) {
-	if k.cfg.Parent == nil || id.Name == ParentKeyName || !sealed(id) {
+	if k.cfg.Parent == nil || id.Name == ParentKeyName || isReservedScope(id.Scope) {
 		return "", false, nil
 	}
 	parent, ok := k.cfg.Parent(id.Scope)
@@ -196,7 +196,7 @@ func (k *Keyring) unwrapKey(ctx context.Context, id ID, rec *Record) ([]byte, er
 	if !ok {
 		return k.cfg.KEK.Unwrap(ctx, rec.Wrapped, wrapAAD(id, rec.Version, rec.Suite))
 	}
-	if id.Name == ParentKeyName || !sealed(id) {
+	if id.Name == ParentKeyName || isReservedScope(id.Scope) {
 		return nil, fmt.Errorf("%w: a parent or reserved key wrapped under a parent", ErrMetadataTampered)
 	}
 	pk, err := k.versionKey(ctx, ParentKey(parent), pv, "decrypt")
@@ -259,7 +259,7 @@ func (k *Keyring) replaceWrapped(ctx context.Context, id ID, rec Record, wrap fu
 // isChildOf reports whether ks belongs to a child of parent: a version is
 // wrapped under parent's key, or Config.Parent names parent.
 func (k *Keyring) isChildOf(ks *KeySet, parent string) bool {
-	if ks.ID.Scope == parent || !sealed(ks.ID) {
+	if ks.ID.Scope == parent || isReservedScope(ks.ID.Scope) {
 		return false
 	}
 	for _, r := range ks.Versions {
@@ -269,6 +269,20 @@ func (k *Keyring) isChildOf(ks *KeySet, parent string) bool {
 	}
 	p, ok, err := k.parentOf(ks.ID)
 	return err == nil && ok && p == parent
+}
+
+// mayBeParent reports whether scope, which has no parent key, may still
+// have children under Config.Parent, whose keys the KEK wraps (the
+// hierarchy was turned on after they were created): Config.Parent is set
+// and gives scope no parent of its own. A scope with a parent is taken for
+// a child, such as a patient under TenantParent, so that shredding one
+// does not read the whole store.
+func (k *Keyring) mayBeParent(scope string) bool {
+	if k.cfg.Parent == nil {
+		return false
+	}
+	_, hasParent, err := k.parentOf(DataKey(scope))
+	return err == nil && !hasParent
 }
 
 // destroyChildren destroys the key sets of parent's children, after the

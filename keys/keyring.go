@@ -372,6 +372,9 @@ func (k *Keyring) tryLoadActive(ctx context.Context, id ID) (*activeKey, error) 
 	if rotate, err := k.needsRotation(ks); err != nil {
 		return nil, err
 	} else if rotate {
+		if err := k.precheckDestroyed(ctx, id); err != nil {
+			return nil, err
+		}
 		// Generate and wrap outside the store's transaction: no KMS call
 		// holds a database lock. If another replica rotates first, this
 		// key is dropped unused.
@@ -379,6 +382,10 @@ func (k *Keyring) tryLoadActive(ctx context.Context, id ID) (*activeKey, error) 
 			return nil, err
 		}
 	}
+	// A Destroy that lands between the store's write and the cache's
+	// (during the audit, say) forgets the version from the cache: it
+	// must not be cached after that (see keycache.Cache.AddSince).
+	epoch := k.keyCache(id).Epoch()
 	var reserved uint64
 	var rotatedFrom uint32
 	inserted := false
@@ -420,7 +427,7 @@ func (k *Keyring) tryLoadActive(ctx context.Context, id ID) (*activeKey, error) 
 		if err := k.auditCreated(ctx, id, fresh.rec, rotatedFrom != 0); err != nil {
 			return nil, err
 		}
-		k.keyCache(id).Add(string(cacheKey(nil, id, cur.Version)), fresh.key) // not a lookup: Stats counts no miss
+		k.keyCache(id).AddSince(string(cacheKey(nil, id, cur.Version)), fresh.key, epoch) // not a lookup: Stats counts no miss
 		return &activeKey{version: cur.Version, key: fresh.key, limit: reserved}, nil
 	}
 	v, err := k.versionKey(ctx, id, cur.Version, "encrypt")
@@ -444,7 +451,9 @@ func (k *Keyring) reserveBlock(id ID) uint64 {
 // or its data key is too old or has spent its budget. A key set without an
 // active version gets none while a version is suspended, and fails with
 // ErrKeyDestroyed once its latest version is destroyed: a crypto-shredded
-// scope stays shredded.
+// scope stays shredded. (A key set of a destroyed scope that had no
+// version, or none destroyed, is refused by the store's write: see
+// TombstoneScope.)
 func (k *Keyring) needsRotation(ks *KeySet) (bool, error) {
 	cur := ks.Active()
 	if cur == nil {

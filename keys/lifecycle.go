@@ -65,10 +65,14 @@ func (k *Keyring) rotate(ctx context.Context, id ID) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	if err := k.precheckDestroyed(ctx, id); err != nil {
+		return 0, err
+	}
 	fresh, err := k.newVersion(ctx, id, ks.Latest()+1)
 	if err != nil {
 		return 0, err
 	}
+	epoch := k.keyCache(id).Epoch() // see tryLoadActive
 	var from uint32
 	_, err = k.cfg.Store.Update(ctx, id, func(ks *KeySet) error {
 		from = 0
@@ -88,8 +92,9 @@ func (k *Keyring) rotate(ctx context.Context, id ID) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Cached before forget, whose Deletes would otherwise keep it out.
+	k.keyCache(id).AddSince(string(cacheKey(nil, id, fresh.rec.Version)), fresh.key, epoch)
 	k.forget(id, from)
-	k.keyCache(id).Add(string(cacheKey(nil, id, fresh.rec.Version)), fresh.key)
 	if err := k.auditCreated(ctx, id, fresh.rec, true); err != nil {
 		return 0, err
 	}
@@ -188,7 +193,12 @@ type DestroyReport struct {
 // unreadable, here at once and in other processes sharing the store within
 // their CacheMaxAge. Active and suspended versions are first deactivated;
 // each step is audited. Other scopes are unaffected. New keys are never
-// created for a destroyed scope (ErrKeyDestroyed).
+// created for a destroyed scope (ErrKeyDestroyed): before it lists the
+// scope's key sets, Destroy records the scope as destroyed in the store (a
+// tombstone, see TombstoneScope), even a scope without keys, and from then
+// on no key set of the scope gets a new version, nor does a key under its
+// parent key. A key being created while Destroy runs is either refused or
+// destroyed with the others.
 //
 // When the store is a Purger (SQLStore), Destroy then purges it, so that
 // no copy of the erased keys remains in its files (SQLite: the
@@ -208,6 +218,9 @@ type DestroyReport struct {
 // then every child's key sets (children found by the parent their stored
 // keys name, or by Config.Parent for keys wrapped by the KEK), which reads
 // the whole store; a failure there is finished by calling Destroy again.
+// With Config.Parent set, a scope that has no parent key yet but has no
+// parent of its own either (a tenant, under TenantParent) is searched for
+// children the same way: its patients may still be wrapped by the KEK.
 //
 // An empty scope fails with ErrInvalidID. A reserved scope fails with
 // ErrReservedScope: the audit log's chain key cannot be shredded.
@@ -229,6 +242,12 @@ func (k *Keyring) Destroy(ctx context.Context, scope string) (DestroyReport, err
 			return report, err
 		}
 	}
+	// Then the tombstone, before the scope's key sets are listed: a key
+	// set created after it is refused, one created before it is listed.
+	if err := k.tombstone(ctx, scope); err != nil {
+		k.audit(ctx, Event{Op: OpDestroy, Scope: scope, Outcome: Failure, ErrorClass: ErrorClass(err)})
+		return report, err
+	}
 	after := ID{}
 	for {
 		sets, err := k.cfg.Store.List(ctx, scope, after, 100)
@@ -236,11 +255,14 @@ func (k *Keyring) Destroy(ctx context.Context, scope string) (DestroyReport, err
 			return report, err
 		}
 		for _, ks := range sets {
-			if ks.ID.Name == ParentKeyName {
+			if ks.ID.Name == ParentKeyName && isParent {
 				report.KeySets++ // destroyed first
 				after = ks.ID
 				continue
 			}
+			// (A parent key created since it was looked for is
+			// destroyed here, and its children below.)
+			isParent = isParent || ks.ID.Name == ParentKeyName
 			n, err := k.destroySet(ctx, ks.ID)
 			report.Versions += n
 			if err != nil {
@@ -253,7 +275,7 @@ func (k *Keyring) Destroy(ctx context.Context, scope string) (DestroyReport, err
 			break
 		}
 	}
-	if isParent {
+	if isParent || k.mayBeParent(scope) {
 		if err := k.destroyChildren(ctx, scope, &report); err != nil {
 			return report, err
 		}

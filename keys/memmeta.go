@@ -13,7 +13,7 @@ func (h *metaHead) clone() *metaHead {
 }
 
 // updateMeta implements metaStore.
-func (m *MemoryStore) updateMeta(ctx context.Context, id ID, fn func(ks *KeySet, head *metaHead) error) (*KeySet, error) {
+func (m *MemoryStore) updateMeta(ctx context.Context, id ID, fn func(ks *KeySet, tx *metaTx) error) (*KeySet, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -24,7 +24,7 @@ func (m *MemoryStore) updateMeta(ctx context.Context, id ID, fn func(ks *KeySet,
 		old = &KeySet{ID: id}
 	}
 	ks, head := old.clone(), m.head.clone()
-	if err := fn(ks, head); err != nil {
+	if err := fn(ks, &metaTx{head: head, tombstones: m.tombstones}); err != nil {
 		return nil, err
 	}
 	if err := checkUpdate(old, ks); err != nil {
@@ -32,6 +32,17 @@ func (m *MemoryStore) updateMeta(ctx context.Context, id ID, fn func(ks *KeySet,
 	}
 	m.sets[id], m.head = ks, *head
 	return ks.clone(), nil
+}
+
+// tombstones is the tombstoneReader of a write: m.mu is held.
+func (m *MemoryStore) tombstones(scopes []string) (map[string]*KeySet, error) {
+	out := make(map[string]*KeySet)
+	for _, scope := range scopes {
+		if ks, ok := m.sets[tombstoneID(scope)]; ok {
+			out[scope] = ks.clone()
+		}
+	}
+	return out, nil
 }
 
 // scanMeta implements metaStore.

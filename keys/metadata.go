@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -42,13 +41,22 @@ type metaHead struct {
 	MAC     []byte
 }
 
+// metaTx is what the function of a sealed write sees of the store's
+// transaction besides the key set: the metadata head (zero Counter and nil
+// MAC when there is none yet), stored with the set, and a reader of
+// tombstones (tombstone.go) that reads them after the head's lock.
+type metaTx struct {
+	head       *metaHead
+	tombstones tombstoneReader
+}
+
 // metaStore is implemented by the stores of this package: an Update that
 // also updates the metadata head in the same transaction, and a
 // consistent snapshot of the head and every key set.
 type metaStore interface {
-	// updateMeta is Update with the store's head passed to fn (zero
-	// Counter and nil MAC when there is none yet) and stored with the set.
-	updateMeta(ctx context.Context, id ID, fn func(ks *KeySet, head *metaHead) error) (*KeySet, error)
+	// updateMeta is Update with the store's head, and a reader of
+	// tombstones, passed to fn in tx.
+	updateMeta(ctx context.Context, id ID, fn func(ks *KeySet, tx *metaTx) error) (*KeySet, error)
 	// scanMeta calls head with the head (nil when there is none), then each
 	// with every key set, in (Scope, Name) order, all from one snapshot.
 	scanMeta(ctx context.Context, head func(*metaHead) error, each func(*KeySet) error) error
@@ -88,8 +96,10 @@ func (k *Keyring) auditTampered(ctx context.Context, id ID, err error) {
 }
 
 // sealed reports whether id's metadata is authenticated: every key set
-// except those of reserved scopes.
-func sealed(id ID) bool { return !strings.HasPrefix(id.Scope, ReservedScopePrefix) }
+// but those of reserved scopes, and tombstones (TombstoneScope) all the
+// same: they have no key to bind them, and removing or changing one must
+// show.
+func sealed(id ID) bool { return !isReservedScope(id.Scope) || id.Scope == TombstoneScope }
 
 // macKey returns the metadata MAC key, creating it when the store has none
 // and create is set. Without create, a missing key is ErrMetadataTampered:
@@ -279,8 +289,12 @@ func (s *sealer) checkHead(key []byte, h *metaHead, floor uint64) error {
 func (s *sealer) Get(ctx context.Context, id ID) (*KeySet, error) {
 	floor := s.floor(id)
 	ks, err := s.Store.Get(ctx, id)
-	if err != nil || !sealed(id) {
-		return ks, err
+	if err != nil {
+		s.tampered(ctx, id, err) // a row the store could not read
+		return nil, err
+	}
+	if !sealed(id) {
+		return ks, nil
 	}
 	if isNew(ks) && floor == 0 {
 		return ks, nil
@@ -302,6 +316,7 @@ func (s *sealer) Get(ctx context.Context, id ID) (*KeySet, error) {
 func (s *sealer) List(ctx context.Context, scope string, after ID, limit int) ([]*KeySet, error) {
 	sets, err := s.Store.List(ctx, scope, after, limit)
 	if err != nil {
+		s.tampered(ctx, ID{Scope: scope}, err) // a row the store could not read
 		return nil, err
 	}
 	for _, ks := range sets {
@@ -343,22 +358,18 @@ func (s *sealer) update(ctx context.Context, id ID, check bool, fn func(ks *KeyS
 	s.mu.Lock()
 	headFloor := s.headSeen
 	s.mu.Unlock()
-	seal := func(ks *KeySet, head *metaHead) error {
-		if head != nil {
-			if err := s.checkHead(key, head, headFloor); err != nil {
-				return err
-			}
-		}
-		return s.sealSet(key, ks, head, floor, check, fn)
-	}
 	var out *KeySet
 	if ms, ok := s.Store.(metaStore); ok {
 		var newHead uint64
-		out, err = ms.updateMeta(ctx, id, func(ks *KeySet, head *metaHead) error {
-			if err := seal(ks, head); err != nil {
+		out, err = ms.updateMeta(ctx, id, func(ks *KeySet, tx *metaTx) error {
+			if err := s.checkHead(key, tx.head, headFloor); err != nil {
 				return err
 			}
-			newHead = head.Counter
+			guard := &scopeGuard{s: s, key: key, read: tx.tombstones}
+			if err := s.sealSet(key, ks, tx.head, guard, floor, check, fn); err != nil {
+				return err
+			}
+			newHead = tx.head.Counter
 			return nil
 		})
 		if err == nil {
@@ -367,7 +378,32 @@ func (s *sealer) update(ctx context.Context, id ID, check bool, fn func(ks *KeyS
 			s.mu.Unlock()
 		}
 	} else {
-		out, err = s.Store.Update(ctx, id, func(ks *KeySet) error { return seal(ks, nil) })
+		// The store cannot read a tombstone inside its transaction: the
+		// scopes of new versions are checked after the commit, and what
+		// was created in a scope destroyed meanwhile is destroyed.
+		var created []string
+		out, err = s.Store.Update(ctx, id, func(ks *KeySet) error {
+			n := len(ks.Versions)
+			created = nil
+			if err := s.sealSet(key, ks, nil, nil, floor, check, fn); err != nil {
+				return err
+			}
+			if len(ks.Versions) > n && ks.ID.Scope != TombstoneScope {
+				created = createdScopes(ks, n)
+			}
+			return nil
+		})
+		if err == nil && len(created) > 0 {
+			if derr := s.checkDestroyed(ctx, created); derr != nil {
+				s.mu.Lock()
+				s.see(out)
+				s.mu.Unlock()
+				if uerr := s.undoCreated(ctx, id); uerr != nil {
+					derr = errors.Join(derr, uerr)
+				}
+				out, err = nil, derr
+			}
+		}
 	}
 	if err != nil {
 		s.tampered(ctx, id, err)

@@ -126,6 +126,46 @@ func TestMetadataDeletedMACInSQL(t *testing.T) {
 	}
 }
 
+// TestMetadataUnreadableColumnsInSQL stores values of the wrong type or
+// out of range (SQLite keeps text in a number column) in the key store's
+// rows: every reader refuses them as tampered metadata, rather than with
+// an untyped scan error.
+func TestMetadataUnreadableColumnsInSQL(t *testing.T) {
+	for _, q := range []string{
+		"UPDATE phicrypt_keys SET created_at = 'abc' WHERE scope = 'tenant:a'",
+		"UPDATE phicrypt_keys SET reserved = 'x' WHERE scope = 'tenant:a'",
+		"UPDATE phicrypt_keys SET version = 4294967297 WHERE scope = 'tenant:a'",
+		"UPDATE phicrypt_key_sets SET min_decrypt_version = 'x' WHERE scope = 'tenant:a'",
+		"UPDATE phicrypt_key_sets SET min_decrypt_version = 4294967296 WHERE scope = 'tenant:a'",
+		"UPDATE phicrypt_key_sets SET meta_counter = 'x' WHERE scope = 'tenant:a'",
+	} {
+		t.Run(q, func(t *testing.T) {
+			ctx := context.Background()
+			db := sqliteDB(t)
+			store, err := keys.NewSQLStore(ctx, db, keys.SQLite)
+			require.NoError(t, err)
+			kek, _ := newKEK(t)
+			_, err = newKeyring(t, keys.Config{KEK: kek, Store: store}).EncryptionKey(ctx, "tenant:a")
+			require.NoError(t, err)
+			_, err = db.ExecContext(ctx, q)
+			require.NoError(t, err)
+			rec := &recorder{}
+			kr := newKeyring(t, keys.Config{KEK: kek, Store: store, Auditor: rec, CacheMaxAge: -1})
+			_, err = kr.EncryptionKey(ctx, "tenant:a")
+			assert.ErrorIs(t, err, keys.ErrMetadataTampered, "EncryptionKey")
+			_, err = kr.DecryptionKey(ctx, "tenant:a", 1)
+			assert.ErrorIs(t, err, keys.ErrMetadataTampered, "DecryptionKey")
+			_, err = kr.Status(ctx, "tenant:a")
+			assert.ErrorIs(t, err, keys.ErrMetadataTampered, "Status")
+			_, err = kr.Destroy(ctx, "tenant:a")
+			assert.ErrorIs(t, err, keys.ErrMetadataTampered, "Destroy")
+			_, err = kr.VerifyMetadata(ctx, keys.MetadataVerifyOptions{})
+			assert.ErrorIs(t, err, keys.ErrMetadataTampered, "VerifyMetadata")
+			assert.NotZero(t, rec.count(keys.OpDenied), "refusals are audited")
+		})
+	}
+}
+
 // TestMetadataReplay replays an older authentic copy of a key set (its
 // state from before the compromise, with its genuine MAC): a keyring that
 // has seen the newer copy refuses it at once, and VerifyMetadata finds it

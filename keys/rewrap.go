@@ -94,6 +94,9 @@ func (k *Keyring) Rewrap(ctx context.Context, opts RewrapOptions) (RewrapReport,
 		}
 		for _, ks := range sets {
 			after = ks.ID
+			if ks.ID.Scope == TombstoneScope {
+				continue // no key, ever
+			}
 			for _, rec := range ks.Versions {
 				r.Scanned++
 				if rec.State == Destroyed {

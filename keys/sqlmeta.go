@@ -3,7 +3,6 @@ package keys
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 )
 
@@ -12,12 +11,52 @@ var _ metaStore = (*SQLStore)(nil)
 // updateMeta implements metaStore: Update, with the head row locked after
 // the key set's row (every sealed write takes them in that order) and
 // written in the same transaction.
-func (s *SQLStore) updateMeta(ctx context.Context, id ID, fn func(ks *KeySet, head *metaHead) error) (*KeySet, error) {
-	out, err := s.updateMetaBatch(ctx, []ID{id}, func(_ int, ks *KeySet, head *metaHead) error { return fn(ks, head) })
+func (s *SQLStore) updateMeta(ctx context.Context, id ID, fn func(ks *KeySet, tx *metaTx) error) (*KeySet, error) {
+	out, err := s.updateMetaBatch(ctx, []ID{id}, func(_ int, ks *KeySet, tx *metaTx) error { return fn(ks, tx) })
 	if err != nil {
 		return nil, err
 	}
 	return out[0], nil
+}
+
+// tombstones reads, in the write transaction q, the tombstones of those of
+// scopes that have one: a query per batchRows scopes, then a load of each
+// tombstone found (a destroyed scope: rare on a creation path).
+func (s *SQLStore) tombstones(ctx context.Context, q querier, scopes []string) (map[string]*KeySet, error) {
+	out := make(map[string]*KeySet)
+	for start := 0; start < len(scopes); start += batchRows {
+		chunk := scopes[start:min(len(scopes), start+batchRows)]
+		args := make([]any, 0, 1+len(chunk))
+		args = append(args, TombstoneScope)
+		for _, scope := range chunk {
+			args = append(args, scope)
+		}
+		rows, err := q.QueryContext(ctx, s.dialect.Rebind("SELECT name FROM phicrypt_key_sets WHERE scope = ? AND name IN "+valueRows(1, len(chunk))), args...)
+		if err != nil {
+			return nil, fmt.Errorf("keys: read tombstones: %w", err)
+		}
+		var found []string
+		for rows.Next() {
+			var name string
+			if err := rows.Scan(&name); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("%w: read tombstones: %w", ErrMetadataTampered, err)
+			}
+			found = append(found, name)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("keys: read tombstones: %w", err)
+		}
+		for _, scope := range found {
+			ks, err := s.load(ctx, q, tombstoneID(scope), false)
+			if err != nil {
+				return nil, err
+			}
+			out[scope] = ks
+		}
+	}
+	return out, nil
 }
 
 // loadHead reads the metadata head, nil when there is none (or only the
@@ -29,12 +68,26 @@ func (s *SQLStore) loadHead(ctx context.Context, q querier, lock bool) (*metaHea
 	}
 	var h metaHead
 	var counter int64
-	err := q.QueryRowContext(ctx, query).Scan(&counter, &h.Acc, &h.MAC)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
+	rows, err := q.QueryContext(ctx, query)
 	if err != nil {
 		return nil, fmt.Errorf("keys: read metadata head: %w", err)
+	}
+	found := rows.Next()
+	if found {
+		if err := rows.Scan(&counter, &h.Acc, &h.MAC); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("keys: read metadata head: %w", corrupt(err))
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("keys: read metadata head: %w", err)
+	}
+	if !found {
+		return nil, nil
+	}
+	if counter < 0 {
+		return nil, fmt.Errorf("%w: metadata head counter out of range", ErrMetadataTampered)
 	}
 	h.Counter = uint64(counter)
 	if h.Counter == 0 && len(h.Acc) == 0 && len(h.MAC) == 0 {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -153,7 +154,10 @@ func (s *SQLStore) Get(ctx context.Context, id ID) (*KeySet, error) {
 			return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
 		}
 		if ks == nil {
-			ks = &KeySet{ID: id, MinDecryptVersion: uint32(minVersion), MetaCounter: uint64(metaCounter)}
+			ks = &KeySet{ID: id}
+			if err := setMeta(ks, minVersion, metaCounter); err != nil {
+				return nil, err
+			}
 			if len(mac) > 0 {
 				ks.MetaMAC = mac
 			}
@@ -188,18 +192,33 @@ func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeyS
 	}
 	ks := &KeySet{ID: id}
 	var minVersion, metaCounter int64
-	err := q.QueryRowContext(ctx, s.dialect.Rebind(query), id.Scope, id.Name).Scan(&minVersion, &metaCounter, &ks.MetaMAC)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, id.kind())
-	}
+	// Query, not QueryRow: a value that does not scan (text in a number
+	// column) is corrupt metadata, unlike a failure of the query.
+	rows, err := q.QueryContext(ctx, s.dialect.Rebind(query), id.Scope, id.Name)
 	if err != nil {
 		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
 	}
-	ks.MinDecryptVersion, ks.MetaCounter = uint32(minVersion), uint64(metaCounter)
+	found := rows.Next()
+	if found {
+		if err := rows.Scan(&minVersion, &metaCounter, &ks.MetaMAC); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("keys: load %s: %w", id.kind(), corrupt(err))
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
+	}
+	if !found {
+		return nil, fmt.Errorf("%w: %s", ErrKeyNotFound, id.kind())
+	}
+	if err := setMeta(ks, minVersion, metaCounter); err != nil {
+		return nil, err
+	}
 	if len(ks.MetaMAC) == 0 {
 		ks.MetaMAC = nil
 	}
-	rows, err := q.QueryContext(ctx, s.dialect.Rebind("SELECT "+keyColumns+" FROM phicrypt_keys WHERE scope = ? AND name = ? ORDER BY version"), id.Scope, id.Name)
+	rows, err = q.QueryContext(ctx, s.dialect.Rebind("SELECT "+keyColumns+" FROM phicrypt_keys WHERE scope = ? AND name = ? ORDER BY version"), id.Scope, id.Name)
 	if err != nil {
 		return nil, fmt.Errorf("keys: load %s: %w", id.kind(), err)
 	}
@@ -219,7 +238,9 @@ func (s *SQLStore) load(ctx context.Context, q querier, id ID, lock bool) (*KeyS
 
 // scanRecord scans the columns first, then keyColumns into a Record. It
 // reports false, with no error, when the key columns are NULL: the row of
-// a left join that found no version.
+// a left join that found no version. A value that does not scan (text in
+// a number column) or is out of range fails with ErrMetadataTampered: no
+// Store wrote it.
 func scanRecord(rows *sql.Rows, first ...any) (Record, bool, error) {
 	var (
 		r                               Record
@@ -229,10 +250,14 @@ func scanRecord(rows *sql.Rows, first ...any) (Record, bool, error) {
 		wrapped                         []byte
 	)
 	if err := rows.Scan(append(first, &version, &state, &suite, &kekID, &wrapped, &created, &changed, &wrappedAt, &reserved)...); err != nil {
-		return r, false, err
+		return r, false, corrupt(err)
 	}
 	if !version.Valid {
 		return r, false, nil
+	}
+	if version.Int64 < 1 || version.Int64 > math.MaxUint32 || state.Int64 < 0 || state.Int64 > math.MaxUint8 ||
+		suite.Int64 < 0 || suite.Int64 > math.MaxUint8 || reserved.Int64 < 0 {
+		return r, false, fmt.Errorf("%w: a key version's number, state, suite or budget is out of range", ErrMetadataTampered)
 	}
 	r.Version, r.State, r.Suite, r.Reserved = uint32(version.Int64), State(state.Int64), envelope.Suite(suite.Int64), uint64(reserved.Int64)
 	r.Created, r.Changed, r.WrappedAt = time.Unix(0, created.Int64).UTC(), time.Unix(0, changed.Int64).UTC(), time.Unix(0, wrappedAt.Int64).UTC()
@@ -315,6 +340,23 @@ func (s *SQLStore) write(ctx context.Context, q querier, old, ks *KeySet) error 
 	return nil
 }
 
+// corrupt is the failure to scan a stored value (text in a number column,
+// say): the row was not written by a Store, so the metadata is refused as
+// tampered with.
+func corrupt(err error) error {
+	return fmt.Errorf("%w: unreadable column: %w", ErrMetadataTampered, err)
+}
+
+// setMeta sets ks's minimum decryption version and metadata counter, as
+// stored, if they are in range.
+func setMeta(ks *KeySet, minVersion, metaCounter int64) error {
+	if minVersion < 0 || minVersion > math.MaxUint32 || metaCounter < 0 {
+		return fmt.Errorf("%w: %s: minimum decryption version or counter out of range", ErrMetadataTampered, ks.ID.kind())
+	}
+	ks.MinDecryptVersion, ks.MetaCounter = uint32(minVersion), uint64(metaCounter)
+	return nil
+}
+
 func nullBytes(b []byte) any {
 	if len(b) == 0 {
 		return nil
@@ -365,9 +407,12 @@ func (s *SQLStore) List(ctx context.Context, scope string, after ID, limit int) 
 		var minVersion, metaCounter int64
 		if err := rows.Scan(&ks.ID.Scope, &ks.ID.Name, &minVersion, &metaCounter, &ks.MetaMAC); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("keys: list: %w", err)
+			return nil, fmt.Errorf("keys: list: %w", corrupt(err))
 		}
-		ks.MinDecryptVersion, ks.MetaCounter = uint32(minVersion), uint64(metaCounter)
+		if err := setMeta(ks, minVersion, metaCounter); err != nil {
+			rows.Close()
+			return nil, err
+		}
 		if len(ks.MetaMAC) == 0 {
 			ks.MetaMAC = nil
 		}

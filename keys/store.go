@@ -98,6 +98,9 @@ func (id ID) check() error {
 // kind is the part of an ID that errors may show: the name, never the
 // scope (which may be a patient identifier).
 func (id ID) kind() string {
+	if id.Scope == TombstoneScope {
+		return "tombstone" // its name is a scope
+	}
 	switch id.Name {
 	case DataKeyName:
 		return "data key"

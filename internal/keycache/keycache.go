@@ -333,6 +333,31 @@ func (c *Cache[V]) Add(key string, v V) {
 	c.store(key, v)
 }
 
+// Epoch returns the number of Deletes and Purges so far, for AddSince.
+func (c *Cache[V]) Epoch() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.epoch
+}
+
+// AddSince is Add for a value obtained outside Get: it caches v under key
+// only if no Delete or Purge happened since epoch, a result of Epoch taken
+// before v was obtained, as Get does for its own loads. A value read
+// before a Delete must not be cached after it: the Delete would not have
+// removed it. It reports whether v was cached.
+func (c *Cache[V]) AddSince(key string, v V, epoch uint64) bool {
+	if c.cfg.MaxAge <= 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.epoch != epoch {
+		return false
+	}
+	c.store(key, v)
+	return true
+}
+
 // Holds reports whether the cache holds v under key, fresh or not yet
 // removed.
 func (c *Cache[V]) Holds(key string, v V) bool {

@@ -183,6 +183,36 @@ func TestPurgeWinsOverInflightLoad(t *testing.T) {
 	assert.False(t, ok)
 }
 
+// TestAddSinceLosesToDelete checks that a value obtained before a Delete
+// or Purge is not cached by AddSince after it, as Get's own loads are not.
+func TestAddSinceLosesToDelete(t *testing.T) {
+	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Hour})
+	e := c.Epoch()
+	require.True(t, c.AddSince("k", &val{1}, e), "nothing deleted since")
+	_, ok := c.Lookup("k")
+	assert.True(t, ok)
+
+	e = c.Epoch()
+	c.Delete("k") // e.g. the key was destroyed while v was being created
+	assert.False(t, c.AddSince("k", &val{2}, e))
+	_, ok = c.Lookup("k")
+	assert.False(t, ok, "a value obtained before Delete must not be cached after it")
+
+	e = c.Epoch()
+	c.Purge()
+	assert.False(t, c.AddSince("k", &val{3}, e))
+	assert.Zero(t, c.Len())
+
+	e = c.Epoch()
+	assert.True(t, c.AddSince("k", &val{4}, e))
+	v, ok := c.Lookup("k")
+	require.True(t, ok)
+	assert.Equal(t, 4, v.n)
+
+	off := New[*val](Config{MaxEntries: 10})
+	assert.False(t, off.AddSince("k", &val{1}, off.Epoch()), "caching disabled")
+}
+
 func TestForgetOnlyMatchingValue(t *testing.T) {
 	ctx := context.Background()
 	c := New[*val](Config{MaxEntries: 10, MaxAge: time.Hour})
