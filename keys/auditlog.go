@@ -327,18 +327,32 @@ type VerifyReport struct {
 // alteration (an edited event, an inserted one, deleted ones, a head that
 // does not match the last event, an anchor that is gone) and then fails
 // with ErrAuditTampered; an intact log returns a nil error.
+//
+// The head and the events are read from one snapshot (a read-only
+// REPEATABLE READ transaction on PostgreSQL, a read transaction on SQLite
+// in WAL mode), so events appended while Verify runs are either all in
+// what it reads or none of them: a live log is never reported altered.
 func (l *AuditLog) Verify(ctx context.Context, opts VerifyOptions) (VerifyReport, error) {
 	var r VerifyReport
+	var txOpts *sql.TxOptions
+	if l.dialect == Postgres {
+		txOpts = &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
+	}
+	tx, err := l.db.BeginTx(ctx, txOpts)
+	if err != nil {
+		return r, fmt.Errorf("keys: verify audit log: %w", err)
+	}
+	defer tx.Rollback()
 	var headSeq int64
 	var headMAC []byte
-	err := l.db.QueryRowContext(ctx, "SELECT seq, mac FROM phicrypt_audit_head WHERE id = 1").Scan(&headSeq, &headMAC)
+	err = tx.QueryRowContext(ctx, "SELECT seq, mac FROM phicrypt_audit_head WHERE id = 1").Scan(&headSeq, &headMAC)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		headSeq, headMAC = 0, genesis
 	case err != nil:
 		return r, fmt.Errorf("keys: verify audit log: %w", err)
 	}
-	rows, err := l.db.QueryContext(ctx, "SELECT seq, event, mac FROM phicrypt_audit ORDER BY seq")
+	rows, err := tx.QueryContext(ctx, "SELECT seq, event, mac FROM phicrypt_audit ORDER BY seq")
 	if err != nil {
 		return r, fmt.Errorf("keys: verify audit log: %w", err)
 	}
