@@ -17,7 +17,9 @@ import (
 	"github.com/phicrypt/phicrypt/kms"
 )
 
-// ErrAuditTampered means Verify found the audit log altered.
+// ErrAuditTampered means Verify found the audit log altered, or that
+// NewAuditLog or OpenAuditLog found a log that holds events without its
+// chain key (the key's rows were deleted from the key store).
 var ErrAuditTampered = errors.New("keys: audit log tampered with")
 
 // ErrNoAuditLog means OpenAuditLog found no audit log in the database.
@@ -64,13 +66,19 @@ type AuditLog struct {
 var _ Auditor = (*AuditLog)(nil)
 
 // NewAuditLog returns the audit log of db, creating its tables (Migrate)
-// and its chain key (wrapped by kek) on first use.
+// and its chain key (wrapped by kek) on first use. A log that holds events
+// but whose chain key is gone fails with ErrAuditTampered: a new key
+// would start a second chain over the old one, and nobody could tell
+// which events were forged.
 func NewAuditLog(ctx context.Context, db *sql.DB, dialect Dialect, kek kms.KEK) (*AuditLog, error) {
 	return openAuditLog(ctx, db, dialect, kek, true)
 }
 
 // OpenAuditLog returns the audit log of db if one exists (NewAuditLog
-// created it), and fails with ErrNoAuditLog otherwise. Tools that record
+// created it), and fails with ErrNoAuditLog otherwise: when the database
+// holds neither the log's chain key nor any event. Events without the
+// chain key fail with ErrAuditTampered, never ErrNoAuditLog, so that
+// deleting the key cannot make the log look absent. Tools that record
 // their operations in an application's audit log when it has one, such as
 // the phicrypt command, use it.
 func OpenAuditLog(ctx context.Context, db *sql.DB, dialect Dialect, kek kms.KEK) (*AuditLog, error) {
@@ -101,9 +109,25 @@ func auditLogIn(ctx context.Context, store *SQLStore, kek kms.KEK, create bool) 
 }
 
 // auditKey returns the raw chain key, creating it if the store has none
-// and create is set (ErrNoAuditLog otherwise).
+// and create is set (ErrNoAuditLog otherwise). A chain key that is gone
+// while the log holds events, or whose version was removed or destroyed
+// (no Keyring method can), fails with ErrAuditTampered.
 func auditKey(ctx context.Context, store *SQLStore, kek kms.KEK, create bool) ([]byte, error) {
 	ks, err := store.Get(ctx, auditChainKey)
+	if errors.Is(err, ErrKeyNotFound) {
+		used, uerr := auditLogUsed(ctx, store)
+		if uerr != nil {
+			return nil, uerr
+		}
+		if used {
+			// The key is committed before the first event: read it again,
+			// in case another process created it since.
+			ks, err = store.Get(ctx, auditChainKey)
+			if errors.Is(err, ErrKeyNotFound) {
+				return nil, fmt.Errorf("%w: the log holds events but its chain key is gone from the key store", ErrAuditTampered)
+			}
+		}
+	}
 	if errors.Is(err, ErrKeyNotFound) && !create {
 		return nil, ErrNoAuditLog
 	}
@@ -129,13 +153,24 @@ func auditKey(ctx context.Context, store *SQLStore, kek kms.KEK, create bool) ([
 	}
 	rec := ks.Version(1)
 	if rec == nil || rec.State == Destroyed {
-		return nil, fmt.Errorf("%w: audit chain key", ErrKeyNotFound)
+		return nil, fmt.Errorf("%w: the chain key's version is gone from the key store", ErrAuditTampered)
 	}
 	raw, err := kek.Unwrap(ctx, rec.Wrapped, wrapAAD(auditChainKey, 1, 0))
 	if err != nil {
 		return nil, fmt.Errorf("keys: unwrap audit chain key: %w", err)
 	}
 	return raw, nil
+}
+
+// auditLogUsed reports whether the audit log's tables hold an event or a
+// head row, which only a holder of the chain key writes.
+func auditLogUsed(ctx context.Context, store *SQLStore) (bool, error) {
+	var used bool
+	err := store.db.QueryRowContext(ctx, "SELECT EXISTS (SELECT 1 FROM phicrypt_audit) OR EXISTS (SELECT 1 FROM phicrypt_audit_head)").Scan(&used)
+	if err != nil {
+		return false, fmt.Errorf("keys: open audit log: %w", err)
+	}
+	return used, nil
 }
 
 // chainMAC is HMAC-SHA-256(key, prev || seq || event).

@@ -194,6 +194,70 @@ func TestAuditLogVerifyWhileAppending(t *testing.T) {
 	}
 }
 
+// TestAuditLogChainKeyDeleted: a database writer who deletes the chain
+// key's rows cannot make the log look absent (ErrNoAuditLog, which tools
+// read as "do not record"), nor have NewAuditLog start a new chain over
+// the old events: both fail with ErrAuditTampered and create no key.
+func TestAuditLogChainKeyDeleted(t *testing.T) {
+	for name, open := range auditDBs() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			kek, _ := newKEK(t)
+			// scenario tampers with a log of 11 events.
+			scenario := func(t *testing.T, tamper ...string) (*sql.DB, keys.Dialect) {
+				db, d := open(t)
+				log, err := keys.NewAuditLog(ctx, db, d, kek)
+				require.NoError(t, err)
+				fillLog(t, db, d, log, 10)
+				for _, q := range tamper {
+					_, err := db.ExecContext(ctx, q)
+					require.NoError(t, err, q)
+				}
+				return db, d
+			}
+			chainKeys := func(t *testing.T, db *sql.DB) int {
+				var n int
+				require.NoError(t, db.QueryRowContext(ctx, "SELECT count(*) FROM phicrypt_keys WHERE scope = 'phicrypt:audit'").Scan(&n))
+				return n
+			}
+			for _, tc := range []struct {
+				name   string
+				tamper []string
+			}{
+				{"key set and versions deleted", []string{
+					"DELETE FROM phicrypt_keys WHERE scope = 'phicrypt:audit'",
+					"DELETE FROM phicrypt_key_sets WHERE scope = 'phicrypt:audit'"}},
+				{"versions deleted", []string{"DELETE FROM phicrypt_keys WHERE scope = 'phicrypt:audit'"}},
+				{"events deleted too, head kept", []string{
+					"DELETE FROM phicrypt_keys WHERE scope = 'phicrypt:audit'",
+					"DELETE FROM phicrypt_key_sets WHERE scope = 'phicrypt:audit'",
+					"DELETE FROM phicrypt_audit"}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					db, d := scenario(t, tc.tamper...)
+					_, err := keys.OpenAuditLog(ctx, db, d, kek)
+					assert.ErrorIs(t, err, keys.ErrAuditTampered)
+					assert.NotErrorIs(t, err, keys.ErrNoAuditLog)
+					_, err = keys.NewAuditLog(ctx, db, d, kek)
+					assert.ErrorIs(t, err, keys.ErrAuditTampered)
+					store, err := keys.OpenSQLStore(ctx, db, d)
+					require.NoError(t, err)
+					_, err = keys.NewAuditLogIn(ctx, store, kek)
+					assert.ErrorIs(t, err, keys.ErrAuditTampered)
+					assert.Zero(t, chainKeys(t, db), "no new chain key over the old events")
+				})
+			}
+
+			// A database whose log was never used has no log, and gets one.
+			db, d := open(t)
+			_, err := keys.OpenAuditLog(ctx, db, d, kek)
+			require.ErrorIs(t, err, keys.ErrNoAuditLog)
+			_, err = keys.NewAuditLog(ctx, db, d, kek)
+			require.NoError(t, err)
+		})
+	}
+}
+
 // TestAuditLogGroupCommit checks the group commit: concurrent appends
 // from one AuditLog all land, in one valid chain, each exactly once, and
 // callers whose contexts end while they wait neither stall the queue nor

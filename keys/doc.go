@@ -317,7 +317,10 @@
 // an existing log without creating one (ErrNoAuditLog): the phicrypt
 // command records its own key operations there (shred, rotate, rewrap,
 // and KEK rotations as OpKEKRotate) when the key store's database has a
-// log. The log's chain key cannot be shredded (see ReservedScopePrefix).
+// log. The log's chain key cannot be shredded (see ReservedScopePrefix);
+// a log that holds events whose chain key was deleted from the key store
+// is reported tampered with (ErrAuditTampered) when opened, never absent,
+// and NewAuditLog does not start a new chain over it.
 // With AuditFailClosed, an operation whose event cannot be recorded fails
 // (ErrAudit), decryption and blind indexes included.
 //

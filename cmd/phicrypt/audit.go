@@ -37,7 +37,9 @@ var _ keys.Auditor = (*auditSinks)(nil)
 
 // sinks returns the audit sinks of a session on db: its tamper-evident
 // log if it has one, and the --audit-file. Events go to stderr only when
-// neither exists or --audit-file is "-".
+// neither exists or --audit-file is "-". A log that holds events but
+// whose chain key is gone fails (keys.ErrAuditTampered): the session does
+// not start.
 func (e *env) sinks(ctx context.Context, db *sql.DB, dialect keys.Dialect, kek kms.KEK) (*auditSinks, error) {
 	a := &auditSinks{count: map[keys.Op]int{}}
 	if db != nil {
@@ -45,6 +47,10 @@ func (e *env) sinks(ctx context.Context, db *sql.DB, dialect keys.Dialect, kek k
 		switch {
 		case err == nil:
 			a.log = log
+		case errors.Is(err, keys.ErrAuditTampered):
+			// Fail closed: a log whose chain key is gone must not turn
+			// into "no log", where events would only go to stderr.
+			return nil, fmt.Errorf("open the audit log (run phicrypt audit verify): %w", err)
 		case !errors.Is(err, keys.ErrNoAuditLog):
 			return nil, fmt.Errorf("open the audit log: %w", err)
 		}

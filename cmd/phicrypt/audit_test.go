@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -118,4 +119,68 @@ func TestKeyOperationsWithoutAnAuditLog(t *testing.T) {
 	assert.Contains(t, r.stderr, `"op":"kek-rotate"`)
 	r = runIn(t, vars, "keys", "shred", "--scope", "tenant:a", "--yes")
 	require.Equal(t, exitOK, r.code, r.stderr)
+}
+
+// TestAuditLogWithoutItsChainKey: a database writer who deletes the audit
+// log's chain key does not turn the log into "no log": key operations
+// refuse to run (fail closed, before any change), keys init does not start
+// a new chain over the old events, and audit verify reports the log
+// altered (exit 3).
+func TestAuditLogWithoutItsChainKey(t *testing.T) {
+	ctx := context.Background()
+	vars, dir := newKeyStore(t)
+	for _, s := range []string{"tenant:a", "tenant:b"} {
+		r := runIn(t, vars, "keys", "rotate", "--scope", s, "--create")
+		require.Equal(t, exitOK, r.code, r.stderr)
+	}
+	r := runIn(t, vars, "audit", "verify")
+	require.Equal(t, exitOK, r.code, r.stderr)
+
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(dir, "keys.db")+"?_pragma=busy_timeout(10000)")
+	require.NoError(t, err)
+	defer db.Close()
+	count := func(query string) int {
+		t.Helper()
+		var n int
+		require.NoError(t, db.QueryRowContext(ctx, query).Scan(&n))
+		return n
+	}
+	for _, q := range []string{
+		"DELETE FROM phicrypt_keys WHERE scope = 'phicrypt:audit'",
+		"DELETE FROM phicrypt_key_sets WHERE scope = 'phicrypt:audit'",
+	} {
+		_, err := db.ExecContext(ctx, q)
+		require.NoError(t, err)
+	}
+	events := count("SELECT count(*) FROM phicrypt_audit")
+	kekFile, err := os.ReadFile(filepath.Join(dir, "kek.json"))
+	require.NoError(t, err)
+
+	for _, args := range [][]string{
+		{"keys", "shred", "--scope", "tenant:a", "--yes"},
+		{"keys", "rotate", "--scope", "tenant:b"},
+		{"keys", "rotate-kek"},
+		{"keys", "rewrap"},
+	} {
+		r := runIn(t, vars, args...)
+		assert.Equal(t, exitFailure, r.code, "%v: %s", args, r.stdout)
+		assert.Contains(t, r.stderr, keys.ErrAuditTampered.Error(), args)
+		assert.NotContains(t, r.stderr, `"op"`, "%v: no event falls back to stderr", args)
+	}
+	assert.Equal(t, events, count("SELECT count(*) FROM phicrypt_audit"))
+	assert.Equal(t, 2, count("SELECT count(*) FROM phicrypt_keys WHERE scope IN ('tenant:a', 'tenant:b') AND state = 2"),
+		"nothing was shredded or rotated")
+	after, err := os.ReadFile(filepath.Join(dir, "kek.json"))
+	require.NoError(t, err)
+	assert.Equal(t, kekFile, after, "the KEK was not rotated")
+
+	r = runIn(t, vars, "keys", "init")
+	assert.Equal(t, exitFailure, r.code)
+	assert.Contains(t, r.stderr, keys.ErrAuditTampered.Error())
+	assert.Zero(t, count("SELECT count(*) FROM phicrypt_keys WHERE scope = 'phicrypt:audit'"), "no new chain key over the old events")
+
+	r = runIn(t, vars, "audit", "verify")
+	assert.Equal(t, exitIncomplete, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "ALTERED")
+	assert.Contains(t, r.stdout, "chain key is gone")
 }

@@ -38,6 +38,9 @@ log's head leaves a shorter chain that is intact: only an anchor shows it.
 Keep the head this command prints where the database's administrators cannot
 write (a WORM bucket, a log shipper, a ticket) and pass it back as --anchor.
 
+A log that holds events whose chain key was deleted from the key store is
+altered too (none of its events can be checked).
+
 Exit codes: 0 intact, 3 altered, 1 the log could not be read, 2 usage.
 `)
 	c := e.storeFlags(fs)
@@ -57,10 +60,15 @@ Exit codes: 0 intact, 3 altered, 1 the log could not be read, 2 usage.
 	}
 	defer s.Close()
 	log, err := keys.OpenAuditLog(ctx, s.db, s.dialect, s.kek)
-	if errors.Is(err, keys.ErrNoAuditLog) {
+	switch {
+	case errors.Is(err, keys.ErrNoAuditLog):
 		return fmt.Errorf("%s has no audit log (keys init creates one): %w", redactDSN(c.keysDSN), err)
-	}
-	if err != nil {
+	case errors.Is(err, keys.ErrAuditTampered):
+		// The log holds events, but its chain key was deleted: none of
+		// them can be checked.
+		fmt.Fprintf(e.stdout, "ALTERED: %v\n", err)
+		return errTampered
+	case err != nil:
 		return err
 	}
 

@@ -292,14 +292,9 @@ The rotation is recorded in the key store's audit log when --keys-dsn names one.
 	}
 	ctx = e.keyOpContext(ctx, "rotate-kek")
 	if c.keysDSN != "" {
-		// A key store that does not exist fails before the KEK changes.
-		db, dialect, err := openKeysDB(c.keysDSN, false)
-		if err != nil {
-			return err
-		}
-		_, err = openExistingStore(ctx, db, dialect, c.keysDSN)
-		db.Close()
-		if err != nil {
+		// A key store that does not exist, or whose audit log cannot
+		// record the rotation, fails before the KEK changes.
+		if err := e.checkAuditable(ctx, c); err != nil {
 			return err
 		}
 	}
@@ -313,6 +308,25 @@ The rotation is recorded in the key store's audit log when --keys-dsn names one.
 	fmt.Fprintf(e.stdout, "KEK %s: version %d wraps from now on\n", kek.KeyID(), kek.Version())
 	if err := e.recordKEKRotation(ctx, c, kek, kek.KeyID(), kek.Version(), nil); err != nil {
 		return fmt.Errorf("the KEK was rotated, but not recorded: %w", err)
+	}
+	return nil
+}
+
+// checkAuditable fails if the key store of c does not exist, or if its
+// audit sinks cannot be opened (a tampered audit log): what
+// recordKEKRotation needs, checked before the KEK changes.
+func (e *env) checkAuditable(ctx context.Context, c *common) error {
+	s, err := e.openStore(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	sinks, err := e.sinks(ctx, s.db, s.dialect, s.kek)
+	if err != nil {
+		return err
+	}
+	if sinks.file != nil {
+		sinks.file.Close()
 	}
 	return nil
 }

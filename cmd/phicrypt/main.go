@@ -41,6 +41,10 @@
 // audit verify checks the audit log: edited, inserted and deleted events,
 // and, against the anchors given (heads an earlier verify printed, kept
 // where the database's administrators cannot write), a truncated tail.
+// A log that holds events whose chain key was deleted from the key store
+// is altered (exit 3), never "no audit log": every key command refuses to
+// run on it (keys.ErrAuditTampered, exit 1) rather than record its events
+// elsewhere.
 //
 // A DSN is a PostgreSQL URL (postgres://…) or a SQLite file
 // (sqlite:path/to/file.db or file:path.db).
