@@ -23,7 +23,10 @@
 // and keys shred always do. encrypt creates the keys of the scopes it
 // encrypts (per-patient scopes are new by nature), in a key store that
 // must exist. keys rotate --scope S --all rotates every key of S and of
-// the scopes under it (S/…, such as per-patient scopes) and says how many.
+// the scopes under it (S/…, such as per-patient scopes) and says how many;
+// keys shred --scope S likewise shreds S and every scope under it (a
+// tenant's patients, whether their keys are wrapped under its parent key
+// or by the KEK), and says how many.
 //
 // Key events (creating, unwrapping, rotating, rewrapping, destroying keys)
 // go to the audit sinks: the key store's tamper-evident audit log when its

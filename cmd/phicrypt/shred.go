@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 
 	"github.com/phicrypt/phicrypt/keys"
@@ -69,15 +70,20 @@ SSN or MRN of this patient): delete or re-export those files. See docs/SHREDDING
 func keysShred(ctx context.Context, e *env, args []string) error {
 	fs := e.flags("keys shred", "--scope SCOPE --yes [--dsn DSN --spec FILE…]", `  phicrypt keys shred --scope tenant:st-mary/patient/7c747494 --yes \
       --dsn postgres://ehr@db/ehr --spec patients.json --spec notes.json
+  phicrypt keys shred --scope tenant:st-mary --yes   # the tenant and every patient of it
 First the blind index values of the scope's rows in the --spec tables are set to NULL
 (they would otherwise still match under a tenant-wide index key), then every key of the
 scope is destroyed and its wrapped copies erased from the store (on SQLite, from the
 write-ahead log and free space too), then the tables are swept once more. Its data
 becomes unreadable. Interrupted or failed, it can be run again. Backups of the key store
 still hold the keys (see docs/SHREDDING.md).
+The scopes under SCOPE (SCOPE/…, such as a tenant's per-patient scopes) are shredded
+with it, each the same way, after SCOPE itself: shredding a tenant shreds its patients,
+whether their keys are wrapped under the tenant's parent key or by the KEK, and the
+output says how many scopes and key sets that was.
 `)
 	c := e.commonFlags(fs)
-	scope := fs.String("scope", "", "the scope to destroy")
+	scope := fs.String("scope", "", "the scope to destroy, with the scopes under it (SCOPE/…)")
 	yes := fs.Bool("yes", false, "confirm: this cannot be undone")
 	t := e.specFlags(fs, "whose blind index values of the scope to erase")
 	if err := parse(fs, args); err != nil {
@@ -94,7 +100,10 @@ still hold the keys (see docs/SHREDDING.md).
 		return err
 	}
 	ctx = e.keyOpContext(ctx, "shred")
-	s, err := e.openKeyOp(ctx, c)
+	// The keyring knows the key hierarchy, as keys rewrap --to-parents
+	// does: a tenant's patients are its children, even those whose keys
+	// the KEK still wraps.
+	s, err := e.openKeyOp(ctx, c, func(cfg *keys.Config) { cfg.Parent = keys.TenantParent })
 	if err != nil {
 		return err
 	}
@@ -106,35 +115,99 @@ still hold the keys (see docs/SHREDDING.md).
 	if db != nil {
 		defer db.Close()
 	}
-	// A scope without keys is refused before anything is erased: a typo
-	// must not erase a real patient's indexes while destroying nothing.
-	sets, err := s.keyring.Status(ctx, *scope)
+	// The scope first, then each scope under it. A scope without keys,
+	// and without scopes under it that have some, is refused before
+	// anything is erased: a typo must not erase a real patient's indexes
+	// while destroying nothing.
+	ids, err := s.store.Under(ctx, *scope)
 	if err != nil {
 		return err
 	}
-	if len(sets) == 0 {
-		return fmt.Errorf("scope %s has no keys: %w", *scope, keys.ErrKeyNotFound)
+	if len(ids) == 0 {
+		return fmt.Errorf("scope %s has no keys, and no scope under it has any: %w", *scope, keys.ErrKeyNotFound)
+	}
+	scopes := []string{*scope}
+	underSets := 0
+	for _, id := range ids {
+		if id.Scope == *scope {
+			continue
+		}
+		underSets++
+		if scopes[len(scopes)-1] != id.Scope { // Under sorts by scope
+			scopes = append(scopes, id.Scope)
+		}
 	}
 	var opts keys.ShredOptions
 	for _, sp := range specs {
 		opts.Erasers = append(opts.Erasers, &migrate.Eraser{DB: db, Dialect: dialect, Spec: sp})
 	}
-	report, err := s.keyring.Shred(ctx, *scope, opts)
-	if report.Versions > 0 || report.KeySets > 0 {
-		fmt.Fprintf(e.stdout, "destroyed %d key versions in %d key sets of %s\n", report.Versions, report.KeySets, *scope)
-	}
-	if report.ChildKeySets > 0 {
-		fmt.Fprintf(e.stdout, "its parent key destroyed, and with it the %d key sets of its children (such as its patients)\n", report.ChildKeySets)
-	}
-	if len(specs) > 0 {
-		fmt.Fprintf(e.stdout, "erased the blind index values of %d rows in %d tables\n", report.IndexRowsErased, len(specs))
-	}
-	fmt.Fprint(e.stderr, shredNote)
-	if err != nil {
-		if errors.Is(err, keys.ErrPurgeIncomplete) {
-			return fmt.Errorf("%w; run keys shred again when no other connection holds a long read transaction", err)
+
+	var purgeErr error
+	bar := e.bar(int64(len(scopes)), "shredding", "scopes")
+	summary := shredSummary{scope: *scope, scopes: len(scopes), underSets: underSets, tables: len(specs)}
+	for i, sc := range scopes {
+		report, err := s.keyring.Shred(ctx, sc, opts)
+		bar.Add(1)
+		summary.versions += report.Versions
+		summary.rows += report.IndexRowsErased
+		if i == 0 {
+			summary.sets = report.KeySets
 		}
-		return fmt.Errorf("%w; the shred is incomplete: run it again", err)
+		// Each Shred purges the whole store: only the last one's purge
+		// says whether copies of destroyed keys remain.
+		purgeErr = nil
+		if errors.Is(err, keys.ErrPurgeIncomplete) {
+			purgeErr, err = err, nil
+		}
+		if errors.Is(err, keys.ErrReservedScope) {
+			bar.Finish()
+			return err // refused, and audited: nothing to run again
+		}
+		if err != nil {
+			bar.Finish()
+			summary.print(e.stdout)
+			fmt.Fprint(e.stderr, shredNote)
+			return fmt.Errorf("shredding %s: %w; the shred is incomplete: run it again", sc, err)
+		}
+		summary.shredded++
+	}
+	bar.Finish()
+	summary.print(e.stdout)
+	fmt.Fprint(e.stderr, shredNote)
+	if purgeErr != nil {
+		return fmt.Errorf("%w; run keys shred again when no other connection holds a long read transaction", purgeErr)
 	}
 	return nil
+}
+
+// shredSummary is what keys shred did to scope and the scopes under it.
+type shredSummary struct {
+	scope string
+	// scopes counts scope and the scopes under it, shredded those
+	// shredded without error; underSets counts the key sets of the
+	// scopes under scope.
+	scopes, shredded, underSets int
+	// versions counts the key versions destroyed, sets the key sets of
+	// scope, rows the index rows erased in tables --spec tables.
+	versions, sets, tables int
+	rows                   int64
+}
+
+// print writes the summary: the key versions and sets destroyed, how many
+// scopes under scope were shredded, and the index rows erased.
+func (s *shredSummary) print(w io.Writer) {
+	under := s.scopes - 1
+	switch {
+	case s.shredded < s.scopes:
+		fmt.Fprintf(w, "destroyed %d key versions before an error: shredded %d of %d scopes (%s and the scopes under it)\n",
+			s.versions, s.shredded, s.scopes, s.scope)
+	case under > 0:
+		fmt.Fprintf(w, "destroyed %d key versions in %d key sets of %s and %d key sets of %s under it (%s/…, such as its patients)\n",
+			s.versions, s.sets, s.scope, s.underSets, plural(under, "scope"), s.scope)
+	case s.versions > 0 || s.sets > 0:
+		fmt.Fprintf(w, "destroyed %d key versions in %d key sets of %s\n", s.versions, s.sets, s.scope)
+	}
+	if s.tables > 0 {
+		fmt.Fprintf(w, "erased the blind index values of %d rows in %d tables\n", s.rows, s.tables)
+	}
 }
