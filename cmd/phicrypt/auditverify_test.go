@@ -1,14 +1,20 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"os"
 	"path/filepath"
 	"regexp"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/keys"
 )
 
 // headOf returns the anchor an intact verify printed.
@@ -115,4 +121,39 @@ func TestAuditVerify(t *testing.T) {
 	assert.Contains(t, r.stderr, "has no audit log (keys init creates one)")
 	r = runIn(t, vars, "audit")
 	assert.Equal(t, exitUsage, r.code)
+}
+
+// TestAuditVerifyLiveLog: audit verify of an intact log that a running
+// application appends to exits 0, every time.
+func TestAuditVerifyLiveLog(t *testing.T) {
+	ctx := context.Background()
+	vars, dir := newKeyStore(t)
+	kek, store := openKeys(t, vars, dir)
+	app, err := keys.NewAuditLogIn(ctx, store, kek)
+	require.NoError(t, err)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var appended atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			assert.NoError(t, app.Audit(ctx, keys.Event{Time: time.Now(), Op: keys.OpUse, Scope: "tenant:a", Key: "data", Outcome: keys.Success}))
+			appended.Add(1)
+			time.Sleep(time.Millisecond) // a busy service, not a flood
+		}
+	}()
+	defer wg.Wait()
+	defer close(stop)
+	// For four seconds, at least 20 times, over at least 100 appends.
+	deadline := time.Now().Add(4 * time.Second)
+	for i := 0; i < 20 || appended.Load() < 100 || time.Now().Before(deadline); i++ {
+		r := runIn(t, vars, "audit", "verify")
+		require.Equal(t, exitOK, r.code, "an intact, live log: %s", r.stdout)
+	}
 }
