@@ -34,7 +34,9 @@ type VerifyConfig struct {
 type ColumnReport struct {
 	Column string
 	// Null, Plaintext and Malformed count those rows; Versions counts the
-	// ciphertexts per data key version (compact form).
+	// ciphertexts per data key version (compact form). With a Target
+	// column, a row whose target is NULL while its source is not is not
+	// migrated yet: it counts as Plaintext.
 	Null, Plaintext, Malformed int64
 	Versions                   map[uint32]int64
 }
@@ -160,11 +162,17 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 		last = sql.NullString{String: batch[len(batch)-1].id, Valid: true}
 		for _, row := range batch {
 			r.Rows++
-			for i := range s.Columns {
+			for i, col := range s.Columns {
 				c := &r.Columns[i]
 				v := row.dst[i]
 				if v == nil {
-					c.Null++
+					if col.Target != "" && row.src[i] != nil {
+						// Not migrated: the source still holds the
+						// plaintext.
+						c.Plaintext++
+					} else {
+						c.Null++
+					}
 					continue
 				}
 				info, err := envelope.Inspect(rawBytes(v))
