@@ -650,9 +650,14 @@ func (w *worker) query(ctx context.Context, q sqltx.Querier, query string, args 
 	return out, rows.Err()
 }
 
-// ownBytes copies a []byte the driver may reuse.
+// ownBytes copies a []byte the driver may reuse. An empty value that is
+// not NULL (a NULL scans as a nil interface) stays empty, not nil, which
+// a driver would bind as NULL.
 func ownBytes(v any) any {
 	if b, ok := v.([]byte); ok {
+		if b == nil {
+			return []byte{}
+		}
 		return bytes.Clone(b)
 	}
 	return v

@@ -80,3 +80,35 @@ func TestVerifyCountsUnmigratedTargetRows(t *testing.T) {
 	assert.Equal(t, int64(1), v.Columns[0].Null, "row d is NULL in both columns")
 	assert.Equal(t, map[uint32]int64{1: 2}, v.Columns[0].Versions)
 }
+
+// An empty BLOB (not NULL) is a value like any other: it is encrypted, and
+// the row's other columns with it.
+func TestEncryptEmptyBlob(t *testing.T) {
+	ctx := context.Background()
+	db, kr, codec := sqliteTable(t, nil,
+		`CREATE TABLE p (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, ssn TEXT, pic BLOB)`,
+		`INSERT INTO p VALUES ('a', 't1', '123-45-6789', X''), ('b', 't1', '987-65-4321', NULL)`)
+	s := migrate.Spec{Table: "p", ID: "id", ScopeColumn: "tenant", Columns: []migrate.Column{{Name: "ssn", Type: "string"}, {Name: "pic", Type: "bytes"}}}
+	rep, err := migrate.Run(ctx, smallJob(db, kr, codec, s))
+	require.NoError(t, err)
+	assert.Equal(t, migrate.Report{Partitions: 1, Scanned: 2, Written: 2}, rep)
+
+	type app struct {
+		ID     string                   `phi:"id,table=p"`
+		Tenant string                   `phi:"scope"`
+		SSN    fields.String            `phi:"encrypt"`
+		Pic    fields.Encrypted[[]byte] `phi:"encrypt"`
+	}
+	var a app
+	require.NoError(t, db.QueryRow(`SELECT id, tenant, ssn, pic FROM p WHERE id = 'a'`).Scan(&a.ID, &a.Tenant, &a.SSN, &a.Pic))
+	require.NoError(t, codec.Open(ctx, &a))
+	assert.Equal(t, "123-45-6789", a.SSN.Get())
+	assert.False(t, a.Pic.IsNull())
+	assert.Empty(t, a.Pic.Get())
+	var picNull bool
+	require.NoError(t, db.QueryRow(`SELECT pic IS NULL FROM p WHERE id = 'b'`).Scan(&picNull))
+	assert.True(t, picNull, "NULL stays NULL")
+	v, err := migrate.Verify(ctx, migrate.VerifyConfig{DB: db, Dialect: keys.SQLite, Spec: s, Codec: codec})
+	require.NoError(t, err)
+	assert.True(t, v.Complete(), v.String())
+}
