@@ -186,7 +186,9 @@ func (c *Config) defaults() error {
 // the values (… AND column IS old), so an application write that lands in
 // between is never overwritten: the row is read again and decided anew,
 // and after repeated conflicts counted in Conflicts and left as the
-// application wrote it (sealed, by fields).
+// application wrote it (sealed, by fields). Ids are compared as the driver
+// returns them (integers, text, bytes, times); a NULL id stops the job
+// with ErrRowID.
 func Run(ctx context.Context, cfg Config) (Report, error) {
 	var r Report
 	if err := cfg.defaults(); err != nil {
@@ -198,11 +200,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if err := cfg.schema(ctx); err != nil {
 		return r, err
 	}
-	total, err := createJob(ctx, &cfg)
+	total, textBounds, err := createJob(ctx, &cfg)
 	if err != nil {
 		return r, err
 	}
-	w := &worker{cfg: &cfg, total: total, started: time.Now(), typ: cfg.Spec.rowType()}
+	w := &worker{cfg: &cfg, total: total, textBounds: textBounds, started: time.Now(), typ: cfg.Spec.rowType()}
 	if err := w.prepare(ctx); err != nil {
 		return r, err
 	}
@@ -237,13 +239,16 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 // dryRun decides every row of the table and counts the changes.
 func dryRun(ctx context.Context, cfg *Config) (Report, error) {
 	w := &worker{cfg: cfg, started: time.Now(), typ: cfg.Spec.rowType()}
-	last := sql.NullString{}
+	if err := w.prepareRead(ctx, cfg.DB); err != nil {
+		return w.report, err
+	}
+	var last any
 	for {
-		batch, err := w.readBatch(ctx, cfg.DB, last, false, sql.NullString{})
+		batch, err := w.readBatch(ctx, cfg.DB, last, false, nil)
 		if err != nil || len(batch) == 0 {
 			return w.report, err
 		}
-		last = sql.NullString{String: batch[len(batch)-1].id, Valid: true}
+		last = batch[len(batch)-1].key
 		w.newBatch()
 		for _, r := range batch {
 			ch, err := w.decide(ctx, r)
@@ -264,17 +269,24 @@ func dryRun(ctx context.Context, cfg *Config) (Report, error) {
 type jobSpec struct {
 	Kind Kind `json:"kind"`
 	Spec Spec `json:"spec"`
+	// Bounds is "typed" when the partition bounds are encoded with their
+	// type (encodeKey); earlier releases stored them as text.
+	Bounds string `json:"bounds,omitempty"`
 }
 
 // createJob creates the job and its partitions unless they exist, and
-// returns the job's row count.
-func createJob(ctx context.Context, cfg *Config) (int64, error) {
-	want, err := json.Marshal(jobSpec{cfg.Kind, cfg.Spec})
+// returns the job's row count and whether its partition bounds are the
+// text of an earlier release's job.
+func createJob(ctx context.Context, cfg *Config) (total int64, textBounds bool, err error) {
+	want, err := json.Marshal(jobSpec{Kind: cfg.Kind, Spec: cfg.Spec, Bounds: "typed"})
 	if err != nil {
-		return 0, fmt.Errorf("migrate: %w", err)
+		return 0, false, fmt.Errorf("migrate: %w", err)
+	}
+	old, err := json.Marshal(jobSpec{Kind: cfg.Kind, Spec: cfg.Spec})
+	if err != nil {
+		return 0, false, fmt.Errorf("migrate: %w", err)
 	}
 	d := cfg.Dialect
-	var total int64
 	err = sqltx.Write(ctx, cfg.DB, d == keys.Postgres, "migrate", func(q sqltx.Querier) error {
 		if d == keys.Postgres {
 			if _, err := q.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "phicrypt-migrate:"+cfg.Job); err != nil {
@@ -284,7 +296,11 @@ func createJob(ctx context.Context, cfg *Config) (int64, error) {
 		var spec string
 		err := q.QueryRowContext(ctx, d.Rebind("SELECT spec, total FROM phicrypt_migration_jobs WHERE job = ?"), cfg.Job).Scan(&spec, &total)
 		if err == nil {
-			if spec != string(want) {
+			switch spec {
+			case string(want):
+			case string(old):
+				textBounds = true
+			default:
 				return ErrJobMismatch
 			}
 			return nil
@@ -296,19 +312,29 @@ func createJob(ctx context.Context, cfg *Config) (int64, error) {
 		if err := q.QueryRowContext(ctx, "SELECT count(*) FROM "+s.Table).Scan(&total); err != nil {
 			return fmt.Errorf("migrate: count %s: %w", s.Table, err)
 		}
-		// Every PartitionRows-th key is a boundary.
+		// Every PartitionRows-th key is a boundary, kept with its type (on
+		// SQLite as stored: +id is not converted by the driver).
+		key := s.ID
+		if d == keys.SQLite {
+			key = "+" + s.ID
+		}
 		rows, err := q.QueryContext(ctx, d.Rebind(fmt.Sprintf(
-			"SELECT %[1]s FROM (SELECT %[1]s, row_number() OVER (ORDER BY %[1]s) AS rn FROM %[2]s) p WHERE rn %% ? = 1 AND rn > 1 ORDER BY %[1]s",
-			s.ID, s.Table)), cfg.PartitionRows)
+			"SELECT %[3]s FROM (SELECT %[1]s, row_number() OVER (ORDER BY %[1]s) AS rn FROM %[2]s) p WHERE rn %% ? = 1 AND rn > 1 ORDER BY %[1]s",
+			s.ID, s.Table, key)), cfg.PartitionRows)
 		if err != nil {
 			return fmt.Errorf("migrate: partition %s: %w", s.Table, err)
 		}
 		var bounds []string
 		for rows.Next() {
-			var b string
-			if err := rows.Scan(&b); err != nil {
+			var v any
+			if err := rows.Scan(&v); err != nil {
 				rows.Close()
 				return fmt.Errorf("migrate: %w", err)
+			}
+			b, err := encodeKey(ownBytes(v))
+			if err != nil {
+				rows.Close()
+				return fmt.Errorf("migrate: partition %s: %w", s.Table, err)
 			}
 			bounds = append(bounds, b)
 		}
@@ -337,7 +363,7 @@ func createJob(ctx context.Context, cfg *Config) (int64, error) {
 		}
 		return nil
 	})
-	return total, err
+	return total, textBounds, err
 }
 
 func pendingParts(ctx context.Context, cfg *Config) (int, error) {
@@ -393,12 +419,19 @@ type worker struct {
 	// rs is the Reencrypt fast path's state (reseal.go), made on first
 	// use.
 	rs *resealer
+	// textBounds is set for a job of an earlier release, whose partition
+	// bounds are stored as text (rowkey.go).
+	textBounds bool
+	// rawCols are the columns whose values the SQLite driver converts,
+	// read a second time as stored (prepareRead).
+	rawCols []string
 }
 
-// prepare reads the column types a batched update must cast to.
+// prepare reads the column types a batched update must cast to
+// (PostgreSQL), or the columns to read as stored (SQLite, prepareRead).
 func (w *worker) prepare(ctx context.Context) error {
 	if w.cfg.Dialect != keys.Postgres {
-		return nil
+		return w.prepareRead(ctx, w.cfg.DB)
 	}
 	s := &w.cfg.Spec
 	w.casts = map[string]string{}
@@ -462,7 +495,7 @@ func (w *worker) runPartition(ctx context.Context) (bool, error) {
 		if err != nil || !ok {
 			return false, err
 		}
-		n, written, err := w.processRange(ctx, cfg.DB, lo, hi)
+		n, written, err := w.processPart(ctx, cfg.DB, lo, hi)
 		if err == nil {
 			err = finish(cfg.DB, part, n, written)
 		}
@@ -478,7 +511,7 @@ func (w *worker) runPartition(ctx context.Context) (bool, error) {
 			return err
 		}
 		claimed = true
-		n, written, err := w.processRange(ctx, q, lo, hi)
+		n, written, err := w.processPart(ctx, q, lo, hi)
 		if err != nil {
 			return err
 		}
@@ -490,8 +523,23 @@ func (w *worker) runPartition(ctx context.Context) (bool, error) {
 	return claimed, err
 }
 
-// processRange migrates the rows with lo <= id < hi, batch by batch.
-func (w *worker) processRange(ctx context.Context, q sqltx.Querier, lo, hi sql.NullString) (int64, int64, error) {
+// processPart migrates the rows of the partition with stored bounds lo
+// and hi.
+func (w *worker) processPart(ctx context.Context, q sqltx.Querier, lo, hi sql.NullString) (int64, int64, error) {
+	l, err := w.bound(lo)
+	if err != nil {
+		return 0, 0, err
+	}
+	h, err := w.bound(hi)
+	if err != nil {
+		return 0, 0, err
+	}
+	return w.processRange(ctx, q, l, h)
+}
+
+// processRange migrates the rows with lo <= id < hi (nil: unbounded),
+// batch by batch.
+func (w *worker) processRange(ctx context.Context, q sqltx.Querier, lo, hi any) (int64, int64, error) {
 	var seen, written int64
 	last := lo
 	first := true
@@ -504,7 +552,7 @@ func (w *worker) processRange(ctx context.Context, q sqltx.Querier, lo, hi sql.N
 			return seen, written, nil
 		}
 		first = false
-		last = sql.NullString{String: batch[len(batch)-1].id, Valid: true}
+		last = batch[len(batch)-1].key
 		n, err := w.migrateBatch(ctx, q, batch)
 		if err != nil {
 			return seen, written, err
@@ -522,10 +570,16 @@ func (w *worker) processRange(ctx context.Context, q sqltx.Querier, lo, hi sql.N
 // row is one table row as read: its id, its scope, and the raw values of
 // the spec's columns, target columns and index columns.
 type row struct {
-	id, scope string
-	src       []any // per Column: the value of Name
-	dst       []any // per Column: the value of target() (src again in place)
-	idx       []any // per Index
+	// id is the record id (the id's text form, idText), key the id as
+	// the driver returned it, which queries compare the id column with.
+	id  string
+	key any
+	// raw holds, by column, the stored values of rawCols.
+	raw   map[string]any
+	scope string
+	src   []any // per Column: the value of Name
+	dst   []any // per Column: the value of target() (src again in place)
+	idx   []any // per Index
 	// ver is the row version read, on PostgreSQL (xmin): any write to
 	// the row since it was read changes it.
 	ver string
@@ -550,22 +604,22 @@ func (s *Spec) columns() []string {
 }
 
 // readBatch reads the next batch of rows after last (inclusive of lo on
-// the partition's first read) and before hi.
-func (w *worker) readBatch(ctx context.Context, q sqltx.Querier, last sql.NullString, first bool, hi sql.NullString) ([]*row, error) {
+// the partition's first read) and before hi; nil is unbounded.
+func (w *worker) readBatch(ctx context.Context, q sqltx.Querier, last any, first bool, hi any) ([]*row, error) {
 	s := &w.cfg.Spec
 	var where []string
 	var args []any
-	if last.Valid {
+	if last != nil {
 		op := ">"
 		if first {
 			op = ">="
 		}
 		where = append(where, s.ID+" "+op+" ?")
-		args = append(args, last.String)
+		args = append(args, last)
 	}
-	if hi.Valid {
+	if hi != nil {
 		where = append(where, s.ID+" < ?")
-		args = append(args, hi.String)
+		args = append(args, hi)
 	}
 	if w.scope != "" && s.ScopeColumn != "" {
 		where = append(where, s.ScopeColumn+" = ?")
@@ -580,22 +634,22 @@ func (w *worker) readBatch(ctx context.Context, q sqltx.Querier, last sql.NullSt
 	return w.query(ctx, q, query, args)
 }
 
-// readRows reads the rows with the given ids.
-func (w *worker) readRows(ctx context.Context, q sqltx.Querier, ids []string) ([]*row, error) {
+// readRows reads the rows with the given ids (row.key).
+func (w *worker) readRows(ctx context.Context, q sqltx.Querier, ids []any) ([]*row, error) {
 	s := &w.cfg.Spec
 	marks := strings.TrimSuffix(strings.Repeat("?, ", len(ids)), ", ")
-	args := make([]any, len(ids))
-	for i, id := range ids {
-		args[i] = id
-	}
+	args := ids
 	return w.query(ctx, q, "SELECT "+w.selectList()+" FROM "+s.Table+" WHERE "+s.ID+" IN ("+marks+") ORDER BY "+s.ID, args)
 }
 
-// selectList is what a row is read with: the spec's columns and, on
-// PostgreSQL, the row version (xmin) that the compare-and-swap update
-// checks.
+// selectList is what a row is read with: the spec's columns, on SQLite
+// the rawCols as stored, and on PostgreSQL the row version (xmin) that
+// the compare-and-swap update checks.
 func (w *worker) selectList() string {
 	list := strings.Join(w.cfg.Spec.columns(), ", ")
+	for _, c := range w.rawCols {
+		list += ", +" + c
+	}
 	if w.cfg.Dialect == keys.Postgres {
 		list += ", xmin::text"
 	}
@@ -613,7 +667,8 @@ func (w *worker) query(ctx context.Context, q sqltx.Querier, query string, args 
 	var out []*row
 	for rows.Next() {
 		r := &row{src: make([]any, len(s.Columns)), dst: make([]any, len(s.Columns)), idx: make([]any, len(s.Indexes))}
-		dest := []any{&r.id}
+		var id any
+		dest := []any{&id}
 		if s.ScopeColumn != "" {
 			dest = append(dest, &r.scope)
 		} else {
@@ -628,12 +683,28 @@ func (w *worker) query(ctx context.Context, q sqltx.Querier, query string, args 
 		for i := range s.Indexes {
 			dest = append(dest, &r.idx[i])
 		}
+		raw := make([]any, len(w.rawCols))
+		for i := range raw {
+			dest = append(dest, &raw[i])
+		}
 		if w.cfg.Dialect == keys.Postgres {
 			dest = append(dest, &r.ver)
 		}
 		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("migrate: read %s: %w", s.Table, err)
 		}
+		if len(raw) > 0 {
+			r.raw = make(map[string]any, len(raw))
+			for i, c := range w.rawCols {
+				r.raw[c] = ownBytes(raw[i])
+			}
+		}
+		id = ownBytes(id)
+		var err error
+		if r.id, err = idText(id); err != nil {
+			return nil, fmt.Errorf("migrate: read %s: %w", s.Table, err)
+		}
+		r.key = r.stored(s.ID, id)
 		for i, c := range s.Columns {
 			r.src[i] = ownBytes(r.src[i])
 			if c.Target == "" {
@@ -678,13 +749,17 @@ func isCiphertext(v any) bool {
 }
 
 // change is one row's update: new values per written column, with the
-// values read, for the compare-and-swap.
+// values read (as stored), for the compare-and-swap, and the columns only
+// compared (SQLite; PostgreSQL compares the row version read, row.ver).
 type change struct {
-	id   string
-	ver  string // the row version read (PostgreSQL)
-	cols []string
-	olds []any
-	news []any
+	row     *row // the row read
+	cols    []string
+	olds    []any
+	news    []any
+	cmpCols []string
+	cmpOlds []any
+	// done is set when the update was written.
+	done bool
 }
 
 // maxRetries bounds how often a row is re-read after a concurrent write
@@ -712,15 +787,15 @@ func (w *worker) migrateBatch(ctx context.Context, q sqltx.Querier, batch []*row
 		if len(changes) == 0 {
 			break
 		}
-		done, err := w.writeChanges(ctx, q, changes)
-		if err != nil {
+		if err := w.writeChanges(ctx, q, changes); err != nil {
 			return written, err
 		}
-		written += int64(len(done))
-		var retry []string
+		var retry []*change
 		for _, ch := range changes {
-			if !done[ch.id] {
-				retry = append(retry, ch.id)
+			if ch.done {
+				written++
+			} else {
+				retry = append(retry, ch)
 			}
 		}
 		if len(retry) == 0 {
@@ -730,7 +805,12 @@ func (w *worker) migrateBatch(ctx context.Context, q sqltx.Querier, batch []*row
 			w.report.Conflicts += int64(len(retry))
 			break
 		}
-		if batch, err = w.readRows(ctx, q, retry); err != nil {
+		ids := make([]any, len(retry))
+		for i, ch := range retry {
+			ids[i] = ch.row.key
+		}
+		var err error
+		if batch, err = w.readRows(ctx, q, ids); err != nil {
 			return written, err
 		}
 	}
@@ -739,23 +819,23 @@ func (w *worker) migrateBatch(ctx context.Context, q sqltx.Querier, batch []*row
 }
 
 // writeChanges writes changes within q (PostgreSQL: the partition's
-// transaction) or in a short write transaction of its own (SQLite).
-func (w *worker) writeChanges(ctx context.Context, q sqltx.Querier, changes []*change) (map[string]bool, error) {
+// transaction) or in a short write transaction of its own (SQLite), and
+// marks those written done.
+func (w *worker) writeChanges(ctx context.Context, q sqltx.Querier, changes []*change) error {
 	if w.cfg.Dialect != keys.SQLite {
 		return w.write(ctx, q, changes)
 	}
-	var done map[string]bool
-	err := sqltx.Write(ctx, w.cfg.DB, false, "migrate", func(tq sqltx.Querier) error {
+	return sqltx.Write(ctx, w.cfg.DB, false, "migrate", func(tq sqltx.Querier) error {
+		for _, ch := range changes {
+			ch.done = false // a retried transaction writes them again
+		}
 		// The plaintext (or old ciphertext and index values) replaced
 		// must not stay behind in the pages' free space.
 		if err := sqltx.SecureDelete(ctx, tq, false); err != nil {
 			return fmt.Errorf("migrate: %w", err)
 		}
-		var err error
-		done, err = w.write(ctx, tq, changes)
-		return err
+		return w.write(ctx, tq, changes)
 	})
-	return done, err
 }
 
 // decide returns the change a row needs for the job, or nil. Reencrypt
@@ -835,7 +915,7 @@ func (w *worker) decideRecord(ctx context.Context, r *row) (*change, error) {
 	if err := w.cfg.Codec.Seal(ctx, rec.Interface()); err != nil {
 		return nil, fmt.Errorf("migrate: row %s: %w", r.id, err)
 	}
-	ch := &change{id: r.id, ver: r.ver}
+	ch := &change{row: r}
 	for i, c := range s.Columns {
 		if !needs[i] {
 			continue
@@ -844,13 +924,12 @@ func (w *worker) decideRecord(ctx context.Context, r *row) (*change, error) {
 		if err != nil {
 			return nil, fmt.Errorf("migrate: row %s column %s: %w", r.id, c.Name, err)
 		}
-		ch.cols, ch.olds, ch.news = append(ch.cols, c.target()), append(ch.olds, r.dst[i]), append(ch.news, v)
-		if w.cfg.Kind == Encrypt {
-			if c.Target != "" {
-				// Also compare the source: a concurrent write there
-				// must not be encrypted from a stale read.
-				ch.cols, ch.olds, ch.news = append(ch.cols, c.Name), append(ch.olds, r.src[i]), append(ch.news, r.src[i])
-			}
+		ch.cols, ch.olds, ch.news = append(ch.cols, c.target()), append(ch.olds, r.stored(c.target(), r.dst[i])), append(ch.news, v)
+		if w.cfg.Kind == Encrypt && c.Target != "" {
+			// Also compare the source, as stored, without writing it: a
+			// concurrent write there must not be encrypted from a stale
+			// read.
+			ch.cmpCols, ch.cmpOlds = append(ch.cmpCols, c.Name), append(ch.cmpOlds, r.stored(c.Name, r.src[i]))
 		}
 	}
 	for i, ix := range s.Indexes {
@@ -861,7 +940,7 @@ func (w *worker) decideRecord(ctx context.Context, r *row) (*change, error) {
 		if sameValue(v, r.idx[i]) {
 			continue
 		}
-		ch.cols, ch.olds, ch.news = append(ch.cols, ix.Column), append(ch.olds, r.idx[i]), append(ch.news, v)
+		ch.cols, ch.olds, ch.news = append(ch.cols, ix.Column), append(ch.olds, r.stored(ix.Column, r.idx[i])), append(ch.news, v)
 	}
 	if len(ch.cols) == 0 {
 		return nil, nil

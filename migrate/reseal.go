@@ -242,7 +242,7 @@ func (w *worker) reseal(ctx context.Context, r *row) (*change, error) {
 		// Compact's encoding.
 		openers[k] = rs.compacts[k][0].Opener(r.scope)
 	}
-	ch := &change{id: r.id, ver: r.ver, cols: make([]string, 0, len(rs.work)), olds: make([]any, 0, len(rs.work)), news: make([]any, 0, len(rs.work))}
+	ch := &change{row: r, cols: make([]string, 0, len(rs.work)), olds: make([]any, 0, len(rs.work)), news: make([]any, 0, len(rs.work))}
 	for _, it := range rs.work {
 		c := s.Columns[it.col]
 		k := det(c)
@@ -276,7 +276,7 @@ func (w *worker) reseal(ctx context.Context, r *row) (*change, error) {
 		} else {
 			v = append([]byte(nil), out...)
 		}
-		ch.cols, ch.olds, ch.news = append(ch.cols, c.target()), append(ch.olds, r.dst[it.col]), append(ch.news, v)
+		ch.cols, ch.olds, ch.news = append(ch.cols, c.target()), append(ch.olds, r.stored(c.target(), r.dst[it.col])), append(ch.news, v)
 	}
 	return ch, nil
 }

@@ -150,16 +150,19 @@ func Verify(ctx context.Context, cfg VerifyConfig) (*VerifyReport, error) {
 	if cfg.Scope != "" && s.ScopeColumn == "" && cfg.Scope != s.Scope {
 		return r, nil
 	}
-	last := sql.NullString{}
+	if err := w.prepareRead(ctx, cfg.DB); err != nil {
+		return nil, err
+	}
+	var last any
 	for {
-		batch, err := w.readBatch(ctx, cfg.DB, last, false, sql.NullString{})
+		batch, err := w.readBatch(ctx, cfg.DB, last, false, nil)
 		if err != nil {
 			return nil, err
 		}
 		if len(batch) == 0 {
 			return r, nil
 		}
-		last = sql.NullString{String: batch[len(batch)-1].id, Valid: true}
+		last = batch[len(batch)-1].key
 		for _, row := range batch {
 			r.Rows++
 			for i, col := range s.Columns {

@@ -10,24 +10,21 @@ import (
 	"github.com/phicrypt/phicrypt/keys"
 )
 
-// write applies changes with compare-and-swap updates and returns the ids
-// of the rows changed; a row written since it was read is left alone. On
+// write applies changes with compare-and-swap updates and marks those
+// written done; a row written since it was read is left alone. On
 // PostgreSQL rows that write the same columns go in one UPDATE … FROM
 // (VALUES …) RETURNING id, conditioned on the row version read; on SQLite,
 // the single writer, one UPDATE per row, conditioned on the values read.
-func (w *worker) write(ctx context.Context, q sqltx.Querier, changes []*change) (map[string]bool, error) {
-	done := map[string]bool{}
+func (w *worker) write(ctx context.Context, q sqltx.Querier, changes []*change) error {
 	if w.cfg.Dialect == keys.SQLite {
 		for _, ch := range changes {
 			n, err := w.writeOne(ctx, q, ch)
 			if err != nil {
-				return done, err
+				return err
 			}
-			if n == 1 {
-				done[ch.id] = true
-			}
+			ch.done = n == 1
 		}
-		return done, nil
+		return nil
 	}
 	groups := map[string][]*change{}
 	var order []string
@@ -39,14 +36,15 @@ func (w *worker) write(ctx context.Context, q sqltx.Querier, changes []*change) 
 		groups[k] = append(groups[k], ch)
 	}
 	for _, k := range order {
-		if err := w.writeGroup(ctx, q, groups[k], done); err != nil {
-			return done, err
+		if err := w.writeGroup(ctx, q, groups[k]); err != nil {
+			return err
 		}
 	}
-	return done, nil
+	return nil
 }
 
-// writeOne is the compare-and-swap update of one row.
+// writeOne is the compare-and-swap update of one row: it sets ch.cols,
+// if they and ch.cmpCols still hold the values read.
 func (w *worker) writeOne(ctx context.Context, q sqltx.Querier, ch *change) (int64, error) {
 	s := &w.cfg.Spec
 	var set, cond []string
@@ -55,10 +53,14 @@ func (w *worker) writeOne(ctx context.Context, q sqltx.Querier, ch *change) (int
 		set = append(set, c+" = ?")
 		args = append(args, ch.news[i])
 	}
-	args = append(args, ch.id)
+	args = append(args, ch.row.key)
 	for i, c := range ch.cols {
 		cond = append(cond, c+" IS ?")
 		args = append(args, ch.olds[i])
+	}
+	for i, c := range ch.cmpCols {
+		cond = append(cond, c+" IS ?")
+		args = append(args, ch.cmpOlds[i])
 	}
 	res, err := q.ExecContext(ctx, "UPDATE "+s.Table+" SET "+strings.Join(set, ", ")+" WHERE "+s.ID+" = ? AND "+strings.Join(cond, " AND "), args...)
 	if err != nil {
@@ -79,7 +81,7 @@ func (w *worker) writeOne(ctx context.Context, q sqltx.Querier, ch *change) (int
 // and read again (migrateBatch). This is stricter than comparing the
 // columns written, and sends only the new values: a batch's statement is
 // about half the size.
-func (w *worker) writeGroup(ctx context.Context, q sqltx.Querier, group []*change, done map[string]bool) error {
+func (w *worker) writeGroup(ctx context.Context, q sqltx.Querier, group []*change) error {
 	s := &w.cfg.Spec
 	cols := group[0].cols
 	var values strings.Builder
@@ -97,10 +99,10 @@ func (w *worker) writeGroup(ctx context.Context, q sqltx.Querier, group []*chang
 		}
 		values.WriteByte('(')
 		param(w.casts[s.ID])
-		args = append(args, ch.id)
+		args = append(args, ch.row.key)
 		values.WriteString(", ")
 		param("text")
-		args = append(args, ch.ver)
+		args = append(args, ch.row.ver)
 		for j, c := range cols {
 			values.WriteString(", ")
 			param(w.casts[c])
@@ -115,18 +117,32 @@ func (w *worker) writeGroup(ctx context.Context, q sqltx.Querier, group []*chang
 		set = append(set, c+" = v.n"+strconv.Itoa(i))
 	}
 	query := "UPDATE " + s.Table + " AS t SET " + strings.Join(set, ", ") + " FROM (VALUES " + values.String() + ") AS v(" + strings.Join(names, ", ") +
-		") WHERE t." + s.ID + " = v.id AND t.xmin::text = v.ver RETURNING t." + s.ID + "::text"
+		") WHERE t." + s.ID + " = v.id AND t.xmin::text = v.ver RETURNING t." + s.ID
+	byKey := make(map[string]*change, len(group))
+	for _, ch := range group {
+		k, err := encodeKey(ch.row.key)
+		if err != nil {
+			return err
+		}
+		byKey[k] = ch
+	}
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return fmt.Errorf("migrate: update %s: %w", s.Table, err)
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var id string
+		var id any
 		if err := rows.Scan(&id); err != nil {
 			return fmt.Errorf("migrate: update %s: %w", s.Table, err)
 		}
-		done[id] = true
+		k, err := encodeKey(ownBytes(id))
+		if err != nil {
+			return fmt.Errorf("migrate: update %s: %w", s.Table, err)
+		}
+		if ch := byKey[k]; ch != nil {
+			ch.done = true
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("migrate: update %s: %w", s.Table, err)
