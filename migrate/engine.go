@@ -119,8 +119,11 @@ type Report struct {
 	Partitions int
 	// Scanned counts the rows read, Written the rows changed, Conflicts
 	// the rows that concurrent writes kept changing between read and write
-	// (after retries; left for a later run).
-	Scanned, Written, Conflicts int64
+	// (after retries; left for a later run), Gone the rows deleted between
+	// read and write (nothing of them is left to migrate). A row whose
+	// update fails although it did not change is no conflict: Run stops
+	// with ErrUnwritable.
+	Scanned, Written, Conflicts, Gone int64
 	// Legacy counts the legacy plaintext values encrypted.
 	Legacy int64
 }
@@ -186,7 +189,9 @@ func (c *Config) defaults() error {
 // the values (… AND column IS old), so an application write that lands in
 // between is never overwritten: the row is read again and decided anew,
 // and after repeated conflicts counted in Conflicts and left as the
-// application wrote it (sealed, by fields). Ids are compared as the driver
+// application wrote it (sealed, by fields). A row deleted in between is
+// counted in Gone; a row whose update fails although it did not change
+// stops the job with ErrUnwritable. Ids are compared as the driver
 // returns them (integers, text, bytes, times); a NULL id stops the job
 // with ErrRowID.
 func Run(ctx context.Context, cfg Config) (Report, error) {
@@ -813,9 +818,41 @@ func (w *worker) migrateBatch(ctx context.Context, q sqltx.Querier, batch []*row
 		if batch, err = w.readRows(ctx, q, ids); err != nil {
 			return written, err
 		}
+		if err := w.checkRetry(retry, batch); err != nil {
+			return written, err
+		}
 	}
 	w.report.Written += written
 	return written, nil
+}
+
+// checkRetry looks at the rows read again after their updates failed: a
+// row that is gone was deleted (Gone), and a row read back unchanged
+// failed its own compare-and-swap, which no retry mends (ErrUnwritable).
+func (w *worker) checkRetry(retry []*change, again []*row) error {
+	found := make(map[string]*row, len(again))
+	for _, r := range again {
+		k, err := encodeKey(r.key)
+		if err != nil {
+			return err
+		}
+		found[k] = r
+	}
+	for _, ch := range retry {
+		k, err := encodeKey(ch.row.key)
+		if err != nil {
+			return err
+		}
+		r, ok := found[k]
+		if !ok {
+			w.report.Gone++
+			continue
+		}
+		if sameRow(ch.row, r) {
+			return fmt.Errorf("%w: row %s of %s", ErrUnwritable, ch.row.id, w.cfg.Spec.Table)
+		}
+	}
+	return nil
 }
 
 // writeChanges writes changes within q (PostgreSQL: the partition's

@@ -25,6 +25,13 @@ import (
 // carry (an integer, a float, text, bytes or a time).
 var ErrRowID = errors.New("migrate: a row id is NULL or of an unsupported type")
 
+// ErrUnwritable means a compare-and-swap update matched no row although
+// the row, read again, had not changed since it was read: the engine
+// cannot write that row (a value it cannot compare with what is stored).
+// The job stops rather than leave the row's plaintext behind as a
+// conflict.
+var ErrUnwritable = errors.New("migrate: a row's compare-and-swap update matches nothing although the row did not change")
+
 // idText is the text form of a row id as database/sql converts it into
 // a string (the record id the application binds).
 func idText(v any) (string, error) {
@@ -143,4 +150,24 @@ func (r *row) stored(col string, v any) any {
 		return x
 	}
 	return v
+}
+
+// sameRow reports whether two reads of a row found the same values.
+func sameRow(a, b *row) bool {
+	if a.scope != b.scope || a.ver != b.ver || !sameValue(a.key, b.key) || len(a.raw) != len(b.raw) {
+		return false
+	}
+	for _, p := range [][2][]any{{a.src, b.src}, {a.dst, b.dst}, {a.idx, b.idx}} {
+		for i := range p[0] {
+			if !sameValue(p[0][i], p[1][i]) {
+				return false
+			}
+		}
+	}
+	for c, v := range a.raw {
+		if !sameValue(v, b.raw[c]) {
+			return false
+		}
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -158,6 +159,57 @@ func TestEncryptEmptyBlob(t *testing.T) {
 	v, err := migrate.Verify(ctx, migrate.VerifyConfig{DB: db, Dialect: keys.SQLite, Spec: s, Codec: codec})
 	require.NoError(t, err)
 	assert.True(t, v.Complete(), v.String())
+}
+
+// A row whose compare-and-swap update never takes (here a trigger ignores
+// every update) is not a conflict with a concurrent write: Run fails with
+// ErrUnwritable instead of reporting success with the row's plaintext
+// left.
+func TestUnwritableRowStopsTheJob(t *testing.T) {
+	ctx := context.Background()
+	db, kr, codec := sqliteTable(t, nil,
+		`CREATE TABLE p (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, ssn TEXT)`,
+		`INSERT INTO p VALUES ('a', 't1', '123-45-6789')`,
+		`CREATE TRIGGER p_frozen BEFORE UPDATE ON p BEGIN SELECT RAISE(IGNORE); END`)
+	s := migrate.Spec{Table: "p", ID: "id", ScopeColumn: "tenant", Columns: []migrate.Column{{Name: "ssn", Type: "string"}}}
+	rep, err := migrate.Run(ctx, smallJob(db, kr, codec, s))
+	require.ErrorIs(t, err, migrate.ErrUnwritable)
+	assert.Equal(t, migrate.Report{Scanned: 0}, rep, "the partition is not done")
+	var ssn string
+	require.NoError(t, db.QueryRow(`SELECT ssn FROM p`).Scan(&ssn))
+	assert.Equal(t, "123-45-6789", ssn)
+}
+
+// deletingKEK deletes a row when the first data key is wrapped: between the
+// engine's read of a batch and its write.
+type deletingKEK struct {
+	kms.KEK
+	once sync.Once
+	del  func()
+}
+
+func (k *deletingKEK) Wrap(ctx context.Context, dek, aad []byte) (kms.WrappedKey, error) {
+	k.once.Do(k.del)
+	return k.KEK.Wrap(ctx, dek, aad)
+}
+
+// A row deleted between the read and the write is counted in Gone.
+func TestRowDeletedBeforeWriteIsGone(t *testing.T) {
+	ctx := context.Background()
+	var db *sql.DB
+	wrap := func(k kms.KEK) kms.KEK {
+		return &deletingKEK{KEK: k, del: func() {
+			_, err := db.Exec(`DELETE FROM p WHERE id = 'b'`)
+			assert.NoError(t, err)
+		}}
+	}
+	db, kr, codec := sqliteTable(t, wrap,
+		`CREATE TABLE p (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, ssn TEXT)`,
+		`INSERT INTO p VALUES ('a', 't1', '123-45-6789'), ('b', 't1', '987-65-4321')`)
+	s := migrate.Spec{Table: "p", ID: "id", ScopeColumn: "tenant", Columns: []migrate.Column{{Name: "ssn", Type: "string"}}}
+	rep, err := migrate.Run(ctx, smallJob(db, kr, codec, s))
+	require.NoError(t, err)
+	assert.Equal(t, migrate.Report{Partitions: 1, Scanned: 2, Written: 1, Gone: 1}, rep)
 }
 
 // Row ids of any SQLite type (integers in a column declared without a
