@@ -268,7 +268,11 @@ func buildPlan(t reflect.Type) (*plan, error) {
 	// that names no table is checked all the same: its plan is returned
 	// with errNoTable, for a Codec that binds it to a table (BindTable).
 	if p.table == "" {
-		if m, ok := stringMethod(t, "PHITable"); ok {
+		m, ok, err := stringMethod(t, "PHITable")
+		if err != nil {
+			return nil, tagErr("PHITable", "", err.Error())
+		}
+		if ok {
 			p.table = m
 		}
 	}
@@ -276,9 +280,13 @@ func buildPlan(t reflect.Type) (*plan, error) {
 		return nil, tagErr("", "", `no record id: tag one field phi:"id"`)
 	}
 	if p.scope.name == "" {
-		if _, ok := t.MethodByName("PHIScope"); ok || hasPointerMethod(t, "PHIScope") {
+		ok, err := hasStringMethod(t, "PHIScope")
+		switch {
+		case err != nil:
+			return nil, tagErr("PHIScope", "", err.Error())
+		case ok:
 			p.scope = accessor{method: "PHIScope", name: "PHIScope()"}
-		} else {
+		default:
 			return nil, tagErr("", "", `no scope: tag one field phi:"scope", or add a PHIScope() string method`)
 		}
 	}
@@ -441,18 +449,42 @@ func (a *accessor) read(rv reflect.Value) (string, error) {
 	return asString(rv.FieldByIndex(a.path))
 }
 
-// stringMethod calls a method func() string of t's zero value (value or
-// pointer receiver) named name.
-func stringMethod(t reflect.Type, name string) (string, bool) {
-	v := reflect.New(t)
-	m := v.MethodByName(name)
-	if !m.IsValid() || m.Type().NumIn() != 0 || m.Type().NumOut() != 1 || m.Type().Out(0).Kind() != reflect.String {
-		return "", false
+// stringMethod calls the method func() string of t's zero value (value
+// or pointer receiver) named name, if t has one; a method of that name
+// with another signature is an error.
+func stringMethod(t reflect.Type, name string) (string, bool, error) {
+	ok, err := hasStringMethod(t, name)
+	if !ok {
+		return "", false, err
 	}
-	return m.Call(nil)[0].String(), true
+	return reflect.New(t).MethodByName(name).Call(nil)[0].String(), true, nil
 }
 
-func hasPointerMethod(t reflect.Type, name string) bool {
+// hasStringMethod reports whether t has a method func() string named name
+// (value or pointer receiver). A method of that name with another
+// signature is an error, never a method ignored or called wrongly: a
+// PHIScope() int would put every record in one scope.
+func hasStringMethod(t reflect.Type, name string) (bool, error) {
 	m, ok := reflect.PointerTo(t).MethodByName(name)
-	return ok && m.Type.NumIn() == 1 && m.Type.NumOut() == 1 && m.Type.Out(0).Kind() == reflect.String
+	if !ok {
+		return false, nil
+	}
+	mt := m.Type // the receiver is its first argument
+	if mt.NumIn() != 1 || mt.NumOut() != 1 || mt.Out(0).Kind() != reflect.String {
+		return false, fmt.Errorf("method %s is %v: want func() string", name, methodSig(mt))
+	}
+	return true, nil
+}
+
+// methodSig is the signature of method type mt without its receiver.
+func methodSig(mt reflect.Type) string {
+	in := make([]reflect.Type, 0, mt.NumIn())
+	for i := 1; i < mt.NumIn(); i++ {
+		in = append(in, mt.In(i))
+	}
+	out := make([]reflect.Type, mt.NumOut())
+	for i := range out {
+		out[i] = mt.Out(i)
+	}
+	return reflect.FuncOf(in, out, mt.IsVariadic()).String()
 }

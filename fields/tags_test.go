@@ -186,6 +186,9 @@ func TestTagErrors(t *testing.T) {
 		"index bad scope":        {&indexBadScope{}, "I"},
 		"id in nested struct":    {&nestedID{}, "Inner.Other"},
 		"unexported nested":      {&hiddenNested{}, "inner"},
+		"PHIScope() int":         {&scopeInt{}, "PHIScope"},
+		"PHIScope(string)":       {&scopeArg{}, "PHIScope"},
+		"PHITable() int":         {&tableInt{}, "PHITable"},
 	}
 	for name, tc := range cases {
 		err := c.Plan(tc.v)
@@ -199,6 +202,32 @@ func TestTagErrors(t *testing.T) {
 		assert.ErrorIs(t, c.Open(t.Context(), tc.v), fields.ErrInvalidTag, name)
 	}
 }
+
+// scopeInt, scopeArg and tableInt have PHIScope or PHITable methods of
+// the wrong signature: PHIScope() int would put every record in one
+// scope (one key for all tenants), PHIScope(string) string cannot be
+// called.
+type (
+	scopeInt struct {
+		ID  string `phi:"id,table=t"`
+		Org string
+		X   fields.String `phi:"encrypt"`
+	}
+	scopeArg struct {
+		ID  string `phi:"id,table=t"`
+		Org string
+		X   fields.String `phi:"encrypt"`
+	}
+	tableInt struct {
+		ID    string        `phi:"id"`
+		Scope string        `phi:"scope"`
+		X     fields.String `phi:"encrypt"`
+	}
+)
+
+func (r scopeInt) PHIScope() int                  { return len(r.Org) }
+func (r *scopeArg) PHIScope(prefix string) string { return prefix + r.Org }
+func (tableInt) PHITable() int                    { return 1 }
 
 // methods supplies table and scope through methods instead of tags.
 type methods struct {
