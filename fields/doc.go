@@ -56,7 +56,10 @@
 //
 // Untagged struct fields (and embedded structs) are searched for tagged
 // fields too; a nested field's column is prefixed by the struct field's
-// column and a dot. The plan of a type is built once, on first use, and
+// column and a dot. Only structs held by value are searched: tagged,
+// encrypted or index fields reached through a pointer (an embedded
+// *Contact), a slice, an array or a map are a *TagError, as are
+// PHIScope or PHITable methods that are not func() string. The plan of a type is built once, on first use, and
 // cached; any mistake (an unknown kind or option, a tag on a field of the
 // wrong type, an unsupported type, a missing id, scope or table, two fields
 // with one column, an index over a field that is not encrypted) is a

@@ -164,6 +164,10 @@ func buildPlan(t reflect.Type) (*plan, error) {
 				case sf.Type.Kind() == reflect.Struct && !sf.IsExported() && hasPhiTags(sf.Type):
 					// reflect cannot hand out its fields' addresses.
 					return tagErr(name, "", "an unexported struct field holds phi-tagged fields: export it")
+				case sf.Type.Kind() != reflect.Struct && holdsPHI(sf.Type, nil):
+					// The walk descends into struct values only: Seal
+					// would leave these fields plaintext.
+					return tagErr(name, "", fmt.Sprintf("%v holds phi-tagged, encrypted or index fields that Seal never reaches (it descends into struct values only): hold the struct by value", sf.Type))
 				case sf.Type.Kind() == reflect.Struct && sf.IsExported() && sf.Type != timeType:
 					col := colPrefix + columnName(sf) + "."
 					if sf.Anonymous {
@@ -373,6 +377,43 @@ func hasPhiTags(t reflect.Type) bool {
 			return true
 		}
 		if sf.Type.Kind() == reflect.Struct && sf.Type != t && hasPhiTags(sf.Type) {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsPHI reports whether values of t hold, at any depth and through
+// pointers, slices, arrays and maps, an Encrypted value, a BlindIndex or
+// a phi-tagged field. seen guards against recursive types.
+func holdsPHI(t reflect.Type, seen map[reflect.Type]bool) bool {
+	for {
+		switch t.Kind() {
+		case reflect.Pointer, reflect.Slice, reflect.Array:
+			t = t.Elem()
+			continue
+		case reflect.Map:
+			if holdsPHI(t.Key(), seen) {
+				return true
+			}
+			t = t.Elem()
+			continue
+		}
+		break
+	}
+	if t == blindIndexType || reflect.PointerTo(t).Implements(valueFieldType) {
+		return true
+	}
+	if t.Kind() != reflect.Struct || t == timeType || seen[t] {
+		return false
+	}
+	if seen == nil {
+		seen = map[reflect.Type]bool{}
+	}
+	seen[t] = true
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if tg, ok := sf.Tag.Lookup("phi"); (ok && tg != "-") || holdsPHI(sf.Type, seen) {
 			return true
 		}
 	}

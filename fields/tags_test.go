@@ -189,6 +189,12 @@ func TestTagErrors(t *testing.T) {
 		"PHIScope() int":         {&scopeInt{}, "PHIScope"},
 		"PHIScope(string)":       {&scopeArg{}, "PHIScope"},
 		"PHITable() int":         {&tableInt{}, "PHITable"},
+		"embedded *struct":       {&embeddedPointer{}, "PhoneContact"},
+		"pointer to struct":      {&pointerStruct{}, "Contact"},
+		"slice of structs":       {&sliceOfStructs{}, "Contacts"},
+		"map of structs":         {&mapOfStructs{}, "Contacts"},
+		"slice of encrypted":     {&sliceOfEncrypted{}, "Phones"},
+		"array of indexes":       {&arrayOfIndexes{}, "Indexes"},
 	}
 	for name, tc := range cases {
 		err := c.Plan(tc.v)
@@ -228,6 +234,80 @@ type (
 func (r scopeInt) PHIScope() int                  { return len(r.Org) }
 func (r *scopeArg) PHIScope(prefix string) string { return prefix + r.Org }
 func (tableInt) PHITable() int                    { return 1 }
+
+// PhoneContact holds a phi-tagged field; the types below reach it, or an
+// Encrypted or BlindIndex, through a pointer, slice, map or array, where
+// Seal would never seal it.
+type (
+	PhoneContact struct {
+		Phone fields.String `phi:"encrypt"`
+	}
+	embeddedPointer struct {
+		ID    string        `phi:"id,table=t"`
+		Scope string        `phi:"scope"`
+		X     fields.String `phi:"encrypt"`
+		*PhoneContact
+	}
+	pointerStruct struct {
+		ID      string        `phi:"id,table=t"`
+		Scope   string        `phi:"scope"`
+		X       fields.String `phi:"encrypt"`
+		Contact *PhoneContact
+	}
+	sliceOfStructs struct {
+		ID       string        `phi:"id,table=t"`
+		Scope    string        `phi:"scope"`
+		X        fields.String `phi:"encrypt"`
+		Contacts []PhoneContact
+	}
+	mapOfStructs struct {
+		ID       string        `phi:"id,table=t"`
+		Scope    string        `phi:"scope"`
+		X        fields.String `phi:"encrypt"`
+		Contacts map[string]*PhoneContact
+	}
+	sliceOfEncrypted struct {
+		ID     string        `phi:"id,table=t"`
+		Scope  string        `phi:"scope"`
+		X      fields.String `phi:"encrypt"`
+		Phones []fields.String
+	}
+	arrayOfIndexes struct {
+		ID      string        `phi:"id,table=t"`
+		Scope   string        `phi:"scope"`
+		X       fields.String `phi:"encrypt"`
+		Indexes [2]fields.BlindIndex
+	}
+)
+
+type (
+	listNode struct {
+		Note string
+		Next *listNode
+	}
+	withList struct {
+		ID    string        `phi:"id,table=t"`
+		Scope string        `phi:"scope"`
+		X     fields.String `phi:"encrypt"`
+		Notes *listNode
+		Tags  map[string][]string
+	}
+)
+
+// TestPointerReachedFieldsRefused: a phi field the walk cannot reach is
+// refused by every call, so Seal never returns nil over a field it left
+// in plaintext.
+func TestPointerReachedFieldsRefused(t *testing.T) {
+	c := newCodec(t, fields.Config{})
+	r := &embeddedPointer{ID: "1", Scope: "s", X: fields.New("x"), PhoneContact: &PhoneContact{Phone: fields.New("555-0100")}}
+	assert.ErrorIs(t, c.Seal(t.Context(), r), fields.ErrInvalidTag)
+	assert.False(t, r.Phone.Sealed())
+	assert.False(t, r.X.Sealed(), "nothing is sealed")
+
+	// Pointers to types without phi fields, self-referencing ones too,
+	// are allowed.
+	assert.NoError(t, c.Plan(&withList{}))
+}
 
 // methods supplies table and scope through methods instead of tags.
 type methods struct {
