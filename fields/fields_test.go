@@ -5,6 +5,7 @@ import (
 	"crypto/fips140"
 	"database/sql/driver"
 	"encoding/json"
+	"math"
 	"fmt"
 	"reflect"
 	"strings"
@@ -361,6 +362,78 @@ func TestMigrationMode(t *testing.T) {
 	require.NoError(t, u.Name.Scan("plain"))
 	_, err = u.Name.Value()
 	assert.ErrorIs(t, err, fields.ErrNotSealed)
+}
+
+// TestLegacyDriverValues: migration mode stores a driver's number in a
+// field of another type only when it fits exactly, and turns it into text
+// in decimal; anything else fails with ErrTypeMismatch, so migrate never
+// writes back a corrupted value.
+func TestLegacyDriverValues(t *testing.T) {
+	type legacy struct {
+		ID     string                      `phi:"id,table=legacy_values"`
+		Scope  string                      `phi:"scope"`
+		MRN    fields.String               `phi:"encrypt,migrate"`
+		Small  fields.Encrypted[int8]      `phi:"encrypt,migrate"`
+		Count  fields.Encrypted[int]       `phi:"encrypt,migrate"`
+		Unsig  fields.Encrypted[uint16]    `phi:"encrypt,migrate"`
+		Ratio  fields.Encrypted[float32]   `phi:"encrypt,migrate"`
+		Weight fields.Encrypted[float64]   `phi:"encrypt,migrate"`
+		Ptr    fields.Encrypted[*int16]    `phi:"encrypt,migrate"`
+		Born   fields.Encrypted[time.Time] `phi:"encrypt,migrate"`
+	}
+	c := newCodec(t, fields.Config{})
+	open := func(set func(r *legacy) error) (*legacy, error) {
+		r := &legacy{ID: "1", Scope: "tenant:1"}
+		require.NoError(t, set(r))
+		return r, c.Open(t.Context(), r)
+	}
+	good := map[string]struct {
+		set   func(r *legacy) error
+		check func(r *legacy)
+	}{
+		"int64 into string": {func(r *legacy) error { return r.MRN.Scan(int64(12345)) },
+			func(r *legacy) { assert.Equal(t, "12345", r.MRN.Get()) }},
+		"float64 into string": {func(r *legacy) error { return r.MRN.Scan(3.5) },
+			func(r *legacy) { assert.Equal(t, "3.5", r.MRN.Get()) }},
+		"bool into string": {func(r *legacy) error { return r.MRN.Scan(true) },
+			func(r *legacy) { assert.Equal(t, "true", r.MRN.Get()) }},
+		"int64 into int8": {func(r *legacy) error { return r.Small.Scan(int64(-128)) },
+			func(r *legacy) { assert.Equal(t, int8(-128), r.Small.Get()) }},
+		"whole float64 into int": {func(r *legacy) error { return r.Count.Scan(4.0) },
+			func(r *legacy) { assert.Equal(t, 4, r.Count.Get()) }},
+		"int64 into uint16": {func(r *legacy) error { return r.Unsig.Scan(int64(65535)) },
+			func(r *legacy) { assert.Equal(t, uint16(65535), r.Unsig.Get()) }},
+		"float64 into float32": {func(r *legacy) error { return r.Ratio.Scan(0.5) },
+			func(r *legacy) { assert.Equal(t, float32(0.5), r.Ratio.Get()) }},
+		"int64 into float64": {func(r *legacy) error { return r.Weight.Scan(int64(1 << 53)) },
+			func(r *legacy) { assert.Equal(t, float64(1<<53), r.Weight.Get()) }},
+		"int64 into *int16": {func(r *legacy) error { return r.Ptr.Scan(int64(7)) },
+			func(r *legacy) { assert.Equal(t, int16(7), *r.Ptr.Get()) }},
+		"time into time": {func(r *legacy) error { return r.Born.Scan(time.Date(1972, 3, 14, 0, 0, 0, 0, time.UTC)) },
+			func(r *legacy) { assert.Equal(t, 1972, r.Born.Get().Year()) }},
+	}
+	for name, tc := range good {
+		r, err := open(tc.set)
+		require.NoError(t, err, name)
+		tc.check(r)
+	}
+	bad := map[string]func(r *legacy) error{
+		"int64 over int8":        func(r *legacy) error { return r.Small.Scan(int64(300)) },
+		"fraction into int":      func(r *legacy) error { return r.Count.Scan(3.9) },
+		"infinity into int":      func(r *legacy) error { return r.Count.Scan(math.Inf(1)) },
+		"negative into uint16":   func(r *legacy) error { return r.Unsig.Scan(int64(-1)) },
+		"int64 over uint16":      func(r *legacy) error { return r.Unsig.Scan(int64(70000)) },
+		"float64 over float32":   func(r *legacy) error { return r.Ratio.Scan(1e300) },
+		"inexact int64 in float": func(r *legacy) error { return r.Weight.Scan(int64(1<<53 + 1)) },
+		"int64 over *int16":      func(r *legacy) error { return r.Ptr.Scan(int64(1 << 20)) },
+		"bool into int":          func(r *legacy) error { return r.Count.Scan(true) },
+		"time into int":          func(r *legacy) error { return r.Count.Scan(time.Now()) },
+		"int64 into time.Time":   func(r *legacy) error { return r.Born.Scan(int64(19720314)) },
+	}
+	for name, set := range bad {
+		_, err := open(set)
+		assert.ErrorIs(t, err, fields.ErrTypeMismatch, name)
+	}
 }
 
 func TestJSONPolicy(t *testing.T) {

@@ -341,19 +341,108 @@ func appendTextReflect(dst []byte, rv reflect.Value) ([]byte, error) {
 
 // decodeLegacy decodes a legacy plaintext (migration mode): raw bytes read
 // from a text or binary column, or a value the driver returned (an
-// int64, a time.Time...).
+// int64, a float64, a bool, a time.Time...).
 func decodeLegacy[T any](raw []byte, legacy any, v *T) error {
 	rv := reflect.ValueOf(v).Elem()
 	if legacy != nil {
-		lv := reflect.ValueOf(legacy)
-		if lv.Type().ConvertibleTo(rv.Type()) && lv.Kind() != reflect.String {
-			rv.Set(lv.Convert(rv.Type()))
-			return nil
-		}
-		raw = []byte(fmt.Sprint(legacy))
+		return decodeLegacyValue(reflect.ValueOf(legacy), rv)
 	}
 	return decodeLegacyText(raw, rv)
 }
+
+// decodeLegacyValue stores a driver's value lv in rv. A value of rv's own
+// type is stored as it is; a number goes into a number only when it fits
+// exactly (no wrap-around, no truncated fraction); anything else is
+// parsed from its text (integers in decimal), so that an INTEGER column
+// read into a string field gives "12345", never the rune U+3039.
+func decodeLegacyValue(lv reflect.Value, rv reflect.Value) error {
+	t := rv.Type()
+	fail := func() error {
+		return fmt.Errorf("%w: a legacy %v does not fit %v", ErrTypeMismatch, lv.Type(), t)
+	}
+	switch {
+	case lv.Type() == t:
+		rv.Set(lv)
+		return nil
+	case t.Kind() == reflect.Pointer:
+		elem := reflect.New(t.Elem())
+		if err := decodeLegacyValue(lv, elem.Elem()); err != nil {
+			return err
+		}
+		rv.Set(elem)
+		return nil
+	case t == timeType || reflect.PointerTo(t).Implements(textUnmarshalerType):
+		// The type parses its own text.
+	case isInt(lv.Kind()) && isInt(t.Kind()):
+		if rv.OverflowInt(lv.Int()) {
+			return fail()
+		}
+		rv.SetInt(lv.Int())
+		return nil
+	case isInt(lv.Kind()) && isUint(t.Kind()):
+		if lv.Int() < 0 || rv.OverflowUint(uint64(lv.Int())) {
+			return fail()
+		}
+		rv.SetUint(uint64(lv.Int()))
+		return nil
+	case isUint(lv.Kind()) && isUint(t.Kind()):
+		if rv.OverflowUint(lv.Uint()) {
+			return fail()
+		}
+		rv.SetUint(lv.Uint())
+		return nil
+	case isUint(lv.Kind()) && isInt(t.Kind()):
+		if lv.Uint() > math.MaxInt64 || rv.OverflowInt(int64(lv.Uint())) {
+			return fail()
+		}
+		rv.SetInt(int64(lv.Uint()))
+		return nil
+	case isFloat(lv.Kind()) && isFloat(t.Kind()):
+		f := lv.Float()
+		if t.Kind() == reflect.Float32 && float64(float32(f)) != f && !math.IsNaN(f) {
+			return fail() // out of range, or not exact in 32 bits
+		}
+		rv.SetFloat(f)
+		return nil
+	case isFloat(lv.Kind()) && (isInt(t.Kind()) || isUint(t.Kind())):
+		// Only a whole number in range: 3.9 is not an int.
+		f := lv.Float()
+		if f != math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) || f < -(1<<63) || f >= 1<<64 {
+			return fail()
+		}
+		return decodeLegacyText(strconv.AppendFloat(nil, f, 'f', -1, 64), rv)
+	case (isInt(lv.Kind()) || isUint(lv.Kind())) && isFloat(t.Kind()):
+		// Only if the float holds the integer exactly.
+		s := legacyText(lv)
+		f, err := strconv.ParseFloat(string(s), t.Bits())
+		if err != nil || strconv.FormatFloat(f, 'f', -1, t.Bits()) != string(s) {
+			return fail()
+		}
+		rv.SetFloat(f)
+		return nil
+	}
+	return decodeLegacyText(legacyText(lv), rv)
+}
+
+// legacyText is the text of a driver's value: decimal for numbers,
+// RFC 3339 for times, fmt's form otherwise (true, false).
+func legacyText(lv reflect.Value) []byte {
+	switch {
+	case lv.Type() == timeType:
+		return lv.Interface().(time.Time).AppendFormat(nil, time.RFC3339Nano)
+	case isInt(lv.Kind()):
+		return strconv.AppendInt(nil, lv.Int(), 10)
+	case isUint(lv.Kind()):
+		return strconv.AppendUint(nil, lv.Uint(), 10)
+	case isFloat(lv.Kind()):
+		return strconv.AppendFloat(nil, lv.Float(), 'g', -1, lv.Type().Bits())
+	}
+	return []byte(fmt.Sprint(lv.Interface()))
+}
+
+func isInt(k reflect.Kind) bool   { return reflect.Int <= k && k <= reflect.Int64 }
+func isUint(k reflect.Kind) bool  { return reflect.Uint <= k && k <= reflect.Uintptr }
+func isFloat(k reflect.Kind) bool { return k == reflect.Float32 || k == reflect.Float64 }
 
 func decodeLegacyText(raw []byte, rv reflect.Value) error {
 	t := rv.Type()
