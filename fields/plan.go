@@ -2,6 +2,7 @@ package fields
 
 import (
 	"encoding"
+	"errors"
 	"fmt"
 	"reflect"
 	"strconv"
@@ -457,13 +458,29 @@ func stringable(t reflect.Type) bool {
 	return false
 }
 
-// asString reads a record id or scope.
+// asString reads a record id or scope. A nil pointer or interface is
+// errNilID, never a method call on nil; the type's own MarshalText error,
+// which may quote the id, is replaced by one naming only the type.
 func asString(v reflect.Value) (string, error) {
 	t := v.Type()
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if v.IsNil() {
+			return "", errNilID
+		}
+		if t.Kind() == reflect.Interface {
+			// A fmt.Stringer or encoding.TextMarshaler interface: read
+			// the value it holds, which may be a nil pointer.
+			return asString(v.Elem())
+		}
+	}
 	switch {
 	case t.Implements(textMarshalerType):
 		b, err := v.Interface().(encoding.TextMarshaler).MarshalText()
-		return string(b), err
+		if err != nil {
+			return "", encodeErr(t, "MarshalText")
+		}
+		return string(b), nil
 	case t.Implements(stringerType):
 		return v.Interface().(fmt.Stringer).String(), nil
 	}
@@ -478,8 +495,12 @@ func asString(v reflect.Value) (string, error) {
 	return string(v.Bytes()), nil
 }
 
+// errNilID is asString's error for a nil id or scope; read turns it into
+// ErrMissingRecordID naming the field.
+var errNilID = errors.New("nil")
+
 // read returns the accessor's string for the record rv (a struct value
-// that is addressable).
+// that is addressable). A nil id or scope is ErrMissingRecordID.
 func (a *accessor) read(rv reflect.Value) (string, error) {
 	switch {
 	case a.plain:
@@ -487,7 +508,11 @@ func (a *accessor) read(rv reflect.Value) (string, error) {
 	case a.method != "":
 		return rv.Addr().MethodByName(a.method).Call(nil)[0].String(), nil
 	}
-	return asString(rv.FieldByIndex(a.path))
+	s, err := asString(rv.FieldByIndex(a.path))
+	if err == errNilID {
+		return "", fmt.Errorf("%w (%s is nil)", ErrMissingRecordID, a.name)
+	}
+	return s, err
 }
 
 // stringMethod calls the method func() string of t's zero value (value

@@ -301,6 +301,14 @@ func appendText[T any](dst []byte, v *T) ([]byte, error) {
 
 func appendTextReflect(dst []byte, rv reflect.Value) ([]byte, error) {
 	t := rv.Type()
+	if t.Kind() == reflect.Pointer {
+		// Before any method: *X has X's MarshalText, which a nil *X
+		// cannot call.
+		if rv.IsNil() {
+			return dst, nil
+		}
+		return appendTextReflect(dst, rv.Elem())
+	}
 	switch {
 	case t == timeType:
 		return rv.Interface().(time.Time).UTC().AppendFormat(dst, time.RFC3339Nano), nil
@@ -326,11 +334,6 @@ func appendTextReflect(dst []byte, rv reflect.Value) ([]byte, error) {
 		if t.Elem().Kind() == reflect.Uint8 {
 			return append(dst, rv.Bytes()...), nil
 		}
-	case reflect.Pointer:
-		if rv.IsNil() {
-			return dst, nil
-		}
-		return appendTextReflect(dst, rv.Elem())
 	}
 	b, err := json.Marshal(rv.Interface())
 	if err != nil {
