@@ -31,9 +31,13 @@ const (
 // binary form, which Codec.Open then decrypts.
 //
 // T may be string, []byte, bool, any integer or float type, time.Time, a
-// type implementing encoding.BinaryMarshaler or encoding.TextMarshaler
-// (with the matching unmarshaler on its pointer), a struct, slice or map
-// (encoded as JSON), or a pointer to any of these. The type is part of the
+// type whose pointer implements encoding.BinaryMarshaler or
+// encoding.TextMarshaler and the matching unmarshaler (value or pointer
+// receivers), a struct, slice or map (encoded as JSON, through the
+// value's address, so pointer-receiver MarshalJSON methods count), or a
+// pointer to any of these. A T that holds an Encrypted or a BlindIndex,
+// which would encode as "[redacted]", or whose MarshalJSON or MarshalText
+// lacks the matching unmarshaler, is a *TagError. The type is part of the
 // plaintext: a value decrypts only into the type it was encrypted from
 // (ErrTypeMismatch otherwise).
 //

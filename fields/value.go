@@ -40,16 +40,30 @@ var (
 	binaryUnmarshalerType = reflect.TypeFor[encoding.BinaryUnmarshaler]()
 	textMarshalerType     = reflect.TypeFor[encoding.TextMarshaler]()
 	textUnmarshalerType   = reflect.TypeFor[encoding.TextUnmarshaler]()
+	jsonMarshalerType     = reflect.TypeFor[json.Marshaler]()
+	jsonUnmarshalerType   = reflect.TypeFor[json.Unmarshaler]()
 )
 
 // tagOf returns the tag that values of t are encoded with, or 0 if they
 // cannot be encrypted. Encoding, decoding and the plan-time check all
 // follow it.
-func tagOf(t reflect.Type) byte {
-	marshals := func(m, u reflect.Type) bool { return t.Implements(m) && reflect.PointerTo(t).Implements(u) }
+func tagOf(t reflect.Type) byte { return tagRule(t, true) }
+
+// tagRule is tagOf, which finds the marshalers of T on *T (Seal encodes
+// an addressable value, so pointer-receiver marshalers count), or, with
+// ptrMethods false, the rule of earlier releases, which looked for the
+// marshaler on T itself and encoded a T with pointer-receiver marshalers
+// as JSON: Open still accepts those values.
+func tagRule(t reflect.Type, ptrMethods bool) byte {
+	marshals := func(m, u reflect.Type) bool {
+		if ptrMethods {
+			return reflect.PointerTo(t).Implements(m) && reflect.PointerTo(t).Implements(u)
+		}
+		return t.Implements(m) && reflect.PointerTo(t).Implements(u)
+	}
 	switch {
 	case t.Kind() == reflect.Pointer:
-		if t.Elem().Kind() == reflect.Pointer || tagOf(t.Elem()) == 0 {
+		if t.Elem().Kind() == reflect.Pointer || tagRule(t.Elem(), ptrMethods) == 0 {
 			return 0
 		}
 		return tagPointer
@@ -82,12 +96,56 @@ func tagOf(t reflect.Type) byte {
 	return 0
 }
 
-// checkType reports whether values of t can be encrypted.
+// checkType reports whether values of t can be encrypted, and decrypted
+// back: a type holding an Encrypted or a BlindIndex would be encoded as
+// "[redacted]", and a JSON-encoded type whose MarshalJSON or MarshalText
+// has no matching unmarshaler would not decode.
 func checkType(t reflect.Type) error {
-	if tagOf(t) == 0 {
+	tag := tagOf(t)
+	if tag == 0 {
 		return fmt.Errorf("%v cannot be encrypted", t)
 	}
+	if holdsSecret(t, nil) {
+		return fmt.Errorf("%v holds an Encrypted value or a BlindIndex, which it would encode as \"[redacted]\": encrypt its plain fields instead", t)
+	}
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	pt := reflect.PointerTo(t)
+	if tagOf(t) == tagJSON &&
+		(pt.Implements(jsonMarshalerType) && !pt.Implements(jsonUnmarshalerType) ||
+			pt.Implements(textMarshalerType) && !pt.Implements(jsonMarshalerType) && !pt.Implements(textUnmarshalerType)) {
+		return fmt.Errorf("%v has MarshalJSON or MarshalText without the matching unmarshaler: its values would not decode", t)
+	}
 	return nil
+}
+
+// holdsSecret reports whether values of t hold an Encrypted value or a
+// BlindIndex, at any depth. seen guards against recursive types.
+func holdsSecret(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if t == blindIndexType || reflect.PointerTo(t).Implements(valueFieldType) {
+		return true
+	}
+	if seen[t] {
+		return false
+	}
+	if seen == nil {
+		seen = map[reflect.Type]bool{}
+	}
+	seen[t] = true
+	switch t.Kind() {
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return holdsSecret(t.Elem(), seen)
+	case reflect.Map:
+		return holdsSecret(t.Key(), seen) || holdsSecret(t.Elem(), seen)
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if holdsSecret(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // appendTyped appends the tagged encoding of *v.
@@ -118,13 +176,15 @@ func appendReflect(dst []byte, rv reflect.Value) ([]byte, error) {
 	case tagTime:
 		return rv.Interface().(time.Time).AppendBinary(append(dst, tagTime))
 	case tagBinary:
-		b, err := rv.Interface().(encoding.BinaryMarshaler).MarshalBinary()
+		// rv is addressable (reached through a pointer): its pointer has
+		// the value and the pointer receiver methods.
+		b, err := rv.Addr().Interface().(encoding.BinaryMarshaler).MarshalBinary()
 		if err != nil {
 			return dst, encodeErr(t, "MarshalBinary")
 		}
 		return append(append(dst, tag), b...), nil
 	case tagText:
-		b, err := rv.Interface().(encoding.TextMarshaler).MarshalText()
+		b, err := rv.Addr().Interface().(encoding.TextMarshaler).MarshalText()
 		if err != nil {
 			return dst, encodeErr(t, "MarshalText")
 		}
@@ -146,7 +206,10 @@ func appendReflect(dst []byte, rv reflect.Value) ([]byte, error) {
 	case tagBytes:
 		return append(append(dst, tag), rv.Bytes()...), nil
 	case tagJSON:
-		b, err := json.Marshal(rv.Interface())
+		// Through its address, so that json.Marshal calls pointer
+		// receiver MarshalJSON and MarshalText methods, as
+		// json.Unmarshal calls the unmarshalers.
+		b, err := json.Marshal(rv.Addr().Interface())
 		if err != nil {
 			return dst, encodeErr(t, "json.Marshal")
 		}
@@ -181,7 +244,9 @@ func decodeReflect(pt []byte, rv reflect.Value) error {
 		return mismatch(t, 0)
 	}
 	tag, body := pt[0], pt[1:]
-	if tag != want && !(want == tagPointer && tag == tagNil) {
+	// JSON is also accepted for a type that earlier releases encoded as
+	// JSON (tagRule).
+	if tag != want && !(want == tagPointer && tag == tagNil) && !(tag == tagJSON && tagRule(t, false) == tagJSON) {
 		return mismatch(t, tag)
 	}
 	fixed := func() (uint64, error) {
@@ -314,6 +379,13 @@ func appendTextReflect(dst []byte, rv reflect.Value) ([]byte, error) {
 		return rv.Interface().(time.Time).UTC().AppendFormat(dst, time.RFC3339Nano), nil
 	case t.Implements(textMarshalerType):
 		b, err := rv.Interface().(encoding.TextMarshaler).MarshalText()
+		if err != nil {
+			return dst, encodeErr(t, "MarshalText")
+		}
+		return append(dst, b...), nil
+	case tagOf(t) == tagText && rv.CanAddr():
+		// Pointer receiver text methods, which Seal encodes with.
+		b, err := rv.Addr().Interface().(encoding.TextMarshaler).MarshalText()
 		if err != nil {
 			return dst, encodeErr(t, "MarshalText")
 		}
