@@ -403,9 +403,12 @@ func (c *Codec) aead(f *fieldPlan) *envelope.Compact {
 // pointers (a batch: one plan lookup, keys from the keyring's cache).
 // NULL fields stay NULL; fields read from a database and not opened keep
 // their ciphertext. Every value is bound to the record's scope, table,
-// column and id, which must be set. A record whose field fails to seal
-// keeps its encrypted fields as they were: none takes a new ciphertext
-// unless all of them do.
+// column and id, which must be set. A record whose field or blind index
+// fails keeps its encrypted fields and indexes as they were: none takes a
+// new value unless all of them do. A blind index over a source read and
+// not opened keeps its stored value only if none of its other sources
+// changed; otherwise Seal fails with ErrNotOpened (open the record
+// first), never leaving an index of the old values.
 func (c *Codec) Seal(ctx context.Context, v any) error {
 	if err := c.Plan(v); err != nil {
 		return err
@@ -476,6 +479,18 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 			sealed = append(sealed, sealedField{field: i, end: -1})
 		}
 	}
+	// The blind indexes, computed before anything is stored (on the
+	// stack for up to 8 indexes), so that an index that fails (a missing
+	// index scope, a source not opened) leaves the record as it was.
+	var indexAt [8]pendingIndex
+	indexes := indexAt[:0]
+	for i := range p.indexes {
+		v, keep, err := c.computeIndex(ctx, p, &p.indexes[i], rv, scope, sc)
+		if err != nil {
+			return err
+		}
+		indexes = append(indexes, pendingIndex{v, keep})
+	}
 	// The ciphertexts of the small values, copied out in one allocation
 	// of their size: each field holds its own part of it, a full slice
 	// that nothing can append into a neighbour through. Fields change
@@ -495,12 +510,19 @@ func (c *Codec) sealRecord(ctx context.Context, p *plan, rv reflect.Value, sc *s
 		vf.sealWith(all[start:s.end:s.end])
 		start = s.end
 	}
-	for i := range p.indexes {
-		if err := c.computeIndex(ctx, p, &p.indexes[i], rv, scope, sc); err != nil {
-			return err
+	for i, x := range indexes {
+		if !x.keep {
+			*p.indexes[i].index(base) = x.v
 		}
 	}
 	return nil
+}
+
+// pendingIndex is a blind index that Seal computed, to store once every
+// field is sealed: its value v, unless keep leaves the stored one.
+type pendingIndex struct {
+	v    BlindIndex
+	keep bool
 }
 
 // sealedField is the field of index field in a plan, sealed into

@@ -298,17 +298,24 @@ func SuggestIndexBits(rows int64, entropyBits float64) (int, error) {
 
 // indexInput appends the MAC input of an index to dst: each source's
 // normalized text as a uint32 length and bytes. tmp is scratch space. It
-// reports false when a source is NULL.
+// reports false when a source is NULL, whatever the others hold, and
+// fails with ErrNotOpened when none is NULL and one is not opened.
 func indexInput(dst []byte, tmp *[2][]byte, p *plan, ip *indexPlan, rv reflect.Value) ([]byte, bool, error) {
 	base := recordBase(rv)
-	for i, s := range ip.sources {
-		vf := p.fields[s].field(base)
-		switch vf.fieldState() {
+	var notOpened error
+	for _, s := range ip.sources {
+		switch p.fields[s].field(base).fieldState() {
 		case stateNull:
 			return dst, false, nil
 		case stateScanned:
-			return dst, false, ErrNotOpened
+			notOpened = ErrNotOpened
 		}
+	}
+	if notOpened != nil {
+		return dst, false, notOpened
+	}
+	for i, s := range ip.sources {
+		vf := p.fields[s].field(base)
 		text, err := vf.indexText(tmp[0][:0])
 		if err != nil {
 			return dst, false, err
@@ -402,20 +409,33 @@ func (p *plan) indexScope(ip *indexPlan, rv reflect.Value, recordScope string) (
 	return s, err
 }
 
-// computeIndex sets a blind index field from its sources' plaintext. A
-// NULL source makes the index NULL; sources read but not opened leave the
-// stored index as it is.
-func (c *Codec) computeIndex(ctx context.Context, p *plan, ip *indexPlan, rv reflect.Value, scope string, sc *scratch) error {
-	x := ip.index(recordBase(rv))
-	v, err := c.indexValue(ctx, p, ip, rv, scope, sc)
-	switch {
-	case errors.Is(err, ErrNotOpened) && !x.IsNull():
-		return nil
-	case err != nil:
-		return &FieldError{Type: p.typ.String(), Field: ip.name, Column: ip.column, Err: err}
+// computeIndex computes a blind index from its sources' plaintext, for
+// Seal to store once the whole record is sealed. A NULL source makes the
+// index NULL. When a source was read and not opened, keep reports that
+// the stored index stays as it is: only if it has a value and no other
+// source changed (holds plaintext not sealed yet), else the index would
+// go stale, and computeIndex fails with ErrNotOpened.
+func (c *Codec) computeIndex(ctx context.Context, p *plan, ip *indexPlan, rv reflect.Value, scope string, sc *scratch) (v BlindIndex, keep bool, err error) {
+	v, err = c.indexValue(ctx, p, ip, rv, scope, sc)
+	if errors.Is(err, ErrNotOpened) && !ip.index(recordBase(rv)).IsNull() && !p.sourceChanged(ip, rv) {
+		return BlindIndex{}, true, nil
 	}
-	*x = v
-	return nil
+	if err != nil {
+		return BlindIndex{}, false, &FieldError{Type: p.typ.String(), Field: ip.name, Column: ip.column, Err: err}
+	}
+	return v, false, nil
+}
+
+// sourceChanged reports whether a source of index ip holds plaintext not
+// sealed yet.
+func (p *plan) sourceChanged(ip *indexPlan, rv reflect.Value) bool {
+	base := recordBase(rv)
+	for _, s := range ip.sources {
+		if p.fields[s].field(base).fieldState() == statePlain {
+			return true
+		}
+	}
+	return false
 }
 
 // indexValue computes the value of index ip for record rv with the active

@@ -344,3 +344,78 @@ func TestIndexTermsPerVersion(t *testing.T) {
 	assert.Equal(t, want, v0, "the active value, text form")
 	assert.NotEqual(t, v0, v1)
 }
+
+// TestSealIsAllOrNothingWithIndexes: an index that fails (here its scope
+// field is empty) fails Seal before anything is stored: the fields keep
+// their plaintext, unsealed, and the indexes their values.
+func TestSealIsAllOrNothingWithIndexes(t *testing.T) {
+	type rec struct {
+		ID       string            `phi:"id,table=all_or_nothing_idx"`
+		Patient  string            `phi:"scope"`
+		TenantID string            // the index's scope
+		SSN      fields.String     `phi:"encrypt"`
+		Name     fields.String     `phi:"encrypt"`
+		NameIdx  fields.BlindIndex `phi:"index,of=Name,bits=8"`
+		SSNIdx   fields.BlindIndex `phi:"index,of=SSN,normalize=digits,bits=8,scope=TenantID"`
+	}
+	ctx := t.Context()
+	c := newCodec(t, fields.Config{InsecureSkipIndexPlanner: true})
+	r := &rec{ID: "1", Patient: "patient:1", TenantID: "tenant:a", SSN: fields.New("999-11-1111"), Name: fields.New("Ann")}
+	require.NoError(t, c.Seal(ctx, r))
+	nameIdx := r.NameIdx
+
+	r.TenantID = "" // forgotten
+	r.SSN.Set("999-22-2222")
+	r.Name.Set("Bob")
+	err := c.Seal(ctx, r)
+	require.ErrorIs(t, err, fields.ErrMissingRecordID)
+	assert.False(t, r.SSN.Sealed(), "Seal failed, yet SSN took a new ciphertext")
+	assert.False(t, r.Name.Sealed(), "Seal failed, yet Name took a new ciphertext")
+	assert.True(t, r.NameIdx.Equal(nameIdx), "Seal failed, yet NameIdx changed")
+	assert.Equal(t, "Bob", r.Name.Get())
+}
+
+// TestCompoundIndexNeverStale: a compound index over a changed source and
+// a source read but not opened cannot be recomputed: Seal fails with
+// ErrNotOpened instead of keeping the index of the old value. With no
+// source changed, the stored index is kept; with a NULL source it is
+// NULL, whatever the order of the sources.
+func TestCompoundIndexNeverStale(t *testing.T) {
+	type rec struct {
+		ID     string            `phi:"id,table=stale_compound"`
+		Tenant string            `phi:"scope"`
+		SSN    fields.String     `phi:"encrypt"`
+		Last   fields.String     `phi:"encrypt"`
+		Both   fields.BlindIndex `phi:"index,of=SSN+Last,bits=32"`
+		Rev    fields.BlindIndex `phi:"index,of=Last+SSN,bits=32"`
+	}
+	ctx := t.Context()
+	c := newCodec(t, fields.Config{InsecureSkipIndexPlanner: true})
+	r := &rec{ID: "1", Tenant: "t:a", SSN: fields.New("111"), Last: fields.New("Smith")}
+	require.NoError(t, c.Seal(ctx, r))
+	read := func() *rec {
+		got := &rec{ID: "1", Tenant: "t:a"}
+		copyCT(t, r.SSN, &got.SSN)
+		copyCT(t, r.Last, &got.Last)
+		copyCT(t, r.Both, &got.Both)
+		copyCT(t, r.Rev, &got.Rev)
+		return got
+	}
+
+	got := read()
+	got.SSN = fields.New("222")
+	err := c.Seal(ctx, got)
+	require.ErrorIs(t, err, fields.ErrNotOpened)
+	assert.False(t, got.SSN.Sealed(), "nothing is stored")
+	assert.True(t, got.Both.Equal(r.Both))
+
+	got = read()
+	require.NoError(t, c.Seal(ctx, got), "nothing changed: the stored index stays")
+	assert.True(t, got.Both.Equal(r.Both))
+
+	got = read()
+	got.SSN.Clear()
+	require.NoError(t, c.Seal(ctx, got))
+	assert.True(t, got.Both.IsNull())
+	assert.True(t, got.Rev.IsNull(), "a NULL source makes the index NULL, first or not")
+}
