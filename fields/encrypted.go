@@ -106,7 +106,8 @@ func kindOf[T any]() plainKind {
 }
 
 // setPlain stores v as the plaintext, without a copy for strings and
-// byte slices.
+// byte slices: the caller hands over a byte slice that nothing else
+// writes (Set copies the caller's).
 func (e *Encrypted[T]) setPlain(v T) {
 	switch kindOf[T]() {
 	case kindString:
@@ -122,7 +123,8 @@ func (e *Encrypted[T]) setPlain(v T) {
 	}
 }
 
-// plain returns the stored plaintext (T's zero value if none).
+// plain returns the stored plaintext (T's zero value if none): for byte
+// slices a copy, so that the stored plaintext never changes.
 func (e *Encrypted[T]) plain() T {
 	var v T
 	switch kindOf[T]() {
@@ -130,7 +132,7 @@ func (e *Encrypted[T]) plain() T {
 		*(*string)(unsafe.Pointer(&v)) = unsafe.String((*byte)(e.pt), e.ptn)
 	case kindBytes:
 		if e.pt != nil {
-			*(*[]byte)(unsafe.Pointer(&v)) = unsafe.Slice((*byte)(e.pt), e.ptn)
+			*(*[]byte)(unsafe.Pointer(&v)) = bytes.Clone(unsafe.Slice((*byte)(e.pt), e.ptn))
 		}
 	default:
 		if e.pt != nil {
@@ -179,14 +181,22 @@ type (
 )
 
 // Set replaces the plaintext. The value must be sealed again before it can
-// be written to a database.
+// be written to a database. A []byte is copied: the caller may reuse its
+// buffer. Other T are copied as Go assigns them: what a T points to (a
+// slice in a struct, a *T's target) is shared, and must not change.
 func (e *Encrypted[T]) Set(v T) {
 	*e = Encrypted[T]{state: statePlain}
+	if kindOf[T]() == kindBytes {
+		b := bytes.Clone(*(*[]byte)(unsafe.Pointer(&v)))
+		e.setPlain(*(*T)(unsafe.Pointer(&b)))
+		return
+	}
 	e.setPlain(v)
 }
 
 // Get returns the plaintext, or T's zero value when there is none: the
-// value is NULL, or was read from a database and not opened yet.
+// value is NULL, or was read from a database and not opened yet. A []byte
+// is a copy: writing to it changes neither the value nor its copies.
 func (e Encrypted[T]) Get() T {
 	if e.state == statePlain || e.state == stateSealed {
 		return e.plain()

@@ -513,3 +513,26 @@ func TestUnsupportedValues(t *testing.T) {
 func fips140Enabled() bool { return fips140.Enabled() }
 
 var _ driver.Valuer = fields.String{}
+
+// TestBytesAreCopied: fields.Bytes copies the caller's slice on Set and
+// hands out a copy on Get, so that a stored plaintext never changes and
+// copies of a value are independent.
+func TestBytesAreCopied(t *testing.T) {
+	buf := []byte("PHOTO-OF-PATIENT-A")
+	a := fields.New(buf)
+	cp := a
+	copy(buf, "PHOTO-OF-PATIENT-B") // the caller reuses its buffer
+	assert.Equal(t, "PHOTO-OF-PATIENT-A", string(a.Get()))
+	assert.Equal(t, "PHOTO-OF-PATIENT-A", string(cp.Get()))
+
+	got := a.Get()
+	copy(got, "XXXXX")
+	assert.Equal(t, "PHOTO-OF-PATIENT-A", string(a.Get()), "Get hands out a copy")
+	assert.Equal(t, "PHOTO-OF-PATIENT-A", string(cp.Get()))
+
+	var e fields.Bytes
+	e.Set([]byte{})
+	assert.NotNil(t, e.Get(), "an empty slice stays empty, not nil")
+	e.Set(nil)
+	assert.Nil(t, e.Get())
+}
