@@ -47,6 +47,9 @@ var (
 	// ErrJSON means JSON tried to set an encrypted value or blind index:
 	// they marshal to "[redacted]" and unmarshal only from null.
 	ErrJSON = errors.New("fields: encrypted values and blind indexes are not read from JSON")
+	// ErrNoCodec means a method was called on a nil *Codec or on a Codec
+	// not made by NewCodec (the zero Codec), which has no keyring.
+	ErrNoCodec = errors.New("fields: nil or zero Codec: make one with NewCodec")
 	// ErrUnsupported means a value is not a pointer to a tagged struct or a
 	// slice of them.
 	ErrUnsupported = errors.New("fields: want a pointer to a struct, or a slice of structs or pointers")
@@ -150,7 +153,8 @@ type Legacy struct {
 const OpLegacyRead keys.Op = "legacy-plaintext-read"
 
 // Codec seals and opens the tagged fields of structs. It is safe for
-// concurrent use and costs nothing to share.
+// concurrent use and costs nothing to share. Make one with NewCodec: the
+// methods of a nil *Codec or of the zero Codec fail with ErrNoCodec.
 type Codec struct {
 	cfg       Config
 	random    *envelope.Compact
@@ -171,6 +175,9 @@ type Codec struct {
 // cached one (planFor), which the blind index planner accepted for this
 // codec's configuration (checkPlan).
 func (c *Codec) plan(t reflect.Type) (*plan, error) {
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
 	if p := c.last.Load(); p != nil && p.typ == t {
 		return p, nil
 	}
@@ -189,6 +196,15 @@ func (c *Codec) plan(t reflect.Type) (*plan, error) {
 	}
 	c.last.Store(p)
 	return p, nil
+}
+
+// ready fails with ErrNoCodec for a nil or zero Codec. Every exported
+// method checks it (most through plan) before touching the codec.
+func (c *Codec) ready() error {
+	if c == nil || c.random == nil {
+		return ErrNoCodec
+	}
+	return nil
 }
 
 // NewCodec returns a Codec for cfg. Most applications make one at startup.

@@ -687,6 +687,9 @@ func specInput(dst []byte, sc *scratch, norm []normalizer, parts []string) []byt
 // the same value a struct's index with the same table, column, bits and
 // normalizers would hold. An empty scope fails with ErrMissingRecordID.
 func (c *Codec) IndexFor(ctx context.Context, scope string, spec IndexSpec, parts ...string) (BlindIndex, error) {
+	if err := c.ready(); err != nil {
+		return BlindIndex{}, err
+	}
 	chain, err := spec.chain()
 	if err != nil {
 		return BlindIndex{}, err
@@ -708,6 +711,9 @@ func (c *Codec) IndexFor(ctx context.Context, scope string, spec IndexSpec, part
 // per live index key version. An empty scope fails with
 // ErrMissingRecordID.
 func (c *Codec) TermsFor(ctx context.Context, scope string, spec IndexSpec, parts ...string) ([]BlindIndex, error) {
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
 	chain, err := spec.chain()
 	if err != nil {
 		return nil, err

@@ -170,6 +170,9 @@ func (c *Codec) planConfig() planConfig {
 // leak over each field. A refused type has Err set; tag errors are
 // returned as errors.
 func (c *Codec) PlanReport(v any) (*IndexReport, error) {
+	if err := c.ready(); err != nil {
+		return nil, err
+	}
 	t, err := structType(v)
 	if err != nil {
 		return nil, err

@@ -156,6 +156,9 @@ type SearchCond struct {
 // and DateRangeSearch, a *TermLimitError when the conditions together
 // need more than the query's limit, and ErrNoIndex.
 func (c *Codec) Search(ctx context.Context, q *Query) (*Search, error) {
+	if q == nil {
+		return nil, ErrUnsupported
+	}
 	rv := reflect.ValueOf(q.template)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() || rv.Elem().Kind() != reflect.Struct {
 		return nil, ErrUnsupported

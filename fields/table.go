@@ -27,6 +27,9 @@ var ErrTableBinding = errors.New("fields: cannot bind the record type to this ta
 // another; a type whose tags are otherwise wrong fails with its
 // *TagError.
 func (c *Codec) BindTable(v any, table string) error {
+	if err := c.ready(); err != nil {
+		return err
+	}
 	l, err := Describe(v)
 	if err != nil {
 		return err
