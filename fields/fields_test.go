@@ -401,6 +401,8 @@ func TestLegacyDriverValues(t *testing.T) {
 			func(r *legacy) { assert.Equal(t, int8(-128), r.Small.Get()) }},
 		"whole float64 into int": {func(r *legacy) error { return r.Count.Scan(4.0) },
 			func(r *legacy) { assert.Equal(t, 4, r.Count.Get()) }},
+		"large whole float64 into int": {func(r *legacy) error { return r.Count.Scan(1e15) },
+			func(r *legacy) { assert.Equal(t, 1_000_000_000_000_000, r.Count.Get()) }},
 		"int64 into uint16": {func(r *legacy) error { return r.Unsig.Scan(int64(65535)) },
 			func(r *legacy) { assert.Equal(t, uint16(65535), r.Unsig.Get()) }},
 		"float64 into float32": {func(r *legacy) error { return r.Ratio.Scan(0.5) },

@@ -480,12 +480,9 @@ func decodeLegacyValue(lv reflect.Value, rv reflect.Value) error {
 		rv.SetFloat(f)
 		return nil
 	case isFloat(lv.Kind()) && (isInt(t.Kind()) || isUint(t.Kind())):
-		// Only a whole number in range: 3.9 is not an int.
-		f := lv.Float()
-		if f != math.Trunc(f) || math.IsInf(f, 0) || math.IsNaN(f) || f < -(1<<63) || f >= 1<<64 {
-			return fail()
-		}
-		return decodeLegacyText(strconv.AppendFloat(nil, f, 'f', -1, 64), rv)
+		// Parsed from its decimal text: only a whole number in range
+		// parses (3.9 is not an int, 1e15 is).
+		return decodeLegacyText(strconv.AppendFloat(nil, lv.Float(), 'f', -1, 64), rv)
 	case (isInt(lv.Kind()) || isUint(lv.Kind())) && isFloat(t.Kind()):
 		// Only if the float holds the integer exactly.
 		s := legacyText(lv)
