@@ -185,12 +185,11 @@ type (
 // buffer. Other T are copied as Go assigns them: what a T points to (a
 // slice in a struct, a *T's target) is shared, and must not change.
 func (e *Encrypted[T]) Set(v T) {
-	*e = Encrypted[T]{state: statePlain}
 	if kindOf[T]() == kindBytes {
 		b := bytes.Clone(*(*[]byte)(unsafe.Pointer(&v)))
-		e.setPlain(*(*T)(unsafe.Pointer(&b)))
-		return
+		v = *(*T)(unsafe.Pointer(&b))
 	}
+	*e = Encrypted[T]{state: statePlain}
 	e.setPlain(v)
 }
 
