@@ -324,6 +324,11 @@ const (
 	editDelete                     // delete src[start:end]
 )
 
+// errOverlap is the error of two edits that overlap without one holding
+// the other: the document cannot be rewritten without losing bytes, so it
+// is refused rather than written wrong.
+var errOverlap = fmt.Errorf("%w: overlapping elements to rewrite", ErrUnexpectedShape)
+
 type edit struct {
 	start, end int32
 	kind       editKind
@@ -729,6 +734,9 @@ func (w *work) encrypt(ctx context.Context, dst, doc []byte) ([]byte, error) {
 
 	out, prev := dst, int32(0)
 	for _, ed := range w.edits {
+		if ed.start < prev {
+			return out, &ElementError{Path: w.docPath(ed.node), Err: errOverlap}
+		}
 		out = append(out, doc[prev:ed.start]...)
 		switch ed.kind {
 		case editInsert:
@@ -800,7 +808,10 @@ func (w *work) decrypt(ctx context.Context, dst, doc []byte) ([]byte, error) {
 	out, prev := dst, int32(0)
 	for _, ed := range w.edits {
 		if ed.start < prev {
-			continue // inside a removed index extension
+			if ed.end <= prev {
+				continue // inside a removed extension
+			}
+			return out, &ElementError{Path: w.docPath(ed.node), Err: errOverlap}
 		}
 		out = append(out, doc[prev:ed.start]...)
 		if ed.kind == editValue {

@@ -121,7 +121,8 @@ func isIndexName(s string) bool {
 
 // addIndexes computes the blind indexes of each resource and adds the
 // edits that insert their extensions. It refuses a document that has
-// index extensions already.
+// index extensions already. A resource inside a value the profile
+// encrypts whole gets no index: nothing of it stays readable.
 func (w *work) addIndexes(ctx context.Context) error {
 	t := &w.t
 	for _, ri := range w.roots {
@@ -130,6 +131,12 @@ func (w *work) addIndexes(ctx context.Context) error {
 			return &ElementError{Path: w.docPath(r.node), Err: ErrEncryptedInput}
 		}
 		if !slices.ContainsFunc(w.e.indexes, func(x compiledIndex) bool { return x.Resource == r.typ }) {
+			continue
+		}
+		if w.covered(r.node) {
+			// The profile encrypts the resource whole (Bundle.entry): its
+			// values are inside one ciphertext, and an extension inserted
+			// in it would overlap that ciphertext.
 			continue
 		}
 		from := int32(len(w.ext))

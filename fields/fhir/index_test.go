@@ -158,3 +158,28 @@ func TestIndexExtensionPlacement(t *testing.T) {
 	var ee *fhir.ElementError
 	assert.ErrorAs(t, err, &ee)
 }
+
+// TestIndexInsideWholeValue: a resource that the profile encrypts whole
+// (a Bundle's entries) gets no index extension, which would be inserted
+// inside its ciphertext; Encrypt used to panic on the overlapping edits.
+func TestIndexInsideWholeValue(t *testing.T) {
+	ctx := context.Background()
+	p := fhir.USCore()
+	p.Resources["Bundle"] = []string{"entry"}
+	e := newEnv(t, func(c *fhir.Config) { c.Profile = p }).compact
+	doc := `{"resourceType":"Bundle","id":"b1","type":"collection","entry":[{"resource":{"resourceType":"Patient","id":"p1",` +
+		`"identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"123-45-6789"}]}}]}`
+	var out []byte
+	require.NotPanics(t, func() {
+		var err error
+		out, err = e.Encrypt(ctx, []byte(doc))
+		require.NoError(t, err)
+	})
+	assert.NotContains(t, string(out), "123-45-6789")
+	idx, err := fhir.ReadIndexes(out)
+	require.NoError(t, err)
+	assert.Empty(t, idx)
+	back, err := e.Decrypt(ctx, out)
+	require.NoError(t, err)
+	assert.Equal(t, doc, string(back))
+}
