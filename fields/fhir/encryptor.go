@@ -289,19 +289,23 @@ func (e *Encryptor) putWork(w *work) {
 
 // work is the state of one Encrypt or Decrypt, pooled.
 type work struct {
-	e          *Encryptor
-	t          tree // the document
-	vt         tree // a decrypted value, to validate it
-	ev         evaluator
-	res        []resource
-	roots      []int32 // indexes into res of the binding roots, in document order
-	sel        []int32 // selected nodes, then sorted by position
-	edits      []edit
-	buf        []byte // plaintext scratch
-	path       []byte
-	ext        []byte // inserted index and year extensions
-	years      []bool // Safe Harbor: whether each resource's years stay readable (safeharbor.go)
-	encrypting bool
+	e           *Encryptor
+	t           tree // the document
+	vt          tree // a decrypted value, to validate it
+	ev          evaluator
+	res         []resource
+	roots       []int32 // indexes into res of the binding roots, in document order
+	sel         []int32 // selected nodes, then sorted by position
+	edits       []edit
+	buf         []byte // plaintext scratch
+	path        []byte
+	ext         []byte                     // inserted index and year extensions
+	comp        map[int32]map[string]int32 // the _name members, by object and name (companion)
+	compItems   map[int32][]int32          // checked companion arrays, their items by position
+	compIndexed bool                       // comp is filled for this document
+	checks      int                        // checkKind calls since prepare: tests bound it
+	years       []bool                     // Safe Harbor: whether each resource's years stay readable (safeharbor.go)
+	encrypting  bool
 }
 
 // resource is a resource found in the document.
@@ -342,6 +346,8 @@ func (w *work) prepare(doc []byte, encrypting bool) error {
 	w.ev.t = &w.t
 	w.res, w.roots, w.sel, w.edits, w.ext = w.res[:0], w.roots[:0], w.sel[:0], w.edits[:0], w.ext[:0]
 	w.ev.odd = 0
+	w.compIndexed, w.checks = false, 0
+	clear(w.compItems)
 	if err := w.t.parse(doc); err != nil {
 		return err
 	}
@@ -443,6 +449,7 @@ func (w *work) checkArray(m int32) error { return w.checkKind(m, kindArray) }
 // A ciphertext is accepted too: the element was encrypted whole (Encrypt
 // refuses ciphertexts before it checks shapes).
 func (w *work) checkKind(n int32, want kind) error {
+	w.checks++
 	if n == none || w.t.nodes[n].kind == want || w.t.nodes[n].kind == kindNull || w.t.hasPrefix(n, envelope.ArmorPrefix) {
 		return nil
 	}
@@ -473,29 +480,18 @@ func kindName(k kind) string {
 }
 
 // rootOf returns the index in res of the binding root of node n: the
-// innermost top-level or Bundle entry resource that holds it.
+// innermost top-level or Bundle entry resource that holds it. It walks up
+// from n (at most MaxDepth levels), so that it costs the same for every
+// node of a Bundle with many entries.
 func (w *work) rootOf(n int32) int {
 	t := &w.t
-	i, _ := slices.BinarySearchFunc(w.roots, n, func(ri int32, n int32) int {
-		switch m := w.res[ri].node; {
-		case m < n:
-			return -1
-		case m > n:
-			return 1
-		}
-		return 0
-	})
-	// roots[i] is the first root at or after n; the root of n is the last
-	// one before it (or n itself) whose span holds n.
-	if i < len(w.roots) && w.res[w.roots[i]].node == n {
-		return int(w.roots[i])
-	}
-	for i--; i > 0; i-- {
-		if t.nodes[w.res[w.roots[i]].node].end >= t.nodes[n].end {
-			break
+	for m := n; m != none; m = t.nodes[m].parent {
+		i, ok := slices.BinarySearchFunc(w.roots, m, func(ri int32, m int32) int { return int(w.res[ri].node - m) })
+		if ok {
+			return int(w.roots[i])
 		}
 	}
-	return int(w.roots[max(i, 0)])
+	return int(w.roots[0])
 }
 
 // selectProfile puts in w.sel the nodes the profile selects, with their
@@ -528,26 +524,26 @@ func (w *work) selectProfile() error {
 		w.selectHarbor(w.e.profile.harbor)
 	}
 	for _, n := range w.sel {
-		c := t.companion(n)
+		c := w.companion(n)
 		if c == none || t.isYearExtension(c) {
 			continue
 		}
-		if k := t.nodes[c].kind; k != kindArray && k != kindNull && t.nodes[t.nodes[n].parent].kind == kindArray {
+		inArray := t.nodes[t.nodes[n].parent].kind == kindArray
+		if k := t.nodes[c].kind; k != kindArray && k != kindNull && inArray {
 			// _given must be an array beside the array given: an object
 			// would hold the extensions of no value.
 			return w.shapeError(c, kindArray)
 		}
-		if t.nodes[c].kind == kindArray {
-			for e := t.nodes[c].first; e != none; e = t.nodes[e].next {
-				if err := w.checkKind(e, kindObject); err != nil {
-					return err // an item of _given is an Element: an object, or null
-				}
-			}
-		}
-		if t.nodes[c].kind != kindArray || t.nodes[t.nodes[n].parent].kind != kindArray {
+		if t.nodes[c].kind != kindArray || !inArray {
 			w.sel = append(w.sel, c)
-		} else if e := t.companionItem(c, n); e != none {
-			w.sel = append(w.sel, e)
+			continue
+		}
+		items, err := w.companionItems(c)
+		if err != nil {
+			return err
+		}
+		if pos := t.nodes[n].pos; int(pos) < len(items) {
+			w.sel = append(w.sel, items[pos])
 		}
 	}
 	slices.SortFunc(w.sel, func(a, b int32) int { return int(t.nodes[a].start) - int(t.nodes[b].start) })
@@ -567,8 +563,10 @@ func (w *work) selectProfile() error {
 
 // companion returns the member that holds the extensions of primitive n
 // (FHIR JSON's _name, an array of them when n is an element of an array),
-// or none.
-func (t *tree) companion(n int32) int32 {
+// or none. The _name members of the document are indexed once, so that
+// an object with many members costs no scan per member.
+func (w *work) companion(n int32) int32 {
+	t := &w.t
 	nd := &t.nodes[n]
 	if nd.kind == kindObject || nd.kind == kindArray || nd.parent == none {
 		return none
@@ -581,21 +579,70 @@ func (t *tree) companion(n int32) int32 {
 	if obj == none || t.nodes[obj].kind != kindObject {
 		return none
 	}
+	if !w.compIndexed {
+		w.indexCompanions()
+	}
+	byName := w.comp[obj]
+	if byName == nil {
+		return none
+	}
 	var buf [64]byte
-	name := "_" + string(t.key(buf[:0], member))
-	return t.member(obj, name)
-}
-
-// companionItem returns the item of companion array c that holds the
-// extensions of array element n, or none.
-func (t *tree) companionItem(c, n int32) int32 {
-	pos := t.nodes[n].pos
-	for e := t.nodes[c].first; e != none; e = t.nodes[e].next {
-		if t.nodes[e].pos == pos {
-			return e
-		}
+	if c, ok := byName[string(t.key(buf[:0], member))]; ok {
+		return c
 	}
 	return none
+}
+
+// indexCompanions fills w.comp with every member whose name starts with
+// '_', by object and by the name without the '_'.
+func (w *work) indexCompanions() {
+	t := &w.t
+	clear(w.comp)
+	if w.comp == nil {
+		w.comp = map[int32]map[string]int32{}
+	}
+	var buf []byte
+	for i := range t.nodes {
+		nd := &t.nodes[i]
+		if nd.parent == none || t.nodes[nd.parent].kind != kindObject {
+			continue
+		}
+		if !nd.keyEsc && (nd.keyEnd == nd.keyStart || t.src[nd.keyStart] != '_') {
+			continue
+		}
+		buf = t.key(buf[:0], int32(i))
+		if len(buf) == 0 || buf[0] != '_' {
+			continue
+		}
+		byName := w.comp[nd.parent]
+		if byName == nil {
+			byName = map[string]int32{}
+			w.comp[nd.parent] = byName
+		}
+		byName[string(buf[1:])] = int32(i)
+	}
+	w.compIndexed = true
+}
+
+// companionItems checks, once per document, that the items of companion
+// array c (a _given) are objects or null, and returns them by position.
+func (w *work) companionItems(c int32) ([]int32, error) {
+	if items, ok := w.compItems[c]; ok {
+		return items, nil
+	}
+	t := &w.t
+	var items []int32
+	for e := t.nodes[c].first; e != none; e = t.nodes[e].next {
+		if err := w.checkKind(e, kindObject); err != nil {
+			return nil, err // an item of _given is an Element: an object, or null
+		}
+		items = append(items, e)
+	}
+	if w.compItems == nil {
+		w.compItems = map[int32][]int32{}
+	}
+	w.compItems[c] = items
+	return items, nil
 }
 
 // selectStrings appends to w.sel every string value of resource node r but
@@ -764,7 +811,11 @@ func (w *work) encryptValue(ctx context.Context, out []byte, n int32) ([]byte, e
 	for len(w.buf)%w.e.padding != 0 {
 		w.buf = append(w.buf, ' ')
 	}
-	out = append(out, '"')
+	// Grow the output geometrically: a Cipher may grow dst to the exact
+	// size it needs, and would then copy the whole output once per value.
+	// The armored ciphertext is at most twice the plaintext and its
+	// overhead, and the cipher builds its AAD past it.
+	out = slices.Grow(append(out, '"'), 3*len(w.buf)+len(b.Scope)+len(b.Table)+len(b.Column)+len(b.RecordID)+1024)
 	mark := len(out)
 	out, err = w.e.cipher.AppendEncrypt(ctx, out, w.buf, b)
 	if err != nil {

@@ -65,6 +65,7 @@ type node struct {
 type tree struct {
 	src   []byte
 	nodes []node
+	scans int // members visited by member since parse: tests bound it
 }
 
 // parse parses src, which must hold exactly one JSON value (RFC 8259, UTF-8)
@@ -73,6 +74,7 @@ type tree struct {
 func (t *tree) parse(src []byte) error {
 	t.src = src
 	t.nodes = t.nodes[:0]
+	t.scans = 0
 	if len(src) > MaxDocumentSize {
 		return &SyntaxError{Offset: 0, Reason: fmt.Sprintf("document larger than %d bytes", MaxDocumentSize)}
 	}
@@ -485,6 +487,7 @@ func (t *tree) member(obj int32, k string) int32 {
 		return none
 	}
 	for c := t.nodes[obj].first; c != none; c = t.nodes[c].next {
+		t.scans++
 		if t.keyIs(c, k) {
 			return c
 		}

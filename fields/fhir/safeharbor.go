@@ -637,7 +637,7 @@ func (w *work) addYears() error {
 	var buf []byte
 	for _, n := range w.sel {
 		nd := &t.nodes[n]
-		if nd.kind != kindString || nd.parent == none || t.nodes[nd.parent].kind != kindObject || t.companion(n) != none {
+		if nd.kind != kindString || nd.parent == none || t.nodes[nd.parent].kind != kindObject || w.companion(n) != none {
 			continue
 		}
 		buf = t.text(buf[:0], n)
