@@ -50,8 +50,9 @@
 // A primitive's extensions travel with it: when birthDate is encrypted, so
 // is _birthDate (the birth time extension), and _given[i] with given[i].
 // A path that ends at an element also selects its _name member on its
-// own, so that extensions without a value (FHIR allows _birthDate
-// without birthDate) are encrypted too.
+// own (for a choice element name[x], every _nameType), so that
+// extensions without a value (FHIR allows _birthDate without birthDate,
+// _deceasedDateTime without deceasedDateTime) are encrypted too.
 //
 // # Shapes and resource types
 //
@@ -240,8 +241,8 @@
 // every name. An indexer [n] keeps the n-th item of the collection so far
 // (name[0].given: the given names of the first name). name[x] selects the
 // choice element name of any type (value[x]: valueString, valueQuantity,
-// ...); unlike FHIRPath, a bare value does not, so that a path never
-// matches members by accident. where() keeps the items for which the
+// valueBase64Binary, ...); unlike FHIRPath, a bare value does not, so
+// that a path never matches members by accident. where() keeps the items for which the
 // criteria hold; a comparison holds when any string its path selects
 // equals the literal (FHIRPath's "in"). extension('url') is
 // extension.where(url = 'url'). Examples:

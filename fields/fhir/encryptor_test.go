@@ -367,3 +367,28 @@ func TestConfigErrors(t *testing.T) {
 		assert.ErrorContains(t, err, tc.want)
 	}
 }
+
+// TestChoiceExtensions: name[x] matches every type name, digits included
+// (valueBase64Binary), and selects the primitive extensions of a choice
+// element without its value (_deceasedDateTime, _valueString), which
+// stayed in clear.
+func TestChoiceExtensions(t *testing.T) {
+	ctx := context.Background()
+	v := newEnv(t, nil)
+	for doc, want := range map[string][]string{
+		`{"resourceType":"Patient","id":"p1","extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName","valueBase64Binary":"U0VDUkVU"}]}`:                                        {"extension[0].valueBase64Binary"},
+		`{"resourceType":"Patient","id":"p1","_deceasedDateTime":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/originalText","valueString":"SECRET"}]}}`:                                       {"_deceasedDateTime"},
+		`{"resourceType":"Observation","id":"o1","code":{"coding":[{"code":"56799-0"}]},"_valueString":{"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/originalText","valueString":"SECRET"}]}}`: {"_valueString"},
+	} {
+		out, err := v.compact.Encrypt(ctx, []byte(doc))
+		require.NoError(t, err)
+		assert.Equal(t, want, armoredPaths(t, out), doc)
+		back, err := v.compact.Decrypt(ctx, out)
+		require.NoError(t, err)
+		assert.Equal(t, doc, string(back))
+
+		// Decrypt expects them encrypted.
+		_, err = v.compact.Decrypt(ctx, []byte(doc))
+		assert.ErrorIs(t, err, fhir.ErrNotEncrypted, doc)
+	}
+}

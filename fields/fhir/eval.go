@@ -99,7 +99,7 @@ func (ev *evaluator) apply(cur []int32, steps []step) []int32 {
 						continue
 					}
 				case stepChoice:
-					if !t.isChoice(c, s.name) {
+					if !t.isChoice(c, s.name) && (s.ext == "" || !t.isChoice(c, s.ext)) {
 						continue
 					}
 				case stepExtension:
@@ -142,7 +142,8 @@ func (t *tree) flatten(dst []int32, c int32) []int32 {
 }
 
 // isChoice reports whether member c is the choice element base[x]: its key
-// is base followed by a type name (an upper-case letter, then letters).
+// is base followed by a type name (an upper-case letter, then letters and
+// digits: valueBase64Binary).
 func (t *tree) isChoice(c int32, base string) bool {
 	var buf [64]byte
 	k := t.key(buf[:0], c)
@@ -150,7 +151,7 @@ func (t *tree) isChoice(c int32, base string) bool {
 		return false
 	}
 	for _, b := range k[len(base):] {
-		if !isLetter(b) {
+		if !isLetter(b) && !isDigit(b) {
 			return false
 		}
 	}

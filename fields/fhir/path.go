@@ -64,7 +64,7 @@ const (
 type step struct {
 	kind  stepKind
 	name  string // element name, choice base, or extension url
-	ext   string // for the last step of a profile path, "_"+name: its extensions match too
+	ext   string // for the last step of a profile path, "_"+name: its extensions (_name, _nameType for name[x]) match too
 	index int
 	where [][]comparison // a disjunction of conjunctions
 }

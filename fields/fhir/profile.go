@@ -146,14 +146,14 @@ func (p *Profile) compile() (*compiled, error) {
 }
 
 // withExtensions returns p, made to select also the primitive extensions
-// _name of the element name it ends at. The extensions of a selected
-// value travel with it anyway (see companion); selecting _name too covers
-// extensions without a value (FHIR allows "_birthDate" without
-// "birthDate") and more extension items than values, which would
-// otherwise stay in clear.
+// _name of the element name it ends at, or _nameType for a choice
+// element name[x]. The extensions of a selected value travel with it
+// anyway (see companion); selecting _name too covers extensions without a
+// value (FHIR allows "_birthDate" without "birthDate") and more extension
+// items than values, which would otherwise stay in clear.
 func withExtensions(p *Path) *Path {
 	last := p.steps[len(p.steps)-1]
-	if last.kind != stepChild {
+	if last.kind != stepChild && last.kind != stepChoice {
 		return p
 	}
 	steps := slices.Clone(p.steps)
