@@ -69,7 +69,8 @@
 // Bundle.entry an array of objects whose resource is an object, and a
 // contained resource cannot hold resources (FHIR's dom-2). The criteria
 // of where() are checked too, since a code in an odd shape would hide an
-// answer the profile encrypts. Where a path ends, any JSON value is
+// answer the profile encrypts: the values they compare, and the url of
+// an extension('url') step, must be strings (or null). Where a path ends, any JSON value is
 // encrypted as it is, so it needs no check. The *ElementError names the
 // element's path and the JSON types, never the value.
 //

@@ -516,8 +516,8 @@ func (w *work) selectProfile() error {
 			w.sel = w.ev.selectPath(w.sel, r.node, p.steps)
 		}
 		w.ev.check = false
-		if odd := w.ev.oddNode(); odd != none {
-			return w.shapeError(odd, kindObject)
+		if odd, want := w.ev.oddNode(); odd != none {
+			return w.shapeError(odd, want)
 		}
 	}
 	if w.e.profile.harbor != nil {

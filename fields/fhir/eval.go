@@ -15,13 +15,15 @@ import (
 // value through unencrypted. null (no value) and a phicrypt ciphertext
 // (an element encrypted whole, on decryption) are not odd.
 type evaluator struct {
-	t     *tree
-	free  [][]int32 // spare collections
-	check bool
-	odd   int32 // 1 + the first odd node, 0 if none
+	t       *tree
+	free    [][]int32 // spare collections
+	check   bool
+	odd     int32 // 1 + the first odd node, 0 if none
+	oddWant kind  // the JSON type expected where odd was found
 }
 
-// unexpected records node n as odd, if it is the first.
+// unexpected records node n as odd, if it is the first, unless it is an
+// object (or what may stand for one).
 func (ev *evaluator) unexpected(n int32) {
 	if !ev.check || ev.odd != 0 {
 		return
@@ -32,11 +34,26 @@ func (ev *evaluator) unexpected(n int32) {
 	case nd.kind == kindString && ev.t.hasPrefix(n, envelope.ArmorPrefix):
 		return
 	}
-	ev.odd = n + 1
+	ev.odd, ev.oddWant = n+1, kindObject
 }
 
-// oddNode returns the first odd node met since the last reset, or none.
-func (ev *evaluator) oddNode() int32 { return ev.odd - 1 }
+// notString records node n as odd, if it is the first, unless it is a
+// string or null: a value compared with a string literal (a where()
+// criterion, an extension's url), which in another JSON type would match
+// nothing and let the value it guards through.
+func (ev *evaluator) notString(n int32) {
+	if !ev.check || ev.odd != 0 {
+		return
+	}
+	if k := ev.t.nodes[n].kind; k == kindString || k == kindNull {
+		return
+	}
+	ev.odd, ev.oddWant = n+1, kindString
+}
+
+// oddNode returns the first odd node met since the last reset, or none,
+// and the JSON type expected there.
+func (ev *evaluator) oddNode() (int32, kind) { return ev.odd - 1, ev.oddWant }
 
 func (ev *evaluator) get() []int32 {
 	if n := len(ev.free); n > 0 {
@@ -117,7 +134,11 @@ func (ev *evaluator) apply(cur []int32, steps []step) []int32 {
 					ev.unexpected(n) // an extension is an object
 					continue
 				}
-				if t.textIs(t.member(n, "url"), s.name) {
+				url := t.member(n, "url")
+				if url != none {
+					ev.notString(url)
+				}
+				if t.textIs(url, s.name) {
 					out = append(out, n)
 				}
 			}
@@ -182,6 +203,7 @@ func (ev *evaluator) compare(n int32, c *comparison) bool {
 	col = ev.apply(col, c.steps)
 	found := false
 	for _, m := range col {
+		ev.notString(m)
 		if ev.t.textIs(m, c.lit) {
 			found = true
 			break

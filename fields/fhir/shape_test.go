@@ -45,6 +45,11 @@ func TestOddShapes(t *testing.T) {
 		{`{"resourceType":"Observation","id":"o","code":"56799-0","valueString":"Mallory SECRET"}`, "Observation.code"},
 		{`{"resourceType":"Observation","id":"o","component":[{"code":{"coding":"56799-0"},"valueString":"Mallory SECRET"}]}`, "Observation.component[0].code.coding"},
 		{`{"resourceType":"Observation","id":"o","subject":"Mallory SECRET"}`, "Observation.subject"},
+		// ... and a compared value that is not a string would match nothing.
+		{`{"resourceType":"Observation","id":"o","code":{"coding":[{"code":[["56799-0"]]}]},"valueString":"Mallory SECRET"}`, "Observation.code.coding[0].code[0]"},
+		{`{"resourceType":"Observation","id":"o","code":{"coding":[{"code":{"value":"56799-0"}}]},"valueString":"Mallory SECRET"}`, "Observation.code.coding[0].code"},
+		{`{"resourceType":"Observation","id":"o","code":{"coding":[{"code":56799}]},"valueString":"Mallory SECRET"}`, "Observation.code.coding[0].code"},
+		{`{"resourceType":"Patient","id":"p","extension":[{"url":["http://hl7.org/fhir/StructureDefinition/patient-birthPlace"],"valueAddress":{"city":"Mallory SECRET"}}]}`, "Patient.extension[0].url"},
 		// Resources in odd places.
 		{`{"resourceType":"Observation","id":"o","contained":{"resourceType":"Patient","name":[{"family":"Mallory SECRET"}]}}`, "Observation.contained"},
 		{`{"resourceType":"Observation","id":"o","contained":["Mallory SECRET"]}`, "Observation.contained[0]"},
