@@ -136,7 +136,11 @@ func SafeHarborRuleNames() []string {
 //     document does not tell, dates that are only a year are encrypted
 //     too and no year is written;
 //   - names: text, family, given, prefix and suffix of every HumanName
-//     (an object-valued name, contact.name, value[x] of type HumanName);
+//     (an object-valued name, contact.name, value[x] of type HumanName).
+//     A primitive where FHIR has a HumanName, ContactPoint, Identifier
+//     or Attachment ("name": "..." in a Patient, RelatedPerson,
+//     Practitioner, Person or contact; "telecom": ["..."]) is encrypted
+//     whole;
 //   - addresses: text, line, city, district and postalCode of every
 //     Address (address, birthplace and other valueAddress), the latitude
 //     and longitude of the geolocation extension, Location.position, and
@@ -307,8 +311,9 @@ func fhirDate(s string) (year, prec int, ok bool) {
 type harborWalk struct {
 	w        *work
 	h        *harbor
-	withhold bool  // the resource's years are withheld: select year-only dates too
-	top      int32 // the resource walked
+	withhold bool   // the resource's years are withheld: select year-only dates too
+	top      int32  // the resource walked
+	typ      string // its type
 	buf      []byte
 }
 
@@ -338,7 +343,7 @@ func (w *work) selectHarbor(h *harbor) {
 		hw.withhold = w.encrypting && !w.years[root]
 		// A contained resource's own contained member (FHIR forbids it)
 		// gets no profile of its own: it is walked as part of it.
-		hw.top = w.res[i].node
+		hw.top, hw.typ = w.res[i].node, w.res[i].typ
 		hw.object(hw.top, hintNone, root == i)
 	}
 }
@@ -472,7 +477,8 @@ func (hw *harborWalk) value(obj, n int32, k string, h hint) {
 			on(ruleReferences) && k == "display" && t.member(obj, "code") == none && t.member(obj, "system") == none,
 			on(ruleFreeText) && isFreeText(k),
 			on(ruleFreeText) && k == "text" && t.member(obj, "coding") == none && h != hintIdentifierType,
-			on(ruleIdentifiers) && h == hintIdentifierType && k == "text":
+			on(ruleIdentifiers) && h == hintIdentifierType && k == "text",
+			hw.heldWhole(obj, k):
 			hw.add(n)
 			return
 		}
@@ -483,6 +489,55 @@ func (hw *harborWalk) value(obj, n int32, k string, h hint) {
 			}
 		}
 	}
+}
+
+// heldWhole reports whether a primitive (or an item of an array of them)
+// in member k of object obj stands where FHIR has a HumanName,
+// ContactPoint, Identifier or Attachment, whose leaves a rule selects:
+// "name": "...", "telecom": ["..."]. Its text may be the identifier
+// itself, so it is selected whole. A string name is a HumanName only
+// in a contact or in the resource types whose name is one; elsewhere it
+// is another element (Organization.name, Coverage.class.name), which
+// stays.
+func (hw *harborWalk) heldWhole(obj int32, k string) bool {
+	on := hw.h.on
+	switch {
+	case k == "name":
+		return on(ruleNames) && (obj == hw.top && humanNamed(hw.typ) || hw.w.memberKeyIs(obj, "contact"))
+	case strings.HasSuffix(k, "HumanName"):
+		return on(ruleNames)
+	case k == "telecom" || strings.HasSuffix(k, "ContactPoint"):
+		return on(ruleTelecom)
+	case k == "identifier":
+		return on(ruleIdentifiers)
+	case k == "photo" || k == "attachment" || k == "presentedForm" || strings.HasSuffix(k, "Attachment"):
+		return on(ruleAttachments)
+	}
+	return false
+}
+
+// memberKeyIs reports whether object n is member k of its parent, or an
+// item of the array member k.
+func (w *work) memberKeyIs(n int32, k string) bool {
+	t := &w.t
+	m := t.nodes[n].parent
+	if m == none {
+		return false
+	}
+	if t.nodes[m].kind != kindArray {
+		m = n
+	}
+	return t.nodes[m].parent != none && t.nodes[t.nodes[m].parent].kind == kindObject && t.keyIs(m, k)
+}
+
+// humanNamed reports whether resources of type typ have a name of type
+// HumanName.
+func humanNamed(typ string) bool {
+	switch typ {
+	case "Patient", "RelatedPerson", "Practitioner", "Person":
+		return true
+	}
+	return false
 }
 
 // hintOf returns the hint of object n, member k of an object of hint

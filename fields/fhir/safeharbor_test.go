@@ -628,3 +628,37 @@ func TestSafeHarborDecryptRefusesPlaintext(t *testing.T) {
 		})
 	}
 }
+
+// TestSafeHarborPrimitiveWhereObject: a string where FHIR has a HumanName,
+// ContactPoint, Identifier or Attachment may be the identifier itself:
+// it is encrypted whole. The string names of other elements stay.
+func TestSafeHarborPrimitiveWhereObject(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	for member, want := range map[string][]string{
+		`"name":"SECRET"`:                                     {"name"},
+		`"name":["SECRET"]`:                                   {"name[0]"},
+		`"name":[["SECRET"]]`:                                 {"name[0][0]"},
+		`"telecom":["SECRET"]`:                                {"telecom[0]"},
+		`"identifier":"SECRET"`:                               {"identifier"},
+		`"identifier":["SECRET"]`:                             {"identifier[0]"},
+		`"photo":"SECRET"`:                                    {"photo"},
+		`"contact":[{"name":"SECRET"}]`:                       {"contact[0].name"},
+		`"extension":[{"url":"u","valueHumanName":"SECRET"}]`: {"extension[0].valueHumanName"},
+	} {
+		doc := `{"resourceType":"Patient","id":"p1",` + member + `}`
+		out, err := e.Encrypt(ctx, []byte(doc))
+		require.NoError(t, err)
+		assert.Equal(t, want, armoredPaths(t, out), doc)
+		back, err := e.Decrypt(ctx, out)
+		require.NoError(t, err)
+		assert.Equal(t, doc, string(back))
+	}
+	for _, doc := range []string{
+		`{"resourceType":"Organization","id":"o1","name":"General Hospital"}`,
+	} {
+		out, err := e.Encrypt(ctx, []byte(doc))
+		require.NoError(t, err)
+		assert.NotContains(t, armoredPaths(t, out), "name", doc)
+	}
+}
