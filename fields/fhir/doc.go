@@ -192,7 +192,11 @@
 // itself, or the one its subject, patient, beneficiary or for reference
 // names); when the document does not hold it (the Condition lines of a
 // bulk export), or it has no birthDate, the age is unknown and the years
-// are withheld too. Withheld means: no year extension, and dates that are
+// are withheld too. Every copy of the Patient in the document must be
+// under 90 (an older version next to a younger one withholds the
+// years), and so must a person whose birth date a resource holds itself
+// (RelatedPerson.birthDate, FamilyMemberHistory.born[x], in the resource
+// or its contained resources). Withheld means: no year extension, and dates that are
 // only a year are encrypted as well. To keep years in a bulk export, give
 // the export's Patient file to ReadPatientDates and its result to
 // SafeHarborRules.Patients (the CLI's --patients), or export one Bundle

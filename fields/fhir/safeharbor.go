@@ -599,8 +599,15 @@ func isChoiceOf(k, typ string) bool {
 
 // harborYears tells, for each resource of the document (by index in
 // w.res), whether the years of its dates may stay readable: the rules
-// keep years, and the resource's patient is in the document and under
-// SafeHarborAge.
+// keep years, the resource's patient is in the document (or in
+// SafeHarborRules.Patients) and under SafeHarborAge, and so is every
+// person the resource holds a birth date of. Every copy of a Patient in
+// the document must be under the age: an older version of the patient
+// next to a younger one withholds the years. A resource with a birth date
+// of its own (the birthDate of a Patient or RelatedPerson, the born[x] of
+// a FamilyMemberHistory), and its contained resources', must be under
+// the age too, whoever its patient is. Contained resources follow their
+// container (see selectHarbor).
 func (w *work) harborYears(h *harbor) []bool {
 	years := make([]bool, len(w.res))
 	if !h.years || !w.encrypting {
@@ -612,7 +619,7 @@ func (w *work) harborYears(h *harbor) []bool {
 		asOf = civilDate{now.Year(), int(now.Month()), now.Day()}
 	}
 	t := &w.t
-	inDoc := map[string]PatientDates{}
+	inDoc := map[string]bool{} // Patient id: every copy is under the age
 	for _, r := range w.res {
 		if r.typ != "Patient" || !r.hasID {
 			continue
@@ -624,16 +631,15 @@ func (w *work) harborYears(h *harbor) []bool {
 		if dd := t.member(r.node, "deceasedDateTime"); dd != none && t.nodes[dd].kind == kindString {
 			d.DeceasedDateTime = string(t.text(nil, dd))
 		}
-		inDoc[r.id] = d
+		ok, seen := inDoc[r.id]
+		inDoc[r.id] = d.under(asOf) && (ok || !seen)
 	}
 	under := func(id string) bool {
-		d, ok := inDoc[id]
-		if !ok {
-			if d, ok = h.patients[id]; !ok {
-				return false
-			}
+		if ok, seen := inDoc[id]; seen {
+			return ok
 		}
-		return d.under(asOf)
+		d, ok := h.patients[id]
+		return ok && d.under(asOf)
 	}
 	for i := range w.res {
 		r := &w.res[i]
@@ -649,7 +655,33 @@ func (w *work) harborYears(h *harbor) []bool {
 			}
 		}
 	}
+	for i := range w.res {
+		if !w.ownBirthUnder(w.res[i].node, asOf) {
+			years[i] = false
+			years[w.rootOf(w.res[i].node)] = false
+		}
+	}
 	return years
+}
+
+// ownBirthUnder reports whether resource node r holds no birth date of
+// its own (birthDate, born[x]), or one of a person under SafeHarborAge on
+// asOf. A birth date that is not a date string (a bornPeriod, a
+// bornString "about 1920") is not known to be under.
+func (w *work) ownBirthUnder(r int32, asOf civilDate) bool {
+	t := &w.t
+	for c := t.nodes[r].first; c != none; c = t.nodes[c].next {
+		if !t.keyIs(c, "birthDate") && !t.isChoice(c, "born") {
+			continue
+		}
+		if t.nodes[c].kind == kindNull {
+			continue
+		}
+		if t.nodes[c].kind != kindString || !(PatientDates{BirthDate: string(t.text(nil, c))}).under(asOf) {
+			return false
+		}
+	}
+	return true
 }
 
 // under reports whether the patient is known to be under SafeHarborAge on

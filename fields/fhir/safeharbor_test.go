@@ -662,3 +662,39 @@ func TestSafeHarborPrimitiveWhereObject(t *testing.T) {
 		assert.NotContains(t, armoredPaths(t, out), "name", doc)
 	}
 }
+
+// TestSafeHarborOtherBirthDates: the years of a resource stay only when
+// every birth date that bears on it is of someone under 90: every copy of
+// its Patient, and the birth date the resource holds itself (a relative's
+// born 1920 next to a patient born in 2000 kept "valueInteger": 1920).
+func TestSafeHarborOtherBirthDates(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	young := `{"resource":{"resourceType":"Patient","id":"p1","birthDate":"2000-01-01"}}`
+	bundle := func(entry string) string {
+		return `{"resourceType":"Bundle","id":"b","type":"collection","entry":[` + entry + `,` + young + `]}`
+	}
+	for doc, keep := range map[string]bool{
+		bundle(`{"resource":{"resourceType":"RelatedPerson","id":"r1","patient":{"reference":"Patient/p1"},"birthDate":"1920-03-04"}}`):                            false,
+		bundle(`{"resource":{"resourceType":"FamilyMemberHistory","id":"f1","patient":{"reference":"Patient/p1"},"bornDate":"1920-03-04"}}`):                       false,
+		bundle(`{"resource":{"resourceType":"FamilyMemberHistory","id":"f1","patient":{"reference":"Patient/p1"},"bornString":"about 1920","date":"2020-05-06"}}`): false,
+		bundle(`{"resource":{"resourceType":"Patient","id":"p1","birthDate":"1920-03-04"}}`):                                                                       false, // an older version of p1
+		bundle(`{"resource":{"resourceType":"Condition","id":"c1","subject":{"reference":"Patient/p1"},"recordedDate":"2020-05-06"}},` +
+			`{"resource":{"resourceType":"Patient","id":"p1","birthDate":"1920-03-04"}}`): false,
+		bundle(`{"resource":{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p1"},"effectiveDateTime":"2020-05-06",` +
+			`"contained":[{"resourceType":"RelatedPerson","id":"r","birthDate":"1920-03-04"}]}}`): false,
+		bundle(`{"resource":{"resourceType":"RelatedPerson","id":"r1","patient":{"reference":"Patient/p1"},"birthDate":"1980-03-04"}}`): true,
+	} {
+		out, err := e.Encrypt(ctx, []byte(doc))
+		require.NoError(t, err)
+		assert.NotContains(t, string(out), `"valueInteger":1920`, doc)
+		kept := false // a year extension on a date of the first entry
+		for k := range parse(t, out).(obj)["entry"].([]any)[0].(obj)["resource"].(obj) {
+			kept = kept || strings.HasPrefix(k, "_")
+		}
+		assert.Equal(t, keep, kept, "years of the first entry: %s", doc)
+		back, err := e.Decrypt(ctx, out)
+		require.NoError(t, err)
+		assert.Equal(t, doc, string(back))
+	}
+}
