@@ -1,8 +1,9 @@
 package fhir
 
 import (
+	"bufio"
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -69,32 +70,95 @@ type PatientDates struct {
 
 // ReadPatientDates reads the birth and death dates of the Patients of an
 // NDJSON file (other resource types are skipped), by id, for
-// SafeHarborRules.Patients. A line that is not JSON, or whose id, birthDate
-// or deceasedDateTime is not a string, fails with a *SyntaxError that
-// gives its offset.
+// SafeHarborRules.Patients. Each line is parsed as Encrypt parses
+// documents (strict JSON, duplicate member names refused, names matched
+// exactly), so that the dates it reads are the ones Encrypt sees. A line
+// that is not a JSON object, or whose resourceType, id, birthDate or
+// deceasedDateTime is not a string, fails with a *SyntaxError that gives
+// its offset. A Patient id that comes twice with different dates gets no
+// birth date: its age is unknown, and its years are withheld.
 func ReadPatientDates(ctx context.Context, r io.Reader) (map[string]PatientDates, error) {
 	out := map[string]PatientDates{}
-	dec := json.NewDecoder(r)
+	twice := map[string]bool{} // ids seen with different dates
+	br := bufio.NewReaderSize(r, readBufferSize)
+	var (
+		t    tree
+		line []byte
+		off  int64
+	)
 	for n := 0; ; n++ {
 		if n%1024 == 0 {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
 		}
-		var p struct {
-			ResourceType, ID, BirthDate, DeceasedDateTime string
+		line = line[:0]
+		var err error
+		for {
+			var chunk []byte
+			chunk, err = br.ReadSlice('\n')
+			if len(line)+len(chunk) > DefaultMaxLineSize+1 {
+				return nil, &SyntaxError{Offset: off, Reason: fmt.Sprintf("line longer than %d bytes", DefaultMaxLineSize)}
+			}
+			line = append(line, chunk...)
+			if err != bufio.ErrBufferFull {
+				break
+			}
 		}
-		at := dec.InputOffset()
-		switch err := dec.Decode(&p); {
-		case err == io.EOF:
+		if err != nil && err != io.EOF {
+			return nil, err
+		}
+		start := off
+		off += int64(len(line))
+		if body := bytes.TrimSuffix(line, []byte{'\n'}); !isBlank(body) {
+			id, d, err := t.patientDates(body, start)
+			if err != nil {
+				return nil, err
+			}
+			if prev, seen := out[id]; seen && prev != d {
+				twice[id] = true
+			}
+			if id != "" {
+				out[id] = d
+				if twice[id] {
+					out[id] = PatientDates{}
+				}
+			}
+		}
+		if err == io.EOF {
 			return out, nil
-		case err != nil:
-			return nil, &SyntaxError{Offset: at, Reason: "not a JSON resource with string id, birthDate and deceasedDateTime"}
-		}
-		if p.ResourceType == "Patient" && p.ID != "" {
-			out[p.ID] = PatientDates{BirthDate: p.BirthDate, DeceasedDateTime: p.DeceasedDateTime}
 		}
 	}
+}
+
+// patientDates parses one line of ReadPatientDates, found at offset off
+// of the input, and returns the id and dates of a Patient ("" for
+// another resource type).
+func (t *tree) patientDates(line []byte, off int64) (string, PatientDates, error) {
+	if err := t.parse(line); err != nil {
+		if se, ok := err.(*SyntaxError); ok {
+			return "", PatientDates{}, &SyntaxError{Offset: off + se.Offset, Reason: se.Reason}
+		}
+		return "", PatientDates{}, err
+	}
+	if t.nodes[0].kind != kindObject {
+		return "", PatientDates{}, &SyntaxError{Offset: off, Reason: "not a JSON resource"}
+	}
+	var v [4]string
+	for i, k := range [...]string{"resourceType", "id", "birthDate", "deceasedDateTime"} {
+		m := t.member(0, k)
+		switch {
+		case m == none || t.nodes[m].kind == kindNull:
+		case t.nodes[m].kind == kindString:
+			v[i] = string(t.text(nil, m))
+		default:
+			return "", PatientDates{}, &SyntaxError{Offset: off + int64(t.nodes[m].start), Reason: k + " is not a string"}
+		}
+	}
+	if v[0] != "Patient" {
+		return "", PatientDates{}, nil
+	}
+	return v[1], PatientDates{BirthDate: v[2], DeceasedDateTime: v[3]}, nil
 }
 
 // Names of the Safe Harbor rules, in the order SafeHarbor documents them.

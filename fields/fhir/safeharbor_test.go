@@ -576,6 +576,40 @@ func TestReadPatientDates(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 }
 
+// TestReadPatientDatesParsesAsEncrypt: ReadPatientDates reads lines with
+// the package's strict parser, so it sees the dates Encrypt sees. With
+// encoding/json, a second birthDate (last wins) or a BirthDate (names
+// matched ignoring case) made a patient born in 1930 look born in 2000.
+func TestReadPatientDatesParsesAsEncrypt(t *testing.T) {
+	ctx := context.Background()
+	got, err := fhir.ReadPatientDates(ctx, strings.NewReader(
+		`{"resourceType":"Patient","id":"a","birthDate":"1930-01-01","BirthDate":"2000-01-01","DeceasedDateTime":"2001-01-01"}`+"\r\n"+
+			`{"resourceType":"Patient","id":"b","birthDate":"1930-01-01"}`+"\n"+
+			`{"resourceType":"Patient","id":"b","birthDate":"2000-01-01"}`+"\n"+ // another version: age unknown
+			`{"resourceType":"Patient","id":"b","birthDate":"2000-01-01"}`+"\n"+
+			`{"resourceType":"Patient","id":"c","birthDate":"1950-01-01"}`+"\n"+
+			`{"resourceType":"Patient","id":"c","birthDate":"1950-01-01"}`))
+	require.NoError(t, err)
+	assert.Equal(t, map[string]fhir.PatientDates{
+		"a": {BirthDate: "1930-01-01"},
+		"b": {},
+		"c": {BirthDate: "1950-01-01"},
+	}, got)
+
+	first := `{"resourceType":"Patient","id":"a","birthDate":"1950-01-01"}` + "\n"
+	for _, bad := range []string{
+		`{"resourceType":"Patient","id":"p1","birthDate":"1930-01-01","birthDate":"2000-01-01"}`,
+		`{"resourceType":"Patient","id":"p1","birthDate":["2000-01-01"]}`,
+		`["Patient"]`,
+	} {
+		_, err := fhir.ReadPatientDates(ctx, strings.NewReader(first+bad))
+		var se *fhir.SyntaxError
+		require.ErrorAs(t, err, &se, bad)
+		assert.GreaterOrEqual(t, se.Offset, int64(len(first)), "the offset is in the second line")
+		assert.ErrorIs(t, err, fhir.ErrSyntax)
+	}
+}
+
 // TestSafeHarborOddShapes: the rules reach primitives of the wrong JSON
 // type, resources inside Parameters and Bundle entries' own members; a
 // contained resource's contained resources (which FHIR forbids) fail the
