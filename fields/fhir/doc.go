@@ -173,7 +173,8 @@
 // (YearExtensionURL). Decrypt removes exactly these bytes, so the round
 // trip stays byte for byte; Encrypt refuses a document that already holds
 // one (ErrEncryptedInput), and Decrypt, by default, refuses one that is
-// not exactly this shape next to an encrypted date (ErrNotEncrypted). A
+// not exactly these bytes right after an encrypted date (ErrNotEncrypted;
+// with Config.AllowPlaintext it stays in place). A
 // primitive that has extensions of its own (a _birthDate with a birth
 // time) is encrypted with them and gets no year, nor does a date inside
 // an array (Timing.event). The year is outside the
@@ -300,8 +301,11 @@
 // decrypts every ciphertext it finds, whatever profile wrote it, and by
 // default refuses a document in which an element of its own profile holds
 // plaintext (ErrNotEncrypted): an attacker who replaced a ciphertext with
-// a plaintext value would otherwise be believed. Config.AllowPlaintext
-// lifts that check while a profile grows.
+// a plaintext value would otherwise be believed. The extensions Encrypt
+// adds, in exactly the shape it writes them, are not plaintext to it,
+// even where the profile selects them (a path Patient.extension, US
+// Core's _birthDate). Config.AllowPlaintext lifts that check while a
+// profile grows.
 //
 // # Binding
 //

@@ -304,6 +304,7 @@ type work struct {
 	compItems   map[int32][]int32          // checked companion arrays, their items by position
 	compIndexed bool                       // comp is filled for this document
 	checks      int                        // checkKind calls since prepare: tests bound it
+	yearExts    map[int32]int32            // Decrypt: the year extension members, to the date before each (findYears)
 	years       []bool                     // Safe Harbor: whether each resource's years stay readable (safeharbor.go)
 	encrypting  bool
 }
@@ -348,6 +349,7 @@ func (w *work) prepare(doc []byte, encrypting bool) error {
 	w.ev.odd = 0
 	w.compIndexed, w.checks = false, 0
 	clear(w.compItems)
+	clear(w.yearExts)
 	if err := w.t.parse(doc); err != nil {
 		return err
 	}
@@ -525,7 +527,7 @@ func (w *work) selectProfile() error {
 	}
 	for _, n := range w.sel {
 		c := w.companion(n)
-		if c == none || t.isYearExtension(c) {
+		if _, year := w.yearExts[c]; c == none || year {
 			continue
 		}
 		inArray := t.nodes[t.nodes[n].parent].kind == kindArray
@@ -835,12 +837,15 @@ func (w *work) decrypt(ctx context.Context, dst, doc []byte) ([]byte, error) {
 		return dst, err
 	}
 	t := &w.t
+	if err := w.findYears(); err != nil {
+		return dst, err
+	}
 	if !w.e.allowPlaintext {
 		if err := w.selectProfile(); err != nil {
 			return dst, err
 		}
 		for _, n := range w.sel {
-			if !t.hasPrefix(n, envelope.ArmorPrefix) {
+			if !t.hasPrefix(n, envelope.ArmorPrefix) && !w.inOwnExtension(n) {
 				return dst, &ElementError{Path: w.docPath(n), Err: ErrNotEncrypted}
 			}
 		}

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/phicrypt/phicrypt/envelope"
 )
 
 // YearExtensionURL is the extension that the Safe Harbor profile adds to
@@ -814,49 +816,164 @@ func (t *tree) isYearURL(n int32) bool {
 		t.keyIs(n, "url") && t.textIs(n, YearExtensionURL)
 }
 
-// isYearExtension reports whether member c is a year extension as
-// addYears writes it: {"extension":[{"url":YearExtensionURL,"valueInteger":N}]}.
-func (t *tree) isYearExtension(c int32) bool {
-	nd := &t.nodes[c]
-	if nd.kind != kindObject || nd.parent == none || t.nodes[nd.parent].kind != kindObject || t.src[nd.keyStart] != '_' {
+// findYears, on decryption, finds the year extensions that Encrypt
+// wrote (see addYears) and maps each member to the encrypted date before
+// it, in w.yearExts, for removeYears. Every url of a year extension must
+// be in one that is exactly what addYears writes, right after an
+// encrypted date: "date":"phicrypt:...","_date":{"extension":[{"url":
+// YearExtensionURL,"valueInteger":1968}]}. Any other (a member added, a
+// string year, one next to a plaintext element) fails with
+// ErrNotEncrypted, unless Config.AllowPlaintext, which leaves it in place.
+func (w *work) findYears() error {
+	t := &w.t
+	var cand []int32 // the _date members around year urls
+	for i := range t.nodes {
+		u := int32(i)
+		if !t.isYearURL(u) {
+			continue
+		}
+		c := int32(none)
+		if e := t.nodes[u].parent; t.nodes[e].parent != none {
+			if a := t.nodes[e].parent; t.nodes[a].kind == kindArray && t.nodes[a].parent != none {
+				c = t.nodes[a].parent
+			}
+		}
+		if c == none || t.nodes[c].parent == none || t.nodes[t.nodes[c].parent].kind != kindObject {
+			if !w.e.allowPlaintext {
+				return &ElementError{Path: w.docPath(u), Err: ErrNotEncrypted}
+			}
+			continue
+		}
+		cand = append(cand, c)
+	}
+	if len(cand) == 0 {
+		return nil
+	}
+	if w.yearExts == nil {
+		w.yearExts = map[int32]int32{}
+	}
+	// The member before each candidate, in one pass over their objects.
+	prevOf := map[int32]int32{}
+	for _, c := range cand {
+		prevOf[c] = none
+	}
+	done := map[int32]bool{}
+	for _, c := range cand {
+		obj := t.nodes[c].parent
+		if done[obj] {
+			continue
+		}
+		done[obj] = true
+		prev := int32(none)
+		for m := t.nodes[obj].first; m != none; m = t.nodes[m].next {
+			if _, ok := prevOf[m]; ok {
+				prevOf[m] = prev
+			}
+			prev = m
+		}
+	}
+	for _, c := range cand {
+		if p := prevOf[c]; w.isOwnYear(c, p) {
+			w.yearExts[c] = p
+		} else if !w.e.allowPlaintext {
+			return &ElementError{Path: w.docPath(c), Err: ErrNotEncrypted}
+		}
+	}
+	return nil
+}
+
+// isOwnYear reports whether member c, after member date (or none), is
+// byte for byte a year extension that addYears inserted after the
+// encrypted date.
+func (w *work) isOwnYear(c, date int32) bool {
+	t := &w.t
+	if date == none || !t.hasPrefix(date, envelope.ArmorPrefix) {
 		return false
 	}
-	ext := nd.first
-	if ext == none || t.nodes[ext].next != none || !t.keyIs(ext, "extension") || t.nodes[ext].kind != kindArray {
+	dn, cn := &t.nodes[date], &t.nodes[c]
+	key := t.src[dn.keyStart:dn.keyEnd]
+	head := `,"_` + string(key) + `":{"extension":[{"url":"` + YearExtensionURL + `","valueInteger":`
+	const tail = "}]}"
+	b := t.src[dn.end:cn.end]
+	if len(b) < len(head)+1+len(tail) || string(b[:len(head)]) != head || string(b[len(b)-len(tail):]) != tail {
 		return false
 	}
-	e := t.nodes[ext].first
-	if e == none || t.nodes[e].next != none || t.nodes[e].kind != kindObject {
+	year := b[len(head) : len(b)-len(tail)]
+	if len(year) > 4 || year[0] == '0' && len(year) > 1 {
+		return false
+	}
+	for _, d := range year {
+		if !isDigit(d) {
+			return false
+		}
+	}
+	return true
+}
+
+// removeYears adds the edits that delete the year extensions findYears
+// found, with the separator Encrypt inserted before each.
+func (w *work) removeYears() {
+	t := &w.t
+	for c, date := range w.yearExts {
+		w.edits = append(w.edits, edit{start: t.nodes[date].end, end: t.nodes[c].end, kind: editDelete})
+	}
+}
+
+// inOwnExtension reports whether node n is, or is inside, an extension
+// that Encrypt adds and Decrypt removes: a year extension findYears
+// found, or a blind index extension of the shape addIndexes writes in a
+// resource's extension array. A profile that selects them (a path
+// Patient.extension, US Core's _birthDate) finds them in clear.
+func (w *work) inOwnExtension(n int32) bool {
+	t := &w.t
+	for m := n; m != none; m = t.nodes[m].parent {
+		if _, ok := w.yearExts[m]; ok {
+			return true
+		}
+		a := t.nodes[m].parent
+		if a == none || t.nodes[a].kind != kindArray || t.nodes[a].parent == none || !t.keyIs(a, "extension") {
+			continue
+		}
+		if w.isRootNode(t.nodes[a].parent) && t.isIndexShape(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// isRootNode reports whether node n is a binding root resource.
+func (w *work) isRootNode(n int32) bool {
+	_, ok := slices.BinarySearchFunc(w.roots, n, func(ri int32, n int32) int { return int(w.res[ri].node - n) })
+	return ok
+}
+
+// isIndexShape reports whether node e is a blind index extension as
+// addIndexes writes it: {"url":IndexExtensionURL,"extension":[{"url":
+// name,"valueBase64Binary":value}, ...]}, strings where strings are.
+func (t *tree) isIndexShape(e int32) bool {
+	if t.nodes[e].kind != kindObject {
 		return false
 	}
 	url := t.nodes[e].first
-	if url == none || !t.keyIs(url, "url") || !t.textIs(url, YearExtensionURL) {
+	if url == none || !t.keyIs(url, "url") || !t.textIs(url, IndexExtensionURL) {
 		return false
 	}
-	v := t.nodes[url].next
-	return v != none && t.nodes[v].next == none && t.keyIs(v, "valueInteger") && t.nodes[v].kind == kindNumber
-}
-
-// removeYears adds the edits that delete every year extension member, with
-// the separator Encrypt inserted before it.
-func (w *work) removeYears() {
-	t := &w.t
-	for i := range t.nodes {
-		c := int32(i)
-		if !t.isYearExtension(c) {
-			continue
+	subs := t.nodes[url].next
+	if subs == none || t.nodes[subs].next != none || !t.keyIs(subs, "extension") || t.nodes[subs].kind != kindArray || t.nodes[subs].first == none {
+		return false
+	}
+	for s := t.nodes[subs].first; s != none; s = t.nodes[s].next {
+		if t.nodes[s].kind != kindObject {
+			return false
 		}
-		var prev int32 = none
-		for m := t.nodes[t.nodes[c].parent].first; m != c; m = t.nodes[m].next {
-			prev = m
+		name := t.nodes[s].first
+		if name == none || !t.keyIs(name, "url") || t.nodes[name].kind != kindString {
+			return false
 		}
-		switch {
-		case prev != none:
-			w.edits = append(w.edits, edit{start: t.nodes[prev].end, end: t.nodes[c].end, kind: editDelete})
-		case t.nodes[c].next != none:
-			w.edits = append(w.edits, edit{start: t.nodes[c].keyStart - 1, end: t.nodes[t.nodes[c].next].keyStart - 1, kind: editDelete})
-		default:
-			w.edits = append(w.edits, edit{start: t.nodes[c].keyStart - 1, end: t.nodes[c].end, kind: editDelete})
+		v := t.nodes[name].next
+		if v == none || t.nodes[v].next != none || !t.keyIs(v, "valueBase64Binary") || t.nodes[v].kind != kindString {
+			return false
 		}
 	}
+	return true
 }

@@ -337,6 +337,35 @@ func TestSafeHarborYearExtension(t *testing.T) {
 		_, err := e.Decrypt(ctx, forged)
 		require.ErrorIs(t, err, fhir.ErrNotEncrypted)
 	})
+	t.Run("every year extension is exactly Encrypt's, after an encrypted date", func(t *testing.T) {
+		year := `{"extension":[{"url":"` + fhir.YearExtensionURL + `","valueInteger":1968}]}`
+		uscore := fhir.USCore()
+		uscore.SafeHarbor = &fhir.SafeHarborRules{Years: true, AsOf: harborAsOf}
+		for name, forged := range map[string][]byte{
+			"extra member":        bytes.Replace(out, []byte(`"valueInteger":1968}`), []byte(`"valueInteger":1968,"id":"x"}`), 1),
+			"string valueInteger": bytes.Replace(out, []byte(`"valueInteger":1968}`), []byte(`"valueInteger":"1968"}`), 1),
+			"decimal":             bytes.Replace(out, []byte(`"valueInteger":1968}`), []byte(`"valueInteger":1968.0}`), 1),
+			"white space":         bytes.Replace(out, []byte(`"valueInteger":1968}`), []byte(`"valueInteger": 1968}`), 1),
+			"second item":         bytes.Replace(out, []byte(`1968}]}`), []byte(`1968},{"url":"u","valueString":"x"}]}`), 1),
+			"not after its date":  bytes.Replace(out, []byte(`"deceasedBoolean":false`), []byte(`"deceasedBoolean":false,"_deceasedBoolean":`+year), 1),
+			"next to plaintext":   []byte(`{"resourceType":"Patient","id":"p1","gender":"male","_gender":` + year + `}`),
+			"in an array":         []byte(`{"resourceType":"Patient","id":"p1","extension":[` + year + `]}`),
+		} {
+			require.NotEqual(t, string(out), string(forged), name)
+			_, err := e.Decrypt(ctx, forged)
+			require.ErrorIs(t, err, fhir.ErrNotEncrypted, name)
+			_, err = newEnv(t, func(c *fhir.Config) { c.Profile = uscore }).compact.Decrypt(ctx, forged)
+			require.ErrorIs(t, err, fhir.ErrNotEncrypted, "US Core: %s", name)
+		}
+		// AllowPlaintext leaves what is not Encrypt's in place.
+		in := []byte(`{"resourceType":"Patient","id":"p1","gender":"male","_gender":` + year + `}`)
+		back, err := harborEnv(t, harborProfile()).compact.Decrypt(ctx, in)
+		require.ErrorIs(t, err, fhir.ErrNotEncrypted)
+		lax := newEnv(t, func(c *fhir.Config) { c.Profile = harborProfile(); c.AllowPlaintext = true }).compact
+		back, err = lax.Decrypt(ctx, in)
+		require.NoError(t, err)
+		assert.Equal(t, string(in), string(back))
+	})
 	t.Run("input with a year extension", func(t *testing.T) {
 		in := []byte(`{"resourceType":"Patient","id":"p1","gender":"male","_gender":{"extension":[{"url":"` + fhir.YearExtensionURL + `","valueInteger":1968}]}}`)
 		_, err := e.Encrypt(ctx, in)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -184,4 +185,46 @@ func TestMoveAcrossPatientScopes(t *testing.T) {
 		_, err = e.Decrypt(ctx, replaceSpan(b, sb[3], a[sa[3][0]:sa[3][1]]))
 		assert.ErrorIs(t, err, envelope.ErrDecrypt)
 	})
+}
+
+// TestDecryptOwnExtensions: Decrypt accepts the extensions Encrypt adds
+// when the profile also selects them (a path Patient.extension selects
+// the blind index extension, US Core's birthDate path selects the
+// _birthDate of Safe Harbor's year), and refuses plaintext dressed as
+// one.
+func TestDecryptOwnExtensions(t *testing.T) {
+	ctx := context.Background()
+	withExtension := fhir.USCore()
+	withExtension.Resources["Patient"] = append(withExtension.Resources["Patient"], "extension")
+	withYears := fhir.USCore()
+	withYears.SafeHarbor = &fhir.SafeHarborRules{Years: true, AsOf: "2026-06-01"}
+	for name, c := range map[string]struct {
+		p   *fhir.Profile
+		doc string
+	}{
+		"index extension": {withExtension, `{"resourceType":"Patient","id":"p1","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"123-45-6789"}],` +
+			`"extension":[{"url":"http://hl7.org/fhir/StructureDefinition/patient-mothersMaidenName","valueString":"Smith"}]}`},
+		"index extension member": {withExtension, `{"resourceType":"Patient","id":"p1","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","value":"123-45-6789"}]}`},
+		"year extension":         {withYears, `{"resourceType":"Patient","id":"p1","birthDate":"1968-07-21"}`},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, func(cfg *fhir.Config) { cfg.Profile = c.p }).compact
+			out, err := e.Encrypt(ctx, []byte(c.doc))
+			require.NoError(t, err)
+			require.True(t, strings.Contains(string(out), fhir.IndexExtensionURL) || strings.Contains(string(out), fhir.YearExtensionURL))
+			back, err := e.Decrypt(ctx, out)
+			require.NoError(t, err)
+			assert.Equal(t, c.doc, string(back))
+		})
+	}
+	// An index extension not of Encrypt's shape is plaintext of the
+	// profile's extension path.
+	e := newEnv(t, func(cfg *fhir.Config) { cfg.Profile = withExtension }).compact
+	for _, ext := range []string{
+		`{"url":"` + fhir.IndexExtensionURL + `","extension":[{"url":"ssn","valueBase64Binary":"AQI="}],"valueString":"Mallory SECRET"}`,
+		`{"url":"` + fhir.IndexExtensionURL + `","extension":[{"url":"ssn","valueString":"Mallory SECRET"}]}`,
+	} {
+		_, err := e.Decrypt(ctx, []byte(`{"resourceType":"Patient","id":"p1","extension":[`+ext+`]}`))
+		require.ErrorIs(t, err, fhir.ErrNotEncrypted, ext)
+	}
 }
