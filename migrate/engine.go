@@ -124,7 +124,8 @@ type Report struct {
 	// update fails although it did not change is no conflict: Run stops
 	// with ErrUnwritable.
 	Scanned, Written, Conflicts, Gone int64
-	// Legacy counts the legacy plaintext values encrypted.
+	// Legacy counts the legacy plaintext values encrypted (by an Encrypt
+	// job; in a dry run, those it would encrypt).
 	Legacy int64
 }
 
@@ -262,6 +263,7 @@ func dryRun(ctx context.Context, cfg *Config) (Report, error) {
 			}
 			if ch != nil {
 				w.report.Written++
+				w.report.Legacy += ch.legacy
 			}
 		}
 		w.report.Scanned += int64(len(batch))
@@ -763,6 +765,8 @@ type change struct {
 	news    []any
 	cmpCols []string
 	cmpOlds []any
+	// legacy counts the legacy plaintext values the change encrypts.
+	legacy int64
 	// done is set when the update was written.
 	done bool
 }
@@ -799,6 +803,7 @@ func (w *worker) migrateBatch(ctx context.Context, q sqltx.Querier, batch []*row
 		for _, ch := range changes {
 			if ch.done {
 				written++
+				w.report.Legacy += ch.legacy
 			} else {
 				retry = append(retry, ch)
 			}
@@ -962,6 +967,9 @@ func (w *worker) decideRecord(ctx context.Context, r *row) (*change, error) {
 			return nil, fmt.Errorf("migrate: row %s column %s: %w", r.id, c.Name, err)
 		}
 		ch.cols, ch.olds, ch.news = append(ch.cols, c.target()), append(ch.olds, r.stored(c.target(), r.dst[i])), append(ch.news, v)
+		if w.cfg.Kind == Encrypt {
+			ch.legacy++
+		}
 		if w.cfg.Kind == Encrypt && c.Target != "" {
 			// Also compare the source, as stored, without writing it: a
 			// concurrent write there must not be encrypted from a stale

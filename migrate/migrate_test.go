@@ -211,9 +211,13 @@ func TestEncryptTable(t *testing.T) {
 			e := newEnv(t, k, 1174)
 			dry := e.config("encrypt-patients", migrate.Encrypt)
 			dry.DryRun = true
+			// Legacy counts the values encrypted: the non-NULL ones.
+			var legacy int64
+			require.NoError(t, e.db.QueryRow("SELECT count(ssn) + count(last) + count(birth_date) + count(visits) FROM patients").Scan(&legacy))
+			require.Greater(t, legacy, int64(1174))
 			planned, err := migrate.Run(ctx, dry)
 			require.NoError(t, err)
-			assert.Equal(t, migrate.Report{Scanned: 1174, Written: 1174}, planned)
+			assert.Equal(t, migrate.Report{Scanned: 1174, Written: 1174, Legacy: legacy}, planned)
 			var plain int
 			require.NoError(t, e.db.QueryRow("SELECT count(*) FROM patients WHERE ssn LIKE '999-%'").Scan(&plain))
 			assert.Equal(t, 1174, plain, "a dry run writes nothing")
@@ -225,6 +229,7 @@ func TestEncryptTable(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, int64(1174), report.Scanned)
 			assert.Equal(t, int64(1174), report.Written)
+			assert.Equal(t, legacy, report.Legacy)
 			assert.Zero(t, report.Conflicts)
 			require.NotEmpty(t, progress)
 			last := progress[len(progress)-1]

@@ -150,10 +150,10 @@ func TestKeysAndMigrationOnSQLite(t *testing.T) {
 
 	r = phicrypt(t, env, append([]string{"migrate", "encrypt", "--dry-run", "--create"}, table...)...)
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "would change 300")
+	assert.Contains(t, r.stdout, "would change 300 (900 legacy plaintext values)")
 	r = phicrypt(t, env, append([]string{"migrate", "encrypt", "--partition", "100", "--create"}, table...)...)
 	require.Equal(t, exitOK, r.code, r.stderr)
-	assert.Contains(t, r.stdout, "changed 300")
+	assert.Contains(t, r.stdout, "changed 300 (900 legacy plaintext values)")
 	assert.Contains(t, r.stderr, `"op":"unwrap"`, "key operations are audited on stderr")
 	assert.NotContains(t, r.stderr+r.stdout, "999-", "no PHI in the output")
 

@@ -226,14 +226,20 @@ func migrateRun(ctx context.Context, e *env, kind migrate.Kind, args []string) e
 		total.Scanned += r.Scanned
 		total.Written += r.Written
 		total.Conflicts += r.Conflicts
+		total.Gone += r.Gone
+		total.Legacy += r.Legacy
 	}
 	verb := "changed"
 	if *dryRun {
 		verb = "would change"
 	}
 	el := time.Since(start)
-	fmt.Fprintf(e.stdout, "%s %s: scanned %s, %s %d, %d left by concurrent writes, in %s (%.0f rows/s)\n",
-		kind, spec.Table, plural(total.Scanned, "row"), verb, total.Written, total.Conflicts, el.Round(time.Millisecond), float64(total.Scanned)/el.Seconds())
+	changed := fmt.Sprintf("%s %d", verb, total.Written)
+	if total.Legacy > 0 {
+		changed += fmt.Sprintf(" (%s)", plural(total.Legacy, "legacy plaintext value"))
+	}
+	fmt.Fprintf(e.stdout, "%s %s: scanned %s, %s, %d left by concurrent writes, %d deleted meanwhile, in %s (%.0f rows/s)\n",
+		kind, spec.Table, plural(total.Scanned, "row"), changed, total.Conflicts, total.Gone, el.Round(time.Millisecond), float64(total.Scanned)/el.Seconds())
 	for _, err := range errs {
 		if errors.Is(err, migrate.ErrCheckpointIncomplete) {
 			return fmt.Errorf("%w; run the job again when no other connection holds a long read transaction", err)
