@@ -71,7 +71,7 @@ func TestEncryptDateColumnIntoTarget(t *testing.T) {
 	require.NoError(t, s.CheckTable(ctx, db, keys.SQLite))
 	rep, err := migrate.Run(ctx, smallJob(db, kr, codec, s))
 	require.NoError(t, err)
-	assert.Equal(t, migrate.Report{Partitions: 2, Scanned: 3, Written: 2}, rep)
+	assert.Equal(t, migrate.Report{Partitions: 2, Scanned: 3, Written: 2, Legacy: 2}, rep)
 
 	type app struct {
 		ID     string                      `phi:"id,table=p"`
@@ -139,7 +139,7 @@ func TestEncryptEmptyBlob(t *testing.T) {
 	s := migrate.Spec{Table: "p", ID: "id", ScopeColumn: "tenant", Columns: []migrate.Column{{Name: "ssn", Type: "string"}, {Name: "pic", Type: "bytes"}}}
 	rep, err := migrate.Run(ctx, smallJob(db, kr, codec, s))
 	require.NoError(t, err)
-	assert.Equal(t, migrate.Report{Partitions: 1, Scanned: 2, Written: 2}, rep)
+	assert.Equal(t, migrate.Report{Partitions: 1, Scanned: 2, Written: 2, Legacy: 3}, rep, "two SSNs and the empty BLOB")
 
 	type app struct {
 		ID     string                   `phi:"id,table=p"`
@@ -209,7 +209,7 @@ func TestRowDeletedBeforeWriteIsGone(t *testing.T) {
 	s := migrate.Spec{Table: "p", ID: "id", ScopeColumn: "tenant", Columns: []migrate.Column{{Name: "ssn", Type: "string"}}}
 	rep, err := migrate.Run(ctx, smallJob(db, kr, codec, s))
 	require.NoError(t, err)
-	assert.Equal(t, migrate.Report{Partitions: 1, Scanned: 2, Written: 1, Gone: 1}, rep)
+	assert.Equal(t, migrate.Report{Partitions: 1, Scanned: 2, Written: 1, Gone: 1, Legacy: 1}, rep)
 }
 
 // Row ids of any SQLite type (integers in a column declared without a
@@ -247,11 +247,11 @@ func TestIDsKeepTheirType(t *testing.T) {
 			dry.DryRun = true
 			rep, err := migrate.Run(ctx, dry)
 			require.NoError(t, err)
-			assert.Equal(t, migrate.Report{Scanned: n, Written: n}, rep)
+			assert.Equal(t, migrate.Report{Scanned: n, Written: n, Legacy: n}, rep)
 
 			rep, err = migrate.Run(ctx, cfg)
 			require.NoError(t, err)
-			assert.Equal(t, migrate.Report{Partitions: int(n+2) / 3, Scanned: n, Written: n}, rep)
+			assert.Equal(t, migrate.Report{Partitions: int(n+2) / 3, Scanned: n, Written: n, Legacy: n}, rep)
 			// The partitions split the rows evenly: their bounds keep
 			// their type.
 			var seen []int64
@@ -333,5 +333,5 @@ func TestResumesJobWithTextBounds(t *testing.T) {
 	cfg.Job = "old"
 	rep, err := migrate.Run(ctx, cfg)
 	require.NoError(t, err)
-	assert.Equal(t, migrate.Report{Partitions: 2, Scanned: 3, Written: 3}, rep)
+	assert.Equal(t, migrate.Report{Partitions: 2, Scanned: 3, Written: 3, Legacy: 3}, rep)
 }
