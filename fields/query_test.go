@@ -177,6 +177,19 @@ func TestEqualSet(t *testing.T) {
 	assert.False(t, ok, "another birth date")
 	_, err = s.Match(&rangePatient{})
 	assert.Error(t, err, "another type")
+
+	// A prefix condition's own post-filter compares plaintext only: the
+	// scope is Search.Match's to check.
+	s, err = c.Search(ctx, fields.NewQuery(&findable{Scope: "s", Last: fields.New("smi")}).Prefix("Last"))
+	require.NoError(t, err)
+	rec = &findable{ID: "2", Scope: "s", Last: fields.New("Smith")}
+	ok, err = s.Match(rec)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	rec.Scope = "other"
+	ok, err = s.Match(rec)
+	require.NoError(t, err)
+	assert.False(t, ok, "another scope, by prefix")
 }
 
 // sqlPatients is the Synthea patients sealed into a SQLite table through
