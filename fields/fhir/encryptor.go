@@ -813,11 +813,10 @@ func (w *work) encryptValue(ctx context.Context, out []byte, n int32) ([]byte, e
 	for len(w.buf)%w.e.padding != 0 {
 		w.buf = append(w.buf, ' ')
 	}
-	// Grow the output geometrically: a Cipher may grow dst to the exact
-	// size it needs, and would then copy the whole output once per value.
-	// The armored ciphertext is at most twice the plaintext and its
-	// overhead, and the cipher builds its AAD past it.
-	out = slices.Grow(append(out, '"'), 3*len(w.buf)+len(b.Scope)+len(b.Table)+len(b.Column)+len(b.RecordID)+1024)
+	// A Cipher may grow dst to the exact size it needs; the closing quote's
+	// append then grows it geometrically, so the output is copied O(log n)
+	// times, not once per value.
+	out = append(out, '"')
 	mark := len(out)
 	out, err = w.e.cipher.AppendEncrypt(ctx, out, w.buf, b)
 	if err != nil {

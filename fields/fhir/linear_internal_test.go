@@ -81,9 +81,34 @@ func TestLinearWork(t *testing.T) {
 // grow dst to the exact size it needs (envelope's do), which copied the
 // whole output once per value: bytes allocated in the square of the
 // number of values. It compares the bytes allocated for n and 4n values.
+// exactCipher grows dst to the exact size each value needs, as a Cipher
+// written without geometric growth would: the Encryptor must not copy its
+// whole output once per value through it.
+type exactCipher struct{ Cipher }
+
+func (c exactCipher) AppendEncrypt(ctx context.Context, dst, plaintext []byte, b envelope.Binding) ([]byte, error) {
+	ct, err := c.Cipher.AppendEncrypt(ctx, nil, plaintext, b)
+	if err != nil {
+		return dst, err
+	}
+	if cap(dst)-len(dst) < len(ct) {
+		dst = append(make([]byte, 0, len(dst)+len(ct)), dst...)
+	}
+	return append(dst, ct...), nil
+}
+
 func TestOutputGrowth(t *testing.T) {
+	t.Run("envelope", func(t *testing.T) { testOutputGrowth(t, linearEncryptor(t, USCore())) })
+	t.Run("exact-growth cipher", func(t *testing.T) {
+		e := linearEncryptor(t, USCore())
+		e2, err := NewEncryptor(Config{Cipher: exactCipher{e.cipher}, Scope: FixedScope("tenant:test"), Profile: USCore()})
+		require.NoError(t, err)
+		testOutputGrowth(t, e2)
+	})
+}
+
+func testOutputGrowth(t *testing.T, e *Encryptor) {
 	ctx := context.Background()
-	e := linearEncryptor(t, USCore())
 	allocated := func(n int) uint64 {
 		doc := []byte(`{"resourceType":"Patient","id":"x","name":[{"given":[` + list(n, func(int) string { return `"a"` }) + `]}]}`)
 		_, err := e.Encrypt(ctx, doc) // warm the pools
