@@ -37,7 +37,8 @@ const (
 // value's address, so pointer-receiver MarshalJSON methods count), or a
 // pointer to any of these. A T that holds an Encrypted or a BlindIndex,
 // which would encode as "[redacted]", or whose MarshalJSON or MarshalText
-// lacks the matching unmarshaler, is a *TagError. The type is part of the
+// lacks the matching unmarshaler (its own, or at any depth: a field's, an
+// element's, a map key's), is a *TagError. The type is part of the
 // plaintext: a value decrypts only into the type it was encrypted from
 // (ErrTypeMismatch otherwise).
 //

@@ -1,10 +1,13 @@
 package fields_test
 
 import (
+	"context"
 	"database/sql"
 	"database/sql/driver"
+	"encoding/json"
 	"math/big"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -128,6 +131,30 @@ type (
 
 func (m *onlyMarshalText) MarshalText() ([]byte, error) { return []byte(m.V), nil }
 
+// onlyMarshalJSON has a MarshalJSON but no UnmarshalJSON: its JSON is a
+// string that does not decode back into the struct.
+type onlyMarshalJSON struct{ V string }
+
+func (m onlyMarshalJSON) MarshalJSON() ([]byte, error) { return json.Marshal(m.V) }
+
+// textKey is a map key with MarshalText but no UnmarshalText.
+type textKey struct{ A, B string }
+
+func (k textKey) MarshalText() ([]byte, error) { return []byte(k.A + "|" + k.B), nil }
+
+// Types that reach such a marshaler at depth.
+type (
+	contactWithHalfJSON struct {
+		Phone onlyMarshalJSON
+	}
+	contactsWithHalfText struct {
+		Phones []*onlyMarshalText
+	}
+	contactsByTextKey struct {
+		ByKey map[textKey]string
+	}
+)
+
 func TestUnroundtrippableTypesRefused(t *testing.T) {
 	type innerEncrypted struct {
 		ID    string                           `phi:"id,table=t"`
@@ -149,12 +176,30 @@ func TestUnroundtrippableTypesRefused(t *testing.T) {
 		Scope string                            `phi:"scope"`
 		X     fields.Encrypted[onlyMarshalText] `phi:"encrypt"`
 	}
+	type nestedHalfJSON struct {
+		ID    string                                `phi:"id,table=t"`
+		Scope string                                `phi:"scope"`
+		X     fields.Encrypted[contactWithHalfJSON] `phi:"encrypt"`
+	}
+	type nestedHalfText struct {
+		ID    string                                 `phi:"id,table=t"`
+		Scope string                                 `phi:"scope"`
+		X     fields.Encrypted[contactsWithHalfText] `phi:"encrypt"`
+	}
+	type halfTextKey struct {
+		ID    string                              `phi:"id,table=t"`
+		Scope string                              `phi:"scope"`
+		X     fields.Encrypted[contactsByTextKey] `phi:"encrypt"`
+	}
 	c := newCodec(t, fields.Config{})
 	for name, v := range map[string]any{
-		"struct holding an Encrypted":   &innerEncrypted{},
-		"map of BlindIndex slices":      &sliceOfIndexes{},
-		"pointer to an Encrypted":       &pointerToInner{},
-		"MarshalText, no UnmarshalText": &halfText{},
+		"struct holding an Encrypted":                 &innerEncrypted{},
+		"map of BlindIndex slices":                    &sliceOfIndexes{},
+		"pointer to an Encrypted":                     &pointerToInner{},
+		"MarshalText, no UnmarshalText":               &halfText{},
+		"field with MarshalJSON, no UnmarshalJSON":    &nestedHalfJSON{},
+		"elements with MarshalText, no UnmarshalText": &nestedHalfText{},
+		"map key with MarshalText, no UnmarshalText":  &halfTextKey{},
 	} {
 		err := c.Plan(v)
 		require.ErrorIs(t, err, fields.ErrInvalidTag, name)
@@ -162,4 +207,32 @@ func TestUnroundtrippableTypesRefused(t *testing.T) {
 		require.ErrorAs(t, err, &te, name)
 		assert.Equal(t, "X", te.Field, name)
 	}
+}
+
+// Nested types whose marshalers have their unmarshalers plan, and round-trip.
+func TestNestedMarshalersRoundTrip(t *testing.T) {
+	type visit struct {
+		At    time.Time
+		Cost  *big.Int
+		Codes map[int]string
+		Extra json.RawMessage
+	}
+	type record struct {
+		ID    string                  `phi:"id,table=t"`
+		Scope string                  `phi:"scope"`
+		X     fields.Encrypted[visit] `phi:"encrypt"`
+	}
+	ctx := context.Background()
+	c := newCodec(t, fields.Config{})
+	in := visit{At: time.Date(2026, 12, 7, 1, 2, 3, 0, time.UTC), Cost: big.NewInt(12345), Codes: map[int]string{7: "x"}, Extra: json.RawMessage(`{"a":1}`)}
+	r := &record{ID: "1", Scope: "s", X: fields.New(in)}
+	require.NoError(t, c.Seal(ctx, r))
+	got := &record{ID: "1", Scope: "s"}
+	copyCT(t, r.X, &got.X)
+	require.NoError(t, c.Open(ctx, got))
+	out := got.X.Get()
+	assert.True(t, in.At.Equal(out.At))
+	assert.Equal(t, 0, in.Cost.Cmp(out.Cost))
+	assert.Equal(t, in.Codes, out.Codes)
+	assert.JSONEq(t, string(in.Extra), string(out.Extra))
 }

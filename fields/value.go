@@ -111,11 +111,66 @@ func checkType(t reflect.Type) error {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if tagOf(t) != tagJSON {
+		return nil
+	}
+	if h := halfMarshaler(t, map[reflect.Type]bool{}); h != nil {
+		if h == t {
+			return fmt.Errorf("%v has MarshalJSON or MarshalText without the matching unmarshaler: its values would not decode", t)
+		}
+		return fmt.Errorf("%v holds %v, which has MarshalJSON or MarshalText without the matching unmarshaler: its values would not decode", t, h)
+	}
+	return nil
+}
+
+// halfMarshaler returns a type that JSON-encoding t reaches (t itself, or
+// a struct field's, element's, map key's or value's type, at any depth)
+// whose MarshalJSON or MarshalText has no matching unmarshaler, or nil:
+// encoding/json would call the marshaler and could not undo it. seen
+// guards against recursive types.
+func halfMarshaler(t reflect.Type, seen map[reflect.Type]bool) reflect.Type {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if seen[t] {
+		return nil
+	}
+	seen[t] = true
 	pt := reflect.PointerTo(t)
-	if tagOf(t) == tagJSON &&
-		(pt.Implements(jsonMarshalerType) && !pt.Implements(jsonUnmarshalerType) ||
-			pt.Implements(textMarshalerType) && !pt.Implements(jsonMarshalerType) && !pt.Implements(textUnmarshalerType)) {
-		return fmt.Errorf("%v has MarshalJSON or MarshalText without the matching unmarshaler: its values would not decode", t)
+	switch {
+	case pt.Implements(jsonMarshalerType):
+		if !pt.Implements(jsonUnmarshalerType) {
+			return t
+		}
+		return nil // its own encoding
+	case pt.Implements(textMarshalerType):
+		if !pt.Implements(textUnmarshalerType) {
+			return t
+		}
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Array:
+		return halfMarshaler(t.Elem(), seen)
+	case reflect.Map:
+		// A key of string kind is written as it is; others through
+		// MarshalText, which decoding needs UnmarshalText to undo.
+		if k := t.Key(); k.Kind() != reflect.String {
+			if h := halfMarshaler(k, seen); h != nil {
+				return h
+			}
+		}
+		return halfMarshaler(t.Elem(), seen)
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			if !f.IsExported() && !f.Anonymous || f.Tag.Get("json") == "-" {
+				continue // encoding/json skips it
+			}
+			if h := halfMarshaler(f.Type, seen); h != nil {
+				return h
+			}
+		}
 	}
 	return nil
 }
