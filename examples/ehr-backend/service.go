@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
 
 	"github.com/phicrypt/phicrypt/fields"
 	"github.com/phicrypt/phicrypt/fields/gormphi"
@@ -279,7 +280,8 @@ func lockMRN(tx *gorm.DB, template *Patient) error {
 	return tx.Exec("SELECT pg_advisory_xact_lock(?)", key).Error
 }
 
-// load reads a patient of the caller's tenant, opened.
+// load reads a patient of the caller's tenant, opened. An update reads
+// it with a row lock (see update).
 func (s *Service) load(tx *gorm.DB, id string) (*Patient, error) {
 	var p Patient
 	if err := tx.Where("id = ? AND tenant_id = ?", id, tenantOf(tx.Statement.Context)).Take(&p).Error; err != nil {
@@ -311,8 +313,13 @@ func (s *Service) update(r *http.Request) (int, any, error) {
 	}
 	var p *Patient
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		// The row stays locked until the update commits (SELECT ... FOR
+		// UPDATE on PostgreSQL; SQLite's write transactions run one at a
+		// time): the name + birth date index is computed from the record
+		// read, and a concurrent update of the other source, committed
+		// between this read and this write, would leave it stale.
 		var err error
-		if p, err = s.load(tx, r.PathValue("id")); err != nil {
+		if p, err = s.load(tx.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate}), r.PathValue("id")); err != nil {
 			return err
 		}
 		// Only the fields present change. The record was read and opened,

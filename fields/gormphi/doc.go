@@ -67,8 +67,14 @@
 // (last name + birth date) needs every source: each must be in the update
 // or opened in the record given to Model (read with First, say);
 // otherwise the update fails with ErrIndexSources rather than leave a
-// stale index. After the update, the record given to Model holds the
-// sealed values and the new indexes.
+// stale index. The opened sources are those of the record as it was
+// read: read it in the update's transaction with a row lock
+// (tx.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate}),
+// which the SQLite dialect leaves out since its write transactions run
+// one at a time), or a concurrent update of another source, committed in
+// between, leaves an index of a value the row no longer holds. After the
+// update, the record given to Model holds the sealed values and the new
+// indexes.
 //
 // Create from a map (db.Model(&Patient{}).Create(map[string]any{...}))
 // is checked but not sealed: give it sealed values, or use a struct.
