@@ -504,7 +504,7 @@ func (c *Codec) IndexTerms(ctx context.Context, template any, index string) ([]B
 	sc.buf[0] = msg
 	if err != nil || !ok {
 		if err == nil {
-			err = fmt.Errorf("fields: the search term's source fields of %s are empty", ip.name)
+			err = fmt.Errorf("%w: the search term's source fields of %s are empty or normalized away", ErrEmptyTerm, ip.name)
 		}
 		return nil, err
 	}
@@ -621,6 +621,13 @@ type IndexSpec struct {
 // ErrInvalidIndexSpec means an IndexSpec lacks a table or column, has bits
 // outside 1..MaxIndexBits, or names an unknown normalizer.
 var ErrInvalidIndexSpec = errors.New("fields: invalid IndexSpec")
+
+// ErrEmptyTerm means a search term has nothing to search for: a source
+// field of the index is NULL in the template, or its normalizers reduce
+// it to nothing (a blank name under trim, "N/A" under digits), as Seal
+// leaves such a value out of the index. It is the caller's input that is
+// at fault: a service answers it as a bad request.
+var ErrEmptyTerm = errors.New("fields: empty search term")
 
 // Validate checks the spec as IndexFor and TermsFor do, without computing
 // anything, so that code building on IndexSpec can refuse a bad one at

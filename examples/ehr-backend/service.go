@@ -238,11 +238,11 @@ func (s *Service) create(r *http.Request) (int, any, error) {
 func (s *Service) checkMRN(tx *gorm.DB, mrn, self string) error {
 	template := &Patient{TenantID: tenantOf(tx.Statement.Context), MRN: fields.New(mrn)}
 	if err := lockMRN(tx, template); err != nil {
-		return err
+		return mrnTermError(err)
 	}
 	found, err := gormphi.Find(tx, template)
 	if err != nil {
-		return err
+		return mrnTermError(err)
 	}
 	for _, f := range found {
 		if f.ID != self {
@@ -250,6 +250,15 @@ func (s *Service) checkMRN(tx *gorm.DB, mrn, self string) error {
 		}
 	}
 	return nil
+}
+
+// mrnTermError returns err, or a 400 when it is fields.ErrEmptyTerm: an
+// MRN of dashes only has no index value, so no uniqueness check.
+func mrnTermError(err error) error {
+	if errors.Is(err, fields.ErrEmptyTerm) {
+		return &ValidationError{"mrn", "want a letter or a digit"}
+	}
+	return err
 }
 
 // lockMRN takes, on PostgreSQL, a transaction-scoped advisory lock on
@@ -428,6 +437,11 @@ func (s *Service) search(r *http.Request) (int, any, error) {
 		return 0, nil, &ValidationError{"search", "give ssn, or mrn, or last and birth_date"}
 	}
 	found, err := gormphi.Find(s.db.WithContext(ctx), term)
+	if errors.Is(err, fields.ErrEmptyTerm) {
+		// Normalized away (a blank last name, an MRN of dashes).
+		field := map[string]string{"ssn": "ssn", "mrn": "mrn", "name_dob": "last"}[kind]
+		return 0, nil, &ValidationError{field, "nothing to search for"}
+	}
 	if err != nil {
 		return 0, nil, err
 	}
