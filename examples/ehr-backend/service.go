@@ -320,7 +320,10 @@ func (s *Service) update(r *http.Request) (int, any, error) {
 	if err := in.validate(false); err != nil {
 		return 0, nil, err
 	}
-	var p *Patient
+	var (
+		p       *Patient
+		changed bool
+	)
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		// The row stays locked until the update commits (SELECT ... FOR
 		// UPDATE on PostgreSQL; SQLite's write transactions run one at a
@@ -365,12 +368,19 @@ func (s *Service) update(r *http.Request) (int, any, error) {
 				return err
 			}
 		}
+		changed = true
 		return tx.Model(p).Updates(changes).Error
 	})
 	if err != nil {
 		return 0, nil, err
 	}
-	if err := s.audit(ctx, OpPHIWrite, "patients/"+p.ID, "update"); err != nil {
+	if changed {
+		if err := s.audit(ctx, OpPHIWrite, "patients/"+p.ID, "update"); err != nil {
+			return 0, nil, err
+		}
+	}
+	// The response is the whole patient, not only what changed: a read.
+	if err := s.audit(ctx, OpPHIRead, "patients/"+p.ID, "update"); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusOK, output(p), nil
