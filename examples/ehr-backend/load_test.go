@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -57,4 +58,32 @@ func TestLoadgenRefusesNonLoopback(t *testing.T) {
 		_, err := loadgen.Run(t.Context(), loadgen.Config{BaseURL: u, Requests: 1})
 		assert.ErrorIs(t, err, loadgen.ErrNotLoopback, u)
 	}
+}
+
+// TestLoadgenBoundsClients: the number of clients is bounded like the
+// number of requests. A huge -clients allocated a latency slice per
+// client before any check (1<<50 panicked in makeslice) and started a
+// goroutine and up to a connection per client.
+func TestLoadgenBoundsClients(t *testing.T) {
+	for _, clients := range []int{1 << 50, 5000} {
+		var err error
+		require.NotPanics(t, func() {
+			_, err = loadgen.Run(t.Context(), loadgen.Config{BaseURL: "http://127.0.0.1:9", Clients: clients, Requests: 1})
+		})
+		assert.ErrorIs(t, err, loadgen.ErrOutOfBounds, clients)
+	}
+	_, err := loadgen.Run(t.Context(), loadgen.Config{BaseURL: "http://127.0.0.1:9", Requests: 2_000_000})
+	assert.ErrorIs(t, err, loadgen.ErrOutOfBounds)
+}
+
+// TestMeasureBoundsRuns: -runs is bounded too; a huge count would repeat
+// the load for ever.
+func TestMeasureBoundsRuns(t *testing.T) {
+	app, err := Open(t.Context(), Options{Dir: t.TempDir(), Tenant: "tenant:default", Logger: slog.New(slog.DiscardHandler)})
+	require.NoError(t, err)
+	defer app.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel() // a run that does start ends at once
+	err = measure(ctx, app, io.Discard, loadgen.Config{Requests: 1}, 1<<40)
+	assert.ErrorIs(t, err, loadgen.ErrOutOfBounds)
 }

@@ -59,8 +59,8 @@ func main() {
 	tenant := flag.String("tenant", "tenant:default", "tenant of requests without an X-Tenant header")
 	audit := flag.String("audit", "log", "where audit events go: log (the tamper-evident audit log) or discard (measurements only)")
 	load := flag.Int("load", 0, "measure instead of serving: run this many requests (half creates, a quarter reads, a quarter SSN searches) against the service on a loopback port, -runs times, and print the results")
-	clients := flag.Int("clients", 16, "concurrent clients for -load")
-	runs := flag.Int("runs", 3, "runs for -load; the median run is printed last")
+	clients := flag.Int("clients", 16, "concurrent clients for -load, at most 1024")
+	runs := flag.Int("runs", 3, "runs for -load, at most 100; the median run is printed last")
 	flag.Parse()
 
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
@@ -113,10 +113,16 @@ func main() {
 	}
 }
 
+// maxRuns bounds -runs.
+const maxRuns = 100
+
 // measure serves app on a loopback port and runs the load generator
-// against it runs times, printing each result and then the median run (by
-// requests per second). It fails if any request failed.
+// against it runs times (1 to maxRuns), printing each result and then the
+// median run (by requests per second). It fails if any request failed.
 func measure(ctx context.Context, app *App, out io.Writer, cfg loadgen.Config, runs int) error {
+	if runs > maxRuns {
+		return fmt.Errorf("%w: %d runs, at most %d", loadgen.ErrOutOfBounds, runs, maxRuns)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err

@@ -30,7 +30,8 @@ type Config struct {
 	// be a loopback IP address (a name such as localhost is refused: it
 	// could resolve elsewhere).
 	BaseURL string
-	// Clients is the number of concurrent clients (default 16).
+	// Clients is the number of concurrent clients (default 16, at most
+	// 1,024).
 	Clients int
 	// Requests is the total number of requests (default 4,000, at most
 	// 1,000,000).
@@ -62,8 +63,16 @@ type Result struct {
 // ErrNotLoopback means the target is not a loopback address.
 var ErrNotLoopback = errors.New("loadgen: the target must be a loopback address (127.0.0.0/8 or ::1)")
 
-// maxRequests bounds a run.
-const maxRequests = 1_000_000
+// ErrOutOfBounds means a Config asks for more requests or clients than a
+// run allows.
+var ErrOutOfBounds = errors.New("loadgen: above the bounds of a run")
+
+// maxRequests and maxClients bound a run: each client is a goroutine, a
+// latency slice and up to one connection.
+const (
+	maxRequests = 1_000_000
+	maxClients  = 1024
+)
 
 // Run sends cfg.Requests requests from cfg.Clients clients and reports.
 func Run(ctx context.Context, cfg Config) (Result, error) {
@@ -81,7 +90,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		cfg.Requests = 4000
 	}
 	if cfg.Requests > maxRequests {
-		return Result{}, fmt.Errorf("loadgen: %d requests is above the bound of %d", cfg.Requests, maxRequests)
+		return Result{}, fmt.Errorf("%w: %d requests, at most %d", ErrOutOfBounds, cfg.Requests, maxRequests)
+	}
+	if cfg.Clients > maxClients {
+		return Result{}, fmt.Errorf("%w: %d clients, at most %d", ErrOutOfBounds, cfg.Clients, maxClients)
 	}
 	if cfg.User == "" {
 		cfg.User = "loadgen"
