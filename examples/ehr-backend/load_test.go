@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -86,4 +89,23 @@ func TestMeasureBoundsRuns(t *testing.T) {
 	cancel() // a run that does start ends at once
 	err = measure(ctx, app, io.Discard, loadgen.Config{Requests: 1}, 1<<40)
 	assert.ErrorIs(t, err, loadgen.ErrOutOfBounds)
+}
+
+// TestLoadgenFollowsNoRedirect: a redirect cannot take the load generator
+// off the loopback target it checked. It followed them (a 307 re-sends the
+// POST body) to any host, a name included, which Run refuses as a target.
+func TestLoadgenFollowsNoRedirect(t *testing.T) {
+	var elsewhere atomic.Int64
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { elsewhere.Add(1) }))
+	defer other.Close()
+	_, port, err := net.SplitHostPort(other.Listener.Addr().String())
+	require.NoError(t, err)
+	redirect := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "http://localhost:"+port+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirect.Close()
+	res, err := loadgen.Run(t.Context(), loadgen.Config{BaseURL: redirect.URL, Clients: 1, Requests: 3})
+	require.NoError(t, err)
+	assert.Zero(t, elsewhere.Load(), "requests sent to the redirect's target")
+	assert.Equal(t, 3, res.Errors, "a redirect is an unexpected status")
 }

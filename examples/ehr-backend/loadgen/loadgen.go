@@ -4,8 +4,9 @@
 // registration desk: half creates, a quarter reads of patients created
 // earlier, a quarter searches by SSN.
 //
-// It refuses any target that is not a loopback address: it is a tool for
-// measuring the example on one machine, not for loading a real service.
+// It refuses any target that is not a loopback address, and follows no
+// redirect: it is a tool for measuring the example on one machine, not
+// for loading a real service.
 package loadgen
 
 import (
@@ -104,6 +105,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	client := &http.Client{
 		Timeout:   30 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: cfg.Clients, MaxConnsPerHost: cfg.Clients},
+		// A redirect could lead anywhere: it is an unexpected status,
+		// never followed.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	defer client.CloseIdleConnections()
 
