@@ -508,7 +508,7 @@ func (s *Service) list(r *http.Request) (int, any, error) {
 	if len(kind) == 0 {
 		return 0, nil, &ValidationError{"search", "give last, or born, or both"}
 	}
-	found, err := gormphi.Query[Patient](s.db.WithContext(ctx).Order("id"), q)
+	found, truncated, err := s.queryFirst(s.db.WithContext(ctx), q, maxListed)
 	switch {
 	case errors.Is(err, fields.ErrPrefixTooShort):
 		return 0, nil, &ValidationError{"last", fmt.Sprintf("at least %d characters", minLastPrefix)}
@@ -520,10 +520,7 @@ func (s *Service) list(r *http.Request) (int, any, error) {
 	if err := s.audit(ctx, OpPHISearch, "patients", strings.Join(kind, "+")); err != nil {
 		return 0, nil, err
 	}
-	out := ListOutput{Patients: []PatientOutput{}}
-	if len(found) > maxListed {
-		found, out.Truncated = found[:maxListed], true
-	}
+	out := ListOutput{Patients: []PatientOutput{}, Truncated: truncated}
 	for i := range found {
 		if err := s.audit(ctx, OpPHIRead, "patients/"+found[i].ID, "list"); err != nil {
 			return 0, nil, err
@@ -531,4 +528,50 @@ func (s *Service) list(r *http.Request) (int, any, error) {
 		out.Patients = append(out.Patients, output(&found[i]))
 	}
 	return http.StatusOK, out, nil
+}
+
+// errEnough stops queryFirst's batches.
+var errEnough = errors.New("enough matches")
+
+// queryFirst returns the first n patients (by id) that match q, and
+// whether more match. gormphi.Query would read, decrypt and keep every
+// match (a search for every birth year: the whole tenant) before the
+// answer is cut to n; queryFirst reads the candidates in batches of n+1
+// rows, in primary key order, and stops at the (n+1)th match, so that it
+// holds at most 2n+1 patients whatever the table's size. A LIMIT alone
+// would count candidates, not matches.
+func (s *Service) queryFirst(db *gorm.DB, q *fields.Query, n int) ([]Patient, bool, error) {
+	plugin, ok := db.Config.Plugins[gormphi.Name].(*gormphi.Plugin)
+	if !ok {
+		return nil, false, errors.New("ehr-backend: the gormphi plugin is not registered")
+	}
+	search, err := plugin.Codec().Search(db.Statement.Context, q)
+	if err != nil {
+		return nil, false, err
+	}
+	var found, batch []Patient
+	err = db.Scopes(gormphi.Where(q)).FindInBatches(&batch, n+1, func(*gorm.DB, int) error {
+		for i := range batch {
+			ok, err := search.Match(&batch[i])
+			if err != nil {
+				return err
+			}
+			if ok {
+				found = append(found, batch[i])
+			}
+		}
+		if len(found) > n {
+			return errEnough
+		}
+		return nil
+	}).Error
+	clear(batch) // the last batch read: no decrypted PHI left behind
+	if err != nil && !errors.Is(err, errEnough) {
+		return nil, false, err
+	}
+	if len(found) > n {
+		clear(found[n:])
+		return found[:n], true, nil
+	}
+	return found, false, nil
 }
