@@ -57,6 +57,7 @@ func main() {
 	dsn := flag.String("dsn", os.Getenv("EHR_DSN"), "PostgreSQL URL (postgres://...); empty for SQLite in -dir (env EHR_DSN)")
 	dir := flag.String("dir", filepath.Join(os.TempDir(), "phicrypt-ehr-backend"), "folder for the KEK file and the SQLite database")
 	tenant := flag.String("tenant", "tenant:default", "tenant of requests without an X-Tenant header")
+	tenants := flag.String("tenants", "", "comma-separated other tenants that requests may name in X-Tenant (any other is refused with 403)")
 	audit := flag.String("audit", "log", "where audit events go: log (the tamper-evident audit log) or discard (measurements only)")
 	load := flag.Int("load", 0, "measure instead of serving: run this many requests (half creates, a quarter reads, a quarter SSN searches) against the service on a loopback port, -runs times, and print the results")
 	clients := flag.Int("clients", 16, "concurrent clients for -load, at most 1024")
@@ -67,6 +68,9 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	o := Options{Dir: *dir, DSN: *dsn, Tenant: *tenant, Logger: log}
+	if *tenants != "" {
+		o.Tenants = strings.Split(*tenants, ",")
+	}
 	switch *audit {
 	case "log":
 	case "discard":
@@ -163,6 +167,9 @@ type Options struct {
 	DSN string
 	// Tenant is the scope of requests without an X-Tenant header.
 	Tenant string
+	// Tenants are the other tenants requests may name in X-Tenant (see
+	// ServiceConfig.Tenants).
+	Tenants []string
 	// Logger receives request logs.
 	Logger *slog.Logger
 	// KEK replaces the local KEK file (tests use it to count calls).
@@ -294,7 +301,7 @@ func Open(ctx context.Context, o Options) (*App, error) {
 	if err := db.WithContext(ctx).AutoMigrate(&Patient{}); err != nil {
 		return fail(err)
 	}
-	svc, err := NewService(ServiceConfig{DB: db, Auditor: auditor, Logger: o.Logger, Tenant: o.Tenant})
+	svc, err := NewService(ServiceConfig{DB: db, Auditor: auditor, Logger: o.Logger, Tenant: o.Tenant, Tenants: o.Tenants})
 	if err != nil {
 		return fail(err)
 	}

@@ -78,7 +78,7 @@ var dbSeq atomic.Int64
 
 func start(t *testing.T, dialect string) *server {
 	t.Helper()
-	o := Options{Dir: t.TempDir(), Tenant: "tenant:default"}
+	o := Options{Dir: t.TempDir(), Tenant: "tenant:default", Tenants: []string{"tenant:other"}}
 	if dialect == "postgres" {
 		o.DSN = testsvc.SharedPostgres(t).CreateDatabase(t, fmt.Sprintf("ehr_%d", dbSeq.Add(1)))
 	}

@@ -35,6 +35,7 @@ var (
 	errConflict        = errors.New("a patient with this MRN already exists")
 	errBadJSON         = errors.New("malformed JSON body")
 	errTooLarge        = errors.New("body too large")
+	errUnknownTenant   = errors.New("unknown X-Tenant")
 )
 
 // Service is the patients API.
@@ -43,6 +44,7 @@ type Service struct {
 	auditor keys.Auditor
 	log     *slog.Logger
 	tenant  string
+	tenants map[string]bool // Tenant and ServiceConfig.Tenants
 }
 
 // ServiceConfig configures a Service.
@@ -57,6 +59,13 @@ type ServiceConfig struct {
 	Logger *slog.Logger
 	// Tenant is the scope of requests without an X-Tenant header.
 	Tenant string
+	// Tenants are the other tenants a request may name in X-Tenant. Any
+	// other value is refused with 403 before anything runs: a tenant's
+	// keys are created on its first use, even by a search, so that an
+	// open list would let every caller create key sets (a KMS call each)
+	// at will, and a mistyped tenant would silently get patients of its
+	// own.
+	Tenants []string
 }
 
 // NewService returns a Service.
@@ -64,7 +73,11 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.DB == nil || cfg.Auditor == nil || cfg.Logger == nil || cfg.Tenant == "" {
 		return nil, errors.New("ehr-backend: ServiceConfig needs DB, Auditor, Logger and Tenant")
 	}
-	return &Service{db: cfg.DB, auditor: cfg.Auditor, log: cfg.Logger, tenant: cfg.Tenant}, nil
+	tenants := map[string]bool{cfg.Tenant: true}
+	for _, t := range cfg.Tenants {
+		tenants[t] = true
+	}
+	return &Service{db: cfg.DB, auditor: cfg.Auditor, log: cfg.Logger, tenant: cfg.Tenant, tenants: tenants}, nil
 }
 
 // Handler returns the API's routes. Searches by SSN, MRN, or name and
@@ -119,6 +132,9 @@ func (s *Service) serve(r *http.Request, h func(r *http.Request) (int, any, erro
 	if tenant == "" {
 		tenant = s.tenant
 	}
+	if !s.tenants[tenant] {
+		return 0, nil, errUnknownTenant
+	}
 	purpose := r.Header.Get("X-Purpose")
 	if purpose == "" {
 		purpose = "treatment"
@@ -149,6 +165,8 @@ func (s *Service) status(r *http.Request, err error) (int, any) {
 		return http.StatusRequestEntityTooLarge, errorBody{Error: err.Error()}
 	case errors.Is(err, errUnauthenticated):
 		return http.StatusUnauthorized, errorBody{Error: err.Error()}
+	case errors.Is(err, errUnknownTenant):
+		return http.StatusForbidden, errorBody{Error: err.Error()}
 	case errors.Is(err, errNotFound), errors.Is(err, gorm.ErrRecordNotFound):
 		return http.StatusNotFound, errorBody{Error: errNotFound.Error()}
 	case errors.Is(err, errConflict):
