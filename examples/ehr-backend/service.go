@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -177,7 +178,8 @@ func (s *Service) status(r *http.Request, err error) (int, any) {
 	return http.StatusInternalServerError, errorBody{Error: "internal error"}
 }
 
-// decode reads a JSON body strictly.
+// decode reads a JSON body strictly: one value of v's type, no unknown
+// field, nothing after it.
 func decode(r *http.Request, v any) error {
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
@@ -187,6 +189,15 @@ func decode(r *http.Request, v any) error {
 			return errTooLarge
 		}
 		return fmt.Errorf("%w: %s", errBadJSON, jsonProblem(err))
+	}
+	// One value and nothing else: a second patient after the first
+	// would be dropped without a word.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return errTooLarge
+		}
+		return fmt.Errorf("%w: data after the JSON value", errBadJSON)
 	}
 	return nil
 }
