@@ -128,6 +128,34 @@ type Config struct {
 	Passphrase []byte
 }
 
+// redacted describes a secret by whether it is set, never by its value.
+func redacted(b []byte) string {
+	if len(b) == 0 {
+		return "none"
+	}
+	return "REDACTED"
+}
+
+// String describes the configuration with the key file's contents shown
+// by their size only and the passphrase redacted.
+func (c Config) String() string {
+	return fmt.Sprintf("local.Config{Path: %q, Env: %q, Data: %d bytes, Passphrase: %s}",
+		c.Path, c.Env, len(c.Data), redacted(c.Passphrase))
+}
+
+// GoString is String.
+func (c Config) GoString() string { return c.String() }
+
+// Format prints String for every verb, so that no verb prints the key
+// file's contents or the passphrase.
+func (c Config) Format(f fmt.State, verb rune) { fmt.Fprint(f, c.String()) }
+
+// LogValue logs String.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON encodes String.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
+
 // KEK is a key-encryption key from a local key file. It implements
 // kms.KEK and is safe for concurrent use.
 type KEK struct {
@@ -537,6 +565,25 @@ type Options struct {
 	// Now is the clock for "created"; time.Now when nil.
 	Now func() time.Time
 }
+
+// String describes the options with the passphrase redacted.
+func (o Options) String() string {
+	return fmt.Sprintf("local.Options{KeyID: %q, Passphrase: %s, ArgonTime: %d, ArgonMemoryKiB: %d, ArgonThreads: %d}",
+		o.KeyID, redacted(o.Passphrase), o.ArgonTime, o.ArgonMemoryKiB, o.ArgonThreads)
+}
+
+// GoString is String.
+func (o Options) GoString() string { return o.String() }
+
+// Format prints String for every verb, so that no verb prints the
+// passphrase.
+func (o Options) Format(f fmt.State, verb rune) { fmt.Fprint(f, o.String()) }
+
+// LogValue logs String.
+func (o Options) LogValue() slog.Value { return slog.StringValue(o.String()) }
+
+// MarshalJSON encodes String.
+func (o Options) MarshalJSON() ([]byte, error) { return json.Marshal(o.String()) }
 
 func (o *Options) kdf() kdfParams {
 	p := kdfParams{Time: o.ArgonTime, MemoryKiB: o.ArgonMemoryKiB, Threads: o.ArgonThreads}

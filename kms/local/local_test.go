@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -345,4 +346,47 @@ func TestFileErrorsAreKMSErrors(t *testing.T) {
 	require.ErrorAs(t, err, &kerr)
 	assert.Equal(t, "rotate", kerr.Op)
 	assert.ErrorIs(t, err, kms.ErrKeyNotFound)
+}
+
+func TestConfigAndOptionsHideSecrets(t *testing.T) {
+	const passphrase = "correct-horse-battery-staple"
+	_, data := newKEK(t, local.Options{})
+	var f struct {
+		Keys []struct{ Secret []byte } `json:"keys"`
+	}
+	require.NoError(t, json.Unmarshal(data, &f))
+	secret := f.Keys[0].Secret
+	cfg := local.Config{Data: data, Passphrase: []byte(passphrase)}
+	opts := local.Options{KeyID: "local:test", Passphrase: []byte(passphrase)}
+
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewJSONHandler(&logs, nil))
+	logger.Info("open", "cfg", cfg, "opts", opts)
+	logger.Info("open", "cfgs", []local.Config{cfg}, "opts", map[string]local.Options{"a": opts})
+	var outs []string
+	var jsonErrs []error
+	for _, v := range []any{cfg, &cfg, opts, &opts, []local.Config{cfg}, map[string]local.Config{"a": cfg},
+		struct{ C local.Config }{cfg}, []local.Options{opts}, struct{ O local.Options }{opts}} {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q"} {
+			outs = append(outs, fmt.Sprintf(verb, v))
+		}
+		j, err := json.Marshal(v)
+		jsonErrs = append(jsonErrs, err)
+		outs = append(outs, string(j))
+	}
+	outs = append(outs, logs.String())
+	for _, s := range outs {
+		for _, enc := range []string{
+			passphrase, fmt.Sprintf("%x", passphrase), fmt.Sprint([]byte(passphrase)), base64.StdEncoding.EncodeToString([]byte(passphrase)),
+			string(secret), fmt.Sprintf("%x", secret), base64.StdEncoding.EncodeToString(secret), fmt.Sprint(secret),
+			fmt.Sprint(data), fmt.Sprintf("%x", data[:40]), base64.StdEncoding.EncodeToString(data)[:40],
+		} {
+			require.NotContains(t, s, enc)
+		}
+	}
+	for _, err := range jsonErrs {
+		assert.NoError(t, err)
+	}
+	assert.Contains(t, fmt.Sprint(cfg), fmt.Sprintf("Data: %d bytes", len(data)))
+	assert.Contains(t, fmt.Sprint(opts), `KeyID: "local:test"`)
 }
