@@ -78,7 +78,8 @@ type BreakerConfig struct {
 // ErrInvalidInput, ErrKeyNotFound, ErrPermissionDenied, ErrThrottled) count as successes
 // for the breaker: a tampered wrapped key or a bad argument says nothing
 // about the KMS's health. A call ended by its own context counts as
-// neither.
+// neither, and so does a call that panics (the probe's slot is freed and
+// the panic goes on).
 //
 // One Breaker may guard several KEKs served by one KMS, which then share
 // its state. A Breaker is safe for concurrent use.
@@ -201,32 +202,54 @@ func (g *guarded) KeyID() string { return keyIDOf(g.inner) }
 // Close closes the inner KEK.
 func (g *guarded) Close() error { return closeOf(g.inner) }
 
-func (g *guarded) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error) {
+// call runs fn, the inner KEK's call of op, if b allows it, and records
+// its outcome. A call that panics is recorded as ended by its caller
+// (neither a success nor a failure), so that a panicking probe frees the
+// probe's slot and the next call probes, rather than leaving the breaker
+// refusing every call for good; the panic goes on up.
+func (g *guarded) call(ctx context.Context, op string, fn func() error) error {
 	probe, err := g.b.allow()
 	if err != nil {
-		return WrappedKey{}, NewError(ctx, "wrap", g.KeyID(), err, nil)
+		return NewError(ctx, op, g.KeyID(), err, nil)
 	}
-	wk, err := g.inner.Wrap(ctx, dek, aad)
+	recorded := false
+	defer func() {
+		if !recorded {
+			g.b.record(probe, context.Canceled)
+		}
+	}()
+	err = fn()
+	recorded = true
 	g.b.record(probe, err)
+	return err
+}
+
+func (g *guarded) Wrap(ctx context.Context, dek, aad []byte) (WrappedKey, error) {
+	var wk WrappedKey
+	err := g.call(ctx, "wrap", func() error {
+		var err error
+		wk, err = g.inner.Wrap(ctx, dek, aad)
+		return err
+	})
 	return wk, err
 }
 
 func (g *guarded) Unwrap(ctx context.Context, wk WrappedKey, aad []byte) ([]byte, error) {
-	probe, err := g.b.allow()
-	if err != nil {
-		return nil, NewError(ctx, "unwrap", g.KeyID(), err, nil)
-	}
-	dek, err := g.inner.Unwrap(ctx, wk, aad)
-	g.b.record(probe, err)
+	var dek []byte
+	err := g.call(ctx, "unwrap", func() error {
+		var err error
+		dek, err = g.inner.Unwrap(ctx, wk, aad)
+		return err
+	})
 	return dek, err
 }
 
 func (g *guarded) Rewrap(ctx context.Context, wks []WrappedKey, aads [][]byte) ([]RewrapResult, error) {
-	probe, err := g.b.allow()
-	if err != nil {
-		return nil, NewError(ctx, "rewrap", g.KeyID(), err, nil)
-	}
-	res, err := rewrapper(g.inner).Rewrap(ctx, wks, aads)
-	g.b.record(probe, err)
+	var res []RewrapResult
+	err := g.call(ctx, "rewrap", func() error {
+		var err error
+		res, err = rewrapper(g.inner).Rewrap(ctx, wks, aads)
+		return err
+	})
 	return res, err
 }

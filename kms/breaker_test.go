@@ -2,7 +2,9 @@ package kms_test
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -256,5 +258,47 @@ func TestBreakerDefaults(t *testing.T) {
 		time.Sleep(time.Nanosecond)
 		assert.Equal(t, kms.BreakerHalfOpen, b.State())
 		assert.Equal(t, "half-open", kms.BreakerHalfOpen.String())
+	})
+}
+
+// panicking is a KEK whose calls panic while its flag is set, like a
+// backend or an observer with a bug, whose panic a server recovers.
+type panicking struct {
+	kms.KEK
+	on atomic.Bool
+}
+
+func (p *panicking) Wrap(ctx context.Context, dek, aad []byte) (kms.WrappedKey, error) {
+	if p.on.Load() {
+		panic("bug in the KEK")
+	}
+	return p.KEK.Wrap(ctx, dek, aad)
+}
+
+func TestBreakerProbeThatPanicsDoesNotJamIt(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, _ := newBreaker(t, 1)
+		inst := kmstest.Instrument(newLocal(t, "local:b"))
+		p := &panicking{KEK: inst}
+		k := b.Guard(p)
+		tripAndCool(ctx, inst, k)
+		require.Equal(t, kms.BreakerHalfOpen, b.State())
+
+		// The probe panics; the caller's server recovers.
+		p.on.Store(true)
+		assert.Panics(t, func() { k.Wrap(ctx, make([]byte, 32), nil) })
+		p.on.Store(false)
+		inst.SetDown(false)
+
+		// The KMS is back and the bug gone: the breaker must let a new
+		// probe through (at once, or after another cool-down) and close.
+		_, err := k.Wrap(ctx, make([]byte, 32), nil)
+		if errors.Is(err, kms.ErrCircuitOpen) {
+			time.Sleep(time.Minute)
+			_, err = k.Wrap(ctx, make([]byte, 32), nil)
+		}
+		require.NoError(t, err, "a panicked probe left the breaker open for good")
+		assert.Equal(t, kms.BreakerClosed, b.State())
 	})
 }
