@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 )
 
 // Multi is a KEK made of several, for a site that moves from one KMS (or
@@ -29,12 +30,13 @@ var (
 )
 
 // NewMulti returns a Multi that wraps with primary and also unwraps with
-// others. It fails with ErrInvalidInput when a member is nil, is not an
-// Identifier, or has an invalid key id or the key id of another member.
+// others. It fails with ErrInvalidInput when a member is nil (or a nil
+// pointer of a KEK type), is not an Identifier, or has an invalid key id
+// or the key id of another member.
 func NewMulti(primary KEK, others ...KEK) (*Multi, error) {
 	m := &Multi{primary: primary, members: make(map[string]KEK, 1+len(others))}
 	for i, kek := range append([]KEK{primary}, others...) {
-		if kek == nil {
+		if isNil(kek) {
 			return nil, NewError(context.Background(), "open", "", ErrInvalidInput, fmt.Errorf("multi: member %d is nil", i))
 		}
 		id, ok := kek.(Identifier)
@@ -54,6 +56,20 @@ func NewMulti(primary KEK, others ...KEK) (*Multi, error) {
 		}
 	}
 	return m, nil
+}
+
+// isNil reports whether kek is nil or a nil pointer (or other nil value)
+// of a concrete type, such as a (*local.KEK)(nil) that was never opened:
+// calling its KeyID would panic.
+func isNil(kek KEK) bool {
+	if kek == nil {
+		return true
+	}
+	switch v := reflect.ValueOf(kek); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		return v.IsNil()
+	}
+	return false
 }
 
 // KeyID returns the primary's key id.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/phicrypt/phicrypt/kms"
 	"github.com/phicrypt/phicrypt/kms/kmstest"
+	"github.com/phicrypt/phicrypt/kms/local"
 )
 
 func TestMultiConformance(t *testing.T) {
@@ -59,14 +60,18 @@ func TestMultiRoutes(t *testing.T) {
 func TestMultiNeedsDistinctIdentifiers(t *testing.T) {
 	a := newLocal(t, "local:a")
 	for name, members := range map[string][]kms.KEK{
-		"nil primary":    {nil},
-		"nil member":     {a, nil},
-		"no identifier":  {a, struct{ kms.KEK }{newLocal(t, "local:b")}},
-		"same key id":    {a, newLocal(t, "local:a")},
-		"same KEK twice": {a, a},
-		"invalid id":     {a, kmstest.Instrument(struct{ kms.KEK }{newLocal(t, "local:c")})}, // KeyID() is ""
+		"nil primary":       {nil},
+		"nil member":        {a, nil},
+		"typed nil member":  {a, (*local.KEK)(nil)},
+		"typed nil primary": {(*local.KEK)(nil), a},
+		"typed nil wrapper": {a, (*kmstest.Instrumented)(nil)},
+		"no identifier":     {a, struct{ kms.KEK }{newLocal(t, "local:b")}},
+		"same key id":       {a, newLocal(t, "local:a")},
+		"same KEK twice":    {a, a},
+		"invalid id":        {a, kmstest.Instrument(struct{ kms.KEK }{newLocal(t, "local:c")})}, // KeyID() is ""
 	} {
-		_, err := kms.NewMulti(members[0], members[1:]...)
+		var err error
+		require.NotPanics(t, func() { _, err = kms.NewMulti(members[0], members[1:]...) }, name)
 		assert.ErrorIs(t, err, kms.ErrInvalidInput, name)
 	}
 }
