@@ -107,6 +107,13 @@ func TestOpen(t *testing.T) {
 	assert.ErrorIs(t, err, kms.ErrInvalidInput)
 	assert.NotContains(t, err.Error(), "hunter2")
 
+	// A user name alone may be a token (https://TOKEN@host): like
+	// URIQuery, Open never repeats it.
+	_, err = kms.Open(ctx, "vualt://hvs.tok3n@vault.example.org:8200/transit/keys/phi", openers)
+	assert.ErrorIs(t, err, kms.ErrInvalidInput)
+	assert.NotContains(t, err.Error(), "tok3n")
+	assert.Contains(t, err.Error(), "vault.example.org:8200/transit/keys/phi")
+
 	_, err = kms.Open(ctx, "::not a uri", openers)
 	assert.ErrorIs(t, err, kms.ErrInvalidInput)
 

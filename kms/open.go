@@ -25,7 +25,8 @@ type Opener func(ctx context.Context, uri *url.URL) (KEK, error)
 //
 // The package kms/kmsopen maps every backend of this module. A URI that does
 // not parse, or whose scheme has no Opener, fails with ErrInvalidInput;
-// errors show the URI with any password redacted.
+// errors show the URI with its user information (user name and password)
+// redacted.
 func Open(ctx context.Context, uri string, openers map[string]Opener) (KEK, error) {
 	u, err := url.Parse(uri)
 	if err != nil {
@@ -34,12 +35,23 @@ func Open(ctx context.Context, uri string, openers map[string]Opener) (KEK, erro
 	scheme := strings.ToLower(u.Scheme)
 	open, ok := openers[scheme]
 	if !ok || open == nil {
-		return nil, NewError(ctx, "open", "", ErrInvalidInput, fmt.Errorf("no KEK backend for scheme %q in %s", scheme, u.Redacted()))
+		return nil, NewError(ctx, "open", "", ErrInvalidInput, fmt.Errorf("no KEK backend for scheme %q in %s", scheme, redactedURI(u)))
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, NewError(ctx, "open", "", err, nil)
 	}
 	return open(ctx, u)
+}
+
+// redactedURI returns u as a string with its user information replaced by
+// "REDACTED": not only a password but a user name alone may be a token.
+func redactedURI(u *url.URL) string {
+	if u.User == nil {
+		return u.String()
+	}
+	r := *u
+	r.User = url.User("REDACTED")
+	return r.String()
 }
 
 // URIQuery returns the query parameters of a key URI for an [Opener],
