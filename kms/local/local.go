@@ -61,6 +61,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -667,7 +668,8 @@ func create(path string, opts Options) (*KEK, error) {
 // version that wraps; older versions stay to unwrap what they wrapped. The
 // file is replaced atomically. opts.Passphrase must be the file's passphrase
 // if it has one (the file is resealed under a new salt); opts.KeyID must be
-// empty or the file's key id.
+// empty or the file's key id. A file whose newest version is 2^32-1 cannot
+// be rotated (ErrInvalidKeyFile) and is left as it is.
 func Rotate(path string, opts Options) (*KEK, error) {
 	v, err := rotate(path, opts)
 	return v, fileError("rotate", err)
@@ -698,6 +700,11 @@ func rotate(path string, opts Options) (*KEK, error) {
 	var latest uint32
 	for _, kv := range keys {
 		latest = max(latest, kv.Version)
+	}
+	if latest == math.MaxUint32 {
+		// latest+1 would wrap to 0, which is not a valid version: the
+		// file written would no longer open.
+		return nil, fmt.Errorf("%w: version %d is the last one", ErrInvalidKeyFile, latest)
 	}
 	keys = append(keys, newVersion(latest+1, opts.now()))
 	if f.KDF != nil && opts.ArgonTime == 0 && opts.ArgonMemoryKiB == 0 && opts.ArgonThreads == 0 {

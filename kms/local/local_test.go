@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -389,4 +390,34 @@ func TestConfigAndOptionsHideSecrets(t *testing.T) {
 	}
 	assert.Contains(t, fmt.Sprint(cfg), fmt.Sprintf("Data: %d bytes", len(data)))
 	assert.Contains(t, fmt.Sprint(opts), `KeyID: "local:test"`)
+}
+
+func TestRotateAtLastVersionKeepsTheFile(t *testing.T) {
+	ctx := context.Background()
+	data, err := local.Generate(local.Options{KeyID: "local:last"})
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(data, &m))
+	m["keys"].([]any)[0].(map[string]any)["version"] = uint64(math.MaxUint32)
+	data, err = json.Marshal(m)
+	require.NoError(t, err)
+	path := filepath.Join(t.TempDir(), "kek.json")
+	require.NoError(t, os.WriteFile(path, data, 0o600))
+	k, err := local.New(local.Config{Path: path})
+	require.NoError(t, err, "version 2^32-1 is a valid key version")
+	wk, err := k.Wrap(ctx, make([]byte, 32), nil)
+	require.NoError(t, err)
+
+	_, err = local.Rotate(path, local.Options{})
+	require.ErrorIs(t, err, local.ErrInvalidKeyFile, "no version follows 2^32-1")
+	require.ErrorIs(t, err, kms.ErrInvalidInput)
+
+	// The key file is untouched and still unwraps what it wrapped.
+	after, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, data, after)
+	k, err = local.New(local.Config{Path: path})
+	require.NoError(t, err)
+	_, err = k.Unwrap(ctx, wk, nil)
+	require.NoError(t, err)
 }
