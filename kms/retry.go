@@ -59,6 +59,11 @@ func fullJitter(ceiling time.Duration) time.Duration {
 func (c RetryConfig) ceiling(n int) time.Duration {
 	d := c.BaseDelay
 	for i := 1; i < n && d < c.MaxDelay; i++ {
+		if d > c.MaxDelay/2 {
+			// Doubling would pass the cap, or overflow into a negative
+			// delay (no backoff at all) when the cap is near the maximum.
+			return c.MaxDelay
+		}
 		d *= 2
 	}
 	return min(d, c.MaxDelay)

@@ -2,6 +2,7 @@ package kms_test
 
 import (
 	"context"
+	"math"
 	"testing"
 	"time"
 
@@ -171,4 +172,24 @@ func (f *flakyRewrapper) Rewrap(ctx context.Context, wks []kms.WrappedKey, aads 
 		return nil, kms.NewError(ctx, "rewrap", "", kms.ErrUnavailable, nil)
 	}
 	return f.KEK.(kms.Rewrapper).Rewrap(ctx, wks, aads)
+}
+
+func TestRetryBackoffNeverOverflows(t *testing.T) {
+	// With no practical cap on the delay, doubling the ceiling must not
+	// overflow into zero or negative delays: that would retry a failing
+	// KMS in a tight loop.
+	var ceilings []time.Duration
+	jitter := func(d time.Duration) time.Duration { ceilings = append(ceilings, d); return 0 }
+	inst := kmstest.Instrument(newLocal(t, "local:r"))
+	inst.SetDown(true)
+	k := kms.WithRetry(inst, kms.RetryConfig{MaxAttempts: 70, BaseDelay: 100 * time.Millisecond, MaxDelay: math.MaxInt64, Jitter: jitter})
+	_, err := k.Wrap(context.Background(), make([]byte, 32), nil)
+	require.ErrorIs(t, err, kms.ErrUnavailable)
+	require.Len(t, ceilings, 69)
+	for i, d := range ceilings {
+		require.Positive(t, d, "retry %d", i+1)
+		if i > 0 {
+			require.GreaterOrEqual(t, d, ceilings[i-1], "retry %d: the ceiling never shrinks", i+1)
+		}
+	}
 }
