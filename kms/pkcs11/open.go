@@ -41,9 +41,11 @@ func Open(ctx context.Context, u *url.URL) (kms.KEK, error) {
 // parseURI turns an RFC 7512 URI into a Config.
 func parseURI(u *url.URL) (Config, error) {
 	var cfg Config
-	// Errors show the path part only: the query could hold a pin-value.
+	// Errors show the path part only, since the query could hold a
+	// pin-value, and of the path only the values of the attributes that
+	// name the key: a PIN given by mistake in the path is left out too.
 	bad := func(format string, args ...any) (Config, error) {
-		return Config{}, fmt.Errorf("pkcs11: key URI %s:%s: %s", Scheme, u.Opaque, fmt.Sprintf(format, args...))
+		return Config{}, fmt.Errorf("pkcs11: key URI %s:%s: %s", Scheme, safePath(u.Opaque), fmt.Sprintf(format, args...))
 	}
 	if !strings.EqualFold(u.Scheme, Scheme) || u.Opaque == "" || u.Host != "" || u.Path != "" || u.Fragment != "" {
 		return bad("want pkcs11:token=…;object=…?module-path=…")
@@ -128,4 +130,22 @@ func parseURI(u *url.URL) (Config, error) {
 		cfg.PINEnv = DefaultPINEnv
 	}
 	return cfg, nil
+}
+
+// safePath returns the path part of a key URI with the value of each
+// attribute other than token, object, slot-id and type replaced by "…",
+// and an attribute without a name and value by "…".
+func safePath(opaque string) string {
+	attrs := strings.Split(opaque, ";")
+	for i, attr := range attrs {
+		name, _, ok := strings.Cut(attr, "=")
+		switch {
+		case !ok:
+			attrs[i] = "…"
+		case name == "token" || name == "object" || name == "slot-id" || name == "type":
+		default:
+			attrs[i] = name + "=…"
+		}
+	}
+	return strings.Join(attrs, ";")
 }

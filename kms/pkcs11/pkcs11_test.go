@@ -384,3 +384,23 @@ func TestNoSecretsInOutput(t *testing.T) {
 	}
 	assert.Equal(t, `pkcs11.KEK{KeyID: "pkcs11:token=phicrypt-test;object=kek", Version: 1, Versions: 1, Mechanism: AES-GCM}`, k.String())
 }
+
+func TestOpenURIErrorsNeverShowAPIN(t *testing.T) {
+	// No token needed: these URIs fail before the module is loaded. A PIN
+	// given by mistake in the path part, or as the value of another
+	// attribute, must not reach the error.
+	ctx := context.Background()
+	openers := map[string]kms.Opener{pkcs11.Scheme: pkcs11.Open}
+	const pin = "987654"
+	for _, uri := range []string{
+		"pkcs11:token=phi;object=kek;pin-value=" + pin + "?module-path=/usr/lib/softhsm/libsofthsm2.so",
+		"pkcs11:token=phi;object=kek;pin-value=" + pin,
+		"pkcs11:token=phi;object=kek;pin=" + pin + "?module-path=/usr/lib/softhsm/libsofthsm2.so",
+		"pkcs11:token=phi;object=kek;" + pin + "?module-path=/usr/lib/softhsm/libsofthsm2.so",
+	} {
+		_, err := kms.Open(ctx, uri, openers)
+		require.ErrorIs(t, err, kms.ErrInvalidInput, uri)
+		assert.NotContains(t, err.Error(), pin, uri)
+		assert.Contains(t, err.Error(), "token=phi;object=kek", "the error still names the key")
+	}
+}
