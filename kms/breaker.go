@@ -76,10 +76,12 @@ type BreakerConfig struct {
 // fail fast. The probe's success closes it; a transient failure opens it
 // for another cool-down. Errors that show the KMS answering (ErrUnwrapFailed,
 // ErrInvalidInput, ErrKeyNotFound, ErrPermissionDenied, ErrThrottled) count as successes
-// for the breaker: a tampered wrapped key or a bad argument says nothing
-// about the KMS's health. A call ended by its own context counts as
-// neither, and so does a call that panics (the probe's slot is freed and
-// the panic goes on).
+// for the breaker: the KMS is up, whatever a tampered wrapped key or a bad
+// argument made it say. A call that never reached the KMS, refused on its
+// arguments by CheckWrap or CheckUnwrap (a data key of the wrong size, a
+// wrapped key of another KEK) or by a Multi that has no member for its
+// key, counts as neither; so does a call ended by its own context, and a
+// call that panics (the probe's slot is freed and the panic goes on).
 //
 // One Breaker may guard several KEKs served by one KMS, which then share
 // its state. A Breaker is safe for concurrent use.
@@ -168,6 +170,10 @@ func (b *Breaker) record(probe bool, err error) {
 	switch {
 	case errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded):
 		// The caller gave up: neither a success nor a failure.
+	case refused(err):
+		// Refused on its arguments before it reached the KMS: it says
+		// nothing of the KMS's health, and must neither keep the breaker
+		// of a dead KMS closed nor close it as a probe.
 	case IsTransient(err) && !errors.Is(err, ErrThrottled):
 		b.failures++
 		if probe || b.failures >= b.cfg.Failures {

@@ -302,3 +302,74 @@ func TestBreakerProbeThatPanicsDoesNotJamIt(t *testing.T) {
 		assert.Equal(t, kms.BreakerClosed, b.State())
 	})
 }
+
+// unreachable is a backend whose KMS is down: like every backend, it
+// checks its arguments (kms.CheckWrap, kms.CheckUnwrap) before calling the
+// KMS, and the call itself then fails.
+type unreachable struct{ calls atomic.Int64 }
+
+func (u *unreachable) KeyID() string { return "vault:transit/down" }
+
+func (u *unreachable) Wrap(ctx context.Context, dek, aad []byte) (kms.WrappedKey, error) {
+	if err := kms.CheckWrap(dek, aad); err != nil {
+		return kms.WrappedKey{}, kms.NewError(ctx, "wrap", u.KeyID(), kms.ErrInvalidInput, err)
+	}
+	u.calls.Add(1)
+	return kms.WrappedKey{}, kms.NewError(ctx, "wrap", u.KeyID(), kms.ErrUnavailable, errors.New("connection refused"))
+}
+
+func (u *unreachable) Unwrap(ctx context.Context, wk kms.WrappedKey, aad []byte) ([]byte, error) {
+	if err := kms.CheckUnwrap(u.KeyID(), wk, aad); err != nil {
+		return nil, kms.NewError(ctx, "unwrap", u.KeyID(), kms.KindOf(err), err)
+	}
+	u.calls.Add(1)
+	return nil, kms.NewError(ctx, "unwrap", u.KeyID(), kms.ErrUnavailable, errors.New("connection refused"))
+}
+
+func TestBreakerCallsRefusedBeforeTheKMSCountForNothing(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		b, _ := newBreaker(t, 3)
+		down := &unreachable{}
+		k := b.Guard(down)
+		foreign := kms.WrappedKey{KeyID: "vault:transit/other", Ciphertext: make([]byte, 40)}
+		refused := func() {
+			t.Helper()
+			_, err := k.Unwrap(ctx, foreign, nil)
+			require.ErrorIs(t, err, kms.ErrKeyNotFound)
+			_, err = k.Wrap(ctx, make([]byte, 3), nil)
+			require.ErrorIs(t, err, kms.ErrInvalidInput)
+		}
+
+		// Calls refused on their arguments, mixed with the failing ones,
+		// must not keep the breaker of a dead KMS closed.
+		for range 3 {
+			refused()
+			_, err := k.Wrap(ctx, make([]byte, 32), nil)
+			require.ErrorIs(t, err, kms.ErrUnavailable)
+		}
+		assert.Equal(t, kms.BreakerOpen, b.State(), "3 consecutive failures of the KMS")
+		assert.Equal(t, int64(3), down.calls.Load())
+
+		// Nor may such a call, as the probe, close it.
+		time.Sleep(time.Minute)
+		refused()
+		assert.NotEqual(t, kms.BreakerClosed, b.State(), "a probe that never reached the KMS closed the breaker")
+		_, err := k.Wrap(ctx, make([]byte, 32), nil)
+		require.ErrorIs(t, err, kms.ErrUnavailable)
+		assert.Equal(t, kms.BreakerOpen, b.State())
+
+		// The same for a Multi without a member for the wrapped key.
+		b, _ = newBreaker(t, 3)
+		m, err := kms.NewMulti(&unreachable{})
+		require.NoError(t, err)
+		k = b.Guard(m)
+		for range 3 {
+			_, err = k.Unwrap(ctx, foreign, nil)
+			require.ErrorIs(t, err, kms.ErrKeyNotFound)
+			_, err = k.Wrap(ctx, make([]byte, 32), nil)
+			require.ErrorIs(t, err, kms.ErrUnavailable)
+		}
+		assert.Equal(t, kms.BreakerOpen, b.State(), "3 consecutive failures of the KMS behind a Multi")
+	})
+}

@@ -250,14 +250,30 @@ func IsTransient(err error) bool {
 		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
+// refusal is an error of CheckWrap or CheckUnwrap: the call was refused
+// on its arguments before it reached the KMS, so that it says nothing of
+// the KMS's health and a Breaker counts it neither way. It reads and
+// matches (errors.Is) as the error it holds.
+type refusal struct{ err error }
+
+func (r refusal) Error() string { return r.err.Error() }
+func (r refusal) Unwrap() error { return r.err }
+
+// refused reports whether err is, or wraps, an error of CheckWrap or
+// CheckUnwrap.
+func refused(err error) bool {
+	var r refusal
+	return errors.As(err, &r)
+}
+
 // CheckWrap validates Wrap's arguments against this package's limits.
-// Backends call it first.
+// Backends call it first, and keep its error as their error's cause.
 func CheckWrap(dek, aad []byte) error {
 	if len(dek) < MinDataKeySize || len(dek) > MaxDataKeySize {
-		return fmt.Errorf("%w: data key is %d bytes, want %d to %d", ErrInvalidInput, len(dek), MinDataKeySize, MaxDataKeySize)
+		return refusal{fmt.Errorf("%w: data key is %d bytes, want %d to %d", ErrInvalidInput, len(dek), MinDataKeySize, MaxDataKeySize)}
 	}
 	if len(aad) > MaxAADSize {
-		return fmt.Errorf("%w: associated data is %d bytes, limit %d", ErrInvalidInput, len(aad), MaxAADSize)
+		return refusal{fmt.Errorf("%w: associated data is %d bytes, limit %d", ErrInvalidInput, len(aad), MaxAADSize)}
 	}
 	return nil
 }
@@ -265,16 +281,17 @@ func CheckWrap(dek, aad []byte) error {
 // CheckUnwrap validates Unwrap's arguments: the AAD size, the ciphertext
 // size, and that wk names the KEK with key id keyID. A wrapped key of
 // another KEK fails with ErrKeyNotFound; sizes out of bounds fail with
-// ErrUnwrapFailed, as a tampered key would. Backends call it first.
+// ErrUnwrapFailed, as a tampered key would. Backends call it first, and
+// keep its error as their error's cause.
 func CheckUnwrap(keyID string, wk WrappedKey, aad []byte) error {
 	if len(aad) > MaxAADSize {
-		return fmt.Errorf("%w: associated data is %d bytes, limit %d", ErrInvalidInput, len(aad), MaxAADSize)
+		return refusal{fmt.Errorf("%w: associated data is %d bytes, limit %d", ErrInvalidInput, len(aad), MaxAADSize)}
 	}
 	if wk.KeyID != keyID {
-		return fmt.Errorf("%w: wrapped key names another KEK", ErrKeyNotFound)
+		return refusal{fmt.Errorf("%w: wrapped key names another KEK", ErrKeyNotFound)}
 	}
 	if len(wk.Ciphertext) == 0 || len(wk.Ciphertext) > MaxWrappedSize {
-		return fmt.Errorf("%w: wrapped key is %d bytes", ErrUnwrapFailed, len(wk.Ciphertext))
+		return refusal{fmt.Errorf("%w: wrapped key is %d bytes", ErrUnwrapFailed, len(wk.Ciphertext))}
 	}
 	return nil
 }

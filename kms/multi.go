@@ -91,7 +91,7 @@ func (m *Multi) Unwrap(ctx context.Context, wk WrappedKey, aad []byte) ([]byte, 
 		if len(aad) > MaxAADSize {
 			return nil, NewError(ctx, "unwrap", m.primaryID, ErrInvalidInput, CheckUnwrap(wk.KeyID, wk, aad))
 		}
-		return nil, NewError(ctx, "unwrap", m.primaryID, ErrKeyNotFound, errors.New("multi: no member has the wrapped key's key id"))
+		return nil, NewError(ctx, "unwrap", m.primaryID, ErrKeyNotFound, refusal{errors.New("multi: no member has the wrapped key's key id")})
 	}
 	return kek.Unwrap(ctx, wk, aad)
 }
