@@ -97,8 +97,10 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 
@@ -147,6 +149,31 @@ type Config struct {
 	// "azure-kv:HOST/keys/NAME", as in "azure-kv:phi.vault.azure.net/keys/kek".
 	KeyID string
 }
+
+// String describes the configuration; the credential and the client
+// options, which may hold tokens or secrets, are shown by their type
+// only.
+func (c Config) String() string {
+	cred := "none"
+	if c.Credential != nil {
+		cred = strings.TrimPrefix(fmt.Sprintf("%T", c.Credential), "*")
+	}
+	return fmt.Sprintf("azurekv.Config{VaultURL: %q, Key: %q, Version: %q, Algorithm: %q, KeyID: %q, Credential: %s, ClientOptions: %t}",
+		c.VaultURL, c.Key, c.Version, c.Algorithm, c.KeyID, cred, c.ClientOptions != nil)
+}
+
+// GoString is String.
+func (c Config) GoString() string { return c.String() }
+
+// Format prints String for every verb, so that no verb prints the
+// credential's fields.
+func (c Config) Format(f fmt.State, verb rune) { fmt.Fprint(f, c.String()) }
+
+// LogValue logs String.
+func (c Config) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalJSON encodes String.
+func (c Config) MarshalJSON() ([]byte, error) { return json.Marshal(c.String()) }
 
 // KEK is a key in Azure Key Vault. It implements kms.KEK and
 // kms.Identifier, and is safe for concurrent use.

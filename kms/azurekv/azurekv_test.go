@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -321,4 +323,29 @@ func TestOpener(t *testing.T) {
 		require.ErrorIs(t, err, kms.ErrInvalidInput, uri)
 		assert.NotContains(t, err.Error(), "secret", uri)
 	}
+}
+
+func TestConfigHidesCredentials(t *testing.T) {
+	// A credential that holds its token in a field (a static token for a
+	// workload, as fakeCred does) must not be printed, logged or marshalled
+	// with the configuration, alone or inside a container.
+	const token = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.SECRET-ACCESS-TOKEN"
+	cfg := azurekv.Config{VaultURL: vaultURL, Key: "kek", Credential: fakeCred{token: token}}
+	var logs bytes.Buffer
+	slog.New(slog.NewJSONHandler(&logs, nil)).Info("open", "cfg", cfg, "cfgs", []azurekv.Config{cfg})
+	outs := []string{logs.String()}
+	for _, v := range []any{cfg, &cfg, []azurekv.Config{cfg}, map[string]azurekv.Config{"a": cfg}, struct{ C azurekv.Config }{cfg}} {
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%x", "%q"} {
+			outs = append(outs, fmt.Sprintf(verb, v))
+		}
+		j, err := json.Marshal(v)
+		require.NoError(t, err)
+		outs = append(outs, string(j))
+	}
+	for _, out := range outs {
+		require.NotContains(t, out, "SECRET-ACCESS-TOKEN")
+		require.NotContains(t, out, fmt.Sprintf("%x", token)[:40])
+	}
+	assert.Contains(t, fmt.Sprint(cfg), "phi-vault.vault.azure.net")
+	assert.Contains(t, fmt.Sprint(cfg), "azurekv_test.fakeCred", "the credential is shown by its type")
 }
