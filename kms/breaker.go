@@ -124,30 +124,26 @@ func (b *Breaker) Guard(kek KEK) KEK {
 }
 
 // allow decides whether a call may go through, and whether it is the
-// probe.
-func (b *Breaker) allow() (probe bool, err error) {
+// probe. It returns the state-change callback to run, if any, which the
+// caller runs once it is ready to release the probe should the callback
+// panic.
+func (b *Breaker) allow() (probe bool, changed func(), err error) {
 	b.mu.Lock()
-	var changed func()
-	defer func() {
-		b.mu.Unlock()
-		if changed != nil {
-			changed()
-		}
-	}()
+	defer b.mu.Unlock()
 	switch b.state {
 	case BreakerClosed:
-		return false, nil
+		return false, nil, nil
 	case BreakerOpen:
 		if time.Since(b.openedAt) < b.cfg.CoolDown {
-			return false, ErrCircuitOpen
+			return false, nil, ErrCircuitOpen
 		}
 		changed = b.set(BreakerHalfOpen)
 	}
 	if b.probing {
-		return false, ErrCircuitOpen
+		return false, changed, ErrCircuitOpen
 	}
 	b.probing = true
-	return true, nil
+	return true, changed, nil
 }
 
 // record counts a call's outcome.
@@ -209,21 +205,26 @@ func (g *guarded) KeyID() string { return keyIDOf(g.inner) }
 func (g *guarded) Close() error { return closeOf(g.inner) }
 
 // call runs fn, the inner KEK's call of op, if b allows it, and records
-// its outcome. A call that panics is recorded as ended by its caller
-// (neither a success nor a failure), so that a panicking probe frees the
-// probe's slot and the next call probes, rather than leaving the breaker
-// refusing every call for good; the panic goes on up.
+// its outcome. A call that panics, in fn or in the OnStateChange callback,
+// is recorded as ended by its caller (neither a success nor a failure),
+// so that a panicking probe frees the probe's slot and the next call
+// probes, rather than leaving the breaker refusing every call for good;
+// the panic goes on up.
 func (g *guarded) call(ctx context.Context, op string, fn func() error) error {
-	probe, err := g.b.allow()
-	if err != nil {
-		return NewError(ctx, op, g.KeyID(), err, nil)
-	}
+	probe, changed, err := g.b.allow()
 	recorded := false
 	defer func() {
 		if !recorded {
 			g.b.record(probe, context.Canceled)
 		}
 	}()
+	if changed != nil {
+		changed()
+	}
+	if err != nil {
+		recorded = true
+		return NewError(ctx, op, g.KeyID(), err, nil)
+	}
 	err = fn()
 	recorded = true
 	g.b.record(probe, err)

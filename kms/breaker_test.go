@@ -373,3 +373,33 @@ func TestBreakerCallsRefusedBeforeTheKMSCountForNothing(t *testing.T) {
 		assert.Equal(t, kms.BreakerOpen, b.State(), "3 consecutive failures of the KMS behind a Multi")
 	})
 }
+
+func TestBreakerStateCallbackThatPanicsDoesNotJamIt(t *testing.T) {
+	bubble.Test(t, func(t *testing.T) {
+		ctx := context.Background()
+		var panicking atomic.Bool
+		b := kms.NewBreaker(kms.BreakerConfig{Failures: 1, CoolDown: time.Minute, OnStateChange: func(from, to kms.BreakerState) {
+			if panicking.Load() {
+				panic("bug in a metrics callback")
+			}
+		}})
+		inst := kmstest.Instrument(newLocal(t, "local:b"))
+		k := b.Guard(inst)
+		tripAndCool(ctx, inst, k)
+		inst.SetDown(false)
+
+		// The probe's open->half-open callback panics; the caller's server
+		// recovers.
+		panicking.Store(true)
+		assert.Panics(t, func() { k.Wrap(ctx, make([]byte, 32), nil) })
+		panicking.Store(false)
+
+		_, err := k.Wrap(ctx, make([]byte, 32), nil)
+		if errors.Is(err, kms.ErrCircuitOpen) {
+			time.Sleep(time.Minute)
+			_, err = k.Wrap(ctx, make([]byte, 32), nil)
+		}
+		require.NoError(t, err, "a panicking callback left the breaker open for good")
+		assert.Equal(t, kms.BreakerClosed, b.State())
+	})
+}
