@@ -77,6 +77,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 )
 
@@ -144,7 +145,8 @@ const (
 )
 
 // WrappedKey is a data key encrypted by a KEK. It is safe to store next to
-// the data it protects. Its String method does not print the ciphertext.
+// the data it protects. Its String and LogValue methods do not print the
+// ciphertext.
 type WrappedKey struct {
 	// KeyID names the KEK that wrapped the key (see ValidateKeyID). It stays
 	// the same across the KEK's versions.
@@ -161,6 +163,14 @@ func (wk WrappedKey) String() string {
 
 // GoString is like String, so that %#v does not print the ciphertext.
 func (wk WrappedKey) GoString() string { return wk.String() }
+
+// LogValue logs the key id and the ciphertext size, never the ciphertext,
+// so that slog's JSON handler does not log it either. (encoding/json
+// itself still encodes the ciphertext: stores may keep wrapped keys as
+// JSON.)
+func (wk WrappedKey) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("key_id", wk.KeyID), slog.Int("ciphertext_bytes", len(wk.Ciphertext)))
+}
 
 // Sentinel errors that every backend maps its failures to. Test for them
 // with errors.Is.

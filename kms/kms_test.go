@@ -1,9 +1,13 @@
 package kms_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"testing"
@@ -62,6 +66,23 @@ func TestWrappedKeyStringHidesCiphertext(t *testing.T) {
 		assert.NotContains(t, s, "SECRET")
 		assert.Contains(t, s, "12 bytes")
 	}
+}
+
+func TestWrappedKeyLogHidesCiphertext(t *testing.T) {
+	ct := []byte("SECRETSECRET")
+	wk := kms.WrappedKey{KeyID: "local:a", Ciphertext: ct}
+	var logs bytes.Buffer
+	for _, h := range []slog.Handler{slog.NewJSONHandler(&logs, nil), slog.NewTextHandler(&logs, nil)} {
+		slog.New(h).Info("rewrapped", "key", wk, slog.Any("other", wk))
+	}
+	// Inside a container, the text handler prints with fmt (String); the
+	// JSON handler uses encoding/json, which must keep the ciphertext
+	// since stores may encode wrapped keys as JSON.
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("rewrapped", "keys", []kms.WrappedKey{wk}, "record", struct{ Wrapped kms.WrappedKey }{wk})
+	for _, enc := range []string{"SECRET", base64.StdEncoding.EncodeToString(ct), hex.EncodeToString(ct)} {
+		assert.NotContains(t, logs.String(), enc)
+	}
+	assert.Contains(t, logs.String(), "local:a")
 }
 
 func TestURIQuery(t *testing.T) {
