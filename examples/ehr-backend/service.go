@@ -215,7 +215,13 @@ func jsonProblem(err error) string {
 	return "unreadable body"
 }
 
-// audit records an operation on PHI.
+// audit records an operation on PHI, and fails if the event cannot be
+// written. A read records its event before it answers, a write (create,
+// update, delete) before its transaction: a change that commits always
+// has its event, and a write that then fails (a duplicate MRN, a missing
+// patient) leaves the record of an attempt. Recording inside the
+// transaction would hold a database connection while the audit log waits
+// for another, from the same pool on PostgreSQL.
 func (s *Service) audit(ctx context.Context, op keys.Op, key, use string) error {
 	err := s.auditor.Audit(ctx, keys.Event{Time: time.Now().UTC(), Op: op, Scope: tenantOf(ctx), Key: key, Use: use,
 		Principal: keys.Principal(ctx), Purpose: keys.Purpose(ctx), Outcome: keys.Success})
@@ -243,6 +249,10 @@ func (s *Service) create(r *http.Request) (int, any, error) {
 	if in.Gender != nil {
 		p.Gender = *in.Gender
 	}
+	// The event first (see audit): no patient without its phi-write.
+	if err := s.audit(ctx, OpPHIWrite, "patients/"+p.ID, "create"); err != nil {
+		return 0, nil, err
+	}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := s.checkMRN(tx, p.MRN.Get(), ""); err != nil {
 			return err
@@ -250,9 +260,6 @@ func (s *Service) create(r *http.Request) (int, any, error) {
 		return tx.Create(p).Error
 	})
 	if err != nil {
-		return 0, nil, err
-	}
-	if err := s.audit(ctx, OpPHIWrite, "patients/"+p.ID, "create"); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusCreated, output(p), nil
@@ -349,10 +356,40 @@ func (s *Service) update(r *http.Request) (int, any, error) {
 	if err := in.validate(false); err != nil {
 		return 0, nil, err
 	}
-	var (
-		p       *Patient
-		changed bool
-	)
+	// Only the fields present change. The record is read and opened
+	// first, so the plugin can recompute a compound index (last name +
+	// birth date) when only one of its sources changes.
+	changes := map[string]any{}
+	set := func(col string, v *string) {
+		if v != nil {
+			changes[col] = fields.New(*v)
+		}
+	}
+	set("mrn", in.MRN)
+	set("ssn", in.SSN)
+	set("first", in.First)
+	set("last", in.Last)
+	if in.BirthDate != nil {
+		born, _ := parseDate("birth_date", *in.BirthDate)
+		changes["birth_date"] = fields.New(born)
+	}
+	if in.Phone != nil {
+		changes["phone"] = fields.New(*in.Phone)
+		if *in.Phone == "" {
+			changes["phone"] = nil
+		}
+	}
+	if in.Gender != nil {
+		changes["gender"] = *in.Gender
+	}
+	id := r.PathValue("id")
+	// The event first (see audit): no change without its phi-write.
+	if len(changes) > 0 {
+		if err := s.audit(ctx, OpPHIWrite, "patients/"+id, "update"); err != nil {
+			return 0, nil, err
+		}
+	}
+	var p *Patient
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		// The row stays locked until the update commits (SELECT ... FOR
 		// UPDATE on PostgreSQL; SQLite's write transactions run one at a
@@ -360,34 +397,8 @@ func (s *Service) update(r *http.Request) (int, any, error) {
 		// read, and a concurrent update of the other source, committed
 		// between this read and this write, would leave it stale.
 		var err error
-		if p, err = s.load(tx.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate}), r.PathValue("id")); err != nil {
+		if p, err = s.load(tx.Clauses(clause.Locking{Strength: clause.LockingStrengthUpdate}), id); err != nil {
 			return err
-		}
-		// Only the fields present change. The record was read and opened,
-		// so the plugin can recompute a compound index (last name + birth
-		// date) when only one of its sources changes.
-		changes := map[string]any{}
-		set := func(col string, v *string) {
-			if v != nil {
-				changes[col] = fields.New(*v)
-			}
-		}
-		set("mrn", in.MRN)
-		set("ssn", in.SSN)
-		set("first", in.First)
-		set("last", in.Last)
-		if in.BirthDate != nil {
-			born, _ := parseDate("birth_date", *in.BirthDate)
-			changes["birth_date"] = fields.New(born)
-		}
-		if in.Phone != nil {
-			changes["phone"] = fields.New(*in.Phone)
-			if *in.Phone == "" {
-				changes["phone"] = nil
-			}
-		}
-		if in.Gender != nil {
-			changes["gender"] = *in.Gender
 		}
 		if len(changes) == 0 {
 			return nil
@@ -397,16 +408,10 @@ func (s *Service) update(r *http.Request) (int, any, error) {
 				return err
 			}
 		}
-		changed = true
 		return tx.Model(p).Updates(changes).Error
 	})
 	if err != nil {
 		return 0, nil, err
-	}
-	if changed {
-		if err := s.audit(ctx, OpPHIWrite, "patients/"+p.ID, "update"); err != nil {
-			return 0, nil, err
-		}
 	}
 	// The response is the whole patient, not only what changed: a read.
 	if err := s.audit(ctx, OpPHIRead, "patients/"+p.ID, "update"); err != nil {
@@ -418,15 +423,16 @@ func (s *Service) update(r *http.Request) (int, any, error) {
 func (s *Service) delete(r *http.Request) (int, any, error) {
 	ctx := r.Context()
 	id := r.PathValue("id")
+	// The event first (see audit): no delete without its phi-delete.
+	if err := s.audit(ctx, OpPHIDelete, "patients/"+id, "delete"); err != nil {
+		return 0, nil, err
+	}
 	res := s.db.WithContext(ctx).Where("id = ? AND tenant_id = ?", id, tenantOf(ctx)).Delete(&Patient{})
 	if res.Error != nil {
 		return 0, nil, res.Error
 	}
 	if res.RowsAffected == 0 {
 		return 0, nil, errNotFound
-	}
-	if err := s.audit(ctx, OpPHIDelete, "patients/"+id, "delete"); err != nil {
-		return 0, nil, err
 	}
 	return http.StatusNoContent, nil, nil
 }
