@@ -141,6 +141,15 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	}
 
 	// Files first: a wrong path fails before any key is touched.
+	if *rejectsPath == "-" {
+		return usagef("--rejects needs a file of its own")
+	}
+	if *reportPath == "-" {
+		return usagef("--report needs a file of its own")
+	}
+	if err := distinctOutputs([][2]string{{"--out", *out}, {"--rejects", *rejectsPath}, {"--report", *reportPath}, {"--audit-file", e.auditFile}}); err != nil {
+		return err
+	}
 	src, size, err := e.openInput(*in)
 	if err != nil {
 		return err
@@ -153,18 +162,12 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	defer dst.abort()
 	var rejects, report *output
 	if *rejectsPath != "" {
-		if *rejectsPath == "-" || *rejectsPath == *out {
-			return usagef("--rejects needs a file of its own")
-		}
 		if rejects, err = e.createOutput(*in, *rejectsPath, *force); err != nil {
 			return err
 		}
 		defer rejects.abort()
 	}
 	if *reportPath != "" {
-		if *reportPath == "-" || *reportPath == *out {
-			return usagef("--report needs a file of its own")
-		}
 		if report, err = e.createOutput(*in, *reportPath, *force); err != nil {
 			return err
 		}
@@ -524,6 +527,39 @@ func (e *env) createOutput(in, path string, force bool) (*output, error) {
 		return nil, err
 	}
 	return &output{Writer: tmp, tmp: tmp, target: path}, nil
+}
+
+// distinctOutputs fails with a usage error if two of outs (flag, path
+// pairs; an empty path is no file) name one file: the same path however
+// it is spelled (./out, dir/../out), or, for files that exist, the same
+// file under another name (a hard link). Each output is renamed over its
+// target when complete, so two under one name would replace each other,
+// and the run would report a file written that holds something else.
+func distinctOutputs(outs [][2]string) error {
+	for i, a := range outs {
+		for _, b := range outs[i+1:] {
+			if a[1] != "" && b[1] != "" && sameFile(a[1], b[1]) {
+				return usagef("%s and %s name the same file: %s needs a file of its own", a[0], b[0], b[0])
+			}
+		}
+	}
+	return nil
+}
+
+// sameFile reports whether paths a and b name one file. "-" is no file:
+// standard output for --out, standard error for --audit-file.
+func sameFile(a, b string) bool {
+	if a == "-" || b == "-" {
+		return false
+	}
+	absA, errA := filepath.Abs(a)
+	absB, errB := filepath.Abs(b)
+	if errA == nil && errB == nil && absA == absB {
+		return true
+	}
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }
 
 // commit makes the output durable and gives it its name.
