@@ -150,7 +150,7 @@ func runNDJSON(ctx context.Context, e *env, verb string, args []string) error {
 	if err := distinctOutputs([][2]string{{"--out", *out}, {"--rejects", *rejectsPath}, {"--report", *reportPath}, {"--audit-file", e.auditFile}}); err != nil {
 		return err
 	}
-	src, size, err := e.openInput(*in)
+	src, size, err := e.openInput(ctx, *in)
 	if err != nil {
 		return err
 	}
@@ -478,20 +478,81 @@ func parseFHIRIndexes(specs []string) ([]fhir.Index, error) {
 }
 
 // openInput opens path, or standard input for "-", and returns its size
-// when known (-1 otherwise), for the progress bar.
-func (e *env) openInput(path string) (io.ReadCloser, int64, error) {
+// when known (-1 otherwise), for the progress bar. Standard input and
+// files that are not regular (a named pipe, a terminal) are read through
+// a ctxReader: their reads may wait for ever, and an interrupt must still
+// stop the command.
+func (e *env) openInput(ctx context.Context, path string) (io.ReadCloser, int64, error) {
 	if path == "-" {
-		return io.NopCloser(e.stdin), -1, nil
+		return io.NopCloser(&ctxReader{ctx: ctx, r: e.stdin}), -1, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
 	}
-	size := int64(-1)
 	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-		size = fi.Size()
+		return f, fi.Size(), nil
 	}
-	return f, size, nil
+	return struct {
+		io.Reader
+		io.Closer
+	}{&ctxReader{ctx: ctx, r: f}, f}, -1, nil
+}
+
+// ctxReader reads r in a goroutine, so that a Read returns ctx's error
+// as soon as ctx is done even while r's Read blocks (a terminal, a pipe
+// whose writer is idle), which the NDJSON pipeline waits for before it
+// returns. The goroutine reads into a buffer of its own: after ctx is
+// done, a Read still blocked in it writes nothing the caller holds.
+type ctxReader struct {
+	ctx  context.Context
+	r    io.Reader
+	buf  []byte
+	rest []byte // read, not yet returned
+	err  error  // the error that ends the stream: r's, or ctx's
+	res  chan ctxRead
+}
+
+// ctxRead is the result of one Read of ctxReader.r.
+type ctxRead struct {
+	n   int
+	err error
+}
+
+// Read implements io.Reader.
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if len(c.rest) > 0 {
+		n := copy(p, c.rest)
+		c.rest = c.rest[n:]
+		return n, nil
+	}
+	if c.err != nil {
+		return 0, c.err
+	}
+	if err := c.ctx.Err(); err != nil {
+		c.err = err
+		return 0, err
+	}
+	if c.res == nil {
+		c.res = make(chan ctxRead, 1)
+		c.buf = make([]byte, 64<<10)
+	}
+	go func() {
+		n, err := c.r.Read(c.buf)
+		c.res <- ctxRead{n, err}
+	}()
+	select {
+	case <-c.ctx.Done():
+		c.err = c.ctx.Err() // c.buf stays the blocked Read's
+		return 0, c.err
+	case r := <-c.res:
+		n := copy(p, c.buf[:r.n])
+		c.rest, c.err = c.buf[n:r.n], r.err
+		if len(c.rest) > 0 {
+			return n, nil
+		}
+		return n, r.err
+	}
 }
 
 // output is a command's result file: standard output, or a temporary file
