@@ -413,6 +413,11 @@ func keysStatus(ctx context.Context, e *env, args []string) error {
 		MinDecryptVersion uint32    `json:"min_decrypt_version,omitempty"`
 		Versions          []version `json:"versions"`
 	}
+	if len(sets) == 0 && *scope != "" {
+		// Before any output, --json included: a mistyped scope is an
+		// error, never an empty list.
+		return fmt.Errorf("scope %s has no keys: %w", *scope, keys.ErrKeyNotFound)
+	}
 	var out []set
 	for _, ks := range sets {
 		st := set{Scope: ks.ID.Scope, Key: ks.ID.Name, MinDecryptVersion: ks.MinDecryptVersion}
@@ -432,9 +437,6 @@ func keysStatus(ctx context.Context, e *env, args []string) error {
 		for _, v := range st.Versions {
 			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\t%s\n", st.Scope, st.Key, v.Version, v.State, v.KEK, v.Created)
 		}
-	}
-	if len(out) == 0 && *scope != "" {
-		return fmt.Errorf("scope %s has no keys: %w", *scope, keys.ErrKeyNotFound)
 	}
 	return tw.Flush()
 }

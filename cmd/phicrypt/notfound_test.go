@@ -307,3 +307,24 @@ func TestMigrateRefusesAnUnknownScope(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, "changed 10")
 }
+
+// TestStatusOfAnUnknownScope: keys status --scope refuses a scope
+// without keys (keys.ErrKeyNotFound, exit code 1) whatever the output
+// format: a script reading --json must not take a mistyped scope for one
+// that exists, and nothing is printed on standard output.
+func TestStatusOfAnUnknownScope(t *testing.T) {
+	vars, _ := newKeyStore(t)
+	require.Equal(t, exitOK, runIn(t, vars, "keys", "rotate", "--create", "--scope", "tenant:a").code)
+	for _, args := range [][]string{
+		{"keys", "status", "--scope", "tenant:typo"},
+		{"keys", "status", "--scope", "tenant:typo", "--json"},
+	} {
+		r := runIn(t, vars, args...)
+		assert.Equal(t, exitFailure, r.code, "%v: %s", args, r.stdout)
+		assert.Contains(t, r.stderr, "scope tenant:typo has no keys: "+keys.ErrKeyNotFound.Error())
+		assert.Empty(t, r.stdout, args)
+	}
+	r := runIn(t, vars, "keys", "status", "--scope", "tenant:a", "--json")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, `"scope": "tenant:a"`)
+}
