@@ -46,7 +46,7 @@ Exit codes: 0 intact, 3 altered, 1 the log could not be read, 2 usage.
 	c := e.storeFlags(fs)
 	var anchorFlags listFlag
 	fs.Var(&anchorFlags, "anchor", "a head printed by an earlier verify, SEQ:MAC, that the log must still hold (repeat: each is checked; one per chain)")
-	anchorFile := fs.String("anchor-file", "", "read anchors from FILE, one SEQ:MAC per line (blank lines and # comments are skipped)")
+	anchorFile := fs.String("anchor-file", "", "read anchors from FILE, one SEQ:MAC per line (blank lines and # comments are skipped; a file without one is a usage error)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -159,13 +159,21 @@ func parseAnchors(flags []string, file string) ([]keys.Checkpoint, error) {
 		}
 		defer f.Close()
 		sc := bufio.NewScanner(f)
+		n := 0
 		for sc.Scan() {
 			if l := strings.TrimSpace(sc.Text()); l != "" && !strings.HasPrefix(l, "#") {
 				lines = append(lines, l)
+				n++
 			}
 		}
 		if err := sc.Err(); err != nil {
 			return nil, fmt.Errorf("--anchor-file: %w", err)
+		}
+		if n == 0 {
+			// Like a missing file: an anchor file that was never
+			// written, or was emptied, must not pass for one whose
+			// anchors all held (a truncated tail shows only against one).
+			return nil, usagef("--anchor-file %s holds no anchor", file)
 		}
 	}
 	var out []keys.Checkpoint

@@ -157,3 +157,33 @@ func TestAuditVerifyLiveLog(t *testing.T) {
 		require.Equal(t, exitOK, r.code, "an intact, live log: %s", r.stdout)
 	}
 }
+
+// TestAuditVerifyEmptyAnchorFile: an --anchor-file that holds no anchor
+// (empty, or only comments: the copy on WORM storage was never written,
+// or was emptied) is a usage error, like a missing one, never an intact
+// log checked against nothing, which a truncated tail passes.
+func TestAuditVerifyEmptyAnchorFile(t *testing.T) {
+	vars, dir := newKeyStore(t)
+	for _, s := range []string{"tenant:a", "tenant:b"} {
+		r := runIn(t, vars, "keys", "rotate", "--scope", s, "--create")
+		require.Equal(t, exitOK, r.code, r.stderr)
+	}
+	db, err := sql.Open("sqlite", filepath.Join(dir, "keys.db"))
+	require.NoError(t, err)
+	defer db.Close()
+	var mac2 []byte
+	require.NoError(t, db.QueryRow("SELECT mac FROM phicrypt_audit WHERE seq = 2").Scan(&mac2))
+	_, err = db.Exec("DELETE FROM phicrypt_audit WHERE seq > 2")
+	require.NoError(t, err)
+	_, err = db.Exec("UPDATE phicrypt_audit_head SET seq = 2, mac = ? WHERE id = 1", mac2)
+	require.NoError(t, err)
+
+	for name, content := range map[string]string{"empty": "", "comments only": "# kept on WORM storage\n\n"} {
+		anchors := filepath.Join(dir, "anchors")
+		require.NoError(t, os.WriteFile(anchors, []byte(content), 0o600))
+		r := runIn(t, vars, "audit", "verify", "--anchor-file", anchors)
+		assert.Equal(t, exitUsage, r.code, "%s: %s", name, r.stdout)
+		assert.Contains(t, r.stderr, "holds no anchor", name)
+		assert.NotContains(t, r.stdout, "intact", name)
+	}
+}
