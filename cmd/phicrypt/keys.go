@@ -10,11 +10,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/phicrypt/phicrypt/keys"
+	"github.com/phicrypt/phicrypt/kms"
 	"github.com/phicrypt/phicrypt/kms/local"
 )
 
@@ -70,6 +72,7 @@ func keysInit(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	c.create = true // init is what creates the key store
+	createdKEK := ""
 	if *create {
 		u, err := url.Parse(c.kek)
 		if err != nil || u.Scheme != local.Scheme || u.Path == "" {
@@ -87,6 +90,7 @@ func keysInit(ctx context.Context, e *env, args []string) error {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "created KEK %s in %s\n", kek.KeyID(), u.Path)
+		createdKEK = u.Path
 	}
 	s, err := e.open(ctx, c, openOptions{})
 	if err != nil {
@@ -103,12 +107,58 @@ func keysInit(ctx context.Context, e *env, args []string) error {
 	if _, err := s.kek.Unwrap(ctx, wk, []byte("phicrypt keys init")); err != nil {
 		return fmt.Errorf("KEK check: %w", err)
 	}
+	// And, on a key store that holds keys, that it is the store's KEK.
+	if err := s.kekUnwrapsStore(ctx); err != nil {
+		if createdKEK != "" {
+			// Created by this run, which nothing used: a typo's KEK.
+			os.Remove(createdKEK)
+			fmt.Fprintf(e.stdout, "removed KEK %s\n", createdKEK)
+		}
+		if errors.Is(err, kms.ErrKeyNotFound) || errors.Is(err, kms.ErrUnwrapFailed) {
+			return fmt.Errorf("KEK check: %s does not unwrap the keys this key store holds (another KEK, or a mistyped --kek?): %w", wk.KeyID, err)
+		}
+		return fmt.Errorf("key store check: %w", err)
+	}
 	fmt.Fprintf(e.stdout, "key store ready (schema version %d) in %s; KEK %s works\n", keys.SchemaVersion, redactDSN(c.keysDSN), wk.KeyID)
 	if *auditLog {
 		if _, err := keys.NewAuditLog(ctx, s.db, s.dialect, s.kek); err != nil {
 			return fmt.Errorf("audit log: %w", err)
 		}
 		fmt.Fprintln(e.stdout, "audit log ready: key operations are recorded in it")
+	}
+	return nil
+}
+
+// kekUnwrapsStore fails if the key store already holds keys that the
+// session's KEK does not unwrap: the metadata key, which the keyring
+// unwraps to read the first key set of a scope of the caller's, and the
+// chain key of the audit log, if there is one. Otherwise keys init with
+// another KEK (a mistyped --kek) would report it working, and create the
+// audit log's chain key under it: the store's own KEK could then not open
+// the log, and every key command would refuse to run.
+func (s *session) kekUnwrapsStore(ctx context.Context) error {
+	const page = 100
+	for after := (keys.ID{}); ; {
+		sets, err := s.store.List(ctx, "", after, page)
+		if err != nil {
+			return err
+		}
+		i := slices.IndexFunc(sets, func(ks *keys.KeySet) bool {
+			return !strings.HasPrefix(ks.ID.Scope, keys.ReservedScopePrefix) && len(ks.Versions) > 0
+		})
+		if i >= 0 {
+			if _, err := s.keyring.Status(ctx, sets[i].ID.Scope); err != nil {
+				return err
+			}
+			break
+		}
+		if len(sets) < page {
+			break
+		}
+		after = sets[len(sets)-1].ID
+	}
+	if _, err := keys.OpenAuditLog(ctx, s.db, s.dialect, s.kek); err != nil && !errors.Is(err, keys.ErrNoAuditLog) {
+		return err
 	}
 	return nil
 }
