@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -113,10 +114,17 @@ func openDB(dsn string, create bool) (*sql.DB, keys.Dialect, error) {
 			path = "file:" + path
 		}
 		file, query, _ := strings.Cut(strings.TrimPrefix(path, "file:"), "?")
+		if ephemeralSQLite(file, query) {
+			// SQLite would open a private temporary or in-memory
+			// database, which vanishes when phicrypt exits with the keys
+			// it created: ciphertexts written under them could never be
+			// decrypted. An unset variable in sqlite:$DB gives one.
+			return nil, 0, usagef("the DSN %q names no database file (an empty path, :memory: or mode=memory): keys and tables must outlive the command", redactDSN(dsn))
+		}
 		if query == "" {
 			path += "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
 		}
-		if !create && file != ":memory:" {
+		if !create {
 			if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
 				return nil, 0, &noDatabaseError{file}
 			} else if err != nil {
@@ -132,6 +140,18 @@ func openDB(dsn string, create bool) (*sql.DB, keys.Dialect, error) {
 		return db, keys.SQLite, err
 	}
 	return nil, 0, usagef("unknown DSN %q: want postgres://… or sqlite:path", redactDSN(dsn))
+}
+
+// ephemeralSQLite reports whether a SQLite file name and URI query name a
+// database that lives only as long as its connections: an empty name
+// (SQLite's private temporary database), ":memory:", or mode=memory or
+// vfs=memdb in the query.
+func ephemeralSQLite(file, query string) bool {
+	if file == "" || file == ":memory:" {
+		return true
+	}
+	q, err := url.ParseQuery(query)
+	return err == nil && (q.Get("mode") == "memory" || q.Get("vfs") == "memdb")
 }
 
 // redactDSN hides a DSN's password.
