@@ -1,13 +1,17 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/phicrypt/phicrypt/keys"
 )
 
 // TestSQLiteDSNWithoutAFile: a SQLite DSN that names no file (an empty
@@ -47,4 +51,45 @@ func TestSQLiteDSNWithoutAFile(t *testing.T) {
 	require.NoError(t, db.QueryRow("SELECT count(*) FROM patients WHERE ssn NOT LIKE 'phicrypt:%'").Scan(&plaintext))
 	assert.Equal(t, 10, plaintext, "no row was encrypted under keys that vanish")
 	assertNoTempFiles(t, dir)
+}
+
+// TestMigrateCreateNeedsANamedKeyStore: without --keys-dsn, the migrate
+// commands use the key store of the tables' database, which must exist:
+// --create creates scopes' keys, never a key store that nobody named in
+// the application's database (whose rows, encrypted under its keys, the
+// application reading its own key store could not decrypt).
+func TestMigrateCreateNeedsANamedKeyStore(t *testing.T) {
+	named, dir := newKeyStore(t)
+	app := filepath.Join(dir, "app.db")
+	db, err := sql.Open("sqlite", app)
+	require.NoError(t, err)
+	defer db.Close()
+	legacyTable(t, db, 10, false)
+	vars := map[string]string{"PHICRYPT_KEK": named["PHICRYPT_KEK"], "PHICRYPT_DSN": "sqlite:" + app}
+
+	for _, args := range [][]string{
+		append([]string{"migrate", "encrypt", "--create"}, table...),
+		append([]string{"migrate", "encrypt", "--create", "--dry-run"}, table...),
+		append([]string{"migrate", "verify", "--decrypt"}, table...),
+	} {
+		r := runIn(t, vars, args...)
+		assert.Equal(t, exitFailure, r.code, "%v: %s", args[:3], r.stderr)
+		assert.Contains(t, r.stderr, "no --keys-dsn", args[:3])
+		assert.Contains(t, r.stderr, "holds no key store", args[:3])
+	}
+	e := &env{stderr: new(strings.Builder), getenv: func(k string) string { return vars[k] }}
+	_, err = e.openStore(context.Background(), &common{kek: vars["PHICRYPT_KEK"], keysDSN: "sqlite:" + app, create: true, guardKeys: true, impliedStore: true})
+	assert.ErrorIs(t, err, keys.ErrNoStore)
+	var n int
+	require.NoError(t, db.QueryRow("SELECT count(*) FROM sqlite_master WHERE name LIKE 'phicrypt_key%'").Scan(&n))
+	assert.Zero(t, n, "no key store was created in the application's database")
+	require.NoError(t, db.QueryRow("SELECT count(*) FROM patients WHERE ssn LIKE 'phicrypt:%'").Scan(&n))
+	assert.Zero(t, n, "no row was encrypted")
+
+	// Named, the key store is used; named with --create, it is created.
+	r := runIn(t, with(vars, "PHICRYPT_KEYS_DSN", named["PHICRYPT_KEYS_DSN"]), append([]string{"migrate", "encrypt", "--create"}, table...)...)
+	require.Equal(t, exitOK, r.code, r.stderr)
+	assert.Contains(t, r.stdout, "changed 10")
+	r = runIn(t, with(vars, "PHICRYPT_KEYS_DSN", "sqlite:"+app), append([]string{"migrate", "reencrypt", "--create"}, table...)...)
+	require.Equal(t, exitOK, r.code, r.stderr)
 }

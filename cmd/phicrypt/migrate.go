@@ -42,6 +42,8 @@ The key store must exist (phicrypt keys init), and so must the keys of every
 scope met, unless --create is given: a first "migrate encrypt" creates the
 keys of the scopes it encrypts with --create; later runs without it stop at
 a scope that has no keys (a typo, or a row of a tenant never encrypted).
+Without --keys-dsn, the key store is the one in the --dsn database, which
+must exist: --create creates a key store only where --keys-dsn names it.
 
 Examples:
   phicrypt keys rotate --scope tenant:st-mary
@@ -171,7 +173,7 @@ func migrateRun(ctx context.Context, e *env, kind migrate.Kind, args []string) e
 		return err
 	}
 	if c.keysDSN == "" {
-		c.keysDSN = t.dsn
+		c.keysDSN, c.impliedStore = t.dsn, true
 	}
 	s, err := e.open(ctx, c, openOptions{audit: true})
 	if err != nil {
@@ -274,7 +276,7 @@ func migrateVerify(ctx context.Context, e *env, args []string) error {
 	vc := migrate.VerifyConfig{DB: db, Dialect: dialect, Spec: spec}
 	if *decrypt {
 		if c.keysDSN == "" {
-			c.keysDSN = t.dsn
+			c.keysDSN, c.impliedStore = t.dsn, true
 		}
 		s, err := e.open(ctx, c, openOptions{audit: true})
 		if err != nil {

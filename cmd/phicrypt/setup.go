@@ -35,6 +35,10 @@ type common struct {
 	// one (encrypt, decrypt) create the keys of the scopes they encrypt,
 	// in a key store that must exist.
 	guardKeys bool
+	// impliedStore says that keysDSN was not given but defaults to the
+	// tables' database (the migrate commands): the key store there must
+	// exist, even with create, which then creates key sets only.
+	impliedStore bool
 }
 
 // flags returns a flag set for cmd that prints its usage to e.stderr.
@@ -236,8 +240,9 @@ func (e *env) openStore(ctx context.Context, c *common) (*session, error) {
 		return nil, usagef("no KEK: give --kek or PHICRYPT_KEK")
 	}
 	s := &session{e: e}
+	createStore := c.create && !c.impliedStore
 	var err error
-	if s.db, s.dialect, err = openKeysDB(c.keysDSN, c.create); err != nil {
+	if s.db, s.dialect, err = openKeysDB(c.keysDSN, createStore); err != nil {
 		return nil, err
 	}
 	// kmsopen.Open puts the backend behind kms.Resilient (retries with
@@ -248,9 +253,15 @@ func (e *env) openStore(ctx context.Context, c *common) (*session, error) {
 		s.Close()
 		return nil, fmt.Errorf("open KEK: %w", err)
 	}
-	if c.create {
+	switch {
+	case createStore:
 		s.store, err = keys.NewSQLStore(ctx, s.db, s.dialect)
-	} else {
+	case c.impliedStore:
+		s.store, err = keys.OpenSQLStore(ctx, s.db, s.dialect)
+		if errors.Is(err, keys.ErrNoStore) {
+			err = fmt.Errorf("no --keys-dsn (or PHICRYPT_KEYS_DSN), and the tables' database %s holds no key store: name the key store with --keys-dsn (--create never creates one there unnamed): %w", redactDSN(c.keysDSN), err)
+		}
+	default:
 		s.store, err = openExistingStore(ctx, s.db, s.dialect, c.keysDSN)
 	}
 	if err != nil {
