@@ -56,6 +56,14 @@ func TestInterruptWhileWaitingForInput(t *testing.T) {
 		})
 	}
 
+	t.Run("migrate spec from standard input", func(t *testing.T) {
+		pr, pw := io.Pipe()
+		t.Cleanup(func() { pw.Close() })
+		r := runWaiting(t, pr, "migrate", "verify", "--dsn", vars["PHICRYPT_KEYS_DSN"], "--spec", "-")
+		assert.Equal(t, exitFailure, r.code, r.stderr)
+		assert.Contains(t, r.stderr, context.Canceled.Error())
+	})
+
 	t.Run("encrypt from a named pipe", func(t *testing.T) {
 		fifo := filepath.Join(dir, "in.fifo")
 		require.NoError(t, syscall.Mkfifo(fifo, 0o600))

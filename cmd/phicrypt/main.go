@@ -129,6 +129,9 @@ func run(ctx context.Context, e *env, args []string) int {
 	if len(args) > 0 && (args[0] == "-version" || args[0] == "--version") {
 		args = []string{"version"}
 	}
+	// Standard input may wait for ever (a terminal, an idle pipe): read
+	// through a ctxReader, an interrupt still stops the command.
+	e.stdin = &ctxReader{ctx: ctx, r: e.stdin}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(e.stdout)
 		if len(args) == 0 {

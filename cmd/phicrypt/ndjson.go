@@ -478,13 +478,13 @@ func parseFHIRIndexes(specs []string) ([]fhir.Index, error) {
 }
 
 // openInput opens path, or standard input for "-", and returns its size
-// when known (-1 otherwise), for the progress bar. Standard input and
-// files that are not regular (a named pipe, a terminal) are read through
-// a ctxReader: their reads may wait for ever, and an interrupt must still
-// stop the command.
+// when known (-1 otherwise), for the progress bar. Files that are not
+// regular (a named pipe, a terminal) are read through a ctxReader, as
+// standard input is (see run): their reads may wait for ever, and an
+// interrupt must still stop the command.
 func (e *env) openInput(ctx context.Context, path string) (io.ReadCloser, int64, error) {
 	if path == "-" {
-		return io.NopCloser(&ctxReader{ctx: ctx, r: e.stdin}), -1, nil
+		return io.NopCloser(e.stdin), -1, nil
 	}
 	f, err := os.Open(path)
 	if err != nil {
