@@ -315,6 +315,11 @@ func (s *session) rotateAll(ctx context.Context, scope string) error {
 		scopes[id.Scope] = true
 	}
 	bar.Finish()
+	if rotated == 0 {
+		// Like keys rotate of one shredded key set: nothing was rotated,
+		// which is no success.
+		return fmt.Errorf("every key set of %s and of the scopes under it was shredded (%d): nothing to rotate: %w", scope, shredded, keys.ErrKeyDestroyed)
+	}
 	fmt.Fprintf(s.e.stdout, "rotated %s in %s under %s", plural(rotated, "key set"), plural(len(scopes), "scope"), scope)
 	if shredded > 0 {
 		fmt.Fprintf(s.e.stdout, "; skipped %s that %s shredded", plural(shredded, "key set"), pluralVerb(shredded, "was", "were"))

@@ -328,3 +328,27 @@ func TestStatusOfAnUnknownScope(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, `"scope": "tenant:a"`)
 }
+
+// TestRotateAllOfAShreddedScope: keys rotate --all of a scope whose every
+// key set was shredded rotates nothing, and fails like keys rotate of one
+// shredded key set (keys.ErrKeyDestroyed, exit code 1) instead of
+// reporting "rotated 0 key sets" as a success.
+func TestRotateAllOfAShreddedScope(t *testing.T) {
+	vars, dir := newKeyStore(t)
+	in, ids := firstLines(t, dir, 3)
+	r := runIn(t, vars, "encrypt", "--create", "--scope", "tenant:t", "--per-patient", "--in", in, "--out", filepath.Join(dir, "enc.ndjson"))
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = runIn(t, vars, "keys", "shred", "--scope", "tenant:t/patient/"+ids[0], "--yes")
+	require.Equal(t, exitOK, r.code, r.stderr)
+
+	r = runIn(t, vars, "keys", "rotate", "--scope", "tenant:t/patient/"+ids[0], "--all")
+	assert.Equal(t, exitFailure, r.code, r.stdout)
+	assert.Contains(t, r.stderr, keys.ErrKeyDestroyed.Error())
+	assert.Contains(t, r.stderr, "every key set of tenant:t/patient/"+ids[0]+" and of the scopes under it was shredded")
+
+	r = runIn(t, vars, "keys", "shred", "--scope", "tenant:t", "--yes")
+	require.Equal(t, exitOK, r.code, r.stderr)
+	r = runIn(t, vars, "keys", "rotate", "--scope", "tenant:t", "--all")
+	assert.Equal(t, exitFailure, r.code, r.stdout)
+	assert.Contains(t, r.stderr, keys.ErrKeyDestroyed.Error())
+}
