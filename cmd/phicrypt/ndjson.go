@@ -569,6 +569,15 @@ type output struct {
 // refuses to overwrite the input, and an existing file unless force.
 func (e *env) createOutput(in, path string, force bool) (*output, error) {
 	if path == "-" {
+		// Redirected to the input file (>> in, 1<> in), standard output
+		// would append to the input, or overwrite it while it is read.
+		if f, ok := e.stdout.(*os.File); ok && in != "-" {
+			a, errA := os.Stat(in)
+			b, errB := f.Stat()
+			if errA == nil && errB == nil && os.SameFile(a, b) {
+				return nil, usagef("standard output is the input file: give --out another file")
+			}
+		}
 		return &output{Writer: e.stdout, target: "standard output"}, nil
 	}
 	if in != "-" {

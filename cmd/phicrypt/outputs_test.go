@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -53,4 +55,30 @@ func TestOutputsNeverShareAFile(t *testing.T) {
 	require.Equal(t, exitOK, r.code, r.stderr)
 	assert.Contains(t, r.stdout, `"phicrypt:`)
 	assert.Contains(t, r.stderr, `"op":"create"`)
+}
+
+// TestStandardOutputIsTheInput: encrypt and decrypt refuse to write to a
+// standard output that is their input file (phicrypt encrypt --in f >> f,
+// or 1<>f), which would append the ciphertext to the plaintext it leaves
+// in place, or overwrite the input while reading it.
+func TestStandardOutputIsTheInput(t *testing.T) {
+	vars, dir := newKeyStore(t)
+	in := filepath.Join(dir, "in.ndjson")
+	plain := headLines(t, patientsNDJSON, 3)
+	require.NoError(t, os.WriteFile(in, plain, 0o600))
+	for _, args := range [][]string{
+		{"encrypt", "--create", "--scope", "tenant:t", "--in", in},
+		{"decrypt", "--scope", "tenant:t", "--in", in, "--out", "-"},
+	} {
+		f, err := os.OpenFile(in, os.O_WRONLY|os.O_APPEND, 0)
+		require.NoError(t, err)
+		var errOut strings.Builder
+		e := &env{stdin: strings.NewReader(""), stdout: f, stderr: &errOut, getenv: func(k string) string { return vars[k] }}
+		code := run(context.Background(), e, args)
+		require.NoError(t, f.Close())
+		assert.Equal(t, exitUsage, code, "%v: %s", args[:1], errOut.String())
+		assert.Contains(t, errOut.String(), "standard output is the input file", args[:1])
+		assert.Equal(t, string(plain), string(readBytes(t, in)), "%v: the input is unchanged", args[:1])
+	}
+	assert.Empty(t, keySets(t, vars), "refused before any key was created")
 }
