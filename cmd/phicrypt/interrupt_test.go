@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,15 +25,20 @@ func TestInterruptWhileWaitingForInput(t *testing.T) {
 	require.Equal(t, exitOK, runIn(t, vars, "keys", "rotate", "--create", "--scope", "tenant:t").code)
 
 	// runWaiting runs args with stdin as standard input, cancels the
-	// context once the command waits for input, and returns the result.
-	runWaiting := func(t *testing.T, stdin io.Reader, args ...string) result {
+	// context once waiting is closed (the command waits for input), and
+	// returns the result.
+	runWaiting := func(t *testing.T, stdin io.Reader, waiting <-chan struct{}, args ...string) result {
 		t.Helper()
 		var out, errOut bytes.Buffer
 		e := &env{stdin: stdin, stdout: &out, stderr: &errOut, getenv: func(k string) string { return vars[k] }}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan int, 1)
 		go func() { done <- run(ctx, e, args) }()
-		time.Sleep(300 * time.Millisecond) // the command is waiting for its first line
+		select {
+		case <-waiting:
+		case code := <-done:
+			t.Fatalf("phicrypt %v exited with code %d before reading its input: %s", args, code, errOut.String())
+		}
 		cancel()
 		select {
 		case code := <-done:
@@ -45,10 +51,9 @@ func TestInterruptWhileWaitingForInput(t *testing.T) {
 
 	for _, verb := range []string{"encrypt", "decrypt"} {
 		t.Run(verb+" from standard input", func(t *testing.T) {
-			pr, pw := io.Pipe() // nothing is ever written
-			t.Cleanup(func() { pw.Close() })
+			stdin := newIdleReader(t)
 			out := filepath.Join(dir, verb+"-stdin.ndjson")
-			r := runWaiting(t, pr, verb, "--scope", "tenant:t", "--out", out)
+			r := runWaiting(t, stdin, stdin.reading, verb, "--scope", "tenant:t", "--out", out)
 			assert.Equal(t, exitFailure, r.code, r.stderr)
 			assert.Contains(t, r.stderr, context.Canceled.Error())
 			assert.NoFileExists(t, out)
@@ -57,9 +62,8 @@ func TestInterruptWhileWaitingForInput(t *testing.T) {
 	}
 
 	t.Run("migrate spec from standard input", func(t *testing.T) {
-		pr, pw := io.Pipe()
-		t.Cleanup(func() { pw.Close() })
-		r := runWaiting(t, pr, "migrate", "verify", "--dsn", vars["PHICRYPT_KEYS_DSN"], "--spec", "-")
+		stdin := newIdleReader(t)
+		r := runWaiting(t, stdin, stdin.reading, "migrate", "verify", "--dsn", vars["PHICRYPT_KEYS_DSN"], "--spec", "-")
 		assert.Equal(t, exitFailure, r.code, r.stderr)
 		assert.Contains(t, r.stderr, context.Canceled.Error())
 	})
@@ -73,10 +77,34 @@ func TestInterruptWhileWaitingForInput(t *testing.T) {
 		require.NoError(t, err)
 		t.Cleanup(func() { w.Close() })
 		out := filepath.Join(dir, "fifo.ndjson")
-		r := runWaiting(t, bytes.NewReader(nil), "encrypt", "--scope", "tenant:t", "--in", fifo, "--out", out)
+		// No hook in a named pipe: the command waits for its first line
+		// long before this.
+		waiting := make(chan struct{})
+		time.AfterFunc(time.Second, func() { close(waiting) })
+		r := runWaiting(t, bytes.NewReader(nil), waiting, "encrypt", "--scope", "tenant:t", "--in", fifo, "--out", out)
 		assert.Equal(t, exitFailure, r.code, r.stderr)
 		assert.Contains(t, r.stderr, context.Canceled.Error())
 		assert.NoFileExists(t, out)
 		assertNoTempFiles(t, dir)
 	})
+}
+
+// idleReader is an input that never has anything to read, like a
+// terminal nobody types in: its first Read closes reading, then every
+// Read blocks until the test ends.
+type idleReader struct {
+	reading, end chan struct{}
+	once         sync.Once
+}
+
+func newIdleReader(t *testing.T) *idleReader {
+	r := &idleReader{reading: make(chan struct{}), end: make(chan struct{})}
+	t.Cleanup(func() { close(r.end) })
+	return r
+}
+
+func (r *idleReader) Read([]byte) (int, error) {
+	r.once.Do(func() { close(r.reading) })
+	<-r.end
+	return 0, io.EOF
 }
