@@ -200,7 +200,9 @@ func SafeHarborRuleNames() []string {
 //     goes into a YearExtensionURL extension when the patient is under 90
 //     (see SafeHarborRules). For patients of 90 or more, or whose age the
 //     document does not tell, dates that are only a year are encrypted
-//     too and no year is written;
+//     too and no year is written. A value that is not a FHIR date where
+//     FHIR has one ("birthDate": "03/12/1980", a period's "start":
+//     "1980-03-12 10:00", a number) is encrypted whole, with no year;
 //   - names: text, family, given, prefix and suffix of every HumanName
 //     (an object-valued name, contact.name, value[x] of type HumanName).
 //     A primitive where FHIR has a HumanName, ContactPoint, Identifier
@@ -371,6 +373,25 @@ func fhirDate(s string) (year, prec int, ok bool) {
 		return year, precDay, true
 	}
 	return 0, 0, false
+}
+
+// isDateKey reports whether member k is one that FHIR types as a date,
+// dateTime, instant or Period: birthDate, deceasedDateTime, recordedDate,
+// occurrenceDateTime, date, issued, start and end (of a Period), ... A
+// value there that is not a FHIR date ("03/12/1980", "1980-03-12 10:00",
+// a number) is a date all the same, whose year cannot be told: it is
+// encrypted whole.
+func isDateKey(k string) bool {
+	switch k {
+	case "date", "start", "end", "issued", "recorded", "authoredOn", "created", "lastUpdated", "lastModified", "timestamp", "period":
+		return true
+	}
+	for _, suffix := range [...]string{"Date", "DateTime", "Instant", "Period"} {
+		if strings.HasSuffix(k, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // harborWalk is the state of one Safe Harbor selection.
@@ -548,10 +569,18 @@ func (hw *harborWalk) value(obj, n int32, k string, h hint) {
 			hw.add(n)
 			return
 		}
-		if on(ruleDates) && t.nodes[n].kind == kindString {
+		if !on(ruleDates) {
+			return
+		}
+		switch t.nodes[n].kind {
+		case kindString:
 			hw.buf = t.text(hw.buf[:0], n)
-			if _, prec, ok := fhirDate(string(hw.buf)); ok && (prec > precYear || hw.withhold) {
+			if _, prec, ok := fhirDate(string(hw.buf)); ok && (prec > precYear || hw.withhold) || !ok && isDateKey(k) {
 				hw.add(n)
+			}
+		case kindNumber:
+			if isDateKey(k) {
+				hw.add(n) // 19800312
 			}
 		}
 	}

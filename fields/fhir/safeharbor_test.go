@@ -761,3 +761,45 @@ func TestSafeHarborOtherBirthDates(t *testing.T) {
 		assert.Equal(t, doc, string(back))
 	}
 }
+
+// TestSafeHarborMalformedDates: a value that is not a FHIR date, where
+// FHIR has a date, dateTime, instant or Period, is a date all the same:
+// it is encrypted whole (no year can be kept of it), and the document
+// round-trips.
+func TestSafeHarborMalformedDates(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	for _, c := range []struct{ doc, secret, path string }{
+		{`{"resourceType":"Patient","id":"p1","birthDate":"03/12/1980"}`, `03/12/1980`, "birthDate"},
+		{`{"resourceType":"Patient","id":"p1","birthDate":19800312}`, `19800312`, "birthDate"},
+		{`{"resourceType":"Patient","id":"p1","deceasedDateTime":"1980-03-12 10:00"}`, `1980-03-12 10:00`, "deceasedDateTime"},
+		{`{"resourceType":"Encounter","id":"e1","period":{"start":"1980-03-12 10:00:00","end":"12 March 1980"}}`, `1980-03-12 10:00:00`, "period.start"},
+		{`{"resourceType":"Encounter","id":"e1","period":{"end":"12 March 1980"}}`, `12 March 1980`, "period.end"},
+		{`{"resourceType":"Claim","id":"c1","billablePeriod":"March 1980"}`, `March 1980`, "billablePeriod"},
+		{`{"resourceType":"Condition","id":"c1","recordedDate":"1980-3-12"}`, `1980-3-12`, "recordedDate"},
+	} {
+		out, err := e.Encrypt(ctx, []byte(c.doc))
+		require.NoError(t, err, c.doc)
+		assert.NotContains(t, string(out), c.secret, c.doc)
+		assert.Contains(t, armoredPaths(t, out), c.path, c.doc)
+		back, err := e.Decrypt(ctx, out)
+		require.NoError(t, err, c.doc)
+		assert.Equal(t, c.doc, string(back))
+	}
+	// Decrypt refuses one swapped for plaintext, as it does a FHIR date.
+	out, err := e.Encrypt(ctx, []byte(`{"resourceType":"Patient","id":"p1","birthDate":"03/12/1980"}`))
+	require.NoError(t, err)
+	cp := parse(t, out).(obj)
+	cp["birthDate"] = "04/12/1980"
+	b, err := json.Marshal(cp)
+	require.NoError(t, err)
+	_, err = e.Decrypt(ctx, b)
+	require.ErrorIs(t, err, fhir.ErrNotEncrypted)
+
+	// Other strings that look like dates stay readable: only FHIR's date
+	// elements are dates by name.
+	doc := `{"resourceType":"Observation","id":"o1","status":"03/12/1980"}`
+	out, err = e.Encrypt(ctx, []byte(doc))
+	require.NoError(t, err)
+	assert.Empty(t, armoredPaths(t, out))
+}
