@@ -508,6 +508,11 @@ func (k *Keyring) suiteFor(id ID) envelope.Suite {
 
 // newVersion generates version v of id and wraps it with the KEK.
 func (k *Keyring) newVersion(ctx context.Context, id ID, v uint32) (*newVersion, error) {
+	if v == 1 {
+		if err := checkScopeText(id.Scope); err != nil {
+			return nil, err
+		}
+	}
 	raw := make([]byte, envelope.DEKSize)
 	defer clear(raw)
 	rand.Read(raw)

@@ -82,6 +82,27 @@ func TestEmptyScopeIsRefused(t *testing.T) {
 	assert.NoError(t, err, "Destroy(\"\") destroyed nothing")
 }
 
+// TestControlCharacterScopeIsRefused: no key set is created for a scope
+// with a control or bidirectional formatting character, or invalid UTF-8,
+// which would break or spoof the lines of keys status and the audit log.
+func TestControlCharacterScopeIsRefused(t *testing.T) {
+	ctx := context.Background()
+	kr := newKeyring(t, keys.Config{})
+	entries := entryPoints(kr)
+	for _, scope := range []string{"tenant:x\ny", "tenant:x\x00", "tenant:\x1b[2Jx", "tenant:x\u0085", "tenant:\u202ex", "tenant:\xffx"} {
+		for _, name := range []string{"EncryptionKey", "Deterministic.EncryptionKey", "IndexKey"} {
+			assert.ErrorIs(t, entries[name](ctx, scope), keys.ErrInvalidID, "%s(%q)", name, scope)
+		}
+		_, err := kr.Rotate(ctx, keys.DataKey(scope))
+		assert.ErrorIs(t, err, keys.ErrInvalidID, "Rotate(%q)", scope)
+	}
+	all, err := kr.Status(ctx, "")
+	require.NoError(t, err)
+	assert.Empty(t, all, "no key set was created")
+	_, err = kr.EncryptionKey(ctx, "tenant:zürich/patient/ß")
+	assert.NoError(t, err, "printable Unicode is a scope")
+}
+
 // TestReservedScopeIsRefused checks that callers can create, use, rotate,
 // retire or destroy no key under ReservedScopePrefix.
 func TestReservedScopeIsRefused(t *testing.T) {
@@ -125,12 +146,13 @@ func TestKeySetNamesAreChecked(t *testing.T) {
 }
 
 // TestIndexKeyCacheKeyIsUnambiguous: a NUL in a column must not make the
-// cached key of (scope, table, column) another scope's.
+// cached key of (scope, table, column) another scope's; a scope with a
+// NUL gets no key set either (TestControlCharacterScopeIsRefused).
 func TestIndexKeyCacheKeyIsUnambiguous(t *testing.T) {
 	ctx := context.Background()
 	kr := newKeyring(t, keys.Config{})
 	_, err := kr.IndexKey(ctx, "s\x00t", "p", "c")
-	require.NoError(t, err)
+	require.ErrorIs(t, err, keys.ErrInvalidID)
 	_, err = kr.IndexKey(ctx, "t", "p", "c\x00s")
 	assert.ErrorIs(t, err, keys.ErrInvalidID)
 	_, err = kr.IndexKeys(ctx, "t", "p", "c\x00s")

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/phicrypt/phicrypt/envelope"
 	"github.com/phicrypt/phicrypt/kms"
@@ -70,6 +72,25 @@ func checkScope(scope string) error {
 	}
 	if strings.HasPrefix(scope, ReservedScopePrefix) {
 		return ErrReservedScope
+	}
+	return nil
+}
+
+// checkScopeText refuses, with ErrInvalidID, a scope that is not valid
+// UTF-8 or that holds a control character or a bidirectional formatting
+// character: such a scope, mistyped or hostile, would break or spoof the
+// lines of keys status, the audit log and the operator's terminal
+// ("tenant:x\ny", U+202E). It is checked where a key set is created, so
+// that no key set gets such a scope; lookups need no check, since a
+// scope without keys finds none.
+func checkScopeText(scope string) error {
+	if !utf8.ValidString(scope) {
+		return fmt.Errorf("%w: the scope is not valid UTF-8", ErrInvalidID)
+	}
+	for _, r := range scope {
+		if unicode.IsControl(r) || unicode.Is(unicode.Bidi_Control, r) {
+			return fmt.Errorf("%w: the scope holds the control character %U", ErrInvalidID, r)
+		}
 	}
 	return nil
 }
