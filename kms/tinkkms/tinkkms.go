@@ -212,6 +212,12 @@ func (k *KEK) Unwrap(ctx context.Context, wk kms.WrappedKey, aad []byte) ([]byte
 	if err != nil {
 		return nil, kms.NewError(ctx, "unwrap", k.id, kindOf(err, kms.ErrUnwrapFailed), cause(err))
 	}
+	if len(dek) < kms.MinDataKeySize || len(dek) > kms.MaxDataKeySize {
+		// Not a data key this package wrapped, as the other backends
+		// check: the caller must not take it for one.
+		clear(dek)
+		return nil, kms.NewError(ctx, "unwrap", k.id, kms.ErrUnwrapFailed, errors.New("tinkkms: decrypted value is not a data key"))
+	}
 	return dek, nil
 }
 

@@ -191,6 +191,24 @@ func TestErrorMapping(t *testing.T) {
 	}
 }
 
+// TestUnwrapChecksTheDataKeySize: a ciphertext that decrypts to
+// something no Wrap wraps (shorter than MinDataKeySize, longer than
+// MaxDataKeySize) is refused, as every other backend refuses it.
+func TestUnwrapChecksTheDataKeySize(t *testing.T) {
+	ctx := context.Background()
+	k, err := tinkkms.New(&scriptedAEAD{}, "tink:scripted")
+	require.NoError(t, err)
+	for _, n := range []int{1, kms.MinDataKeySize - 1, kms.MaxDataKeySize + 1} {
+		wk := kms.WrappedKey{KeyID: "tink:scripted", Ciphertext: append([]byte("ct:"), make([]byte, n)...)}
+		dek, err := k.Unwrap(ctx, wk, nil)
+		assert.ErrorIs(t, err, kms.ErrUnwrapFailed, "%d bytes", n)
+		assert.Nil(t, dek)
+	}
+	dek, err := k.Unwrap(ctx, kms.WrappedKey{KeyID: "tink:scripted", Ciphertext: append([]byte("ct:"), make([]byte, 32)...)}, nil)
+	require.NoError(t, err)
+	assert.Len(t, dek, 32)
+}
+
 func TestContextCheckedAfterCall(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
