@@ -128,7 +128,18 @@ func openDB(dsn string, create bool) (*sql.DB, keys.Dialect, error) {
 		if query == "" {
 			path += "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)"
 		}
-		if !create {
+		if create {
+			// A new database is readable by its owner only, as the KEK
+			// file is: it holds wrapped keys and the audit log (whose
+			// scopes name patients), or ciphertexts. SQLite gives its
+			// write-ahead log and shared-memory files the database's
+			// permissions. An empty file is an empty database.
+			if f, err := os.OpenFile(file, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+				f.Close()
+			} else if !errors.Is(err, os.ErrExist) {
+				return nil, 0, err
+			}
+		} else {
 			if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
 				return nil, 0, &noDatabaseError{file}
 			} else if err != nil {
