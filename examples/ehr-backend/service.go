@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode"
 
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
@@ -119,8 +120,12 @@ func (s *Service) handle(h func(r *http.Request) (int, any, error)) http.Handler
 		if body != nil {
 			json.NewEncoder(w).Encode(body)
 		}
+		user := r.Header.Get("X-User")
+		if checkHeader("X-User", user) != nil {
+			user = "(invalid)"
+		}
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("route", r.Pattern),
-			slog.String("user", r.Header.Get("X-User")), slog.Int("status", status), slog.Duration("duration", time.Since(start)))
+			slog.String("user", user), slog.Int("status", status), slog.Duration("duration", time.Since(start)))
 	}
 }
 
@@ -128,6 +133,9 @@ func (s *Service) serve(r *http.Request, h func(r *http.Request) (int, any, erro
 	user := r.Header.Get("X-User")
 	if user == "" {
 		return 0, nil, errUnauthenticated
+	}
+	if err := checkHeader("X-User", user); err != nil {
+		return 0, nil, err
 	}
 	tenant := r.Header.Get("X-Tenant")
 	if tenant == "" {
@@ -140,10 +148,32 @@ func (s *Service) serve(r *http.Request, h func(r *http.Request) (int, any, erro
 	if purpose == "" {
 		purpose = "treatment"
 	}
+	if err := checkHeader("X-Purpose", purpose); err != nil {
+		return 0, nil, err
+	}
 	ctx := keys.WithPurpose(keys.WithPrincipal(r.Context(), user), purpose)
 	ctx = context.WithValue(ctx, tenantKey{}, tenant)
 	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
 	return h(r.WithContext(ctx))
+}
+
+// maxHeader bounds X-User and X-Purpose, which every audit event and log
+// line of the request carries.
+const maxHeader = 256
+
+// checkHeader refuses a value of header h longer than maxHeader bytes or
+// with a control character: it would be copied into every audit event
+// and log line of the request (up to Go's 1 MB header limit).
+func checkHeader(h, v string) error {
+	if len(v) > maxHeader {
+		return &ValidationError{h, fmt.Sprintf("at most %d bytes", maxHeader)}
+	}
+	for _, r := range v {
+		if unicode.IsControl(r) {
+			return &ValidationError{h, "no control characters"}
+		}
+	}
+	return nil
 }
 
 // errorBody is the JSON of an error response.
