@@ -240,6 +240,14 @@ func SafeHarborRuleNames() []string {
 //   - network: AuditEvent.agent.network (IP addresses and host names),
 //     whole.
 //
+// A primitive's extensions (FHIR JSON's _name member) travel with it:
+// where a rule selects an element by its name and place (family, given,
+// line, postalCode, a ContactPoint's or Identifier's value, display, a
+// date element), its _name member is encrypted whole, or item by item
+// for an array (_given), even when the value is absent or has fewer
+// items: an extension there (humanname-own-name, rendered-value) may
+// spell the identifier.
+//
 // On top of the rules, its paths encrypt Device.url, Coverage.class.value
 // and .name, and Coverage.dependent.
 //
@@ -495,6 +503,20 @@ func (hw *harborWalk) entries(m int32) {
 // its name.
 func (hw *harborWalk) member(obj, m int32, k string, h hint) {
 	t := &hw.w.t
+	if hw.ownExtensions(k, h, obj) {
+		// The extensions of a primitive the rules select (_family,
+		// _given, _value, _birthDate), selected even without the value
+		// or beyond its items: FHIR allows both, and an extension
+		// (humanname-own-name, rendered-value) may spell the identifier.
+		if t.nodes[m].kind == kindArray {
+			for e := t.nodes[m].first; e != none; e = t.nodes[e].next {
+				hw.add(e)
+			}
+			return
+		}
+		hw.add(m)
+		return
+	}
 	if t.nodes[m].kind == kindArray {
 		if hw.whole(k, h) {
 			for e := t.nodes[m].first; e != none; e = t.nodes[e].next {
@@ -512,6 +534,17 @@ func (hw *harborWalk) member(obj, m int32, k string, h hint) {
 		return
 	}
 	hw.value(obj, m, k, h)
+}
+
+// ownExtensions reports whether member k of object obj, of hint h, is
+// the _name member that holds the extensions of a primitive name that
+// the rules select by its name and place, or of a date element.
+func (hw *harborWalk) ownExtensions(k string, h hint, obj int32) bool {
+	name, ok := strings.CutPrefix(k, "_")
+	if !ok || name == "" {
+		return false
+	}
+	return hw.leaf(obj, name, h) || hw.whole(name, h) || hw.h.on(ruleDates) && isDateKey(name)
 }
 
 // whole reports whether member k of an object of hint h is encrypted
@@ -551,21 +584,7 @@ func (hw *harborWalk) value(obj, n int32, k string, h hint) {
 			hw.value(obj, e, k, h)
 		}
 	default:
-		switch {
-		case h == hintHumanName && on(ruleNames) && (k == "text" || k == "family" || k == "given" || k == "prefix" || k == "suffix"),
-			h == hintAddress && on(ruleAddresses) && (k == "text" || k == "line" || k == "city" || k == "district" || k == "postalCode"),
-			h == hintContactPoint && on(ruleTelecom) && k == "value",
-			h == hintIdentifier && on(ruleIdentifiers) && k == "value",
-			h == hintAttachment && on(ruleAttachments) && (k == "url" || k == "title" || k == "hash"),
-			on(ruleAttachments) && k == "data",
-			on(ruleNarrative) && k == "div",
-			on(ruleAddresses) && isAddressKey(k), // an electronic address
-			on(ruleIdentifiers) && isIdentifierString(k),
-			on(ruleReferences) && k == "display" && t.member(obj, "code") == none && t.member(obj, "system") == none,
-			on(ruleFreeText) && isFreeText(k),
-			on(ruleFreeText) && k == "text" && t.member(obj, "coding") == none && h != hintIdentifierType,
-			on(ruleIdentifiers) && h == hintIdentifierType && k == "text",
-			hw.heldWhole(obj, k):
+		if hw.leaf(obj, k, h) {
 			hw.add(n)
 			return
 		}
@@ -584,6 +603,27 @@ func (hw *harborWalk) value(obj, n int32, k string, h hint) {
 			}
 		}
 	}
+}
+
+// leaf reports whether a primitive in member k of object obj, of hint h,
+// is one that the rules select by its name and place (dates aside).
+func (hw *harborWalk) leaf(obj int32, k string, h hint) bool {
+	t := &hw.w.t
+	on := hw.h.on
+	return h == hintHumanName && on(ruleNames) && (k == "text" || k == "family" || k == "given" || k == "prefix" || k == "suffix") ||
+		h == hintAddress && on(ruleAddresses) && (k == "text" || k == "line" || k == "city" || k == "district" || k == "postalCode") ||
+		h == hintContactPoint && on(ruleTelecom) && k == "value" ||
+		h == hintIdentifier && on(ruleIdentifiers) && k == "value" ||
+		h == hintAttachment && on(ruleAttachments) && (k == "url" || k == "title" || k == "hash") ||
+		on(ruleAttachments) && k == "data" ||
+		on(ruleNarrative) && k == "div" ||
+		on(ruleAddresses) && isAddressKey(k) || // an electronic address
+		on(ruleIdentifiers) && isIdentifierString(k) ||
+		on(ruleReferences) && k == "display" && t.member(obj, "code") == none && t.member(obj, "system") == none ||
+		on(ruleFreeText) && isFreeText(k) ||
+		on(ruleFreeText) && k == "text" && t.member(obj, "coding") == none && h != hintIdentifierType ||
+		on(ruleIdentifiers) && h == hintIdentifierType && k == "text" ||
+		hw.heldWhole(obj, k)
 }
 
 // heldWhole reports whether a primitive (or an item of an array of them)

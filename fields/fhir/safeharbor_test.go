@@ -803,3 +803,41 @@ func TestSafeHarborMalformedDates(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, armoredPaths(t, out))
 }
+
+// TestSafeHarborExtensionsWithoutValue: FHIR lets a primitive's
+// extensions (_family, _line, _value) stand without the value, or with
+// more items than values (_given). Where the rules select the value, they
+// select its extensions too, whatever the extension's value type: a
+// humanname-own-name or rendered-value extension spells the identifier.
+func TestSafeHarborExtensionsWithoutValue(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	ext := func(s string) string { return `{"extension":[{"url":"http://example.org/x","valueCode":"` + s + `"}]}` }
+	for _, c := range []struct{ doc, path string }{
+		{`{"resourceType":"Patient","id":"p1","name":[{"_family":` + ext("SECRET") + `}]}`, "name[0]._family"},
+		{`{"resourceType":"Patient","id":"p1","name":[{"given":["Ada"],"_given":[null,` + ext("SECRET") + `]}]}`, "name[0]._given[1]"},
+		{`{"resourceType":"Patient","id":"p1","address":[{"_line":[` + ext("SECRET") + `],"_postalCode":` + ext("SECRET") + `}]}`, "address[0]._line[0]"},
+		{`{"resourceType":"Patient","id":"p1","telecom":[{"system":"phone","_value":` + ext("SECRET") + `}]}`, "telecom[0]._value"},
+		{`{"resourceType":"Patient","id":"p1","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","_value":` + ext("SECRET") + `}]}`, "identifier[0]._value"},
+		{`{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient/p1","_display":` + ext("SECRET") + `}}`, "subject._display"},
+		{`{"resourceType":"Patient","id":"p1","_birthDate":{"extension":[{"url":"http://example.org/x","valueCode":"SECRET"}]}}`, "_birthDate"},
+	} {
+		out, err := e.Encrypt(ctx, []byte(c.doc))
+		require.NoError(t, err, c.doc)
+		assert.NotContains(t, string(out), "SECRET", c.doc)
+		assert.Contains(t, armoredPaths(t, out), c.path, c.doc)
+		back, err := e.Decrypt(ctx, out)
+		require.NoError(t, err, c.doc)
+		assert.Equal(t, c.doc, string(back))
+	}
+	// Decrypt refuses one put back in plaintext.
+	doc := `{"resourceType":"Patient","id":"p1","telecom":[{"system":"phone","_value":` + ext("SECRET") + `}]}`
+	out, err := e.Encrypt(ctx, []byte(doc))
+	require.NoError(t, err)
+	cp := parse(t, out).(obj)
+	cp["telecom"].([]any)[0].(obj)["_value"] = parse(t, []byte(ext("OTHER")))
+	b, err := json.Marshal(cp)
+	require.NoError(t, err)
+	_, err = e.Decrypt(ctx, b)
+	require.ErrorIs(t, err, fhir.ErrNotEncrypted)
+}
