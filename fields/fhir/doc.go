@@ -219,7 +219,11 @@
 //     system's ids out of the released data, and do not release the ids
 //     of a source system (Synthea's and bulk exports' are random UUIDs,
 //     but a production FHIR server's may not be). Conditional references
-//     ("Organization?identifier=...|NPI") name providers, not the patient.
+//     of provider types ("Organization?identifier=...|NPI") name
+//     providers, not the patient, and stay; those of other types
+//     ("Patient?identifier=...|<SSN>"), Bundle request urls and
+//     ifNoneExist with a query, and Bundle links with one are
+//     encrypted, since their search parameters name the patient.
 //   - The codes and quasi-identifiers analyses need: gender, race and
 //     ethnicity codes, marital status, language, the state and country of
 //     addresses, the years of patients under 90, diagnoses, values and

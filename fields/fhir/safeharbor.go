@@ -218,7 +218,12 @@ func SafeHarborRuleNames() []string {
 //   - identifiers: the value and type.text of every Identifier
 //     (identifier, and members whose name ends in Identifier), and the
 //     identifying strings subscriberId, serialNumber, lotNumber, uid,
-//     preAuthRef, businessArrangement, and udiCarrier whole;
+//     preAuthRef, businessArrangement, and udiCarrier whole; and search
+//     parameters, which name the patient: a reference or url with a query
+//     (a conditional reference "Patient?identifier=...|<SSN>", a Bundle
+//     request's url, a Bundle link) and a request's ifNoneExist, whole,
+//     but those of provider types (Organization, Practitioner,
+//     PractitionerRole, Location, HealthcareService, Endpoint);
 //   - reference-displays: the display of every reference (an object with a
 //     display but neither a code nor a system, which keeps
 //     Coding.display readable): the patient's, a relative's or an
@@ -584,7 +589,7 @@ func (hw *harborWalk) value(obj, n int32, k string, h hint) {
 			hw.value(obj, e, k, h)
 		}
 	default:
-		if hw.leaf(obj, k, h) {
+		if hw.leaf(obj, k, h) || hw.h.on(ruleIdentifiers) && hw.isQuery(obj, n, k) {
 			hw.add(n)
 			return
 		}
@@ -624,6 +629,45 @@ func (hw *harborWalk) leaf(obj int32, k string, h hint) bool {
 		on(ruleFreeText) && k == "text" && t.member(obj, "coding") == none && h != hintIdentifierType ||
 		on(ruleIdentifiers) && h == hintIdentifierType && k == "text" ||
 		hw.heldWhole(obj, k)
+}
+
+// isQuery reports whether string n, member k of object obj, holds search
+// parameters, which may name the patient ("Patient?identifier=...|<SSN>",
+// "birthdate=1980-03-12"): a reference or url with a query (a
+// conditional reference, a Bundle request's url, a Bundle link), or a
+// Bundle request's ifNoneExist. The queries of provider types
+// (isProviderType) stay, as the residual the package documentation
+// describes.
+func (hw *harborWalk) isQuery(obj, n int32, k string) bool {
+	t := &hw.w.t
+	if t.nodes[n].kind != kindString || k != "reference" && k != "url" && k != "ifNoneExist" {
+		return false
+	}
+	hw.buf = t.text(hw.buf[:0], n)
+	s := string(hw.buf)
+	if k == "ifNoneExist" {
+		// The query of a conditional create, of the type of the request's url.
+		s = "?" + s
+		if u := t.member(obj, "url"); u != none && t.nodes[u].kind == kindString {
+			s = string(t.text(nil, u)) + s
+		}
+	}
+	path, _, ok := strings.Cut(s, "?")
+	if !ok {
+		return false
+	}
+	return !isProviderType(path[strings.LastIndexByte(path, '/')+1:])
+}
+
+// isProviderType reports whether resources of type typ describe
+// providers, whose conditional references ("Organization?identifier=...")
+// name no patient.
+func isProviderType(typ string) bool {
+	switch typ {
+	case "Organization", "Practitioner", "PractitionerRole", "Location", "HealthcareService", "Endpoint":
+		return true
+	}
+	return false
 }
 
 // heldWhole reports whether a primitive (or an item of an array of them)

@@ -841,3 +841,48 @@ func TestSafeHarborExtensionsWithoutValue(t *testing.T) {
 	_, err = e.Decrypt(ctx, b)
 	require.ErrorIs(t, err, fhir.ErrNotEncrypted)
 }
+
+// TestSafeHarborSearchQueries: a conditional reference, a Bundle
+// request's url and ifNoneExist, and a Bundle link hold search
+// parameters, which name the patient by identifier, name or birth date:
+// they are encrypted. Those of provider types (Organization, Practitioner,
+// Location) stay, as the package documentation says.
+func TestSafeHarborSearchQueries(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	const ssn = "999-12-3456"
+	for _, c := range []struct{ doc, path string }{
+		{`{"resourceType":"Observation","id":"o1","subject":{"reference":"Patient?identifier=http://hl7.org/fhir/sid/us-ssn|` + ssn + `"}}`, "subject.reference"},
+		{`{"resourceType":"Bundle","id":"b","type":"transaction","entry":[{"fullUrl":"urn:uuid:p1","resource":{"resourceType":"Patient","id":"p1","gender":"female"},` +
+			`"request":{"method":"POST","url":"Patient","ifNoneExist":"identifier=http://hl7.org/fhir/sid/us-ssn|` + ssn + `"}}]}`, "entry[0].request.ifNoneExist"},
+		{`{"resourceType":"Bundle","id":"b","type":"transaction","entry":[{"resource":{"resourceType":"Patient","id":"p1","gender":"female"},` +
+			`"request":{"method":"PUT","url":"Patient?identifier=http://hl7.org/fhir/sid/us-ssn|` + ssn + `"}}]}`, "entry[0].request.url"},
+		{`{"resourceType":"Bundle","id":"b","type":"searchset","link":[{"relation":"self","url":"https://fhir.example.org/r4/Patient?identifier=` + ssn + `"}]}`, "link[0].url"},
+	} {
+		out, err := e.Encrypt(ctx, []byte(c.doc))
+		require.NoError(t, err, c.doc)
+		assert.NotContains(t, string(out), ssn, c.doc)
+		assert.Contains(t, armoredPaths(t, out), c.path, c.doc)
+		back, err := e.Decrypt(ctx, out)
+		require.NoError(t, err, c.doc)
+		assert.Equal(t, c.doc, string(back))
+
+		// Decrypt refuses the query put back in plaintext.
+		i := strings.Index(string(out), `"phicrypt:`)
+		require.Positive(t, i, c.doc)
+		j := i + 1 + strings.IndexByte(string(out[i+1:]), '"')
+		forged := string(out[:i]) + `"Patient?identifier=123"` + string(out[j+1:])
+		_, err = e.Decrypt(ctx, []byte(forged))
+		require.ErrorIs(t, err, fhir.ErrNotEncrypted, c.doc)
+	}
+	// Providers' conditional references stay readable.
+	for _, doc := range []string{
+		`{"resourceType":"Encounter","id":"e1","participant":[{"individual":{"reference":"Practitioner?identifier=http://hl7.org/fhir/sid/us-npi|9999919069"}}],` +
+			`"serviceProvider":{"reference":"Organization?identifier=https://github.com/synthetichealth/synthea|19576db2"},"location":[{"location":{"reference":"Location?identifier=x|y"}}]}`,
+		`{"resourceType":"Bundle","id":"b","type":"transaction","entry":[{"resource":{"resourceType":"Organization","id":"o1","active":true},"request":{"method":"POST","url":"Organization","ifNoneExist":"identifier=x|y"}}]}`,
+	} {
+		out, err := e.Encrypt(ctx, []byte(doc))
+		require.NoError(t, err, doc)
+		assert.Empty(t, armoredPaths(t, out), doc)
+	}
+}
