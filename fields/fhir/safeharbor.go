@@ -215,6 +215,10 @@ func SafeHarborRuleNames() []string {
 //     string-valued address elements (an electronic address). State,
 //     country, use and type stay readable: Safe Harbor allows the state;
 //   - telecom: the value of every ContactPoint (phone, fax, email, URL);
+//   - the value[x] of every extension of a HumanName, Address (but the
+//     geolocation extension, which has its own rule), ContactPoint or
+//     Identifier, whole, whatever its type: HL7's iso21090-TEL-address
+//     writes the phone number as a valueUrl;
 //   - identifiers: the value and type.text of every Identifier
 //     (identifier, and members whose name ends in Identifier), and the
 //     identifying strings subscriberId, serialNumber, lotNumber, uid,
@@ -431,6 +435,7 @@ const (
 	hintGeolocation
 	hintGeoPart
 	hintIdentifierType // the type of an Identifier, whose text names the kind of number
+	hintDatatypeExt    // an extension of a HumanName, Address, ContactPoint or Identifier
 )
 
 // selectHarbor appends to w.sel the nodes the Safe Harbor rules select in
@@ -569,6 +574,8 @@ func (hw *harborWalk) whole(k string, h hint) bool {
 		return true
 	case h == hintGeoPart && on(ruleAddresses) && strings.HasPrefix(k, "value"):
 		return true
+	case h == hintDatatypeExt && strings.HasPrefix(k, "value"):
+		return true // iso21090-TEL-address: the phone number as a valueUrl
 	}
 	return false
 }
@@ -730,6 +737,8 @@ func (hw *harborWalk) hintOf(n int32, k string, parent hint) hint {
 		return hintGeoPart
 	case k == "extension" && t.textIs(t.member(n, "url"), urlGeolocation):
 		return hintGeolocation
+	case k == "extension" && (parent == hintHumanName || parent == hintAddress || parent == hintContactPoint || parent == hintIdentifier || parent == hintDatatypeExt):
+		return hintDatatypeExt
 	case k == "name" || strings.HasSuffix(k, "HumanName"):
 		return hintHumanName
 	case isAddressKey(k):

@@ -886,3 +886,30 @@ func TestSafeHarborSearchQueries(t *testing.T) {
 		assert.Empty(t, armoredPaths(t, out), doc)
 	}
 }
+
+// TestSafeHarborDatatypeExtensions: an extension on a HumanName, Address,
+// ContactPoint or Identifier may carry the identifier in any value[x]
+// type (HL7's iso21090-TEL-address puts the phone number in a valueUrl):
+// its values are encrypted whole. The geolocation extension keeps its
+// own rule.
+func TestSafeHarborDatatypeExtensions(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	for _, c := range []struct{ doc, path string }{
+		{`{"resourceType":"Patient","id":"p1","telecom":[{"system":"phone","extension":[{"url":"http://hl7.org/fhir/StructureDefinition/iso21090-TEL-address","valueUrl":"tel:+1-978-555-0142"}]}]}`, "telecom[0].extension[0].valueUrl"},
+		{`{"resourceType":"Patient","id":"p1","identifier":[{"system":"http://hl7.org/fhir/sid/us-ssn","extension":[{"url":"http://example.org/x","extension":[{"url":"y","valueCode":"555-0142"}]}]}]}`, "identifier[0].extension[0].extension[0].valueCode"},
+		{`{"resourceType":"Patient","id":"p1","name":[{"extension":[{"url":"http://example.org/x","valueCode":"555-0142"}]}]}`, "name[0].extension[0].valueCode"},
+		{`{"resourceType":"Patient","id":"p1","address":[{"extension":[{"url":"http://example.org/x","valueUri":"geo:42.5,-70.8;555-0142"}]}]}`, "address[0].extension[0].valueUri"},
+	} {
+		out, err := e.Encrypt(ctx, []byte(c.doc))
+		require.NoError(t, err, c.doc)
+		assert.NotContains(t, string(out), "555-0142", c.doc)
+		assert.Equal(t, []string{c.path}, armoredPaths(t, out), c.doc)
+		back, err := e.Decrypt(ctx, out)
+		require.NoError(t, err, c.doc)
+		assert.Equal(t, c.doc, string(back))
+		cp := strings.Replace(c.doc, "555-0142", "555-0143", 1) // a plaintext swapped in
+		_, err = e.Decrypt(ctx, []byte(cp))
+		require.ErrorIs(t, err, fhir.ErrNotEncrypted, c.doc)
+	}
+}
