@@ -204,7 +204,8 @@ func SafeHarborRuleNames() []string {
 //     FHIR has one ("birthDate": "03/12/1980", a period's "start":
 //     "1980-03-12 10:00", a number) is encrypted whole, with no year;
 //   - names: text, family, given, prefix and suffix of every HumanName
-//     (an object-valued name, contact.name, value[x] of type HumanName).
+//     (an object-valued name, contact.name, value[x] of type HumanName),
+//     and the relative's name FamilyMemberHistory.name, a string.
 //     A primitive where FHIR has a HumanName, ContactPoint, Identifier
 //     or Attachment ("name": "..." in a Patient, RelatedPerson,
 //     Practitioner, Person or contact; "telecom": ["..."]) is encrypted
@@ -716,11 +717,12 @@ func (w *work) memberKeyIs(n int32, k string) bool {
 	return t.nodes[m].parent != none && t.nodes[t.nodes[m].parent].kind == kindObject && t.keyIs(m, k)
 }
 
-// humanNamed reports whether resources of type typ have a name of type
-// HumanName.
+// humanNamed reports whether the name of resources of type typ is a
+// person's: a HumanName, or the string FamilyMemberHistory.name (the
+// relative's name).
 func humanNamed(typ string) bool {
 	switch typ {
-	case "Patient", "RelatedPerson", "Practitioner", "Person":
+	case "Patient", "RelatedPerson", "Practitioner", "Person", "FamilyMemberHistory":
 		return true
 	}
 	return false

@@ -913,3 +913,22 @@ func TestSafeHarborDatatypeExtensions(t *testing.T) {
 		require.ErrorIs(t, err, fhir.ErrNotEncrypted, c.doc)
 	}
 }
+
+// TestSafeHarborRelativeName: FamilyMemberHistory.name is a string that
+// holds the relative's name ("Aunt Margaret Quist"), one of the names
+// Safe Harbor removes: it is encrypted, and refused in plaintext.
+func TestSafeHarborRelativeName(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	doc := `{"resourceType":"FamilyMemberHistory","id":"f1","status":"completed","patient":{"reference":"Patient/p1"},` +
+		`"name":"Margaret Vandermolen","relationship":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-RoleCode","code":"AUNT"}]}}`
+	out, err := e.Encrypt(ctx, []byte(doc))
+	require.NoError(t, err)
+	assert.NotContains(t, string(out), "Vandermolen")
+	assert.Equal(t, []string{"name"}, armoredPaths(t, out))
+	back, err := e.Decrypt(ctx, out)
+	require.NoError(t, err)
+	assert.Equal(t, doc, string(back))
+	_, err = e.Decrypt(ctx, []byte(strings.Replace(doc, "Margaret", "Marga", 1)))
+	require.ErrorIs(t, err, fhir.ErrNotEncrypted)
+}
