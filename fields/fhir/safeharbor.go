@@ -250,6 +250,10 @@ func SafeHarborRuleNames() []string {
 //   - network: AuditEvent.agent.network (IP addresses and host names),
 //     whole.
 //
+// In an AuditEvent, whose agent or entity may be the patient, the names
+// of agents and entities (names), agent.altId and entity.query (the
+// search parameters, in base64) (identifiers) are encrypted too.
+//
 // A primitive's extensions (FHIR JSON's _name member) travel with it:
 // where a rule selects an element by its name and place (family, given,
 // line, postalCode, a ContactPoint's or Identifier's value, display, a
@@ -690,7 +694,12 @@ func (hw *harborWalk) heldWhole(obj int32, k string) bool {
 	on := hw.h.on
 	switch {
 	case k == "name":
-		return on(ruleNames) && (obj == hw.top && humanNamed(hw.typ) || hw.w.memberKeyIs(obj, "contact"))
+		return on(ruleNames) && (obj == hw.top && humanNamed(hw.typ) || hw.w.memberKeyIs(obj, "contact") ||
+			hw.typ == "AuditEvent" && (hw.w.memberKeyIs(obj, "agent") || hw.w.memberKeyIs(obj, "entity")))
+	case k == "altId" || k == "query":
+		// AuditEvent.agent.altId (the user's identity) and entity.query
+		// (the search parameters, in base64).
+		return on(ruleIdentifiers) && hw.typ == "AuditEvent"
 	case strings.HasSuffix(k, "HumanName"):
 		return on(ruleNames)
 	case k == "telecom" || strings.HasSuffix(k, "ContactPoint"):

@@ -932,3 +932,32 @@ func TestSafeHarborRelativeName(t *testing.T) {
 	_, err = e.Decrypt(ctx, []byte(strings.Replace(doc, "Margaret", "Marga", 1)))
 	require.ErrorIs(t, err, fhir.ErrNotEncrypted)
 }
+
+// TestSafeHarborAuditEvent: an AuditEvent of a patient's access names
+// the patient as its agent (agent.name, agent.altId) and as its entity
+// (entity.name), and entity.query holds the search that found them
+// (base64 of "identifier=...|<SSN>"): all are encrypted, and refused in
+// plaintext.
+func TestSafeHarborAuditEvent(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	doc := `{"resourceType":"AuditEvent","id":"a1","type":{"system":"http://dicom.nema.org/resources/ontology/DCM","code":"110112"},` +
+		`"agent":[{"who":{"reference":"Patient/p1"},"name":"Ada Quist","altId":"ada.quist@portal","requestor":true}],` +
+		`"source":{"observer":{"reference":"Device/d1"}},` +
+		`"entity":[{"what":{"reference":"Patient/p1"},"name":"Ada Quist","query":"aWRlbnRpZmllcj05OTktMTItMzQ1Ng=="}]}`
+	out, err := e.Encrypt(ctx, []byte(doc))
+	require.NoError(t, err)
+	for _, s := range []string{"Ada Quist", "ada.quist", "aWRlbnRpZmllcj05OTktMTItMzQ1Ng"} {
+		assert.NotContains(t, string(out), s)
+	}
+	assert.ElementsMatch(t, []string{"agent[0].name", "agent[0].altId", "entity[0].name", "entity[0].query"}, armoredPaths(t, out))
+	back, err := e.Decrypt(ctx, out)
+	require.NoError(t, err)
+	assert.Equal(t, doc, string(back))
+	cp := parse(t, out).(obj)
+	cp["agent"].([]any)[0].(obj)["name"] = "Someone Else"
+	b, err := json.Marshal(cp)
+	require.NoError(t, err)
+	_, err = e.Decrypt(ctx, b)
+	require.ErrorIs(t, err, fhir.ErrNotEncrypted)
+}
