@@ -240,7 +240,9 @@ func SafeHarborRuleNames() []string {
 //     Media.content, valueAttachment);
 //   - narrative: every div (text.div repeats names, addresses, MRNs);
 //   - free-text: notes and comments (note, the Annotation, whole;
-//     comment, description, patientInstruction), every string-typed choice
+//     comment, description, patientInstruction, DiagnosticReport.conclusion,
+//     ClinicalImpression.summary, the disposition of claim responses,
+//     OperationOutcome.issue.diagnostics), every string-typed choice
 //     element (valueString, abatementString, contentString, valueMarkdown:
 //     the mother's maiden name, survey answers such as an address), and
 //     the text of every object that has no coding (Dosage.text,
@@ -784,7 +786,7 @@ func isIdentifierString(k string) bool {
 // isFreeText reports whether member k holds free text.
 func isFreeText(k string) bool {
 	switch k {
-	case "comment", "description", "patientInstruction":
+	case "comment", "description", "patientInstruction", "conclusion", "summary", "disposition", "diagnostics":
 		return true
 	}
 	return isChoiceOf(k, "String") || isChoiceOf(k, "Markdown")

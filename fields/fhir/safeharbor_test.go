@@ -961,3 +961,30 @@ func TestSafeHarborAuditEvent(t *testing.T) {
 	_, err = e.Decrypt(ctx, b)
 	require.ErrorIs(t, err, fhir.ErrNotEncrypted)
 }
+
+// TestSafeHarborMoreFreeText: the string elements that FHIR fills with
+// free text (a report's conclusion, an assessment's summary, a claim's
+// disposition, an OperationOutcome's diagnostics, which servers fill
+// with the values they refused) are encrypted, as comment and
+// description are.
+func TestSafeHarborMoreFreeText(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	for _, c := range []struct{ doc, path string }{
+		{`{"resourceType":"DiagnosticReport","id":"d1","status":"final","conclusion":"Ada Quist: no acute findings"}`, "conclusion"},
+		{`{"resourceType":"ClinicalImpression","id":"c1","status":"completed","summary":"Ada Quist, widow, lives alone"}`, "summary"},
+		{`{"resourceType":"ExplanationOfBenefit","id":"x1","disposition":"Paid to Ada Quist"}`, "disposition"},
+		{`{"resourceType":"Bundle","id":"b","type":"transaction-response","entry":[{"response":{"status":"412","outcome":{"resourceType":"OperationOutcome",` +
+			`"issue":[{"severity":"error","code":"duplicate","diagnostics":"Patient Ada Quist already exists"}]}}}]}`, "entry[0].response.outcome.issue[0].diagnostics"},
+	} {
+		out, err := e.Encrypt(ctx, []byte(c.doc))
+		require.NoError(t, err, c.doc)
+		assert.NotContains(t, string(out), "Ada Quist", c.doc)
+		assert.Equal(t, []string{c.path}, armoredPaths(t, out), c.doc)
+		back, err := e.Decrypt(ctx, out)
+		require.NoError(t, err, c.doc)
+		assert.Equal(t, c.doc, string(back))
+		_, err = e.Decrypt(ctx, []byte(c.doc))
+		require.ErrorIs(t, err, fhir.ErrNotEncrypted, c.doc)
+	}
+}
