@@ -401,13 +401,16 @@ func fhirDate(s string) (year, prec int, ok bool) {
 
 // isDateKey reports whether member k is one that FHIR types as a date,
 // dateTime, instant or Period: birthDate, deceasedDateTime, recordedDate,
-// occurrenceDateTime, date, issued, start and end (of a Period), ... A
+// occurrenceDateTime, date, issued, start and end (of a Period),
+// authored, sent, received, dateTime, dateAsserted, when, whenHandedOver,
+// lastOccurrence, onset, creation, Timing.event, ... A
 // value there that is not a FHIR date ("03/12/1980", "1980-03-12 10:00",
 // a number) is a date all the same, whose year cannot be told: it is
 // encrypted whole.
 func isDateKey(k string) bool {
 	switch k {
-	case "date", "start", "end", "issued", "recorded", "authoredOn", "created", "lastUpdated", "lastModified", "timestamp", "period":
+	case "date", "start", "end", "issued", "recorded", "authoredOn", "created", "lastUpdated", "lastModified", "timestamp", "period",
+		"authored", "sent", "received", "lastOccurrence", "onset", "creation", "event":
 		return true
 	}
 	for _, suffix := range [...]string{"Date", "DateTime", "Instant", "Period"} {
@@ -415,7 +418,8 @@ func isDateKey(k string) bool {
 			return true
 		}
 	}
-	return false
+	// dateTime, dateAsserted; when, whenPrepared, whenHandedOver.
+	return strings.HasPrefix(k, "date") || strings.HasPrefix(k, "when")
 }
 
 // harborWalk is the state of one Safe Harbor selection.

@@ -988,3 +988,38 @@ func TestSafeHarborMoreFreeText(t *testing.T) {
 		require.ErrorIs(t, err, fhir.ErrNotEncrypted, c.doc)
 	}
 }
+
+// TestSafeHarborMalformedDatesOtherElements: the date elements whose
+// names do not end in Date, DateTime, Instant or Period
+// (QuestionnaireResponse.authored, Communication.sent and received,
+// Consent.dateTime, MedicationStatement.dateAsserted, MedicationDispense
+// whenHandedOver, Signature.when, AllergyIntolerance.lastOccurrence, a
+// reaction's onset, Attachment.creation, Timing.event) hold dates too: a
+// value there that is not a FHIR date is encrypted whole.
+func TestSafeHarborMalformedDatesOtherElements(t *testing.T) {
+	ctx := context.Background()
+	e := harborEnv(t, harborProfile()).compact
+	const d = "03/12/1980 10:00"
+	for _, c := range []struct{ doc, path string }{
+		{`{"resourceType":"QuestionnaireResponse","id":"q1","status":"completed","authored":"` + d + `"}`, "authored"},
+		{`{"resourceType":"Communication","id":"c1","status":"completed","sent":"` + d + `","received":19800312}`, "sent"},
+		{`{"resourceType":"Consent","id":"c1","dateTime":"` + d + `"}`, "dateTime"},
+		{`{"resourceType":"MedicationStatement","id":"m1","dateAsserted":"` + d + `"}`, "dateAsserted"},
+		{`{"resourceType":"MedicationDispense","id":"m1","whenHandedOver":"` + d + `"}`, "whenHandedOver"},
+		{`{"resourceType":"Provenance","id":"p1","signature":[{"when":"` + d + `"}]}`, "signature[0].when"},
+		{`{"resourceType":"AllergyIntolerance","id":"a1","lastOccurrence":"` + d + `","reaction":[{"onset":"` + d + `"}]}`, "lastOccurrence"},
+		{`{"resourceType":"DocumentReference","id":"d1","content":[{"attachment":{"contentType":"text/plain","creation":"` + d + `"}}]}`, "content[0].attachment.creation"},
+		{`{"resourceType":"MedicationRequest","id":"m1","dosageInstruction":[{"timing":{"event":["` + d + `"]}}]}`, "dosageInstruction[0].timing.event[0]"},
+	} {
+		out, err := e.Encrypt(ctx, []byte(c.doc))
+		require.NoError(t, err, c.doc)
+		assert.NotContains(t, string(out), d, c.doc)
+		assert.NotContains(t, string(out), "19800312", c.doc)
+		assert.Contains(t, armoredPaths(t, out), c.path, c.doc)
+		back, err := e.Decrypt(ctx, out)
+		require.NoError(t, err, c.doc)
+		assert.Equal(t, c.doc, string(back))
+		_, err = e.Decrypt(ctx, []byte(c.doc))
+		require.ErrorIs(t, err, fhir.ErrNotEncrypted, c.doc)
+	}
+}
