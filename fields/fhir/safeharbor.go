@@ -661,20 +661,21 @@ func (hw *harborWalk) isQuery(obj, n int32, k string) bool {
 	if t.nodes[n].kind != kindString || k != "reference" && k != "url" && k != "ifNoneExist" {
 		return false
 	}
-	hw.buf = t.text(hw.buf[:0], n)
-	s := string(hw.buf)
+	var path []byte
 	if k == "ifNoneExist" {
 		// The query of a conditional create, of the type of the request's url.
-		s = "?" + s
 		if u := t.member(obj, "url"); u != none && t.nodes[u].kind == kindString {
-			s = string(t.text(nil, u)) + s
+			path, _, _ = bytes.Cut(t.text(hw.buf[:0], u), []byte("?"))
+		}
+	} else {
+		// (Every reference comes here: no allocation.)
+		hw.buf = t.text(hw.buf[:0], n)
+		var ok bool
+		if path, _, ok = bytes.Cut(hw.buf, []byte("?")); !ok {
+			return false
 		}
 	}
-	path, _, ok := strings.Cut(s, "?")
-	if !ok {
-		return false
-	}
-	return !isProviderType(path[strings.LastIndexByte(path, '/')+1:])
+	return !isProviderType(string(path[bytes.LastIndexByte(path, '/')+1:]))
 }
 
 // isProviderType reports whether resources of type typ describe
