@@ -606,16 +606,12 @@ var errEnough = errors.New("enough matches")
 // holds at most 2n+1 patients whatever the table's size. A LIMIT alone
 // would count candidates, not matches.
 func (s *Service) queryFirst(db *gorm.DB, q *fields.Query, n int) ([]Patient, bool, error) {
-	plugin, ok := db.Config.Plugins[gormphi.Name].(*gormphi.Plugin)
-	if !ok {
-		return nil, false, errors.New("ehr-backend: the gormphi plugin is not registered")
-	}
-	search, err := plugin.Codec().Search(db.Statement.Context, q)
+	search, scope, err := gormphi.Prepare(db, q)
 	if err != nil {
 		return nil, false, err
 	}
 	var found, batch []Patient
-	err = db.Scopes(gormphi.Where(q)).FindInBatches(&batch, n+1, func(*gorm.DB, int) error {
+	err = db.Scopes(scope).FindInBatches(&batch, n+1, func(*gorm.DB, int) error {
 		for i := range batch {
 			ok, err := search.Match(&batch[i])
 			if err != nil {

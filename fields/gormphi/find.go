@@ -38,11 +38,7 @@ func Query[T any](db *gorm.DB, q *fields.Query) ([]T, error) {
 	if _, ok := q.Template().(*T); !ok {
 		return nil, fmt.Errorf("gormphi: Query[%v] with a template of type %T", reflect.TypeFor[T](), q.Template())
 	}
-	p, err := pluginOf(db)
-	if err != nil {
-		return nil, err
-	}
-	s, scopes, err := p.search(db, q)
+	s, scopes, err := Prepare(db, q)
 	if err != nil {
 		return nil, err
 	}
@@ -73,18 +69,27 @@ func Query[T any](db *gorm.DB, q *fields.Query) ([]T, error) {
 // is true, or call Query, which does both.
 func Where(q *fields.Query) func(*gorm.DB) *gorm.DB {
 	return func(db *gorm.DB) *gorm.DB {
-		p, err := pluginOf(db)
-		if err != nil {
-			db.AddError(err)
-			return db
-		}
-		_, scopes, err := p.search(db, q)
+		_, scopes, err := Prepare(db, q)
 		if err != nil {
 			db.AddError(err)
 			return db
 		}
 		return scopes(db)
 	}
+}
+
+// Prepare computes q's terms once and returns the Search, whose Match
+// keeps the rows that really match, with the scope that narrows a query
+// on db to q's candidates, as Where does. It is for code that reads the
+// candidates itself, in batches (FindInBatches, with a Limit per batch)
+// or with a cursor: Where would compute the terms again each time GORM
+// applies it, and a separate Codec.Search once more.
+func Prepare(db *gorm.DB, q *fields.Query) (*fields.Search, func(*gorm.DB) *gorm.DB, error) {
+	p, err := pluginOf(db)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p.search(db, q)
 }
 
 // search computes q's terms and the scope that writes them with GORM's

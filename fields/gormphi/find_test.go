@@ -197,6 +197,24 @@ func TestQueryRangesAndPrefixes(t *testing.T) {
 				}
 				assert.Contains(t, got, p.ID, kind)
 				assert.ElementsMatch(t, want, got, "%s %s %s", kind, prefix, r)
+				// Prepare's Search and scope, over candidates read in batches.
+				s, scope, err := gormphi.Prepare(se.db, q)
+				require.NoError(t, err)
+				var batch []SearchPatient
+				var batched []string
+				require.NoError(t, se.db.Scopes(scope).FindInBatches(&batch, 7, func(*gorm.DB, int) error {
+					for i := range batch {
+						ok, err := s.Match(&batch[i])
+						if err != nil {
+							return err
+						}
+						if ok {
+							batched = append(batched, batch[i].ID)
+						}
+					}
+					return nil
+				}).Error)
+				assert.ElementsMatch(t, want, batched, "Prepare, in batches: %s %s %s", kind, prefix, r)
 				var candidates int64
 				require.NoError(t, se.db.Model(&SearchPatient{}).Scopes(gormphi.Where(q)).Count(&candidates).Error)
 				st := stats[kind]
