@@ -351,9 +351,9 @@ func (k *Keyring) activeKey(ctx context.Context, id ID, n uint64) (*activeKey, e
 // loadActive reserves a block of the active version's budget in the store,
 // creating or rotating the version when needed, and unwraps it.
 func (k *Keyring) loadActive(ctx context.Context, id ID) (*activeKey, error) {
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		a, err := k.tryLoadActive(ctx, id)
-		if !errors.Is(err, errRetryRotation) || attempt == 3 {
+		if !retryRotation(ctx, err, attempt) {
 			return a, err
 		}
 		// Our new version lost a race with another keyring's: use theirs.
@@ -438,6 +438,20 @@ func (k *Keyring) tryLoadActive(ctx context.Context, id ID) (*activeKey, error) 
 }
 
 var errRetryRotation = errors.New("keys: rotation raced")
+
+// maxRotationAttempts bounds the attempts of a rotation that keeps losing
+// races with other rotations of the same key set: each loss means another
+// version landed first, so the key set moves on; under heavy contention
+// (many writers, a small message budget) a handful of attempts was not
+// always enough.
+const maxRotationAttempts = 16
+
+// retryRotation reports whether attempt, which failed with err, is to be
+// tried again: it lost a race (errRetryRotation), ctx is not done, and
+// attempts remain.
+func retryRotation(ctx context.Context, err error, attempt int) bool {
+	return errors.Is(err, errRetryRotation) && ctx.Err() == nil && attempt < maxRotationAttempts
+}
 
 // reserveBlock is the share of a new version's budget a keyring takes.
 func (k *Keyring) reserveBlock(id ID) uint64 {

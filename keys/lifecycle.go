@@ -49,9 +49,9 @@ func (k *Keyring) Rotate(ctx context.Context, id ID) (uint32, error) {
 	if err := k.checkID(ctx, OpRotate, id); err != nil {
 		return 0, err
 	}
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		v, err := k.rotate(ctx, id)
-		if !errors.Is(err, errRetryRotation) || attempt == 3 {
+		if !retryRotation(ctx, err, attempt) {
 			return v, err
 		}
 	}
